@@ -1,0 +1,189 @@
+//! Handlers of the intents API: parse the request, call the service, render the wire shape.
+//! No lifecycle rule or SQL lives here.
+
+use hyper::body::Incoming;
+use hyper::Response;
+use serde_json::Value;
+
+use super::request;
+use super::response::{self, from_rendered, Body};
+use super::wire;
+use super::Ctx;
+use crate::model::Status;
+use crate::service::idempotency::write_once;
+use crate::service::intents::{self, Changed};
+use crate::service::requests;
+use crate::store::intents::ListFilter;
+use crate::Error;
+
+type Result = std::result::Result<Response<Body>, Error>;
+
+pub async fn create(ctx: Ctx, body: Incoming) -> Result {
+    let body = ctx.json(body).await?;
+    let req = requests::create_intent(&body, ctx.state.limits.max_payload_bytes)?;
+    let scope = ctx.idempotency("POST /v1/intents".into(), &body)?;
+    let caller = ctx.principal.name.clone();
+    let rendered = write_once(
+        &ctx.state.store,
+        scope,
+        move |c| intents::create(c, req, &caller),
+        |created| {
+            response::render(&wire::Created {
+                ok: true,
+                intent_id: &created.intent.intent_id,
+                status: created.intent.status.as_str(),
+                created_at: &created.intent.created_at,
+            })
+        },
+    )
+    .await?;
+    Ok(from_rendered(rendered))
+}
+
+pub async fn get(ctx: Ctx) -> Result {
+    let id = request::intent_id(ctx.param(0))?;
+    let row = ctx.state.store.read(move |c| intents::get(c, &id)).await?;
+    response::ok(&wire::IntentEnvelope {
+        ok: true,
+        intent: wire::Intent::from_row(&row)?,
+    })
+}
+
+/// The most intents one page of the listing returns.
+const LIST_LIMIT_MAX: i64 = 200;
+
+pub async fn list(ctx: Ctx) -> Result {
+    let q = &ctx.query;
+    let addr = |name: &str| -> std::result::Result<Option<String>, Error> {
+        q.get(name)
+            .map(|v| crate::service::validate::address(name, v))
+            .transpose()
+    };
+    let status = match q.get("status") {
+        None => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            Error::invalid(
+                "status",
+                "must be one of the intent statuses (e.g. SUBMITTED)",
+            )
+        })?),
+    };
+    let correlation_id = q
+        .get("correlation_id")
+        .map(|v| crate::service::validate::uuid("correlation_id", v))
+        .transpose()?;
+    let filter = ListFilter {
+        to_agent: addr("to_agent")?,
+        from_agent: addr("from_agent")?,
+        status,
+        correlation_id,
+        before_id: q.int("cursor", 1, i64::MAX)?,
+        limit: q.int("limit", 1, LIST_LIMIT_MAX)?.unwrap_or(50) as usize,
+    };
+    let (rows, next) = ctx
+        .state
+        .store
+        .read(move |c| intents::list(c, filter))
+        .await?;
+    response::ok(&wire::IntentList {
+        ok: true,
+        intents: rows
+            .iter()
+            .map(wire::Intent::from_row)
+            .collect::<std::result::Result<_, _>>()?,
+        next_cursor: next.map(|n| n.to_string()),
+    })
+}
+
+pub async fn events(ctx: Ctx) -> Result {
+    let id = request::intent_id(ctx.param(0))?;
+    let since = ctx.query.int("since", 0, i64::MAX)?.unwrap_or(0);
+    let rows = ctx
+        .state
+        .store
+        .read(move |c| intents::events_since(c, &id, since))
+        .await?;
+    response::ok(&wire::EventList {
+        ok: true,
+        events: wire::Event::list(&rows)?,
+    })
+}
+
+/// Which change a write endpoint asks for.
+enum Op {
+    Resolve(requests::Resolve),
+    Resume(requests::Resume),
+    Ack(Option<String>),
+    Progress(requests::Progress),
+}
+
+pub async fn resolve(ctx: Ctx, body: Incoming) -> Result {
+    change(ctx, body, "resolve", |b| {
+        requests::resolve(b).map(Op::Resolve)
+    })
+    .await
+}
+
+pub async fn resume(ctx: Ctx, body: Incoming) -> Result {
+    change(ctx, body, "resume", |b| requests::resume(b).map(Op::Resume)).await
+}
+
+pub async fn ack(ctx: Ctx, body: Incoming) -> Result {
+    change(ctx, body, "ack", |b| requests::ack(b).map(Op::Ack)).await
+}
+
+pub async fn progress(ctx: Ctx, body: Incoming) -> Result {
+    change(ctx, body, "progress", |b| {
+        requests::progress(b).map(Op::Progress)
+    })
+    .await
+}
+
+/// The shared path of every state-changing endpoint on one intent.
+async fn change(
+    ctx: Ctx,
+    body: Incoming,
+    action: &str,
+    parse: impl FnOnce(&Value) -> std::result::Result<Op, Error>,
+) -> Result {
+    let id = request::intent_id(ctx.param(0))?;
+    let body = ctx.json(body).await?;
+    let op = parse(&body)?;
+    request::owner_agent(&ctx.headers, &ctx.query)?;
+    let scope = ctx.idempotency(format!("POST /v1/intents/{id}/{action}"), &body)?;
+    let caller = ctx.principal.name.clone();
+    let is_resolve = matches!(op, Op::Resolve(_));
+    let rendered = write_once(
+        &ctx.state.store,
+        scope,
+        move |c| match op {
+            Op::Resolve(r) => intents::resolve(c, &id, r, &caller),
+            Op::Resume(r) => intents::resume(c, &id, r, &caller),
+            Op::Ack(actor) => intents::ack(c, &id, actor, &caller),
+            Op::Progress(p) => intents::progress(c, &id, p, &caller),
+        },
+        move |changed| render_changed(changed, is_resolve),
+    )
+    .await?;
+    Ok(from_rendered(rendered))
+}
+
+fn render_changed(
+    changed: &Changed,
+    is_resolve: bool,
+) -> std::result::Result<crate::service::idempotency::Rendered, Error> {
+    let last = changed
+        .last_event()
+        .ok_or_else(|| Error::internal("a change appended no event"))?;
+    response::render(&wire::ChangedIntent {
+        ok: true,
+        intent: wire::Intent::from_row(&changed.intent)?,
+        event: wire::Event::from_row(last)?,
+        events: (!is_resolve)
+            .then(|| wire::Event::list(&changed.events))
+            .transpose()?,
+        completion_delivery: is_resolve
+            .then(|| wire::CompletionDelivery::from_row(changed.completion.as_ref()))
+            .transpose()?,
+    })
+}

@@ -1,0 +1,176 @@
+//! The HTTP layer: turns requests into calls of the service and results into AXME wire JSON.
+//! It owns routing (`router`), request reading (`request`), wire types (`wire`) and the one
+//! error-to-response conversion (`response`). It never runs SQL and never decides a lifecycle
+//! rule; handlers only await the store's channels, so no tokio worker ever blocks on SQLite.
+
+mod intents;
+pub mod request;
+pub mod response;
+pub mod router;
+pub mod wire;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response};
+use serde_json::Value;
+
+use self::request::Query;
+use self::response::Body;
+use self::router::{Matched, Route};
+use crate::service::auth::{Keys, Principal};
+use crate::service::idempotency::Scope;
+use crate::store::{migrations, Store};
+use crate::Error;
+
+/// Size limits of request bodies.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The largest `payload` of an intent, in bytes of JSON.
+    pub max_payload_bytes: usize,
+    /// The largest request body: the payload limit plus room for the other fields.
+    pub max_body_bytes: usize,
+}
+
+impl Limits {
+    pub fn for_payload(max_payload_bytes: usize) -> Limits {
+        Limits {
+            max_payload_bytes,
+            max_body_bytes: max_payload_bytes + 64 * 1024,
+        }
+    }
+}
+
+/// What every request handler shares.
+pub struct AppState {
+    pub store: Store,
+    pub keys: Keys,
+    pub limits: Limits,
+}
+
+/// One request's context after routing and authentication.
+pub struct Ctx {
+    pub state: Arc<AppState>,
+    pub principal: Arc<Principal>,
+    pub params: Vec<String>,
+    pub query: Query,
+    pub headers: HeaderMap,
+}
+
+impl Ctx {
+    /// The `i`-th path parameter (the router guarantees it exists).
+    pub fn param(&self, i: usize) -> &str {
+        self.params.get(i).map(String::as_str).unwrap_or("")
+    }
+
+    pub async fn json(&self, body: Incoming) -> Result<Value, Error> {
+        request::json_body(body, &self.headers, self.state.limits.max_body_bytes).await
+    }
+
+    pub fn idempotency(&self, endpoint: String, body: &Value) -> Result<Option<Scope>, Error> {
+        request::idempotency_scope(&self.headers, &self.principal, endpoint, body)
+    }
+}
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
+
+/// The service function of every connection.
+pub async fn handle(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let request_id = id_header(req.headers(), &X_REQUEST_ID);
+    let trace_id = id_header(req.headers(), &X_TRACE_ID);
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let mut resp = match dispatch(state, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    tracing::debug!(%method, %path, status = resp.status().as_u16(), trace_id = ?trace_id, "request");
+    let h = resp.headers_mut();
+    h.insert(X_REQUEST_ID.clone(), request_id);
+    h.insert(X_TRACE_ID.clone(), trace_id);
+    Ok(resp)
+}
+
+/// The id a client sent in `name`, or a new UUID.
+fn id_header(headers: &HeaderMap, name: &HeaderName) -> HeaderValue {
+    headers
+        .get(name)
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+        })
+}
+
+async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<Body>, Error> {
+    let (parts, body) = req.into_parts();
+    let (route, params) = match router::route(parts.method.as_str(), parts.uri.path()) {
+        Matched::Found(r, p) => (r, p),
+        Matched::MethodNotAllowed(allow) => return Err(Error::MethodNotAllowed { allow }),
+        Matched::NotFound => {
+            return Err(Error::NotFound {
+                what: "route",
+                id: parts.uri.path().to_string(),
+            })
+        }
+    };
+    if route == Route::Health {
+        return health(&state).await;
+    }
+    let principal = request::authenticate(&state.keys, &parts.headers)?;
+    let ctx = Ctx {
+        state,
+        principal,
+        params,
+        query: Query::parse(parts.uri.query())?,
+        headers: parts.headers,
+    };
+    match route {
+        Route::Health => health(&ctx.state).await,
+        Route::Capabilities => capabilities(),
+        Route::CreateIntent => intents::create(ctx, body).await,
+        Route::ListIntents => intents::list(ctx).await,
+        Route::GetIntent => intents::get(ctx).await,
+        Route::ListEvents => intents::events(ctx).await,
+        Route::Resolve => intents::resolve(ctx, body).await,
+        Route::Resume => intents::resume(ctx, body).await,
+        Route::Ack => intents::ack(ctx, body).await,
+        Route::Progress => intents::progress(ctx, body).await,
+    }
+}
+
+/// `GET /health`: open to everyone; 503 when the database cannot be read.
+async fn health(state: &AppState) -> Result<Response<Body>, Error> {
+    let schema_version = state.store.read(migrations::current_version).await?;
+    response::ok(&wire::Health {
+        ok: true,
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        schema_version,
+    })
+}
+
+fn capabilities() -> Result<Response<Body>, Error> {
+    response::ok(&wire::Capabilities {
+        ok: true,
+        capabilities: vec![
+            "intents.create",
+            "intents.get",
+            "intents.list",
+            "intents.events",
+            "intents.resolve",
+            "intents.resume",
+            "intents.ack",
+            "intents.progress",
+            "idempotency",
+        ],
+        supported_intent_types: vec!["intent.ask.v1", "intent.reply.v1"],
+    })
+}

@@ -1,0 +1,99 @@
+//! Building responses: JSON success bodies, and the one conversion from [`Error`] to an HTTP
+//! status and the AXME error body
+//! `{"error":{"code","message","details"},"detail"}`. Handlers return `Result` and never build
+//! error responses themselves.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::service::idempotency::Rendered;
+use crate::Error;
+
+pub type Body = Full<Bytes>;
+
+/// A JSON response with the given status.
+pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// A 200 JSON response of a wire value.
+pub fn ok<T: Serialize>(value: &T) -> Result<Response<Body>, Error> {
+    Ok(json_bytes(StatusCode::OK, serde_json::to_vec(value)?))
+}
+
+/// Renders a wire value as a 200 for storing (idempotency) and sending.
+pub fn render<T: Serialize>(value: &T) -> Result<Rendered, Error> {
+    Ok(Rendered {
+        status: 200,
+        body: serde_json::to_vec(value)?,
+        replayed: false,
+    })
+}
+
+/// Turns a rendered (possibly replayed) response into a hyper response.
+pub fn from_rendered(r: Rendered) -> Response<Body> {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+    let mut resp = json_bytes(status, r.body);
+    if r.replayed {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Malformed { .. } | Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Error::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Conflict { .. } => StatusCode::CONFLICT,
+            Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The AXME error response for this error.
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        let details = match &self {
+            Error::Invalid { field, reason, .. } | Error::BadRequest { field, reason } => {
+                json!({"field": field, "reason": reason})
+            }
+            Error::TooLarge { field, limit } => json!({"field": field, "limit_bytes": limit}),
+            Error::NotFound { what, id } => json!({"resource": what, "id": id}),
+            _ => json!({}),
+        };
+        if let Error::Internal { reason } = &self {
+            tracing::error!(%reason, "internal error");
+        }
+        let message = self.to_string();
+        let body = json!({
+            "error": {"code": self.code(), "message": message, "details": details},
+            "detail": message,
+        });
+        let mut resp = json_bytes(status, body.to_string().into_bytes());
+        if let Error::MethodNotAllowed { allow } = &self {
+            if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
+                resp.headers_mut().insert(ALLOW, v);
+            }
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}

@@ -1,0 +1,156 @@
+//! The routing table: one line per `(method, path pattern)`, readable in one screen. `*` matches
+//! exactly one path segment and is handed to the handler, percent-decoded, in order. A path that
+//! matches no pattern is 404; one that matches only with another method is 405 with `Allow`.
+
+/// Every endpoint the server answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Health,
+    Capabilities,
+    CreateIntent,
+    ListIntents,
+    GetIntent,
+    ListEvents,
+    Resolve,
+    Resume,
+    Ack,
+    Progress,
+}
+
+const ROUTES: &[(&str, &str, Route)] = &[
+    ("GET", "/health", Route::Health),
+    ("GET", "/v1/capabilities", Route::Capabilities),
+    ("POST", "/v1/intents", Route::CreateIntent),
+    ("GET", "/v1/intents", Route::ListIntents),
+    ("GET", "/v1/intents/*", Route::GetIntent),
+    ("GET", "/v1/intents/*/events", Route::ListEvents),
+    ("POST", "/v1/intents/*/resolve", Route::Resolve),
+    ("POST", "/v1/intents/*/resume", Route::Resume),
+    ("POST", "/v1/intents/*/ack", Route::Ack),
+    ("POST", "/v1/intents/*/progress", Route::Progress),
+];
+
+/// What the table says about a request line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Matched {
+    Found(Route, Vec<String>),
+    MethodNotAllowed(Vec<&'static str>),
+    NotFound,
+}
+
+/// Looks a request up in the table. `HEAD` is answered like `GET`.
+pub fn route(method: &str, path: &str) -> Matched {
+    let method = if method == "HEAD" { "GET" } else { method };
+    let path = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
+    let mut allow = Vec::new();
+    for (m, pattern, route) in ROUTES {
+        if let Some(params) = match_path(pattern, path) {
+            if *m == method {
+                return Matched::Found(*route, params);
+            }
+            allow.push(*m);
+        }
+    }
+    if allow.is_empty() {
+        Matched::NotFound
+    } else {
+        Matched::MethodNotAllowed(allow)
+    }
+}
+
+fn match_path(pattern: &str, path: &str) -> Option<Vec<String>> {
+    let mut params = Vec::new();
+    let mut segs = path.split('/');
+    for want in pattern.split('/') {
+        let got = segs.next()?;
+        if want == "*" {
+            if got.is_empty() {
+                return None;
+            }
+            params.push(percent_decode(got)?);
+        } else if want != got {
+            return None;
+        }
+    }
+    segs.next().is_none().then_some(params)
+}
+
+/// Decodes `%XX` escapes (and, in query strings, `+` as space when `plus_is_space`). `None` if
+/// an escape is malformed or the result is not UTF-8.
+pub fn percent_decode_with(s: &str, plus_is_space: bool) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    percent_decode_with(s, false)
+}
+
+/// Every `(method, pattern)` of the table, for documentation and tests.
+pub fn table() -> impl Iterator<Item = (&'static str, &'static str)> {
+    ROUTES.iter().map(|(m, p, _)| (*m, *p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_routes_and_their_parameters() {
+        assert_eq!(
+            route("GET", "/health"),
+            Matched::Found(Route::Health, vec![])
+        );
+        assert_eq!(
+            route("POST", "/v1/intents/abc/resolve"),
+            Matched::Found(Route::Resolve, vec!["abc".into()])
+        );
+        assert_eq!(
+            route("GET", "/v1/intents/a%2Fb/"),
+            Matched::Found(Route::GetIntent, vec!["a/b".into()])
+        );
+    }
+
+    #[test]
+    fn unknown_paths_are_404_and_wrong_methods_405() {
+        assert_eq!(route("GET", "/v1/nope"), Matched::NotFound);
+        assert_eq!(route("GET", "/v1/intents//events"), Matched::NotFound);
+        assert_eq!(
+            route("DELETE", "/v1/intents"),
+            Matched::MethodNotAllowed(vec!["POST", "GET"])
+        );
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(
+            percent_decode_with("a%3A%2F%2Fb+c", true).unwrap(),
+            "a://b c"
+        );
+        assert_eq!(percent_decode_with("a+b", false).unwrap(), "a+b");
+        assert!(percent_decode_with("%zz", false).is_none());
+        assert!(percent_decode_with("%4", false).is_none());
+    }
+}

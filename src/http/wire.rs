@@ -1,0 +1,242 @@
+//! The JSON shapes clients see (AXP `api.intents.*.response.v1.json`). Only this module derives
+//! `Serialize` for them; stored rows are converted here explicitly, so a change in the schema of
+//! the database never leaks into the API by accident, nor the other way round.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::model::WaitingReason;
+use crate::store::completions::CompletionRow;
+use crate::store::events::EventRow;
+use crate::store::intents::IntentRow;
+use crate::Error;
+
+/// Stored JSON text as an embedded raw JSON value (no re-parse into a tree).
+fn raw(s: &str) -> Result<&RawValue, Error> {
+    Ok(serde_json::from_str(s)?)
+}
+
+fn raw_opt(s: &Option<String>) -> Result<Option<&RawValue>, Error> {
+    s.as_deref().map(raw).transpose()
+}
+
+#[derive(Serialize)]
+pub struct PendingWith<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(rename = "ref")]
+    pub reference: &'a str,
+}
+
+#[derive(Serialize)]
+pub struct Intent<'a> {
+    pub intent_id: &'a str,
+    pub status: &'static str,
+    pub legacy_status: &'static str,
+    pub created_at: &'a str,
+    pub updated_at: &'a str,
+    pub intent_type: &'a str,
+    pub correlation_id: &'a str,
+    pub from_agent: &'a str,
+    pub to_agent: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<&'a str>,
+    pub payload: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline_at: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remind_after_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remind_interval_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_reminders: Option<i64>,
+    pub remind_count: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalate_to: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_delivery_attempts: Option<i64>,
+    pub delivery_attempt: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub human_task: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_with: Option<PendingWith<'a>>,
+    /// The `seq` of the newest event: `events?since=` this value returns only what is new.
+    pub last_seq: i64,
+}
+
+impl<'a> Intent<'a> {
+    pub fn from_row(r: &'a IntentRow) -> Result<Intent<'a>, Error> {
+        let pending_with = (!r.status.is_terminal()).then(|| PendingWith {
+            kind: if r.waiting_reason == Some(WaitingReason::Human) {
+                "human"
+            } else {
+                "agent"
+            },
+            reference: &r.to_agent,
+        });
+        Ok(Intent {
+            intent_id: &r.intent_id,
+            status: r.status.as_str(),
+            legacy_status: r.status.legacy(),
+            created_at: &r.created_at,
+            updated_at: &r.updated_at,
+            intent_type: &r.intent_type,
+            correlation_id: &r.correlation_id,
+            from_agent: &r.from_agent,
+            to_agent: &r.to_agent,
+            reply_to: r.reply_to.as_deref(),
+            payload: raw(&r.payload)?,
+            waiting_reason: r.waiting_reason.map(|w| w.as_str()),
+            result: raw_opt(&r.result)?,
+            error: raw_opt(&r.error)?,
+            deadline_at: r.deadline_at.as_deref(),
+            remind_after_seconds: r.remind_after_seconds,
+            remind_interval_seconds: r.remind_interval_seconds,
+            max_reminders: r.max_reminders,
+            remind_count: r.remind_count,
+            escalate_to: r.escalate_to.as_deref(),
+            max_delivery_attempts: r.max_delivery_attempts,
+            delivery_attempt: r.delivery_attempt,
+            human_task: raw_opt(&r.human_task)?,
+            pending_with,
+            last_seq: r.last_seq,
+        })
+    }
+}
+
+#[derive(Serialize)]
+pub struct Event<'a> {
+    pub intent_id: &'a str,
+    pub seq: i64,
+    pub event_type: &'a str,
+    pub status: &'static str,
+    pub waiting_reason: Option<&'static str>,
+    pub handler: Option<&'a str>,
+    pub actor: &'a str,
+    pub at: &'a str,
+    pub details: &'a RawValue,
+}
+
+impl<'a> Event<'a> {
+    pub fn from_row(r: &'a EventRow) -> Result<Event<'a>, Error> {
+        Ok(Event {
+            intent_id: &r.intent_id,
+            seq: r.seq,
+            event_type: &r.event_type,
+            status: r.status.as_str(),
+            waiting_reason: r.waiting_reason.map(|w| w.as_str()),
+            handler: r.handler.as_deref(),
+            actor: &r.actor,
+            at: &r.at,
+            details: raw(&r.details)?,
+        })
+    }
+
+    pub fn list(rows: &'a [EventRow]) -> Result<Vec<Event<'a>>, Error> {
+        rows.iter().map(Event::from_row).collect()
+    }
+}
+
+#[derive(Serialize)]
+pub struct Created<'a> {
+    pub ok: bool,
+    pub intent_id: &'a str,
+    pub status: &'static str,
+    pub created_at: &'a str,
+}
+
+#[derive(Serialize)]
+pub struct IntentEnvelope<'a> {
+    pub ok: bool,
+    pub intent: Intent<'a>,
+}
+
+#[derive(Serialize)]
+pub struct IntentList<'a> {
+    pub ok: bool,
+    pub intents: Vec<Intent<'a>>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct EventList<'a> {
+    pub ok: bool,
+    pub events: Vec<Event<'a>>,
+}
+
+/// What happened to an intent's completion (`completion_delivery` of AXME's resolve).
+#[derive(Serialize)]
+pub struct CompletionDelivery<'a> {
+    pub delivered: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion: Option<&'a RawValue>,
+}
+
+impl<'a> CompletionDelivery<'a> {
+    pub fn from_row(c: Option<&'a CompletionRow>) -> Result<CompletionDelivery<'a>, Error> {
+        Ok(match c {
+            Some(c) => CompletionDelivery {
+                delivered: true,
+                reason: None,
+                reply_to: Some(&c.reply_to),
+                thread_id: Some(&c.intent_id),
+                message_id: Some(&c.message_id),
+                completion: Some(raw(&c.body)?),
+            },
+            None => CompletionDelivery {
+                delivered: false,
+                reason: Some("no_reply_to"),
+                reply_to: None,
+                thread_id: None,
+                message_id: None,
+                completion: None,
+            },
+        })
+    }
+}
+
+/// The answer to resolve, resume, ack and progress: the intent after the change and the
+/// event(s) the change appended.
+#[derive(Serialize)]
+pub struct ChangedIntent<'a> {
+    pub ok: bool,
+    pub intent: Intent<'a>,
+    /// The last event appended.
+    pub event: Event<'a>,
+    /// Every event appended, oldest first (more than one when an ack records the hand-over).
+    /// Absent from resolve, whose AXP schema has no such field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<Event<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_delivery: Option<CompletionDelivery<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct Capabilities {
+    pub ok: bool,
+    pub capabilities: Vec<&'static str>,
+    pub supported_intent_types: Vec<&'static str>,
+}
+
+#[derive(Serialize)]
+pub struct Health {
+    pub ok: bool,
+    pub status: &'static str,
+    pub version: &'static str,
+    pub schema_version: i64,
+}

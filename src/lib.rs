@@ -1,0 +1,17 @@
+//! axme: a self-hosted, single-binary intent server, wire-compatible with the AXME public API.
+//!
+//! The crate is the server as a library: [`server::Server`] opens a database and serves the API
+//! on a listener until a shutdown future resolves. See `ARCHITECTURE.md` for the module map.
+
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod config;
+mod error;
+pub mod http;
+pub mod model;
+pub mod server;
+pub mod service;
+pub mod store;
+
+pub use error::Error;

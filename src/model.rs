@@ -1,0 +1,161 @@
+//! Plain domain vocabulary shared by every layer: intent statuses, waiting reasons and event
+//! types, with their wire spellings. Nothing here knows about SQL, HTTP or the rules of which
+//! status may follow which (that table lives in `service::lifecycle`).
+
+use std::fmt;
+
+/// The status of an intent (AXP `intent.lifecycle.v1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Status {
+    Created,
+    Submitted,
+    Delivered,
+    Acknowledged,
+    InProgress,
+    Waiting,
+    Completed,
+    Failed,
+    Canceled,
+    TimedOut,
+}
+
+impl Status {
+    pub const ALL: [Status; 10] = [
+        Status::Created,
+        Status::Submitted,
+        Status::Delivered,
+        Status::Acknowledged,
+        Status::InProgress,
+        Status::Waiting,
+        Status::Completed,
+        Status::Failed,
+        Status::Canceled,
+        Status::TimedOut,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "CREATED",
+            Status::Submitted => "SUBMITTED",
+            Status::Delivered => "DELIVERED",
+            Status::Acknowledged => "ACKNOWLEDGED",
+            Status::InProgress => "IN_PROGRESS",
+            Status::Waiting => "WAITING",
+            Status::Completed => "COMPLETED",
+            Status::Failed => "FAILED",
+            Status::Canceled => "CANCELED",
+            Status::TimedOut => "TIMED_OUT",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Terminal statuses never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Status::Completed | Status::Failed | Status::Canceled | Status::TimedOut
+        )
+    }
+
+    /// The event type recorded when an intent enters this status.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Status::Created => "intent.created",
+            Status::Submitted => "intent.submitted",
+            Status::Delivered => "intent.delivered",
+            Status::Acknowledged => "intent.acknowledged",
+            Status::InProgress => "intent.in_progress",
+            Status::Waiting => "intent.waiting",
+            Status::Completed => "intent.completed",
+            Status::Failed => "intent.failed",
+            Status::Canceled => "intent.canceled",
+            Status::TimedOut => "intent.timed_out",
+        }
+    }
+
+    /// The coarse status older AXME clients read (`legacy_status`).
+    pub fn legacy(self) -> &'static str {
+        match self {
+            Status::Created | Status::Submitted | Status::Delivered | Status::Acknowledged => {
+                "accepted"
+            }
+            Status::InProgress => "running",
+            Status::Waiting => "blocked",
+            Status::Completed => "done",
+            Status::Failed | Status::Canceled | Status::TimedOut => "failed",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a WAITING intent waits. A WAITING intent always carries one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WaitingReason {
+    Human,
+    Tool,
+    Agent,
+    Time,
+}
+
+impl WaitingReason {
+    pub const ALL: [WaitingReason; 4] = [
+        WaitingReason::Human,
+        WaitingReason::Tool,
+        WaitingReason::Agent,
+        WaitingReason::Time,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitingReason::Human => "WAITING_FOR_HUMAN",
+            WaitingReason::Tool => "WAITING_FOR_TOOL",
+            WaitingReason::Agent => "WAITING_FOR_AGENT",
+            WaitingReason::Time => "WAITING_FOR_TIME",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<WaitingReason> {
+        WaitingReason::ALL.into_iter().find(|w| w.as_str() == s)
+    }
+}
+
+/// Event types that record something other than a status change.
+pub mod event_type {
+    pub const TRANSFER: &str = "intent.transfer";
+    pub const REMINDER: &str = "intent.reminder";
+    pub const ESCALATED: &str = "intent.escalated";
+    pub const DELIVERY_FAILED: &str = "intent.delivery_failed";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_spellings_round_trip() {
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+            assert_eq!(
+                s.event_type(),
+                format!("intent.{}", s.as_str().to_lowercase())
+            );
+        }
+        assert_eq!(Status::parse("completed"), None);
+    }
+
+    #[test]
+    fn waiting_reasons_round_trip() {
+        for w in WaitingReason::ALL {
+            assert_eq!(WaitingReason::parse(w.as_str()), Some(w));
+        }
+        assert_eq!(WaitingReason::parse("WAITING"), None);
+    }
+}

@@ -1,0 +1,156 @@
+//! API keys: generation, hashing, the first admin key of a new database, and the in-memory
+//! table that authenticates every request without touching SQLite. Keys are stored only as
+//! SHA-256 hashes (they are 256-bit random strings, so a fast hash is enough); a key is shown
+//! once, when created, and never logged.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use base64::Engine;
+use ring::digest;
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::clock;
+use crate::store::{keys, Store};
+use crate::Error;
+
+/// Who is calling: the live key that authenticated the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub key_id: String,
+    /// The key's name; also the caller's default agent name (`agent://<name>`).
+    pub name: String,
+    pub role: String,
+}
+
+/// The live keys by hash. Loaded at start; every key change updates it in the same step.
+#[derive(Default)]
+pub struct Keys {
+    /// Written by key creation/revocation, read by every request.
+    by_hash: RwLock<HashMap<[u8; 32], Arc<Principal>>>,
+}
+
+impl Keys {
+    /// Loads every live key from the store.
+    pub async fn load(store: &Store) -> Result<Keys, Error> {
+        let rows = store.read(keys::list_live).await?;
+        let keys = Keys::default();
+        for r in rows {
+            keys.insert(&r);
+        }
+        Ok(keys)
+    }
+
+    fn insert(&self, r: &keys::KeyRow) {
+        let Ok(hash) = <[u8; 32]>::try_from(r.key_hash.as_slice()) else {
+            tracing::warn!(key_id = %r.key_id, "ignoring a stored key with a malformed hash");
+            return;
+        };
+        if let Ok(mut map) = self.by_hash.write() {
+            map.insert(
+                hash,
+                Arc::new(Principal {
+                    key_id: r.key_id.clone(),
+                    name: r.name.clone(),
+                    role: r.role.clone(),
+                }),
+            );
+        }
+    }
+
+    /// The principal of a presented key, if it is a live key.
+    pub fn authenticate(&self, presented: &str) -> Option<Arc<Principal>> {
+        let hash = hash_key(presented);
+        self.by_hash.read().ok()?.get(&hash).cloned()
+    }
+}
+
+/// SHA-256 of a key.
+pub fn hash_key(key: &str) -> [u8; 32] {
+    let d = digest::digest(&digest::SHA256, key.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// A new random key: `axme_` and 32 random bytes in URL-safe base64.
+pub fn generate_key() -> Result<String, Error> {
+    let mut bytes = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Error::internal("the system random source failed"))?;
+    Ok(format!(
+        "axme_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ))
+}
+
+/// What [`bootstrap`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// The database already had the given key, or keys and none was given.
+    Unchanged,
+    /// The given key was stored as an admin key.
+    Stored,
+    /// A new admin key was generated; it must be shown to the operator now, once.
+    Generated(String),
+}
+
+/// Makes sure the database has an admin key: the one given (`--api-key`), stored if it is new,
+/// or on a new database without one, a generated key.
+pub async fn bootstrap(store: &Store, given: Option<&str>) -> Result<Bootstrap, Error> {
+    if let Some(k) = given {
+        if k.len() < 16 {
+            return Err(Error::invalid(
+                "--api-key",
+                "must be at least 16 characters",
+            ));
+        }
+    }
+    let given = given.map(str::to_string);
+    store
+        .write(move |conn| {
+            let live = keys::list_live(conn)?;
+            let (key, outcome) = match given {
+                Some(k) => {
+                    let hash = hash_key(&k);
+                    if live.iter().any(|r| r.key_hash == hash) {
+                        return Ok(Bootstrap::Unchanged);
+                    }
+                    (k, Bootstrap::Stored)
+                }
+                None if keys::count_all(conn)? > 0 => return Ok(Bootstrap::Unchanged),
+                None => {
+                    let k = generate_key()?;
+                    (k.clone(), Bootstrap::Generated(k))
+                }
+            };
+            keys::insert(
+                conn,
+                &keys::KeyRow {
+                    key_id: uuid::Uuid::new_v4().to_string(),
+                    key_hash: hash_key(&key).to_vec(),
+                    name: "admin".into(),
+                    role: "admin".into(),
+                    created_at: clock::now_rfc3339(),
+                    revoked_at: None,
+                },
+            )?;
+            Ok(outcome)
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_are_long_random_and_distinct() {
+        let a = generate_key().unwrap();
+        let b = generate_key().unwrap();
+        assert!(a.starts_with("axme_") && a.len() == 5 + 43, "{a}");
+        assert_ne!(a, b);
+        assert_ne!(hash_key(&a), hash_key(&b));
+    }
+}

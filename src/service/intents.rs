@@ -1,0 +1,386 @@
+//! Intent operations. Each write operation is a function on the writer's connection, run inside
+//! one transaction by `Store::write`: it reads the intent, asks `lifecycle::check` whether the
+//! move is legal, and writes the new state and its event together, so an intent's status and
+//! its history can never disagree. [`transition`] is the only place a status changes.
+
+use serde_json::{json, Value};
+
+use super::lifecycle;
+use super::requests::{CreateIntent, Progress, Resolve, Resume};
+use crate::clock;
+use crate::model::{Status, WaitingReason};
+use crate::store::completions::{self, CompletionRow};
+use crate::store::events::{self, EventRow};
+use crate::store::intents::{self, IntentRow, ListFilter};
+use crate::Error;
+use rusqlite::Connection;
+
+/// The most events one page of `GET /v1/intents/{id}/events` returns.
+pub const EVENTS_PAGE_MAX: usize = 1000;
+
+/// A created intent with its first two events.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub intent: IntentRow,
+    pub events: Vec<EventRow>,
+}
+
+/// An intent after a change, with the events the change appended (oldest first) and, when the
+/// change made it terminal and it has `reply_to`, the stored completion.
+#[derive(Debug, Clone)]
+pub struct Changed {
+    pub intent: IntentRow,
+    pub events: Vec<EventRow>,
+    pub completion: Option<CompletionRow>,
+}
+
+impl Changed {
+    /// The last event the change appended.
+    pub fn last_event(&self) -> Option<&EventRow> {
+        self.events.last()
+    }
+}
+
+/// One status change, as asked for by an operation.
+pub struct Change<'a> {
+    pub to: Status,
+    pub waiting_reason: Option<WaitingReason>,
+    pub actor: &'a str,
+    pub details: Value,
+    pub result: Option<Value>,
+    pub error: Option<Value>,
+}
+
+impl<'a> Change<'a> {
+    pub fn to(to: Status, actor: &'a str) -> Change<'a> {
+        Change {
+            to,
+            waiting_reason: None,
+            actor,
+            details: json!({}),
+            result: None,
+            error: None,
+        }
+    }
+}
+
+/// Moves an intent to a new status: checks the move, appends its event with the next `seq`,
+/// writes the new state, and stores the completion for `reply_to` when the intent becomes
+/// terminal. Every status change of the program goes through here.
+pub fn transition(
+    conn: &Connection,
+    intent: &mut IntentRow,
+    change: Change<'_>,
+) -> Result<(EventRow, Option<CompletionRow>), Error> {
+    lifecycle::check(intent.status, change.to)?;
+    if (change.to == Status::Waiting) != change.waiting_reason.is_some() {
+        return Err(Error::internal(
+            "a WAITING intent needs a waiting reason, and only a WAITING one",
+        ));
+    }
+    let now = clock::now_rfc3339();
+    intent.status = change.to;
+    intent.waiting_reason = change.waiting_reason;
+    if let Some(r) = &change.result {
+        intent.result = Some(serde_json::to_string(r)?);
+    }
+    if let Some(e) = &change.error {
+        intent.error = Some(serde_json::to_string(e)?);
+    }
+    intent.last_seq += 1;
+    intent.updated_at = now.clone();
+    let mut event = EventRow {
+        event_id: 0,
+        intent_id: intent.intent_id.clone(),
+        seq: intent.last_seq,
+        event_type: change.to.event_type().to_string(),
+        status: change.to,
+        waiting_reason: change.waiting_reason,
+        handler: Some(intent.to_agent.clone()),
+        actor: change.actor.to_string(),
+        at: now.clone(),
+        details: serde_json::to_string(&change.details)?,
+    };
+    event.event_id = events::append(conn, &event)?;
+    intents::update_state(conn, intent)?;
+
+    let completion = match (&intent.reply_to, change.to.is_terminal()) {
+        (Some(reply_to), true) => {
+            let mut body = json!({
+                "intent_id": intent.intent_id,
+                "status": change.to.as_str(),
+                "event_seq": event.seq,
+            });
+            if let Some(r) = change.result {
+                body["result"] = r;
+            }
+            if let Some(e) = change.error {
+                body["error"] = e;
+            }
+            if let Some(reason) = change.details.get("reason") {
+                body["reason"] = reason.clone();
+            }
+            let row = CompletionRow {
+                message_id: uuid::Uuid::new_v4().to_string(),
+                intent_id: intent.intent_id.clone(),
+                reply_to: reply_to.clone(),
+                status: change.to.as_str().to_string(),
+                event_seq: event.seq,
+                body: serde_json::to_string(&body)?,
+                created_at: now,
+            };
+            completions::insert(conn, &row)?;
+            Some(row)
+        }
+        _ => None,
+    };
+    Ok((event, completion))
+}
+
+/// Creates an intent: the row, `intent.created` (seq 1) and `intent.submitted` (seq 2).
+/// `from_agent` defaults to the caller's own address.
+pub fn create(conn: &Connection, req: CreateIntent, caller: &str) -> Result<Created, Error> {
+    let now = clock::now_rfc3339();
+    let from_agent = req
+        .from_agent
+        .unwrap_or_else(|| format!("agent://{caller}"));
+    let mut intent = IntentRow {
+        id: 0,
+        intent_id: uuid::Uuid::new_v4().to_string(),
+        intent_type: req.intent_type,
+        correlation_id: req.correlation_id,
+        from_agent,
+        to_agent: req.to_agent,
+        reply_to: req.reply_to,
+        payload: req.payload,
+        status: Status::Created,
+        waiting_reason: None,
+        result: None,
+        error: None,
+        deadline_at: req.deadline_at,
+        remind_after_seconds: req.remind_after_seconds,
+        remind_interval_seconds: req.remind_interval_seconds,
+        max_reminders: req.max_reminders,
+        remind_count: 0,
+        escalate_to: req.escalate_to,
+        max_delivery_attempts: req.max_delivery_attempts,
+        delivery_attempt: 0,
+        human_task: req.human_task,
+        last_seq: 1,
+        created_at: now.clone(),
+        updated_at: now.clone(),
+    };
+    intent.id = intents::insert(conn, &intent)?;
+    let mut created = EventRow {
+        event_id: 0,
+        intent_id: intent.intent_id.clone(),
+        seq: 1,
+        event_type: Status::Created.event_type().to_string(),
+        status: Status::Created,
+        waiting_reason: None,
+        handler: Some(intent.to_agent.clone()),
+        actor: intent.from_agent.clone(),
+        at: now,
+        details: json!({"intent_type": intent.intent_type}).to_string(),
+    };
+    created.event_id = events::append(conn, &created)?;
+    let actor = intent.from_agent.clone();
+    let (submitted, _) = transition(conn, &mut intent, Change::to(Status::Submitted, &actor))?;
+    Ok(Created {
+        intent,
+        events: vec![created, submitted],
+    })
+}
+
+/// The intent with this id, or 404.
+pub fn get(conn: &Connection, intent_id: &str) -> Result<IntentRow, Error> {
+    intents::get(conn, intent_id)?.ok_or_else(|| Error::NotFound {
+        what: "intent",
+        id: intent_id.to_string(),
+    })
+}
+
+/// One page of the intent listing, newest first, and the cursor of the next page.
+pub fn list(
+    conn: &Connection,
+    mut filter: ListFilter,
+) -> Result<(Vec<IntentRow>, Option<i64>), Error> {
+    let limit = filter.limit;
+    filter.limit = limit + 1;
+    let mut rows = intents::list(conn, &filter)?;
+    let next = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
+/// The events of an intent after `since` (404 if the intent does not exist).
+pub fn events_since(
+    conn: &Connection,
+    intent_id: &str,
+    since: i64,
+) -> Result<Vec<EventRow>, Error> {
+    let rows = events::list_for_intent(conn, intent_id, since, EVENTS_PAGE_MAX)?;
+    if rows.is_empty() {
+        // An empty page is either "nothing new" or "no such intent"; tell them apart.
+        get(conn, intent_id)?;
+    }
+    Ok(rows)
+}
+
+/// Resolves an intent to COMPLETED, FAILED or CANCELED (AXME `resolve`).
+pub fn resolve(
+    conn: &Connection,
+    intent_id: &str,
+    req: Resolve,
+    caller: &str,
+) -> Result<Changed, Error> {
+    let mut intent = get(conn, intent_id)?;
+    let actor = req.actor.as_deref().unwrap_or(caller);
+    let mut details = json!({});
+    if let Some(r) = &req.result {
+        details["result"] = r.clone();
+    }
+    if let Some(e) = &req.error {
+        details["error"] = e.clone();
+    }
+    if let Some(reason) = &req.reason {
+        details["reason"] = json!(reason);
+    }
+    let change = Change {
+        to: req.status,
+        waiting_reason: None,
+        actor,
+        details,
+        result: req.result,
+        error: req.error,
+    };
+    let (event, completion) = transition(conn, &mut intent, change)?;
+    Ok(Changed {
+        intent,
+        events: vec![event],
+        completion,
+    })
+}
+
+/// Continues a WAITING intent (AXME `resume`): it moves to IN_PROGRESS. When the intent carries
+/// a human task, `task_result` must satisfy the task's `allowed_outcomes` and `required_comment`.
+pub fn resume(
+    conn: &Connection,
+    intent_id: &str,
+    req: Resume,
+    caller: &str,
+) -> Result<Changed, Error> {
+    let mut intent = get(conn, intent_id)?;
+    if intent.status != Status::Waiting {
+        lifecycle::check(intent.status, Status::InProgress)?;
+        return Err(Error::conflict(
+            "invalid_transition",
+            format!(
+                "only a WAITING intent can be resumed; this one is {}",
+                intent.status
+            ),
+        ));
+    }
+    if let Some(task) = &intent.human_task {
+        check_task_result(task, req.task_result.as_ref())?;
+    }
+    let actor = req.actor.as_deref().unwrap_or(caller);
+    let mut details = json!({"approve_current_step": req.approve_current_step});
+    if let Some(reason) = &req.reason {
+        details["reason"] = json!(reason);
+    }
+    if let Some(tr) = &req.task_result {
+        details["task_result"] = Value::Object(tr.clone());
+    }
+    let mut change = Change::to(Status::InProgress, actor);
+    change.details = details;
+    let (event, completion) = transition(conn, &mut intent, change)?;
+    Ok(Changed {
+        intent,
+        events: vec![event],
+        completion,
+    })
+}
+
+/// Enforces a human task's `allowed_outcomes` and `required_comment` on a resume (422).
+fn check_task_result(
+    task_json: &str,
+    result: Option<&serde_json::Map<String, Value>>,
+) -> Result<(), Error> {
+    let task: Value = serde_json::from_str(task_json)?;
+    let outcome = result
+        .and_then(|r| r.get("outcome"))
+        .and_then(Value::as_str);
+    if let Some(allowed) = task.get("allowed_outcomes").and_then(Value::as_array) {
+        let ok = outcome.is_some_and(|o| allowed.iter().any(|a| a.as_str() == Some(o)));
+        if !ok {
+            let list: Vec<&str> = allowed.iter().filter_map(Value::as_str).collect();
+            return Err(Error::invalid(
+                "task_result.outcome",
+                format!("must be one of {}", list.join(", ")),
+            ));
+        }
+    }
+    if task.get("required_comment").and_then(Value::as_bool) == Some(true) {
+        let comment = result
+            .and_then(|r| r.get("comment"))
+            .and_then(Value::as_str);
+        if comment.map_or(true, |c| c.trim().is_empty()) {
+            return Err(Error::invalid(
+                "task_result.comment",
+                "is required by this task",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The handler acknowledges an intent. From SUBMITTED the hand-over is recorded first
+/// (`intent.delivered`), so the history shows every step the table allows.
+pub fn ack(
+    conn: &Connection,
+    intent_id: &str,
+    actor: Option<String>,
+    caller: &str,
+) -> Result<Changed, Error> {
+    let mut intent = get(conn, intent_id)?;
+    let actor = actor.as_deref().unwrap_or(caller);
+    let mut appended = Vec::with_capacity(2);
+    if intent.status == Status::Submitted {
+        let (e, _) = transition(conn, &mut intent, Change::to(Status::Delivered, actor))?;
+        appended.push(e);
+    }
+    let (e, completion) = transition(conn, &mut intent, Change::to(Status::Acknowledged, actor))?;
+    appended.push(e);
+    Ok(Changed {
+        intent,
+        events: appended,
+        completion,
+    })
+}
+
+/// The handler reports progress: IN_PROGRESS, or WAITING with a reason.
+pub fn progress(
+    conn: &Connection,
+    intent_id: &str,
+    req: Progress,
+    caller: &str,
+) -> Result<Changed, Error> {
+    let mut intent = get(conn, intent_id)?;
+    let actor = req.actor.as_deref().unwrap_or(caller);
+    let mut change = Change::to(req.status, actor);
+    change.waiting_reason = req.waiting_reason;
+    if let Some(d) = req.details {
+        change.details = d;
+    }
+    let (event, completion) = transition(conn, &mut intent, change)?;
+    Ok(Changed {
+        intent,
+        events: vec![event],
+        completion,
+    })
+}

@@ -1,0 +1,10 @@
+//! The domain: lifecycle rules, intent operations, request checking, keys and idempotency.
+//! It stands between `http` (which only parses and renders) and `store` (which only stores):
+//! it never imports hyper, and never writes SQL itself.
+
+pub mod auth;
+pub mod idempotency;
+pub mod intents;
+pub mod lifecycle;
+pub mod requests;
+pub mod validate;

@@ -1,0 +1,58 @@
+//! The `completions` table: when an intent with `reply_to` reaches a terminal status, its
+//! completion is stored here for the `reply_to` address's inbox (one message per completion;
+//! the thread id is the intent id).
+
+use rusqlite::{params, Connection};
+
+use crate::Error;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletionRow {
+    pub message_id: String,
+    pub intent_id: String,
+    pub reply_to: String,
+    pub status: String,
+    pub event_seq: i64,
+    /// The completion as JSON text (status, result or error, reason).
+    pub body: String,
+    pub created_at: String,
+}
+
+pub fn insert(conn: &Connection, c: &CompletionRow) -> Result<(), Error> {
+    conn.prepare_cached(
+        "INSERT INTO completions (message_id, intent_id, reply_to, status, event_seq, body, \
+         created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        c.message_id,
+        c.intent_id,
+        c.reply_to,
+        c.status,
+        c.event_seq,
+        c.body,
+        c.created_at
+    ])?;
+    Ok(())
+}
+
+/// The completions stored for an address, oldest first.
+pub fn list_for_address(conn: &Connection, reply_to: &str) -> Result<Vec<CompletionRow>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT message_id, intent_id, reply_to, status, event_seq, body, created_at \
+         FROM completions WHERE reply_to = ?1 ORDER BY created_at",
+    )?;
+    let rows = stmt
+        .query_map([reply_to], |r| {
+            Ok(CompletionRow {
+                message_id: r.get(0)?,
+                intent_id: r.get(1)?,
+                reply_to: r.get(2)?,
+                status: r.get(3)?,
+                event_seq: r.get(4)?,
+                body: r.get(5)?,
+                created_at: r.get(6)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}

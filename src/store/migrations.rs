@@ -1,0 +1,147 @@
+//! The schema, as an append-only ordered list of migrations. The schema version of a database is
+//! the number of migrations applied to it, kept in `PRAGMA user_version`. Never edit or reorder
+//! an entry that has shipped: add a new one at the end.
+
+use rusqlite::Connection;
+
+use crate::Error;
+
+/// Every migration, oldest first. Entry `i` takes a database from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: keys, intents, their events, idempotency records, reply_to completions.
+    r#"
+    CREATE TABLE api_keys (
+        key_id      TEXT PRIMARY KEY,
+        key_hash    BLOB NOT NULL UNIQUE,
+        name        TEXT NOT NULL,
+        role        TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        revoked_at  TEXT
+    );
+
+    CREATE TABLE intents (
+        id                      INTEGER PRIMARY KEY,
+        intent_id               TEXT NOT NULL UNIQUE,
+        intent_type             TEXT NOT NULL,
+        correlation_id          TEXT NOT NULL,
+        from_agent              TEXT NOT NULL,
+        to_agent                TEXT NOT NULL,
+        reply_to                TEXT,
+        payload                 TEXT NOT NULL,
+        status                  TEXT NOT NULL,
+        waiting_reason          TEXT,
+        result                  TEXT,
+        error                   TEXT,
+        deadline_at             TEXT,
+        remind_after_seconds    INTEGER,
+        remind_interval_seconds INTEGER,
+        max_reminders           INTEGER,
+        remind_count            INTEGER NOT NULL DEFAULT 0,
+        escalate_to             TEXT,
+        max_delivery_attempts   INTEGER,
+        delivery_attempt        INTEGER NOT NULL DEFAULT 0,
+        human_task              TEXT,
+        last_seq                INTEGER NOT NULL,
+        created_at              TEXT NOT NULL,
+        updated_at              TEXT NOT NULL
+    );
+    CREATE INDEX intents_to_agent ON intents (to_agent, id);
+    CREATE INDEX intents_from_agent ON intents (from_agent, id);
+    CREATE INDEX intents_status ON intents (status, id);
+    CREATE INDEX intents_correlation ON intents (correlation_id, id);
+
+    CREATE TABLE events (
+        event_id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        intent_id       TEXT NOT NULL,
+        seq             INTEGER NOT NULL,
+        event_type      TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        waiting_reason  TEXT,
+        handler         TEXT,
+        actor           TEXT NOT NULL,
+        at              TEXT NOT NULL,
+        details         TEXT NOT NULL,
+        UNIQUE (intent_id, seq)
+    );
+
+    CREATE TABLE idempotency_keys (
+        key_id          TEXT NOT NULL,
+        endpoint        TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        request_hash    BLOB NOT NULL,
+        status_code     INTEGER NOT NULL,
+        response        BLOB NOT NULL,
+        created_unix    INTEGER NOT NULL,
+        PRIMARY KEY (key_id, endpoint, idempotency_key)
+    ) WITHOUT ROWID;
+    CREATE INDEX idempotency_keys_age ON idempotency_keys (created_unix);
+
+    CREATE TABLE completions (
+        message_id  TEXT PRIMARY KEY,
+        intent_id   TEXT NOT NULL,
+        reply_to    TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        event_seq   INTEGER NOT NULL,
+        body        TEXT NOT NULL,
+        created_at  TEXT NOT NULL
+    );
+    CREATE INDEX completions_reply_to ON completions (reply_to, created_at);
+    "#,
+];
+
+/// The schema version this build writes.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// The schema version of an open database.
+pub fn current_version(conn: &Connection) -> Result<i64, Error> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+/// Brings the database up to the latest version, each migration in its own transaction.
+/// A database written by a newer build is refused rather than guessed at.
+pub fn migrate(conn: &mut Connection) -> Result<(), Error> {
+    let current = current_version(conn)?;
+    if current > latest_version() {
+        return Err(Error::internal(format!(
+            "database schema version {current} is newer than this build supports ({}); upgrade axme",
+            latest_version()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_a_new_database_to_the_latest_version_once() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        migrate(&mut conn).expect("first");
+        migrate(&mut conn).expect("second is a no-op");
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(v, latest_version());
+    }
+
+    #[test]
+    fn refuses_a_database_from_a_newer_build() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.pragma_update(None, "user_version", latest_version() + 1)
+            .expect("set");
+        let err = migrate(&mut conn).expect_err("must refuse");
+        assert!(
+            matches!(&err, Error::Internal { reason } if reason.contains("newer")),
+            "{err:?}"
+        );
+    }
+}

@@ -1,0 +1,277 @@
+//! Durable state in one SQLite file. All SQL of the program lives under this module: one
+//! function per query, named for what it does, each taking a `&Connection`.
+//!
+//! Concurrency model:
+//! - **One writer thread** owns the only read-write connection. Callers hand it a closure with
+//!   [`Store::write`]; the thread runs every closure that is waiting in one transaction (group
+//!   commit), each inside its own savepoint so a failing closure leaves no trace while the others
+//!   still commit, and answers every caller only after `COMMIT` has returned — so an answered
+//!   write is on disk (WAL, `synchronous=FULL` by default).
+//! - **Readers** use a small pool of read-only connections on blocking threads
+//!   ([`Store::read`]); in WAL mode they never wait behind the writer.
+//! - **A checkpointer thread** moves the WAL into the database file in the background (PASSIVE,
+//!   never blocking the writer), so the writer's commits never pay for checkpoints.
+//!
+//! The store never imports hyper or anything of the HTTP layer, and never runs on a tokio worker
+//! thread: async callers only await channels.
+
+pub mod completions;
+pub mod events;
+pub mod idempotency;
+pub mod intents;
+pub mod keys;
+pub mod migrations;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::Error;
+
+/// How hard a commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Durability {
+    /// `synchronous=FULL`: the WAL is fsynced at every commit; an answered write survives power
+    /// loss.
+    Full,
+    /// `synchronous=NORMAL`: survives a crash of the process, may lose the last commits on power
+    /// loss. Faster on slow disks.
+    Normal,
+}
+
+/// Settings for [`Store::open`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub durability: Durability,
+    /// Read connections kept open for reuse.
+    pub readers: usize,
+    /// The most closures one transaction commits together.
+    pub max_batch: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            durability: Durability::Full,
+            readers: 4,
+            max_batch: 512,
+        }
+    }
+}
+
+/// A closure run by the writer thread inside the batch transaction. It returns whether it
+/// succeeded (so the writer knows whether to roll back its savepoint) and what to do once the
+/// batch's fate is known. Called with `None` when the batch failed before the job could run.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Completion) + Send>;
+/// Called by the writer thread after `COMMIT` (or after the batch failed) with the outcome.
+type Completion = Box<dyn FnOnce(Result<(), Error>) + Send>;
+
+/// A handle on the database. Cheap to clone; all clones share the writer and the readers.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    /// Jobs for the writer thread; the writer thread holds the receiver and exits when every
+    /// sender is gone (see [`Store::shutdown`]).
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Idle read connections; a reader takes one on a blocking thread and puts it back.
+    readers: Mutex<Vec<Connection>>,
+    max_readers: usize,
+    durability: Durability,
+    /// The highest committed event id, published by the writer thread after every commit.
+    /// Streams and long polls wait on it instead of polling SQLite.
+    commits: watch::Receiver<i64>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Tells the checkpointer thread to stop; the checkpointer holds the receiver.
+    stop_checkpointer: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, brings its schema up to date and starts
+    /// the writer and checkpointer threads.
+    pub fn open(path: &Path, opts: StoreOptions) -> Result<Store, Error> {
+        let mut conn = open_connection(path, opts.durability, false)?;
+        migrations::migrate(&mut conn)?;
+        // The writer commits; the checkpointer checkpoints.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let last_event: i64 = events::max_event_id(&conn)?;
+        let (commit_tx, commit_rx) = watch::channel(last_event);
+        let (job_tx, job_rx) = mpsc::channel::<Job>(opts.max_batch * 8);
+
+        let max_batch = opts.max_batch.max(1);
+        let writer = std::thread::Builder::new()
+            .name("axme-writer".into())
+            .spawn(move || writer::run(conn, job_rx, commit_tx, max_batch))
+            .map_err(|e| Error::internal(format!("spawn writer: {e}")))?;
+
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel();
+        let ck_conn = open_connection(path, opts.durability, false)?;
+        let checkpointer = std::thread::Builder::new()
+            .name("axme-checkpoint".into())
+            .spawn(move || writer::checkpoint_loop(ck_conn, stop_rx))
+            .map_err(|e| Error::internal(format!("spawn checkpointer: {e}")))?;
+
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                jobs: Mutex::new(Some(job_tx)),
+                readers: Mutex::new(Vec::new()),
+                max_readers: opts.readers.max(1),
+                durability: opts.durability,
+                commits: commit_rx,
+                threads: Mutex::new(vec![writer, checkpointer]),
+                stop_checkpointer: Mutex::new(Some(stop_tx)),
+            }),
+        })
+    }
+
+    /// Runs `f` in the writer's next transaction and returns its result once committed.
+    /// If `f` fails, everything it wrote is rolled back and its error returned; other callers'
+    /// writes in the same batch are unaffected.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let res = conn.map(f);
+            let ok = matches!(res, Some(Ok(_)));
+            let done: Completion = Box::new(move |committed| {
+                let out = match (committed, res) {
+                    (_, Some(Err(e))) => Err(e),
+                    (Err(e), _) => Err(e),
+                    (Ok(()), Some(Ok(v))) => Ok(v),
+                    (Ok(()), None) => Err(Error::internal("write was not run")),
+                };
+                let _ = tx.send(out);
+            });
+            (ok, done)
+        });
+        let sender = self
+            .inner
+            .jobs
+            .lock()
+            .map_err(|_| Error::internal("writer lock poisoned"))?
+            .clone()
+            .ok_or_else(|| Error::Unavailable {
+                reason: "the server is shutting down".into(),
+            })?;
+        sender.send(job).await.map_err(|_| Error::Unavailable {
+            reason: "the server is shutting down".into(),
+        })?;
+        rx.await
+            .map_err(|_| Error::internal("the writer dropped a write (it panicked)"))?
+    }
+
+    /// Runs `f` on a read connection on a blocking thread.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read_blocking(f))
+            .await
+            .map_err(|e| Error::internal(format!("reader task: {e}")))?
+    }
+
+    /// Runs `f` on a read connection on the current thread (for blocking contexts only).
+    pub fn read_blocking<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let pooled = self.inner.readers.lock().ok().and_then(|mut p| p.pop());
+        let conn = match pooled {
+            Some(c) => c,
+            None => open_connection(&self.inner.path, self.inner.durability, true)?,
+        };
+        let out = f(&conn);
+        if let Ok(mut pool) = self.inner.readers.lock() {
+            if pool.len() < self.inner.max_readers {
+                pool.push(conn);
+            }
+        }
+        out
+    }
+
+    /// A receiver of the highest committed event id; it changes after every commit that wrote
+    /// events.
+    pub fn commits(&self) -> watch::Receiver<i64> {
+        self.inner.commits.clone()
+    }
+
+    /// Stops taking writes, lets the writer finish what is queued, stops the checkpointer and
+    /// checkpoints the WAL into the database file. Idempotent.
+    pub fn shutdown(&self) {
+        if let Ok(mut jobs) = self.inner.jobs.lock() {
+            jobs.take();
+        }
+        if let Ok(mut stop) = self.inner.stop_checkpointer.lock() {
+            stop.take();
+        }
+        let threads = match self.inner.threads.lock() {
+            Ok(mut t) => std::mem::take(&mut *t),
+            Err(_) => Vec::new(),
+        };
+        for t in threads {
+            let _ = t.join();
+        }
+        if let Ok(mut pool) = self.inner.readers.lock() {
+            pool.clear();
+        }
+        match open_connection(&self.inner.path, self.inner.durability, false) {
+            Ok(conn) => {
+                if let Err(e) = writer::checkpoint(&conn, "TRUNCATE") {
+                    tracing::warn!(error = %e, "final checkpoint failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "final checkpoint: cannot open database"),
+        }
+    }
+}
+
+/// Opens one connection with the PRAGMAs every connection of the program uses.
+pub fn open_connection(
+    path: &Path,
+    durability: Durability,
+    read_only: bool,
+) -> Result<Connection, Error> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags)?;
+    apply_pragmas(&conn, durability)?;
+    if read_only {
+        conn.pragma_update(None, "query_only", true)?;
+    }
+    Ok(conn)
+}
+
+/// The PRAGMAs of every connection: WAL, the chosen durability, a busy timeout, foreign keys.
+pub fn apply_pragmas(conn: &Connection, durability: Durability) -> Result<(), Error> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::internal(format!(
+            "could not switch the database to WAL mode (got {mode})"
+        )));
+    }
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.pragma_update(None, "cache_size", -16_000)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(())
+}
