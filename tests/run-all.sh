@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, the Rust integration tests (each starts the real binary on
+# 127.0.0.1:0 with a temporary database, the SIGKILL crash test among them), then the interop
+# suite that drives the server with the official Python SDK (its virtualenv is created by
+# tests/interop/run.sh on first use).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --locked
+cargo test --locked
+AXME_BIN="$PWD/target/debug/axme" bash tests/interop/run.sh
