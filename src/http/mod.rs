@@ -3,6 +3,7 @@
 //! error-to-response conversion (`response`). It never runs SQL and never decides a lifecycle
 //! rule; handlers only await the store's channels, so no tokio worker ever blocks on SQLite.
 
+mod agents;
 mod intents;
 pub mod request;
 pub mod response;
@@ -143,6 +144,10 @@ async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Result<Respon
         Route::Resume => intents::resume(ctx, body).await,
         Route::Ack => intents::ack(ctx, body).await,
         Route::Progress => intents::progress(ctx, body).await,
+        Route::RegisterAgent => agents::register(ctx, body).await,
+        Route::ListAgents => agents::list(ctx).await,
+        Route::GetAgent => agents::get(ctx).await,
+        Route::RetireAgent => agents::retire(ctx).await,
     }
 }
 
@@ -170,6 +175,7 @@ fn capabilities() -> Result<Response<Body>, Error> {
             "intents.ack",
             "intents.progress",
             "idempotency",
+            "agents.registry",
         ],
         supported_intent_types: vec!["intent.ask.v1", "intent.reply.v1"],
     })

@@ -1,6 +1,9 @@
 //! The routing table: one line per `(method, path pattern)`, readable in one screen. `*` matches
-//! exactly one path segment and is handed to the handler, percent-decoded, in order. A path that
-//! matches no pattern is 404; one that matches only with another method is 405 with `Allow`.
+//! exactly one path segment; `**` matches one or more (an agent address such as
+//! `team/billing/worker` sits in the path with its slashes, as the AXME SDK sends it). Matched
+//! parts are handed to the handler, percent-decoded, in order. The first matching line wins, so
+//! longer patterns stand above shorter ones. A path that matches no pattern is 404; one that
+//! matches only with another method is 405 with `Allow`.
 
 /// Every endpoint the server answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +18,10 @@ pub enum Route {
     Resume,
     Ack,
     Progress,
+    RegisterAgent,
+    ListAgents,
+    GetAgent,
+    RetireAgent,
 }
 
 const ROUTES: &[(&str, &str, Route)] = &[
@@ -28,6 +35,10 @@ const ROUTES: &[(&str, &str, Route)] = &[
     ("POST", "/v1/intents/*/resume", Route::Resume),
     ("POST", "/v1/intents/*/ack", Route::Ack),
     ("POST", "/v1/intents/*/progress", Route::Progress),
+    ("POST", "/v1/agents", Route::RegisterAgent),
+    ("GET", "/v1/agents", Route::ListAgents),
+    ("GET", "/v1/agents/**", Route::GetAgent),
+    ("DELETE", "/v1/agents/**", Route::RetireAgent),
 ];
 
 /// What the table says about a request line.
@@ -62,20 +73,47 @@ pub fn route(method: &str, path: &str) -> Matched {
 }
 
 fn match_path(pattern: &str, path: &str) -> Option<Vec<String>> {
+    let want: Vec<&str> = pattern.split('/').collect();
+    let got: Vec<&str> = path.split('/').collect();
     let mut params = Vec::new();
-    let mut segs = path.split('/');
-    for want in pattern.split('/') {
-        let got = segs.next()?;
-        if want == "*" {
-            if got.is_empty() {
+    let (head, tail) = match want.iter().position(|w| *w == "**") {
+        Some(i) => (&want[..i], &want[i + 1..]),
+        None if want.len() == got.len() => (&want[..], &[][..]),
+        None => return None,
+    };
+    if got.len() < head.len() + tail.len() {
+        return None;
+    }
+    let segment = |w: &str, g: &str, params: &mut Vec<String>| -> Option<()> {
+        if w == "*" {
+            if g.is_empty() {
                 return None;
             }
-            params.push(percent_decode(got)?);
-        } else if want != got {
+            params.push(percent_decode(g)?);
+        } else if w != g {
             return None;
         }
+        Some(())
+    };
+    for (w, g) in head.iter().zip(&got) {
+        segment(w, g, &mut params)?;
     }
-    segs.next().is_none().then_some(params)
+    if head.len() < want.len() {
+        // A `**` pattern: the middle (at least one non-empty segment) is one parameter.
+        let middle = &got[head.len()..got.len() - tail.len()];
+        if middle.is_empty() || middle.iter().any(|g| g.is_empty()) {
+            return None;
+        }
+        let decoded = middle
+            .iter()
+            .map(|g| percent_decode(g))
+            .collect::<Option<Vec<_>>>()?;
+        params.push(decoded.join("/"));
+        for (w, g) in tail.iter().zip(&got[got.len() - tail.len()..]) {
+            segment(w, g, &mut params)?;
+        }
+    }
+    Some(params)
 }
 
 /// Decodes `%XX` escapes (and, in query strings, `+` as space when `plus_is_space`). `None` if
@@ -131,6 +169,19 @@ mod tests {
             route("GET", "/v1/intents/a%2Fb/"),
             Matched::Found(Route::GetIntent, vec!["a/b".into()])
         );
+    }
+
+    #[test]
+    fn double_star_takes_an_address_with_its_slashes() {
+        assert_eq!(
+            route("GET", "/v1/agents/team/billing/worker"),
+            Matched::Found(Route::GetAgent, vec!["team/billing/worker".into()])
+        );
+        assert_eq!(
+            route("GET", "/v1/agents/agent%3A%2F%2Fteam%2Fw"),
+            Matched::Found(Route::GetAgent, vec!["agent://team/w".into()])
+        );
+        assert_eq!(route("GET", "/v1/agents/a//b"), Matched::NotFound);
     }
 
     #[test]

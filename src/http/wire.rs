@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::model::WaitingReason;
+use crate::store::agents::AgentRow;
 use crate::store::completions::CompletionRow;
 use crate::store::events::EventRow;
 use crate::store::intents::IntentRow;
@@ -224,6 +225,67 @@ pub struct ChangedIntent<'a> {
     pub events: Option<Vec<Event<'a>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completion_delivery: Option<CompletionDelivery<'a>>,
+}
+
+/// A registered agent. The webhook secret is shown in full only in the response that generated
+/// it (`webhook_secret`); otherwise only its last four characters (`secret_hint`).
+#[derive(Serialize)]
+pub struct Agent<'a> {
+    pub address: &'a str,
+    pub delivery_mode: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_hint: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_delivery_attempts: Option<i64>,
+    pub created_at: &'a str,
+    pub updated_at: &'a str,
+}
+
+impl<'a> Agent<'a> {
+    pub fn from_row(r: &'a AgentRow, generated_secret: Option<&'a str>) -> Agent<'a> {
+        let secret_hint = r
+            .webhook_secret
+            .as_deref()
+            .map(|s| &s[s.len().saturating_sub(4)..]);
+        Agent {
+            address: &r.address,
+            delivery_mode: &r.delivery_mode,
+            display_name: r.display_name.as_deref(),
+            webhook_url: r.webhook_url.as_deref(),
+            secret_hint,
+            webhook_secret: generated_secret,
+            lease_seconds: r.lease_seconds,
+            max_delivery_attempts: r.max_delivery_attempts,
+            created_at: &r.created_at,
+            updated_at: &r.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct AgentEnvelope<'a> {
+    pub ok: bool,
+    pub agent: Agent<'a>,
+}
+
+#[derive(Serialize)]
+pub struct AgentList<'a> {
+    pub ok: bool,
+    pub agents: Vec<Agent<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct Retired<'a> {
+    pub ok: bool,
+    pub address: &'a str,
 }
 
 #[derive(Serialize)]

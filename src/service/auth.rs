@@ -73,15 +73,28 @@ pub fn hash_key(key: &str) -> [u8; 32] {
     out
 }
 
-/// A new random key: `axme_` and 32 random bytes in URL-safe base64.
-pub fn generate_key() -> Result<String, Error> {
+/// 32 bytes from the system's secure random source.
+pub fn random_32() -> Result<[u8; 32], Error> {
     let mut bytes = [0u8; 32];
     SystemRandom::new()
         .fill(&mut bytes)
         .map_err(|_| Error::internal("the system random source failed"))?;
+    Ok(bytes)
+}
+
+/// A new random key: `axme_` and 32 random bytes in URL-safe base64.
+pub fn generate_key() -> Result<String, Error> {
     Ok(format!(
         "axme_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_32()?)
+    ))
+}
+
+/// A new webhook signing secret: `whsec_` and 32 random bytes in base64 (Standard Webhooks).
+pub fn generate_webhook_secret() -> Result<String, Error> {
+    Ok(format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(random_32()?)
     ))
 }
 

@@ -87,6 +87,20 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX completions_reply_to ON completions (reply_to, created_at);
     "#,
+    // 2: the agent registry.
+    r#"
+    CREATE TABLE agents (
+        address               TEXT PRIMARY KEY,
+        delivery_mode         TEXT NOT NULL,
+        display_name          TEXT,
+        webhook_url           TEXT,
+        webhook_secret        TEXT,
+        lease_seconds         INTEGER,
+        max_delivery_attempts INTEGER,
+        created_at            TEXT NOT NULL,
+        updated_at            TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -15,6 +15,7 @@
 //! The store never imports hyper or anything of the HTTP layer, and never runs on a tokio worker
 //! thread: async callers only await channels.
 
+pub mod agents;
 pub mod completions;
 pub mod events;
 pub mod idempotency;

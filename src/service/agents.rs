@@ -1,0 +1,195 @@
+//! The agent registry: which binding each address receives its intents through. Registering is
+//! an upsert by address; an address never registered behaves as a pull (stream/poll) agent.
+
+use base64::Engine;
+use rusqlite::Connection;
+use serde_json::Value;
+
+use super::auth;
+use super::validate::{self, Fields};
+use crate::clock;
+use crate::store::agents::{self, AgentRow};
+use crate::Error;
+
+/// How an agent receives the intents addressed to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryMode {
+    Stream,
+    Poll,
+    /// Signed webhook push (`push` is accepted as a synonym).
+    Http,
+    Inbox,
+    Internal,
+}
+
+impl DeliveryMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryMode::Stream => "stream",
+            DeliveryMode::Poll => "poll",
+            DeliveryMode::Http => "http",
+            DeliveryMode::Inbox => "inbox",
+            DeliveryMode::Internal => "internal",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeliveryMode> {
+        Some(match s {
+            "stream" => DeliveryMode::Stream,
+            "poll" => DeliveryMode::Poll,
+            "http" | "push" => DeliveryMode::Http,
+            "inbox" => DeliveryMode::Inbox,
+            "internal" => DeliveryMode::Internal,
+            _ => return None,
+        })
+    }
+}
+
+/// A checked `POST /v1/agents` body.
+#[derive(Debug, Clone)]
+pub struct RegisterAgent {
+    pub address: String,
+    pub mode: DeliveryMode,
+    pub display_name: Option<String>,
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<String>,
+    pub lease_seconds: Option<i64>,
+    pub max_delivery_attempts: Option<i64>,
+}
+
+pub fn register_request(body: &Value) -> Result<RegisterAgent, Error> {
+    let f = Fields::body(body)?;
+    f.deny_unknown(&[
+        "address",
+        "delivery_mode",
+        "display_name",
+        "webhook_url",
+        "webhook_secret",
+        "lease_seconds",
+        "max_delivery_attempts",
+    ])?;
+    let address = f.address_req("address")?;
+    let mode = DeliveryMode::parse(f.str_req("delivery_mode", 1, 16)?).ok_or_else(|| {
+        Error::invalid(
+            "delivery_mode",
+            "must be one of stream, poll, http (or push), inbox, internal",
+        )
+    })?;
+    let webhook_url = f.str_opt("webhook_url", 1, 2048)?.map(str::to_string);
+    if let Some(url) = &webhook_url {
+        check_webhook_url(url)?;
+    }
+    if mode == DeliveryMode::Http && webhook_url.is_none() {
+        return Err(Error::invalid(
+            "webhook_url",
+            "is required when delivery_mode is http",
+        ));
+    }
+    let webhook_secret = f.str_opt("webhook_secret", 1, 256)?.map(str::to_string);
+    if let Some(secret) = &webhook_secret {
+        check_webhook_secret(secret)?;
+    }
+    Ok(RegisterAgent {
+        address,
+        mode,
+        display_name: f.str_opt("display_name", 1, 255)?.map(str::to_string),
+        webhook_url,
+        webhook_secret,
+        lease_seconds: f.int_opt("lease_seconds", 1, 43_200)?,
+        max_delivery_attempts: f.int_opt("max_delivery_attempts", 1, 1000)?,
+    })
+}
+
+fn check_webhook_url(url: &str) -> Result<(), Error> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| Error::invalid("webhook_url", "must be an http:// or https:// URL"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::invalid(
+            "webhook_url",
+            "must name a host and contain no spaces",
+        ));
+    }
+    Ok(())
+}
+
+/// A Standard Webhooks secret: `whsec_` and the base64 of 24 to 64 bytes.
+fn check_webhook_secret(secret: &str) -> Result<(), Error> {
+    let decoded = secret
+        .strip_prefix("whsec_")
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
+    match decoded {
+        Some(bytes) if (24..=64).contains(&bytes.len()) => Ok(()),
+        _ => Err(Error::invalid(
+            "webhook_secret",
+            "must be whsec_ followed by the base64 of 24 to 64 random bytes",
+        )),
+    }
+}
+
+/// Registers or updates an agent. An http agent without a secret keeps the one it had, or gets
+/// a generated one, returned here in full and never again.
+pub fn register(
+    conn: &Connection,
+    req: RegisterAgent,
+) -> Result<(AgentRow, Option<String>), Error> {
+    let existing = agents::get(conn, &req.address)?;
+    let now = clock::now_rfc3339();
+    let mut generated = None;
+    let webhook_secret = match (req.webhook_secret, req.mode) {
+        (Some(s), _) => Some(s),
+        (None, mode) => match existing.as_ref().and_then(|a| a.webhook_secret.clone()) {
+            Some(kept) => Some(kept),
+            None if mode == DeliveryMode::Http => {
+                let s = auth::generate_webhook_secret()?;
+                generated = Some(s.clone());
+                Some(s)
+            }
+            None => None,
+        },
+    };
+    let row = AgentRow {
+        address: req.address,
+        delivery_mode: req.mode.as_str().to_string(),
+        display_name: req.display_name,
+        webhook_url: req.webhook_url,
+        webhook_secret,
+        lease_seconds: req.lease_seconds,
+        max_delivery_attempts: req.max_delivery_attempts,
+        created_at: existing.map_or_else(|| now.clone(), |a| a.created_at),
+        updated_at: now,
+    };
+    agents::upsert(conn, &row)?;
+    Ok((row, generated))
+}
+
+/// Reads an address from a path segment: with or without `agent://`.
+pub fn path_address(raw: &str) -> Result<String, Error> {
+    validate::address("address", raw)
+}
+
+pub fn get(conn: &Connection, address: &str) -> Result<AgentRow, Error> {
+    agents::get(conn, address)?.ok_or_else(|| Error::NotFound {
+        what: "agent",
+        id: address.to_string(),
+    })
+}
+
+pub fn list(conn: &Connection) -> Result<Vec<AgentRow>, Error> {
+    agents::list(conn)
+}
+
+/// Retires an agent; intents already addressed to it stay, and the address becomes a pull
+/// agent again.
+pub fn retire(conn: &Connection, address: &str) -> Result<(), Error> {
+    if agents::delete(conn, address)? {
+        Ok(())
+    } else {
+        Err(Error::NotFound {
+            what: "agent",
+            id: address.to_string(),
+        })
+    }
+}

@@ -1,0 +1,86 @@
+//! The `agents` table: registered agent addresses and the binding each receives intents through.
+//! An address that has no row is a pull agent (stream/poll).
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::Error;
+
+/// A registered agent as stored. `webhook_secret` is the signing secret in full: it never leaves
+/// the server except in the response that created it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRow {
+    pub address: String,
+    pub delivery_mode: String,
+    pub display_name: Option<String>,
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<String>,
+    pub lease_seconds: Option<i64>,
+    pub max_delivery_attempts: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+const COLUMNS: &str = "address, delivery_mode, display_name, webhook_url, webhook_secret, \
+    lease_seconds, max_delivery_attempts, created_at, updated_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<AgentRow> {
+    Ok(AgentRow {
+        address: r.get(0)?,
+        delivery_mode: r.get(1)?,
+        display_name: r.get(2)?,
+        webhook_url: r.get(3)?,
+        webhook_secret: r.get(4)?,
+        lease_seconds: r.get(5)?,
+        max_delivery_attempts: r.get(6)?,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+    })
+}
+
+/// Inserts or replaces an agent by address, keeping its original `created_at`.
+pub fn upsert(conn: &Connection, a: &AgentRow) -> Result<(), Error> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO agents ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+         ON CONFLICT (address) DO UPDATE SET delivery_mode = excluded.delivery_mode, \
+         display_name = excluded.display_name, webhook_url = excluded.webhook_url, \
+         webhook_secret = excluded.webhook_secret, lease_seconds = excluded.lease_seconds, \
+         max_delivery_attempts = excluded.max_delivery_attempts, updated_at = excluded.updated_at"
+    ))?
+    .execute(params![
+        a.address,
+        a.delivery_mode,
+        a.display_name,
+        a.webhook_url,
+        a.webhook_secret,
+        a.lease_seconds,
+        a.max_delivery_attempts,
+        a.created_at,
+        a.updated_at
+    ])?;
+    Ok(())
+}
+
+pub fn get(conn: &Connection, address: &str) -> Result<Option<AgentRow>, Error> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM agents WHERE address = ?1"))?
+        .query_row([address], from_row)
+        .optional()?)
+}
+
+/// Every registered agent, by address.
+pub fn list(conn: &Connection) -> Result<Vec<AgentRow>, Error> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM agents ORDER BY address"))?;
+    let rows = stmt
+        .query_map([], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Deletes an agent; returns whether it existed.
+pub fn delete(conn: &Connection, address: &str) -> Result<bool, Error> {
+    Ok(conn
+        .prepare_cached("DELETE FROM agents WHERE address = ?1")?
+        .execute([address])?
+        == 1)
+}
