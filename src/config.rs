@@ -4,7 +4,11 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use clap::{Args, Parser, Subcommand};
+
+use crate::http::sse::StreamSettings;
 
 use crate::store::Durability;
 
@@ -58,6 +62,31 @@ pub struct ServeConfig {
     /// Seconds that graceful shutdown waits for open requests before closing them.
     #[arg(long, env = "AXME_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,
+
+    /// Seconds without a frame after which a stream sends a keepalive comment.
+    #[arg(long, env = "AXME_STREAM_KEEPALIVE_SECONDS", default_value_t = 15)]
+    pub stream_keepalive_seconds: u64,
+
+    /// Longest life of one stream connection in seconds (minus up to 10% jitter); clients
+    /// reconnect with Last-Event-ID and lose nothing.
+    #[arg(long, env = "AXME_STREAM_MAX_LIFETIME_SECONDS", default_value_t = 1800)]
+    pub stream_max_lifetime_seconds: u64,
+
+    /// Seconds a stream waits for a slow consumer to make room before cutting it off.
+    #[arg(long, env = "AXME_STREAM_WRITE_DEADLINE_SECONDS", default_value_t = 10)]
+    pub stream_write_deadline_seconds: u64,
+
+    /// Frames queued per stream connection.
+    #[arg(long, env = "AXME_STREAM_QUEUE", default_value_t = 256)]
+    pub stream_queue: usize,
+
+    /// Most open stream connections (more get 503 with Retry-After).
+    #[arg(long, env = "AXME_MAX_STREAMS", default_value_t = 10_000)]
+    pub max_streams: usize,
+
+    /// Most long polls waiting at once (more get 503 with Retry-After).
+    #[arg(long, env = "AXME_MAX_WAITERS", default_value_t = 10_000)]
+    pub max_waiters: usize,
 }
 
 impl fmt::Debug for ServeConfig {
@@ -70,6 +99,7 @@ impl fmt::Debug for ServeConfig {
             .field("max_payload_bytes", &self.max_payload_bytes)
             .field("log", &self.log)
             .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
+            .field("stream", &self.stream_settings())
             .finish()
     }
 }
@@ -85,6 +115,25 @@ impl ServeConfig {
             max_payload_bytes: 128 * 1024,
             log: "info".into(),
             shutdown_grace_seconds: 10,
+            stream_keepalive_seconds: 15,
+            stream_max_lifetime_seconds: 1800,
+            stream_write_deadline_seconds: 10,
+            stream_queue: 256,
+            max_streams: 10_000,
+            max_waiters: 10_000,
+        }
+    }
+
+    /// The stream and long-poll tunables.
+    pub fn stream_settings(&self) -> StreamSettings {
+        StreamSettings {
+            keepalive: Duration::from_secs(self.stream_keepalive_seconds.max(1)),
+            max_lifetime: Duration::from_secs(self.stream_max_lifetime_seconds.max(1)),
+            write_deadline: Duration::from_secs(self.stream_write_deadline_seconds.max(1)),
+            queue: self.stream_queue.max(1),
+            retry_ms: 2000,
+            max_streams: self.max_streams,
+            max_waiters: self.max_waiters,
         }
     }
 }

@@ -11,8 +11,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::config::ServeConfig;
+use crate::http::sse::Gauges;
 use crate::http::{self, AppState, Limits};
 use crate::service::auth::{self, Bootstrap, Keys};
 use crate::service::idempotency;
@@ -22,6 +24,8 @@ use crate::Error;
 /// A server with its store open, ready to serve.
 pub struct Server {
     state: Arc<AppState>,
+    /// Tells streams and long polls that the server is shutting down.
+    shutdown_tx: watch::Sender<bool>,
     grace: Duration,
     /// The admin key generated for a new database, to be shown to the operator once.
     pub generated_key: Option<String>,
@@ -43,12 +47,17 @@ impl Server {
             Bootstrap::Stored | Bootstrap::Unchanged => None,
         };
         let keys = Keys::load(&store).await?;
+        let (shutdown_tx, shutdown) = watch::channel(false);
         Ok(Server {
             state: Arc::new(AppState {
                 store,
                 keys,
                 limits: Limits::for_payload(config.max_payload_bytes),
+                streams: config.stream_settings(),
+                gauges: Gauges::default(),
+                shutdown,
             }),
+            shutdown_tx,
             grace: Duration::from_secs(config.shutdown_grace_seconds),
             generated_key,
         })
@@ -101,7 +110,10 @@ impl Server {
             }
         }
         drop(listener);
-        tracing::info!("shutting down: no new connections; waiting for open requests");
+        tracing::info!(
+            "shutting down: no new connections; ending streams, waiting for open requests"
+        );
+        let _ = self.shutdown_tx.send(true);
         tokio::select! {
             _ = graceful.shutdown() => {}
             _ = tokio::time::sleep(self.grace) => {

@@ -22,7 +22,7 @@ pub async fn create(ctx: Ctx, body: Incoming) -> Result {
     let body = ctx.json(body).await?;
     let req = requests::create_intent(&body, ctx.state.limits.max_payload_bytes)?;
     let scope = ctx.idempotency("POST /v1/intents".into(), &body)?;
-    let caller = ctx.principal.name.clone();
+    let caller = ctx.principal.address();
     let rendered = write_once(
         &ctx.state.store,
         scope,
@@ -95,20 +95,6 @@ pub async fn list(ctx: Ctx) -> Result {
     })
 }
 
-pub async fn events(ctx: Ctx) -> Result {
-    let id = request::intent_id(ctx.param(0))?;
-    let since = ctx.query.int("since", 0, i64::MAX)?.unwrap_or(0);
-    let rows = ctx
-        .state
-        .store
-        .read(move |c| intents::events_since(c, &id, since))
-        .await?;
-    response::ok(&wire::EventList {
-        ok: true,
-        events: wire::Event::list(&rows)?,
-    })
-}
-
 /// Which change a write endpoint asks for.
 enum Op {
     Resolve(requests::Resolve),
@@ -151,7 +137,7 @@ async fn change(
     let op = parse(&body)?;
     request::owner_agent(&ctx.headers, &ctx.query)?;
     let scope = ctx.idempotency(format!("POST /v1/intents/{id}/{action}"), &body)?;
-    let caller = ctx.principal.name.clone();
+    let caller = ctx.principal.address();
     let is_resolve = matches!(op, Op::Resolve(_));
     let rendered = write_once(
         &ctx.state.store,

@@ -8,6 +8,8 @@ mod intents;
 pub mod request;
 pub mod response;
 pub mod router;
+pub mod sse;
+mod streams;
 pub mod wire;
 
 use std::convert::Infallible;
@@ -49,6 +51,11 @@ pub struct AppState {
     pub store: Store,
     pub keys: Keys,
     pub limits: Limits,
+    pub streams: sse::StreamSettings,
+    pub gauges: sse::Gauges,
+    /// Becomes `true` when the server shuts down; `server::Server::run` holds the sender.
+    /// Streams and long polls end on it.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// One request's context after routing and authentication.
@@ -112,7 +119,13 @@ fn id_header(headers: &HeaderMap, name: &HeaderName) -> HeaderValue {
 
 async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<Body>, Error> {
     let (parts, body) = req.into_parts();
-    let (route, params) = match router::route(parts.method.as_str(), parts.uri.path()) {
+    let matched = router::route(parts.method.as_str(), parts.uri.path());
+    if let Matched::Found(Route::Health, _) = matched {
+        return health(&state).await;
+    }
+    // Authenticated before anything else is said, even "no such route".
+    let principal = request::authenticate(&state.keys, &parts.headers)?;
+    let (route, params) = match matched {
         Matched::Found(r, p) => (r, p),
         Matched::MethodNotAllowed(allow) => return Err(Error::MethodNotAllowed { allow }),
         Matched::NotFound => {
@@ -122,10 +135,6 @@ async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Result<Respon
             })
         }
     };
-    if route == Route::Health {
-        return health(&state).await;
-    }
-    let principal = request::authenticate(&state.keys, &parts.headers)?;
     let ctx = Ctx {
         state,
         principal,
@@ -139,7 +148,11 @@ async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Result<Respon
         Route::CreateIntent => intents::create(ctx, body).await,
         Route::ListIntents => intents::list(ctx).await,
         Route::GetIntent => intents::get(ctx).await,
-        Route::ListEvents => intents::events(ctx).await,
+        Route::ListEvents => streams::intent_events(ctx).await,
+        Route::IntentEventsStream => streams::intent_events_stream(ctx).await,
+        Route::AgentFeed => streams::agent_feed_poll(ctx).await,
+        Route::AgentFeedStream => streams::agent_feed_stream(ctx).await,
+        Route::Firehose => streams::firehose_stream(ctx).await,
         Route::Resolve => intents::resolve(ctx, body).await,
         Route::Resume => intents::resume(ctx, body).await,
         Route::Ack => intents::ack(ctx, body).await,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, AUTHORIZATION, CONTENT_LENGTH};
 use serde_json::Value;
@@ -26,23 +26,54 @@ pub fn authenticate(keys: &Keys, headers: &HeaderMap) -> Result<Arc<Principal>, 
             let (scheme, token) = v.split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
-    if api_key.is_none() && bearer.is_none() {
+    // `x-api-key` decides when present: the SDK may send an actor token as the Bearer beside
+    // it, which is not a key of this server.
+    let Some(presented) = api_key.or(bearer) else {
         return Err(Error::Unauthorized {
             reason: "missing API key: send it as x-api-key or Authorization: Bearer".into(),
         });
-    }
-    [api_key, bearer]
-        .into_iter()
-        .flatten()
-        .find_map(|k| keys.authenticate(k))
+    };
+    keys.authenticate(presented)
         .ok_or_else(|| Error::Unauthorized {
             reason: "invalid or revoked API key".into(),
         })
 }
 
+/// Bodies this much over the limit are still read (and thrown away) before the 413, so that a
+/// client that writes its whole body before reading sees the 413 instead of a broken pipe.
+const DRAIN_MAX: u64 = 4 * 1024 * 1024;
+
+/// How long draining waits for the next chunk before answering anyway.
+const DRAIN_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads and discards what is left of a body, up to [`DRAIN_MAX`] bytes, unless the client
+/// asked `Expect: 100-continue` (it has not sent the body and waits for our answer) or stops
+/// sending for [`DRAIN_IDLE`].
+async fn drain(body: &mut Incoming, headers: &HeaderMap) {
+    let expects_continue = headers
+        .get(hyper::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        return;
+    }
+    let mut seen = 0u64;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout(DRAIN_IDLE, body.frame()).await {
+        if let Some(d) = frame.data_ref() {
+            seen += d.len() as u64;
+        }
+        if seen > DRAIN_MAX {
+            break;
+        }
+    }
+}
+
 /// Reads the whole body (at most `limit` bytes) and parses it as JSON. An empty body is
 /// `Value::Null`.
-pub async fn json_body(body: Incoming, headers: &HeaderMap, limit: usize) -> Result<Value, Error> {
+pub async fn json_body(
+    mut body: Incoming,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Value, Error> {
     let too_large = || Error::TooLarge {
         field: "body".into(),
         limit,
@@ -52,17 +83,32 @@ pub async fn json_body(body: Incoming, headers: &HeaderMap, limit: usize) -> Res
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
+        if declared.is_some_and(|n| n <= DRAIN_MAX) {
+            drain(&mut body, headers).await;
+        }
         return Err(too_large());
     }
-    let bytes: Bytes = match Limited::new(body, limit).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-        Err(e) => {
-            return Err(Error::Malformed {
-                reason: format!("could not read the body: {e}"),
-            })
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        match body.frame().await {
+            None => break,
+            Some(Ok(frame)) => {
+                if let Some(d) = frame.data_ref() {
+                    if buf.len() + d.len() > limit {
+                        drain(&mut body, headers).await;
+                        return Err(too_large());
+                    }
+                    buf.extend_from_slice(d);
+                }
+            }
+            Some(Err(e)) => {
+                return Err(Error::Malformed {
+                    reason: format!("could not read the body: {e}"),
+                })
+            }
         }
-    };
+    }
+    let bytes: Bytes = buf.freeze();
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }

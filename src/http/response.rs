@@ -3,21 +3,72 @@
 //! `{"error":{"code","message","details"},"detail"}`. Handlers return `Result` and never build
 //! error responses themselves.
 
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
-use http_body_util::Full;
+use hyper::body::{Frame, SizeHint};
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 use serde_json::json;
+use tokio::sync::mpsc;
 
 use crate::service::idempotency::Rendered;
 use crate::Error;
 
-pub type Body = Full<Bytes>;
+/// A response body: a whole buffer, or a stream of chunks (Server-Sent Events) fed by a
+/// producer task through a bounded channel.
+pub enum Body {
+    Full(Option<Bytes>),
+    /// The producer task holds the sender; when the client goes away hyper drops this body, the
+    /// receiver closes, and the producer sees it. `_slot` releases the connection's place in
+    /// the stream cap when dropped.
+    Stream {
+        chunks: mpsc::Receiver<Bytes>,
+        _slot: Box<dyn Send + Sync>,
+    },
+}
+
+impl Body {
+    pub fn full(b: impl Into<Bytes>) -> Body {
+        Body::Full(Some(b.into()))
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Body::Stream { chunks, .. } => {
+                chunks.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, Body::Full(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Body::Full(None) => SizeHint::with_exact(0),
+            Body::Stream { .. } => SizeHint::default(),
+        }
+    }
+}
 
 /// A JSON response with the given status.
 pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut resp = Response::new(Body::full(body));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -14,6 +14,7 @@ pub enum Route {
     ListIntents,
     GetIntent,
     ListEvents,
+    IntentEventsStream,
     Resolve,
     Resume,
     Ack,
@@ -22,6 +23,9 @@ pub enum Route {
     ListAgents,
     GetAgent,
     RetireAgent,
+    AgentFeed,
+    AgentFeedStream,
+    Firehose,
 }
 
 const ROUTES: &[(&str, &str, Route)] = &[
@@ -31,14 +35,26 @@ const ROUTES: &[(&str, &str, Route)] = &[
     ("GET", "/v1/intents", Route::ListIntents),
     ("GET", "/v1/intents/*", Route::GetIntent),
     ("GET", "/v1/intents/*/events", Route::ListEvents),
+    (
+        "GET",
+        "/v1/intents/*/events/stream",
+        Route::IntentEventsStream,
+    ),
     ("POST", "/v1/intents/*/resolve", Route::Resolve),
     ("POST", "/v1/intents/*/resume", Route::Resume),
     ("POST", "/v1/intents/*/ack", Route::Ack),
     ("POST", "/v1/intents/*/progress", Route::Progress),
     ("POST", "/v1/agents", Route::RegisterAgent),
     ("GET", "/v1/agents", Route::ListAgents),
+    (
+        "GET",
+        "/v1/agents/**/intents/stream",
+        Route::AgentFeedStream,
+    ),
+    ("GET", "/v1/agents/**/intents", Route::AgentFeed),
     ("GET", "/v1/agents/**", Route::GetAgent),
     ("DELETE", "/v1/agents/**", Route::RetireAgent),
+    ("GET", "/v1/events/stream", Route::Firehose),
 ];
 
 /// What the table says about a request line.

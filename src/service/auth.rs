@@ -23,6 +23,14 @@ pub struct Principal {
     pub role: String,
 }
 
+impl Principal {
+    /// The caller as an agent address: the default `from_agent` of what it sends and the
+    /// `actor` of what it does.
+    pub fn address(&self) -> String {
+        format!("agent://{}", self.name)
+    }
+}
+
 /// The live keys by hash. Loaded at start; every key change updates it in the same step.
 #[derive(Default)]
 pub struct Keys {

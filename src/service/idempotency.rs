@@ -5,6 +5,7 @@
 
 use ring::digest;
 use rusqlite::Connection;
+use serde_json::Value;
 
 use crate::store::idempotency::{self, Remembered};
 use crate::store::Store;
@@ -35,10 +36,44 @@ pub struct Scope {
 
 /// Hashes a request body in canonical form (object keys sorted, no whitespace) so that the same
 /// JSON sent with different spacing or key order counts as the same request.
-pub fn request_hash(body: &serde_json::Value) -> Vec<u8> {
-    digest::digest(&digest::SHA256, body.to_string().as_bytes())
+pub fn request_hash(body: &Value) -> Vec<u8> {
+    let mut canonical = String::new();
+    write_canonical(body, &mut canonical);
+    digest::digest(&digest::SHA256, canonical.as_bytes())
         .as_ref()
         .to_vec()
+}
+
+/// Objects are kept in the order they were sent (so payloads round-trip); the hash must not
+/// depend on that order, so keys are sorted here, at every depth.
+fn write_canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
 }
 
 /// Runs `op` in the writer and renders its result; with a scope, only once per key.
@@ -99,4 +134,18 @@ pub async fn prune(store: &Store) -> Result<usize, Error> {
     store
         .write(move |conn| idempotency::prune(conn, before, 1000))
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_ignores_key_order_and_spacing_but_not_values() {
+        let a: Value = serde_json::from_str(r#"{"b":1,"a":{"y":[1,2],"x":"s"}}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{ "a": {"x": "s", "y": [1, 2]}, "b": 1 }"#).unwrap();
+        let c: Value = serde_json::from_str(r#"{"b":1,"a":{"y":[2,1],"x":"s"}}"#).unwrap();
+        assert_eq!(request_hash(&a), request_hash(&b));
+        assert_ne!(request_hash(&a), request_hash(&c));
+    }
 }

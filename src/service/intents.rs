@@ -141,9 +141,7 @@ pub fn transition(
 /// `from_agent` defaults to the caller's own address.
 pub fn create(conn: &Connection, req: CreateIntent, caller: &str) -> Result<Created, Error> {
     let now = clock::now_rfc3339();
-    let from_agent = req
-        .from_agent
-        .unwrap_or_else(|| format!("agent://{caller}"));
+    let from_agent = req.from_agent.unwrap_or_else(|| caller.to_string());
     let mut intent = IntentRow {
         id: 0,
         intent_id: uuid::Uuid::new_v4().to_string(),
@@ -325,11 +323,29 @@ fn check_task_result(
             ));
         }
     }
+    if task.get("evidence_required").and_then(Value::as_bool) == Some(true) {
+        let evidence = result
+            .and_then(|r| r.get("data"))
+            .and_then(|d| d.get("evidence"));
+        let empty = match evidence {
+            None | Some(Value::Null) => true,
+            Some(Value::String(s)) => s.trim().is_empty(),
+            Some(Value::Array(a)) => a.is_empty(),
+            Some(Value::Object(o)) => o.is_empty(),
+            Some(_) => false,
+        };
+        if empty {
+            return Err(Error::invalid(
+                "task_result.data.evidence",
+                "is required by this task",
+            ));
+        }
+    }
     if task.get("required_comment").and_then(Value::as_bool) == Some(true) {
         let comment = result
             .and_then(|r| r.get("comment"))
             .and_then(Value::as_str);
-        if comment.map_or(true, |c| c.trim().is_empty()) {
+        if comment.is_none_or(|c| c.trim().is_empty()) {
             return Err(Error::invalid(
                 "task_result.comment",
                 "is required by this task",

@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod auth;
+pub mod feed;
 pub mod idempotency;
 pub mod intents;
 pub mod lifecycle;

@@ -23,6 +23,9 @@ pub struct EventRow {
     pub details: String,
 }
 
+const COLUMNS: &str =
+    "event_id, intent_id, seq, event_type, status, waiting_reason, handler, actor, at, details";
+
 fn from_row(r: &Row<'_>) -> rusqlite::Result<EventRow> {
     Ok(EventRow {
         event_id: r.get(0)?,
@@ -66,10 +69,9 @@ pub fn list_for_intent(
     since: i64,
     limit: usize,
 ) -> Result<Vec<EventRow>, Error> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT event_id, intent_id, seq, event_type, status, waiting_reason, handler, actor, at, \
-         details FROM events WHERE intent_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM events WHERE intent_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+    ))?;
     let rows = stmt
         .query_map(params![intent_id, since, limit as i64], from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -80,4 +82,93 @@ pub fn list_for_intent(
 pub fn max_event_id(conn: &Connection) -> Result<i64, Error> {
     let mut stmt = conn.prepare_cached("SELECT COALESCE(MAX(event_id), 0) FROM events")?;
     Ok(stmt.query_row([], |r| r.get(0))?)
+}
+
+/// The short form of a committed event that the writer publishes after each commit, so that
+/// streams and long polls know whether a commit concerns them without reading the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub event_id: i64,
+    pub intent_id: String,
+    pub seq: i64,
+    pub event_type: String,
+    pub handler: Option<String>,
+}
+
+/// Every event with `event_id > after`, oldest first.
+pub fn committed_after(conn: &Connection, after: i64) -> Result<Vec<Committed>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT event_id, intent_id, seq, event_type, handler FROM events WHERE event_id > ?1 \
+         ORDER BY event_id",
+    )?;
+    let rows = stmt
+        .query_map([after], |r| {
+            Ok(Committed {
+                event_id: r.get(0)?,
+                intent_id: r.get(1)?,
+                seq: r.get(2)?,
+                event_type: r.get(3)?,
+                handler: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// The feed of an agent: `intent.submitted` and terminal events handled by `address` with
+/// `event_id > after`, oldest first. The `event_type IN (...)` term matches the partial index
+/// `events_feed` exactly, so SQLite can use it.
+pub fn feed_for_agent(
+    conn: &Connection,
+    address: &str,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<EventRow>, Error> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM events WHERE handler = ?1 AND event_id > ?2 AND event_type IN \
+         ('intent.submitted', 'intent.completed', 'intent.failed', 'intent.canceled', \
+         'intent.timed_out') ORDER BY event_id LIMIT ?3"
+    ))?;
+    let rows = stmt
+        .query_map(params![address, after, limit as i64], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Filters of the event firehose; `None` means "any".
+#[derive(Debug, Clone, Default)]
+pub struct FirehoseFilter {
+    pub intent_id: Option<String>,
+    pub to_agent: Option<String>,
+    pub correlation_id: Option<String>,
+}
+
+/// Every event with `event_id > after` that passes the filter, oldest first.
+pub fn firehose(
+    conn: &Connection,
+    after: i64,
+    f: &FirehoseFilter,
+    limit: usize,
+) -> Result<Vec<EventRow>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT e.event_id, e.intent_id, e.seq, e.event_type, e.status, e.waiting_reason, \
+         e.handler, e.actor, e.at, e.details FROM events e \
+         WHERE e.event_id > ?1 AND (?2 IS NULL OR e.intent_id = ?2) \
+         AND (?3 IS NULL OR e.handler = ?3) \
+         AND (?4 IS NULL OR e.intent_id IN (SELECT intent_id FROM intents WHERE correlation_id = ?4)) \
+         ORDER BY e.event_id LIMIT ?5",
+    )?;
+    let rows = stmt
+        .query_map(
+            params![
+                after,
+                f.intent_id,
+                f.to_agent,
+                f.correlation_id,
+                limit as i64
+            ],
+            from_row,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
 }

@@ -101,6 +101,12 @@ pub const MIGRATIONS: &[&str] = &[
         updated_at            TEXT NOT NULL
     );
     "#,
+    // 3: the agent feed (submissions and terminal events by handler) without a table scan.
+    r#"
+    CREATE INDEX events_feed ON events (handler, event_id) WHERE event_type IN
+        ('intent.submitted', 'intent.completed', 'intent.failed', 'intent.canceled',
+         'intent.timed_out');
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::Error;
 
@@ -64,6 +64,9 @@ impl Default for StoreOptions {
     }
 }
 
+/// Commit notices kept for slow subscribers before they lag (and must re-read).
+const COMMIT_NOTICES_BUFFERED: usize = 1024;
+
 /// A closure run by the writer thread inside the batch transaction. It returns whether it
 /// succeeded (so the writer knows whether to roll back its savepoint) and what to do once the
 /// batch's fate is known. Called with `None` when the batch failed before the job could run.
@@ -86,9 +89,9 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     max_readers: usize,
     durability: Durability,
-    /// The highest committed event id, published by the writer thread after every commit.
-    /// Streams and long polls wait on it instead of polling SQLite.
-    commits: watch::Receiver<i64>,
+    /// What each commit made visible, published by the writer thread after `COMMIT`. Streams
+    /// and long polls subscribe here instead of polling SQLite.
+    commits: broadcast::Sender<Arc<Vec<events::Committed>>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Tells the checkpointer thread to stop; the checkpointer holds the receiver.
     stop_checkpointer: Mutex<Option<std::sync::mpsc::Sender<()>>>,
@@ -103,13 +106,14 @@ impl Store {
         // The writer commits; the checkpointer checkpoints.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let last_event: i64 = events::max_event_id(&conn)?;
-        let (commit_tx, commit_rx) = watch::channel(last_event);
+        let (commit_tx, _) = broadcast::channel(COMMIT_NOTICES_BUFFERED);
         let (job_tx, job_rx) = mpsc::channel::<Job>(opts.max_batch * 8);
 
         let max_batch = opts.max_batch.max(1);
+        let notices = commit_tx.clone();
         let writer = std::thread::Builder::new()
             .name("axme-writer".into())
-            .spawn(move || writer::run(conn, job_rx, commit_tx, max_batch))
+            .spawn(move || writer::run(conn, job_rx, notices, last_event, max_batch))
             .map_err(|e| Error::internal(format!("spawn writer: {e}")))?;
 
         let (stop_tx, stop_rx) = std::sync::mpsc::channel();
@@ -126,7 +130,7 @@ impl Store {
                 readers: Mutex::new(Vec::new()),
                 max_readers: opts.readers.max(1),
                 durability: opts.durability,
-                commits: commit_rx,
+                commits: commit_tx,
                 threads: Mutex::new(vec![writer, checkpointer]),
                 stop_checkpointer: Mutex::new(Some(stop_tx)),
             }),
@@ -203,10 +207,11 @@ impl Store {
         out
     }
 
-    /// A receiver of the highest committed event id; it changes after every commit that wrote
-    /// events.
-    pub fn commits(&self) -> watch::Receiver<i64> {
-        self.inner.commits.clone()
+    /// Subscribes to commit notices: after every commit that wrote events, the short form of
+    /// those events. Subscribe *before* reading the database, so that nothing committed between
+    /// the read and the wait goes unnoticed; a receiver that lags behind must re-read.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Vec<events::Committed>>> {
+        self.inner.commits.subscribe()
     }
 
     /// Stops taking writes, lets the writer finish what is queued, stops the checkpointer and

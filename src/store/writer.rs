@@ -10,7 +10,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 use rusqlite::Connection;
-use tokio::sync::{mpsc, watch};
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc};
 
 use super::{events, Completion, Job};
 use crate::Error;
@@ -19,7 +21,8 @@ use crate::Error;
 pub(super) fn run(
     conn: Connection,
     mut jobs: mpsc::Receiver<Job>,
-    commits: watch::Sender<i64>,
+    commits: broadcast::Sender<Arc<Vec<events::Committed>>>,
+    mut last_published: i64,
     max_batch: usize,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
@@ -32,19 +35,25 @@ pub(super) fn run(
             }
         }
         run_batch(&conn, &mut batch);
-        match events::max_event_id(&conn) {
-            Ok(id) => {
-                commits.send_if_modified(|cur| {
-                    if *cur != id {
-                        *cur = id;
-                        true
-                    } else {
-                        false
-                    }
-                });
-            }
-            Err(e) => tracing::error!(error = %e, "reading the last event id failed"),
+        publish(&conn, &commits, &mut last_published);
+    }
+}
+
+/// Tells every subscriber which events the last commit made visible. Sent only after `COMMIT`,
+/// so a subscriber that reads the database on a notice always finds what it was told about.
+fn publish(
+    conn: &Connection,
+    commits: &broadcast::Sender<Arc<Vec<events::Committed>>>,
+    last_published: &mut i64,
+) {
+    match events::committed_after(conn, *last_published) {
+        Ok(new) if !new.is_empty() => {
+            *last_published = new.last().map_or(*last_published, |e| e.event_id);
+            // No receivers is fine: nobody is waiting.
+            let _ = commits.send(Arc::new(new));
         }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "reading the committed events failed"),
     }
 }
 

@@ -1,0 +1,358 @@
+//! Server-Sent Events and long polls, for every pull binding.
+//!
+//! A stream is a producer task feeding a bounded channel that the response body drains. The
+//! task follows one rule to never skip a commit: **subscribe to commit notices first, then read
+//! the store**, then wait for a notice that concerns it (or a lagged subscription, which means
+//! "re-read"), and read again from its cursor. Frames at or below the cursor are dropped, so
+//! replay and live never duplicate. It never polls SQLite in a loop: between notices it sleeps.
+//!
+//! A consumer that does not drain its queue within the write deadline is cut off (it resumes
+//! from its cursor, losing nothing); memory never grows with a slow reader. A keepalive comment
+//! goes out after `keepalive` without a frame; `retry:` is sent once; a connection lives at most
+//! `max_lifetime` (with jitter so reconnections do not come in waves); server shutdown ends
+//! every stream with a retry hint.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::Response;
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::{sleep_until, timeout, Instant};
+
+use super::response::Body;
+use super::AppState;
+use crate::store::events::Committed;
+use crate::store::Store;
+use crate::Error;
+
+/// Tunables of streams and long polls (see `ServeConfig` for the flags).
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    pub keepalive: Duration,
+    pub max_lifetime: Duration,
+    pub write_deadline: Duration,
+    /// Frames queued per connection before the producer waits (and, past the write deadline,
+    /// gives up on the consumer).
+    pub queue: usize,
+    pub retry_ms: u64,
+    pub max_streams: usize,
+    pub max_waiters: usize,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        StreamSettings {
+            keepalive: Duration::from_secs(15),
+            max_lifetime: Duration::from_secs(30 * 60),
+            write_deadline: Duration::from_secs(10),
+            queue: 256,
+            retry_ms: 2000,
+            max_streams: 10_000,
+            max_waiters: 10_000,
+        }
+    }
+}
+
+/// Counts of open streams and waiting long polls, for the caps (and, later, metrics).
+#[derive(Debug, Default)]
+pub struct Gauges {
+    pub streams: Arc<AtomicUsize>,
+    pub waiters: Arc<AtomicUsize>,
+}
+
+/// A place under a cap; releases it when dropped.
+pub struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    /// Takes a place if fewer than `max` are taken; otherwise 503 with `Retry-After`.
+    pub fn acquire(counter: &Arc<AtomicUsize>, max: usize, what: &str) -> Result<Slot, Error> {
+        let prev = counter.fetch_add(1, Ordering::AcqRel);
+        if prev >= max {
+            counter.fetch_sub(1, Ordering::AcqRel);
+            return Err(Error::Unavailable {
+                reason: format!("too many open {what} ({max}); retry shortly"),
+            });
+        }
+        Ok(Slot(counter.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One SSE message.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub id: i64,
+    pub event: String,
+    /// JSON, on one line.
+    pub data: String,
+    /// The stream ends after this frame (a terminal event on a per-intent stream).
+    pub last: bool,
+}
+
+/// What a source read after a cursor.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub frames: Vec<Frame>,
+    /// Where to continue from (past anything a filter left out).
+    pub cursor: i64,
+    /// A full page: read again at once.
+    pub more: bool,
+    /// Nothing will ever follow (e.g. the intent is terminal and everything was sent).
+    pub finished: bool,
+}
+
+/// Where a stream's frames come from.
+pub trait Source: Send + 'static {
+    /// Checks a client's starting cursor. A cursor from the future (or from before what the
+    /// store keeps) gets an in-band `event: reset` with this data, and the stream continues from
+    /// the cursor returned.
+    fn check_cursor(
+        &mut self,
+        store: &Store,
+        cursor: i64,
+    ) -> impl Future<Output = Result<Option<(Value, i64)>, Error>> + Send;
+
+    /// Frames after `cursor`.
+    fn fetch(
+        &mut self,
+        store: &Store,
+        cursor: i64,
+    ) -> impl Future<Output = Result<Fetched, Error>> + Send;
+
+    /// Whether a commit may have produced frames for this source.
+    fn concerns(&self, notice: &[Committed]) -> bool;
+
+    /// Called after frames went out (e.g. to mark handed-over intents DELIVERED).
+    fn delivered(&mut self, _store: &Store, _frames: &[Frame]) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// How a stream ends when nothing happens.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamOptions {
+    /// With `Some`, no frame for this long sends `event: stream.timeout` and ends the stream.
+    pub wait: Option<Duration>,
+}
+
+/// Starts a stream of `source` after `cursor` and returns the response that carries it.
+pub fn start<S: Source>(
+    state: &AppState,
+    source: S,
+    cursor: i64,
+    opts: StreamOptions,
+) -> Result<Response<Body>, Error> {
+    let settings = &state.streams;
+    let slot = Slot::acquire(&state.gauges.streams, settings.max_streams, "streams")?;
+    let (tx, rx) = mpsc::channel(settings.queue.max(1));
+    let producer = Producer {
+        tx,
+        store: state.store.clone(),
+        // Subscribed here, before the task reads anything: nothing committed from now on can
+        // be missed.
+        notices: state.store.subscribe(),
+        shutdown: state.shutdown.clone(),
+        settings: settings.clone(),
+    };
+    tokio::spawn(producer.run(source, cursor, opts));
+    let mut resp = Response::new(Body::Stream {
+        chunks: rx,
+        _slot: Box::new(slot),
+    });
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(resp)
+}
+
+/// The task behind one stream.
+struct Producer {
+    /// Frames to the response body; the body (hyper) holds the receiver.
+    tx: mpsc::Sender<Bytes>,
+    store: Store,
+    notices: broadcast::Receiver<Arc<Vec<Committed>>>,
+    /// Flips to true when the server shuts down; owned by `server::Server::run`.
+    shutdown: watch::Receiver<bool>,
+    settings: StreamSettings,
+}
+
+/// Why a producer stopped writing.
+enum Stop {
+    Done,
+    Gone,
+}
+
+impl Producer {
+    async fn run<S: Source>(mut self, mut source: S, mut cursor: i64, opts: StreamOptions) {
+        if let Err(e) = self.serve(&mut source, &mut cursor, opts).await {
+            tracing::warn!(error = %e, cursor, "stream ended by an error");
+            let data = serde_json::json!({"code": e.code(), "message": e.to_string()});
+            let _ = self.send(format!("event: error\ndata: {data}\n\n")).await;
+        }
+    }
+
+    async fn serve<S: Source>(
+        &mut self,
+        source: &mut S,
+        cursor: &mut i64,
+        opts: StreamOptions,
+    ) -> Result<(), Error> {
+        let started = Instant::now();
+        let lifetime_end = started + jittered(self.settings.max_lifetime);
+        if let Stop::Gone = self
+            .send(format!("retry: {}\n\n", self.settings.retry_ms))
+            .await
+        {
+            return Ok(());
+        }
+        if let Some((data, from)) = source.check_cursor(&self.store, *cursor).await? {
+            *cursor = from;
+            if let Stop::Gone = self.send(format!("event: reset\ndata: {data}\n\n")).await {
+                return Ok(());
+            }
+        }
+        let mut idle_since = Instant::now();
+        let mut keepalive_at = idle_since + self.settings.keepalive;
+        loop {
+            // Replay (or catch up) to the end of what is committed.
+            loop {
+                let fetched = source.fetch(&self.store, *cursor).await?;
+                let mut sent = Vec::new();
+                for frame in fetched.frames {
+                    if frame.id <= *cursor {
+                        continue;
+                    }
+                    *cursor = frame.id;
+                    let text = format!(
+                        "id: {}\nevent: {}\ndata: {}\n\n",
+                        frame.id, frame.event, frame.data
+                    );
+                    if let Stop::Gone = self.send(text).await {
+                        return Ok(());
+                    }
+                    let last = frame.last;
+                    sent.push(frame);
+                    if last {
+                        source.delivered(&self.store, &sent).await;
+                        return Ok(());
+                    }
+                }
+                *cursor = (*cursor).max(fetched.cursor);
+                if !sent.is_empty() {
+                    source.delivered(&self.store, &sent).await;
+                    idle_since = Instant::now();
+                    keepalive_at = idle_since + self.settings.keepalive;
+                }
+                if fetched.finished {
+                    return Ok(());
+                }
+                if !fetched.more {
+                    break;
+                }
+            }
+            // Live: wait for a commit that concerns this stream.
+            let wait_end = opts.wait.map(|w| idle_since + w);
+            loop {
+                tokio::select! {
+                    notice = self.notices.recv() => match notice {
+                        Ok(n) if source.concerns(&n) => break,
+                        Ok(_) => continue,
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                    },
+                    _ = sleep_until(keepalive_at) => {
+                        if let Stop::Gone = self.send(":\n\n".to_string()).await {
+                            return Ok(());
+                        }
+                        keepalive_at = Instant::now() + self.settings.keepalive;
+                    }
+                    _ = sleep_until(wait_end.unwrap_or(lifetime_end)), if wait_end.is_some() => {
+                        let _ = self.send("event: stream.timeout\ndata: {}\n\n".to_string()).await;
+                        return Ok(());
+                    }
+                    _ = sleep_until(lifetime_end) => return Ok(()),
+                    _ = self.tx.closed() => return Ok(()),
+                    _ = self.shutdown.changed() => {
+                        let _ = self.send("retry: 1000\nevent: stream.shutdown\ndata: {}\n\n".to_string()).await;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues one chunk, waiting at most the write deadline for room.
+    async fn send(&self, text: String) -> Stop {
+        match timeout(
+            self.settings.write_deadline,
+            self.tx.send(Bytes::from(text)),
+        )
+        .await
+        {
+            Ok(Ok(())) => Stop::Done,
+            Ok(Err(_)) => Stop::Gone,
+            Err(_) => {
+                tracing::debug!("slow consumer cut off after the write deadline");
+                Stop::Gone
+            }
+        }
+    }
+}
+
+/// `d` minus up to 10%, so that connections opened together do not all expire together.
+fn jittered(d: Duration) -> Duration {
+    let r = (uuid::Uuid::new_v4().as_u128() % 1000) as u32;
+    d.saturating_sub(d / 10 * r / 1000)
+}
+
+/// Waits (long poll) until `fetch` returns something, a concerning commit having been noticed,
+/// or until `wait` has passed (then `None`). The subscription is taken before the first read,
+/// so a commit between the read and the wait always wakes the waiter.
+pub async fn long_poll<T, F, Fut>(
+    state: &AppState,
+    wait: Duration,
+    concerns: impl Fn(&[Committed]) -> bool,
+    mut fetch: F,
+) -> Result<Option<T>, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, Error>>,
+{
+    let mut notices = state.store.subscribe();
+    if let Some(found) = fetch().await? {
+        return Ok(Some(found));
+    }
+    let _slot = Slot::acquire(
+        &state.gauges.waiters,
+        state.streams.max_waiters,
+        "long polls",
+    )?;
+    let end = Instant::now() + wait;
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        tokio::select! {
+            notice = notices.recv() => match notice {
+                Ok(n) if !concerns(&n) => continue,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    if let Some(found) = fetch().await? {
+                        return Ok(Some(found));
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return Ok(None),
+            },
+            _ = sleep_until(end) => return Ok(None),
+            _ = shutdown.changed() => return Ok(None),
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! The pull bindings over HTTP: an intent's events as SSE and long poll (observers), the agent
+//! feed as SSE and long poll (handlers), and the firehose of all events (dashboards).
+
+use std::time::Duration;
+
+use hyper::header::HeaderMap;
+use hyper::Response;
+use serde::Serialize;
+use serde_json::json;
+
+use super::response::{self, Body};
+use super::sse::{self, Fetched, Frame, Source, StreamOptions};
+use super::wire;
+use super::{request, Ctx};
+use crate::model::Status;
+use crate::service::{agents, feed, intents, validate};
+use crate::store::events::{Committed, EventRow, FirehoseFilter};
+use crate::store::Store;
+use crate::Error;
+
+type Result<T = Response<Body>> = std::result::Result<T, Error>;
+
+/// `wait_seconds` of a stream or long poll: 1–60.
+fn wait_seconds(ctx: &Ctx) -> Result<Option<Duration>> {
+    Ok(ctx
+        .query
+        .int("wait_seconds", 1, 60)?
+        .map(|s| Duration::from_secs(s as u64)))
+}
+
+/// The starting cursor: `Last-Event-ID` overrides `since`.
+fn start_cursor(ctx: &Ctx) -> Result<i64> {
+    if let Some(v) = last_event_id(&ctx.headers)? {
+        return Ok(v);
+    }
+    Ok(ctx.query.int("since", 0, i64::MAX)?.unwrap_or(0))
+}
+
+fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>> {
+    let Some(v) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .filter(|n| *n >= 0)
+        .map(Some)
+        .ok_or_else(|| Error::BadRequest {
+            field: "Last-Event-ID".into(),
+            reason: "must be a non-negative integer cursor".into(),
+        })
+}
+
+fn event_json(e: &EventRow) -> Result<String> {
+    Ok(serde_json::to_string(&wire::Event::from_row(e)?)?)
+}
+
+// --- Observers: one intent's events -------------------------------------------------------
+
+struct IntentEvents {
+    intent_id: String,
+}
+
+impl Source for IntentEvents {
+    async fn check_cursor(
+        &mut self,
+        store: &Store,
+        cursor: i64,
+    ) -> Result<Option<(serde_json::Value, i64)>> {
+        let id = self.intent_id.clone();
+        let intent = store.read(move |c| intents::get(c, &id)).await?;
+        Ok((cursor > intent.last_seq).then(|| {
+            (
+                json!({"reason": "cursor_ahead", "since": cursor, "latest": intent.last_seq}),
+                intent.last_seq,
+            )
+        }))
+    }
+
+    async fn fetch(&mut self, store: &Store, cursor: i64) -> Result<Fetched> {
+        let id = self.intent_id.clone();
+        let (rows, terminal) = store
+            .read(move |c| {
+                let rows = intents::events_since(c, &id, cursor)?;
+                let terminal = rows.is_empty() && intents::get(c, &id)?.status.is_terminal();
+                Ok((rows, terminal))
+            })
+            .await?;
+        let frames = rows
+            .iter()
+            .map(|e| {
+                Ok(Frame {
+                    id: e.seq,
+                    event: e.event_type.clone(),
+                    data: event_json(e)?,
+                    last: e.status.is_terminal(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Fetched {
+            more: frames.len() == intents::EVENTS_PAGE_MAX,
+            cursor,
+            frames,
+            finished: terminal,
+        })
+    }
+
+    fn concerns(&self, notice: &[Committed]) -> bool {
+        notice.iter().any(|c| c.intent_id == self.intent_id)
+    }
+}
+
+/// `GET /v1/intents/{id}/events/stream?since=&wait_seconds=`.
+pub async fn intent_events_stream(ctx: Ctx) -> Result {
+    let id = request::intent_id(ctx.param(0))?;
+    let cursor = start_cursor(&ctx)?;
+    let wait = wait_seconds(&ctx)?;
+    let check = id.clone();
+    ctx.state
+        .store
+        .read(move |c| intents::get(c, &check))
+        .await?;
+    sse::start(
+        &ctx.state,
+        IntentEvents { intent_id: id },
+        cursor,
+        StreamOptions { wait },
+    )
+}
+
+/// `GET /v1/intents/{id}/events?since=&wait_seconds=`: a page of events, held up to
+/// `wait_seconds` when there is none yet.
+pub async fn intent_events(ctx: Ctx) -> Result {
+    let id = request::intent_id(ctx.param(0))?;
+    let since = ctx.query.int("since", 0, i64::MAX)?.unwrap_or(0);
+    let read = |store: Store, id: String| async move {
+        let rows = store
+            .read(move |c| intents::events_since(c, &id, since))
+            .await?;
+        Ok((!rows.is_empty()).then_some(rows))
+    };
+    let rows = match wait_seconds(&ctx)? {
+        None => read(ctx.state.store.clone(), id).await?.unwrap_or_default(),
+        Some(wait) => {
+            let store = ctx.state.store.clone();
+            let watched = id.clone();
+            let found = sse::long_poll(
+                &ctx.state,
+                wait,
+                |n| n.iter().any(|c| c.intent_id == watched),
+                || read(store.clone(), id.clone()),
+            )
+            .await?;
+            found.unwrap_or_default()
+        }
+    };
+    response::ok(&wire::EventList {
+        ok: true,
+        events: wire::Event::list(&rows)?,
+    })
+}
+
+// --- Handlers: the agent feed ----------------------------------------------------------------
+
+/// An agent feed item: the intent as it is now, with the feed cursor and the event that put it
+/// in the feed.
+#[derive(Serialize)]
+struct FeedItem<'a> {
+    #[serde(flatten)]
+    intent: wire::Intent<'a>,
+    seq: i64,
+    event_type: &'a str,
+}
+
+fn feed_item_json(item: &feed::FeedItem) -> Result<String> {
+    Ok(serde_json::to_string(&FeedItem {
+        intent: wire::Intent::from_row(&item.intent)?,
+        seq: item.event.event_id,
+        event_type: &item.event.event_type,
+    })?)
+}
+
+/// `status=A,B`: only items whose intent is now in one of these statuses.
+fn status_filter(ctx: &Ctx) -> Result<Option<Vec<Status>>> {
+    let Some(raw) = ctx.query.get("status") else {
+        return Ok(None);
+    };
+    raw.split(',')
+        .map(|s| {
+            Status::parse(s.trim()).ok_or_else(|| {
+                Error::invalid(
+                    "status",
+                    format!("unknown status {s:?}; use e.g. SUBMITTED,DELIVERED"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
+struct AgentFeed {
+    address: String,
+    statuses: Option<Vec<Status>>,
+    actor: String,
+    via: &'static str,
+}
+
+impl AgentFeed {
+    async fn page(&self, store: &Store, cursor: i64, limit: usize) -> Result<feed::FeedPage> {
+        let address = self.address.clone();
+        let statuses = self.statuses.clone();
+        store
+            .read(move |c| feed::agent_feed(c, &address, cursor, limit, statuses.as_deref()))
+            .await
+    }
+
+    /// The first hand-over of a submission marks its intent DELIVERED.
+    async fn mark(&self, store: &Store, submitted: Vec<String>) {
+        if submitted.is_empty() {
+            return;
+        }
+        let (actor, via) = (self.actor.clone(), self.via);
+        if let Err(e) = store
+            .write(move |c| feed::mark_delivered(c, &submitted, &actor, via))
+            .await
+        {
+            tracing::warn!(error = %e, "marking handed-over intents DELIVERED failed");
+        }
+    }
+}
+
+async fn log_end(store: &Store) -> Result<i64> {
+    store.read(feed::log_end).await
+}
+
+impl Source for AgentFeed {
+    async fn check_cursor(
+        &mut self,
+        store: &Store,
+        cursor: i64,
+    ) -> Result<Option<(serde_json::Value, i64)>> {
+        let end = log_end(store).await?;
+        Ok((cursor > end).then(|| {
+            (
+                json!({"reason": "cursor_ahead", "since": cursor, "latest": end}),
+                end,
+            )
+        }))
+    }
+
+    async fn fetch(&mut self, store: &Store, cursor: i64) -> Result<Fetched> {
+        let page = self.page(store, cursor, feed::PAGE).await?;
+        let frames = page
+            .items
+            .iter()
+            .map(|item| {
+                Ok(Frame {
+                    id: item.event.event_id,
+                    event: item.event.event_type.clone(),
+                    data: feed_item_json(item)?,
+                    last: false,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Fetched {
+            frames,
+            cursor: page.scanned_to,
+            more: page.more,
+            finished: false,
+        })
+    }
+
+    fn concerns(&self, notice: &[Committed]) -> bool {
+        notice
+            .iter()
+            .any(|c| c.handler.as_deref() == Some(self.address.as_str()))
+    }
+
+    async fn delivered(&mut self, store: &Store, frames: &[Frame]) {
+        // Only submissions are handed over; the intent id is in the frame's data, so map the
+        // frames back through a fresh read of their events.
+        let ids: Vec<i64> = frames
+            .iter()
+            .filter(|f| f.event == "intent.submitted")
+            .map(|f| f.id)
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let (first, last) = (ids[0] - 1, ids[ids.len() - 1]);
+        let Ok(page) = self.page(store, first, feed::PAGE).await else {
+            return;
+        };
+        let submitted = page
+            .items
+            .into_iter()
+            .filter(|i| i.event.event_id <= last && ids.contains(&i.event.event_id))
+            .map(|i| i.intent.intent_id)
+            .collect();
+        self.mark(store, submitted).await;
+    }
+}
+
+fn agent_feed(ctx: &Ctx, via: &'static str) -> Result<AgentFeed> {
+    Ok(AgentFeed {
+        address: agents::path_address(ctx.param(0))?,
+        statuses: status_filter(ctx)?,
+        actor: ctx.principal.address(),
+        via,
+    })
+}
+
+/// `GET /v1/agents/{address}/intents/stream?since=&wait_seconds=&status=`.
+pub async fn agent_feed_stream(ctx: Ctx) -> Result {
+    let source = agent_feed(&ctx, "stream")?;
+    let cursor = start_cursor(&ctx)?;
+    let wait = wait_seconds(&ctx)?;
+    sse::start(&ctx.state, source, cursor, StreamOptions { wait })
+}
+
+#[derive(Serialize)]
+struct FeedPoll {
+    ok: bool,
+    intents: Vec<Box<serde_json::value::RawValue>>,
+    next_since: i64,
+}
+
+/// `GET /v1/agents/{address}/intents?since=&limit=&wait_seconds=&status=`.
+pub async fn agent_feed_poll(ctx: Ctx) -> Result {
+    let source = agent_feed(&ctx, "poll")?;
+    let since = ctx.query.int("since", 0, i64::MAX)?.unwrap_or(0);
+    let limit = ctx.query.int("limit", 1, feed::PAGE as i64)?.unwrap_or(100) as usize;
+    let store = ctx.state.store.clone();
+    let read = || async {
+        let page = source.page(&store, since, limit).await?;
+        Ok((!page.items.is_empty()).then_some(page))
+    };
+    let page = match wait_seconds(&ctx)? {
+        None => read().await?,
+        Some(wait) => sse::long_poll(&ctx.state, wait, |n| source.concerns(n), read).await?,
+    };
+    let Some(page) = page else {
+        return response::ok(&FeedPoll {
+            ok: true,
+            intents: Vec::new(),
+            next_since: since,
+        });
+    };
+    let items = page
+        .items
+        .iter()
+        .map(|i| {
+            Ok(serde_json::value::RawValue::from_string(feed_item_json(
+                i,
+            )?)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let submitted = page
+        .items
+        .iter()
+        .filter(|i| i.event.event_type == Status::Submitted.event_type())
+        .map(|i| i.intent.intent_id.clone())
+        .collect();
+    source.mark(&store, submitted).await;
+    response::ok(&FeedPoll {
+        ok: true,
+        intents: items,
+        next_since: page.scanned_to,
+    })
+}
+
+// --- Dashboards: the firehose ----------------------------------------------------------------
+
+struct Firehose {
+    filter: FirehoseFilter,
+}
+
+#[derive(Serialize)]
+struct FirehoseEvent<'a> {
+    #[serde(flatten)]
+    event: wire::Event<'a>,
+    event_id: i64,
+}
+
+impl Source for Firehose {
+    async fn check_cursor(
+        &mut self,
+        store: &Store,
+        cursor: i64,
+    ) -> Result<Option<(serde_json::Value, i64)>> {
+        let end = log_end(store).await?;
+        Ok((cursor > end).then(|| {
+            (
+                json!({"reason": "cursor_ahead", "since": cursor, "latest": end}),
+                end,
+            )
+        }))
+    }
+
+    async fn fetch(&mut self, store: &Store, cursor: i64) -> Result<Fetched> {
+        let filter = self.filter.clone();
+        let rows = store
+            .read(move |c| feed::firehose(c, cursor, &filter, feed::PAGE))
+            .await?;
+        let frames = rows
+            .iter()
+            .map(|e| {
+                Ok(Frame {
+                    id: e.event_id,
+                    event: e.event_type.clone(),
+                    data: serde_json::to_string(&FirehoseEvent {
+                        event: wire::Event::from_row(e)?,
+                        event_id: e.event_id,
+                    })?,
+                    last: false,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Fetched {
+            more: frames.len() == feed::PAGE,
+            cursor,
+            frames,
+            finished: false,
+        })
+    }
+
+    fn concerns(&self, notice: &[Committed]) -> bool {
+        let f = &self.filter;
+        notice.iter().any(|c| {
+            f.intent_id.as_ref().is_none_or(|id| *id == c.intent_id)
+                && f.to_agent
+                    .as_ref()
+                    .is_none_or(|a| c.handler.as_deref() == Some(a.as_str()))
+        })
+    }
+}
+
+/// `GET /v1/events/stream?since=&intent_id=&to_agent=&correlation_id=`.
+pub async fn firehose_stream(ctx: Ctx) -> Result {
+    let q = &ctx.query;
+    let filter = FirehoseFilter {
+        intent_id: q.get("intent_id").map(request::intent_id).transpose()?,
+        to_agent: q
+            .get("to_agent")
+            .map(|a| validate::address("to_agent", a))
+            .transpose()?,
+        correlation_id: q
+            .get("correlation_id")
+            .map(|v| validate::uuid("correlation_id", v))
+            .transpose()?,
+    };
+    let cursor = start_cursor(&ctx)?;
+    let wait = wait_seconds(&ctx)?;
+    sse::start(
+        &ctx.state,
+        Firehose { filter },
+        cursor,
+        StreamOptions { wait },
+    )
+}
