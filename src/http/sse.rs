@@ -1,10 +1,10 @@
 //! Server-Sent Events and long polls, for every pull binding.
 //!
 //! A stream is a producer task feeding a bounded channel that the response body drains. The
-//! task follows one rule to never skip a commit: **subscribe to commit notices first, then read
-//! the store**, then wait for a notice that concerns it (or a lagged subscription, which means
-//! "re-read"), and read again from its cursor. Frames at or below the cursor are dropped, so
-//! replay and live never duplicate. It never polls SQLite in a loop: between notices it sleeps.
+//! task follows one rule to never skip a commit: **subscribe to its topic first, then read the
+//! store**, then wait to be woken by a commit of that topic, and read again from its cursor.
+//! Frames at or below the cursor are dropped, so replay and live never duplicate. It never polls
+//! SQLite in a loop: between commits it sleeps.
 //!
 //! A consumer that does not drain its queue within the write deadline is cut off (it resumes
 //! from its cursor, losing nothing); memory never grows with a slow reader. A keepalive comment
@@ -21,12 +21,12 @@ use bytes::Bytes;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::Response;
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, timeout, Instant};
 
 use super::response::Body;
 use super::AppState;
-use crate::store::events::Committed;
+use crate::store::notify::{Subscription, Topic};
 use crate::store::Store;
 use crate::Error;
 
@@ -97,6 +97,8 @@ pub struct Frame {
     pub data: String,
     /// The stream ends after this frame (a terminal event on a per-intent stream).
     pub last: bool,
+    /// The intent this frame hands over to its handler (a submission in an agent feed).
+    pub handover: Option<String>,
 }
 
 /// What a source read after a cursor.
@@ -129,8 +131,8 @@ pub trait Source: Send + 'static {
         cursor: i64,
     ) -> impl Future<Output = Result<Fetched, Error>> + Send;
 
-    /// Whether a commit may have produced frames for this source.
-    fn concerns(&self, notice: &[Committed]) -> bool;
+    /// The commits that may produce frames for this source.
+    fn topic(&self) -> Topic;
 
     /// Called after frames went out (e.g. to mark handed-over intents DELIVERED).
     fn delivered(&mut self, _store: &Store, _frames: &[Frame]) -> impl Future<Output = ()> + Send {
@@ -160,7 +162,7 @@ pub fn start<S: Source>(
         store: state.store.clone(),
         // Subscribed here, before the task reads anything: nothing committed from now on can
         // be missed.
-        notices: state.store.subscribe(),
+        commits: state.store.subscribe(source.topic()),
         shutdown: state.shutdown.clone(),
         settings: settings.clone(),
     };
@@ -181,7 +183,7 @@ struct Producer {
     /// Frames to the response body; the body (hyper) holds the receiver.
     tx: mpsc::Sender<Bytes>,
     store: Store,
-    notices: broadcast::Receiver<Arc<Vec<Committed>>>,
+    commits: Subscription,
     /// Flips to true when the server shuts down; owned by `server::Server::run`.
     shutdown: watch::Receiver<bool>,
     settings: StreamSettings,
@@ -265,12 +267,7 @@ impl Producer {
             let wait_end = opts.wait.map(|w| idle_since + w);
             loop {
                 tokio::select! {
-                    notice = self.notices.recv() => match notice {
-                        Ok(n) if source.concerns(&n) => break,
-                        Ok(_) => continue,
-                        Err(broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(broadcast::error::RecvError::Closed) => return Ok(()),
-                    },
+                    _ = self.commits.changed() => break,
                     _ = sleep_until(keepalive_at) => {
                         if let Stop::Gone = self.send(":\n\n".to_string()).await {
                             return Ok(());
@@ -316,20 +313,20 @@ fn jittered(d: Duration) -> Duration {
     d.saturating_sub(d / 10 * r / 1000)
 }
 
-/// Waits (long poll) until `fetch` returns something, a concerning commit having been noticed,
-/// or until `wait` has passed (then `None`). The subscription is taken before the first read,
-/// so a commit between the read and the wait always wakes the waiter.
+/// Waits (long poll) until `fetch` returns something after a commit of `topic`, or until
+/// `wait` has passed (then `None`). The subscription is taken before the first read, so a
+/// commit between the read and the wait always wakes the waiter.
 pub async fn long_poll<T, F, Fut>(
     state: &AppState,
     wait: Duration,
-    concerns: impl Fn(&[Committed]) -> bool,
+    topic: Topic,
     mut fetch: F,
 ) -> Result<Option<T>, Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Option<T>, Error>>,
 {
-    let mut notices = state.store.subscribe();
+    let commits = state.store.subscribe(topic);
     if let Some(found) = fetch().await? {
         return Ok(Some(found));
     }
@@ -342,15 +339,11 @@ where
     let mut shutdown = state.shutdown.clone();
     loop {
         tokio::select! {
-            notice = notices.recv() => match notice {
-                Ok(n) if !concerns(&n) => continue,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                    if let Some(found) = fetch().await? {
-                        return Ok(Some(found));
-                    }
+            _ = commits.changed() => {
+                if let Some(found) = fetch().await? {
+                    return Ok(Some(found));
                 }
-                Err(broadcast::error::RecvError::Closed) => return Ok(None),
-            },
+            }
             _ = sleep_until(end) => return Ok(None),
             _ = shutdown.changed() => return Ok(None),
         }

@@ -14,7 +14,8 @@ use super::wire;
 use super::{request, Ctx};
 use crate::model::Status;
 use crate::service::{agents, feed, intents, validate};
-use crate::store::events::{Committed, EventRow, FirehoseFilter};
+use crate::store::events::{EventRow, FirehoseFilter};
+use crate::store::notify::Topic;
 use crate::store::Store;
 use crate::Error;
 
@@ -94,6 +95,7 @@ impl Source for IntentEvents {
                     event: e.event_type.clone(),
                     data: event_json(e)?,
                     last: e.status.is_terminal(),
+                    handover: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -105,8 +107,8 @@ impl Source for IntentEvents {
         })
     }
 
-    fn concerns(&self, notice: &[Committed]) -> bool {
-        notice.iter().any(|c| c.intent_id == self.intent_id)
+    fn topic(&self) -> Topic {
+        Topic::Intent(self.intent_id.clone())
     }
 }
 
@@ -143,13 +145,9 @@ pub async fn intent_events(ctx: Ctx) -> Result {
         None => read(ctx.state.store.clone(), id).await?.unwrap_or_default(),
         Some(wait) => {
             let store = ctx.state.store.clone();
-            let watched = id.clone();
-            let found = sse::long_poll(
-                &ctx.state,
-                wait,
-                |n| n.iter().any(|c| c.intent_id == watched),
-                || read(store.clone(), id.clone()),
-            )
+            let found = sse::long_poll(&ctx.state, wait, Topic::Intent(id.clone()), || {
+                read(store.clone(), id.clone())
+            })
             .await?;
             found.unwrap_or_default()
         }
@@ -259,6 +257,8 @@ impl Source for AgentFeed {
                     event: item.event.event_type.clone(),
                     data: feed_item_json(item)?,
                     last: false,
+                    handover: (item.event.event_type == Status::Submitted.event_type())
+                        .then(|| item.intent.intent_id.clone()),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -270,34 +270,13 @@ impl Source for AgentFeed {
         })
     }
 
-    fn concerns(&self, notice: &[Committed]) -> bool {
-        notice
-            .iter()
-            .any(|c| c.handler.as_deref() == Some(self.address.as_str()))
+    fn topic(&self) -> Topic {
+        Topic::Agent(self.address.clone())
     }
 
     async fn delivered(&mut self, store: &Store, frames: &[Frame]) {
-        // Only submissions are handed over; the intent id is in the frame's data, so map the
-        // frames back through a fresh read of their events.
-        let ids: Vec<i64> = frames
-            .iter()
-            .filter(|f| f.event == "intent.submitted")
-            .map(|f| f.id)
-            .collect();
-        if ids.is_empty() {
-            return;
-        }
-        let (first, last) = (ids[0] - 1, ids[ids.len() - 1]);
-        let Ok(page) = self.page(store, first, feed::PAGE).await else {
-            return;
-        };
-        let submitted = page
-            .items
-            .into_iter()
-            .filter(|i| i.event.event_id <= last && ids.contains(&i.event.event_id))
-            .map(|i| i.intent.intent_id)
-            .collect();
-        self.mark(store, submitted).await;
+        let handed_over = frames.iter().filter_map(|f| f.handover.clone()).collect();
+        self.mark(store, handed_over).await;
     }
 }
 
@@ -337,7 +316,7 @@ pub async fn agent_feed_poll(ctx: Ctx) -> Result {
     };
     let page = match wait_seconds(&ctx)? {
         None => read().await?,
-        Some(wait) => sse::long_poll(&ctx.state, wait, |n| source.concerns(n), read).await?,
+        Some(wait) => sse::long_poll(&ctx.state, wait, source.topic(), read).await?,
     };
     let Some(page) = page else {
         return response::ok(&FeedPoll {
@@ -413,6 +392,7 @@ impl Source for Firehose {
                         event_id: e.event_id,
                     })?,
                     last: false,
+                    handover: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -424,14 +404,12 @@ impl Source for Firehose {
         })
     }
 
-    fn concerns(&self, notice: &[Committed]) -> bool {
-        let f = &self.filter;
-        notice.iter().any(|c| {
-            f.intent_id.as_ref().is_none_or(|id| *id == c.intent_id)
-                && f.to_agent
-                    .as_ref()
-                    .is_none_or(|a| c.handler.as_deref() == Some(a.as_str()))
-        })
+    fn topic(&self) -> Topic {
+        match (&self.filter.intent_id, &self.filter.to_agent) {
+            (Some(id), _) => Topic::Intent(id.clone()),
+            (None, Some(agent)) => Topic::Agent(agent.clone()),
+            (None, None) => Topic::All,
+        }
     }
 }
 

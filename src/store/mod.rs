@@ -22,6 +22,7 @@ pub mod idempotency;
 pub mod intents;
 pub mod keys;
 pub mod migrations;
+pub mod notify;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -29,7 +30,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
+
+use self::notify::{Hub, Subscription, Topic};
 
 use crate::Error;
 
@@ -64,9 +67,6 @@ impl Default for StoreOptions {
     }
 }
 
-/// Commit notices kept for slow subscribers before they lag (and must re-read).
-const COMMIT_NOTICES_BUFFERED: usize = 1024;
-
 /// A closure run by the writer thread inside the batch transaction. It returns whether it
 /// succeeded (so the writer knows whether to roll back its savepoint) and what to do once the
 /// batch's fate is known. Called with `None` when the batch failed before the job could run.
@@ -89,9 +89,9 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     max_readers: usize,
     durability: Durability,
-    /// What each commit made visible, published by the writer thread after `COMMIT`. Streams
+    /// Who waits for which commits; the writer thread publishes to it after `COMMIT`. Streams
     /// and long polls subscribe here instead of polling SQLite.
-    commits: broadcast::Sender<Arc<Vec<events::Committed>>>,
+    hub: Arc<Hub>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Tells the checkpointer thread to stop; the checkpointer holds the receiver.
     stop_checkpointer: Mutex<Option<std::sync::mpsc::Sender<()>>>,
@@ -106,14 +106,14 @@ impl Store {
         // The writer commits; the checkpointer checkpoints.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let last_event: i64 = events::max_event_id(&conn)?;
-        let (commit_tx, _) = broadcast::channel(COMMIT_NOTICES_BUFFERED);
+        let hub = Arc::new(Hub::default());
         let (job_tx, job_rx) = mpsc::channel::<Job>(opts.max_batch * 8);
 
         let max_batch = opts.max_batch.max(1);
-        let notices = commit_tx.clone();
+        let publisher = hub.clone();
         let writer = std::thread::Builder::new()
             .name("axme-writer".into())
-            .spawn(move || writer::run(conn, job_rx, notices, last_event, max_batch))
+            .spawn(move || writer::run(conn, job_rx, publisher, last_event, max_batch))
             .map_err(|e| Error::internal(format!("spawn writer: {e}")))?;
 
         let (stop_tx, stop_rx) = std::sync::mpsc::channel();
@@ -130,7 +130,7 @@ impl Store {
                 readers: Mutex::new(Vec::new()),
                 max_readers: opts.readers.max(1),
                 durability: opts.durability,
-                commits: commit_tx,
+                hub,
                 threads: Mutex::new(vec![writer, checkpointer]),
                 stop_checkpointer: Mutex::new(Some(stop_tx)),
             }),
@@ -207,11 +207,15 @@ impl Store {
         out
     }
 
-    /// Subscribes to commit notices: after every commit that wrote events, the short form of
-    /// those events. Subscribe *before* reading the database, so that nothing committed between
-    /// the read and the wait goes unnoticed; a receiver that lags behind must re-read.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Vec<events::Committed>>> {
-        self.inner.commits.subscribe()
+    /// Subscribes to the commits of a topic. Subscribe *before* reading the database, so that
+    /// nothing committed between the read and the wait goes unnoticed.
+    pub fn subscribe(&self, topic: Topic) -> Subscription {
+        self.inner.hub.subscribe(topic)
+    }
+
+    /// How many subscriptions (streams, long polls) are waiting for commits.
+    pub fn subscriptions(&self) -> usize {
+        self.inner.hub.subscriptions()
     }
 
     /// Stops taking writes, lets the writer finish what is queued, stops the checkpointer and

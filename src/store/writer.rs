@@ -12,8 +12,9 @@ use std::time::Duration;
 use rusqlite::Connection;
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
+use super::notify::Hub;
 use super::{events, Completion, Job};
 use crate::Error;
 
@@ -21,7 +22,7 @@ use crate::Error;
 pub(super) fn run(
     conn: Connection,
     mut jobs: mpsc::Receiver<Job>,
-    commits: broadcast::Sender<Arc<Vec<events::Committed>>>,
+    hub: Arc<Hub>,
     mut last_published: i64,
     max_batch: usize,
 ) {
@@ -35,22 +36,17 @@ pub(super) fn run(
             }
         }
         run_batch(&conn, &mut batch);
-        publish(&conn, &commits, &mut last_published);
+        publish(&conn, &hub, &mut last_published);
     }
 }
 
-/// Tells every subscriber which events the last commit made visible. Sent only after `COMMIT`,
-/// so a subscriber that reads the database on a notice always finds what it was told about.
-fn publish(
-    conn: &Connection,
-    commits: &broadcast::Sender<Arc<Vec<events::Committed>>>,
-    last_published: &mut i64,
-) {
+/// Wakes the subscribers of what the last commit made visible. Called only after `COMMIT`, so
+/// a subscriber that reads the database when woken always finds what woke it.
+fn publish(conn: &Connection, hub: &Hub, last_published: &mut i64) {
     match events::committed_after(conn, *last_published) {
         Ok(new) if !new.is_empty() => {
             *last_published = new.last().map_or(*last_published, |e| e.event_id);
-            // No receivers is fine: nobody is waiting.
-            let _ = commits.send(Arc::new(new));
+            hub.publish(&new);
         }
         Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "reading the committed events failed"),
