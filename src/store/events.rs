@@ -1,6 +1,11 @@
 //! The `events` table: the append-only history of every intent. `seq` counts 1, 2, 3 … per
 //! intent with no gaps; `event_id` is the global, strictly increasing position of an event in
 //! the log (the feed cursor). Events are never updated or deleted while their intent is kept.
+//!
+//! `event_id` is a plain `INTEGER PRIMARY KEY` (SQLite gives max + 1), not `AUTOINCREMENT`,
+//! which would update `sqlite_sequence` on every insert. Ids stay strictly increasing as long
+//! as the newest event is never deleted — so whatever prunes old events must always keep the
+//! newest one.
 
 use rusqlite::{params, Connection, Row};
 
@@ -59,7 +64,15 @@ pub fn append(conn: &Connection, e: &EventRow) -> Result<i64, Error> {
         e.at,
         e.details,
     ])?;
-    Ok(conn.last_insert_rowid())
+    let event_id = conn.last_insert_rowid();
+    super::notify::record(Committed {
+        event_id,
+        intent_id: e.intent_id.clone(),
+        seq: e.seq,
+        event_type: e.event_type.clone(),
+        handler: e.handler.clone(),
+    });
+    Ok(event_id)
 }
 
 /// The events of one intent with `seq > since`, oldest first, at most `limit`.
@@ -84,8 +97,8 @@ pub fn max_event_id(conn: &Connection) -> Result<i64, Error> {
     Ok(stmt.query_row([], |r| r.get(0))?)
 }
 
-/// The short form of a committed event that the writer publishes after each commit, so that
-/// streams and long polls know whether a commit concerns them without reading the database.
+/// The short form of an event, recorded as it is appended and published to subscribers once its
+/// transaction has committed (see `notify`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
     pub event_id: i64,
@@ -93,26 +106,6 @@ pub struct Committed {
     pub seq: i64,
     pub event_type: String,
     pub handler: Option<String>,
-}
-
-/// Every event with `event_id > after`, oldest first.
-pub fn committed_after(conn: &Connection, after: i64) -> Result<Vec<Committed>, Error> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT event_id, intent_id, seq, event_type, handler FROM events WHERE event_id > ?1 \
-         ORDER BY event_id",
-    )?;
-    let rows = stmt
-        .query_map([after], |r| {
-            Ok(Committed {
-                event_id: r.get(0)?,
-                intent_id: r.get(1)?,
-                seq: r.get(2)?,
-                event_type: r.get(3)?,
-                handler: r.get(4)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
 }
 
 /// The feed of an agent: `intent.submitted` and terminal events handled by `address` with

@@ -51,7 +51,7 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX intents_correlation ON intents (correlation_id, id);
 
     CREATE TABLE events (
-        event_id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id        INTEGER PRIMARY KEY,
         intent_id       TEXT NOT NULL,
         seq             INTEGER NOT NULL,
         event_type      TEXT NOT NULL,

@@ -10,7 +10,8 @@
 //! - **Readers** use a small pool of read-only connections on blocking threads
 //!   ([`Store::read`]); in WAL mode they never wait behind the writer.
 //! - **A checkpointer thread** moves the WAL into the database file in the background (PASSIVE,
-//!   never blocking the writer), so the writer's commits never pay for checkpoints.
+//!   never blocking the writer), and asks the writer to restart the log when it grows long
+//!   (see `wal`), so the writer's commits never pay for checkpoints and the log stays bounded.
 //!
 //! The store never imports hyper or anything of the HTTP layer, and never runs on a tokio worker
 //! thread: async callers only await channels.
@@ -23,6 +24,7 @@ pub mod intents;
 pub mod keys;
 pub mod migrations;
 pub mod notify;
+pub mod wal;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -92,9 +94,8 @@ struct Inner {
     /// Who waits for which commits; the writer thread publishes to it after `COMMIT`. Streams
     /// and long polls subscribe here instead of polling SQLite.
     hub: Arc<Hub>,
-    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
-    /// Tells the checkpointer thread to stop; the checkpointer holds the receiver.
-    stop_checkpointer: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    checkpointer: Mutex<Option<wal::Checkpointer>>,
 }
 
 impl Store {
@@ -105,23 +106,17 @@ impl Store {
         migrations::migrate(&mut conn)?;
         // The writer commits; the checkpointer checkpoints.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        let last_event: i64 = events::max_event_id(&conn)?;
         let hub = Arc::new(Hub::default());
         let (job_tx, job_rx) = mpsc::channel::<Job>(opts.max_batch * 8);
 
         let max_batch = opts.max_batch.max(1);
+        let checkpointer = wal::Checkpointer::start(path, opts.durability)?;
         let publisher = hub.clone();
+        let restart_due = checkpointer.restart_due.clone();
         let writer = std::thread::Builder::new()
             .name("axme-writer".into())
-            .spawn(move || writer::run(conn, job_rx, publisher, last_event, max_batch))
+            .spawn(move || writer::run(conn, job_rx, publisher, max_batch, restart_due))
             .map_err(|e| Error::internal(format!("spawn writer: {e}")))?;
-
-        let (stop_tx, stop_rx) = std::sync::mpsc::channel();
-        let ck_conn = open_connection(path, opts.durability, false)?;
-        let checkpointer = std::thread::Builder::new()
-            .name("axme-checkpoint".into())
-            .spawn(move || writer::checkpoint_loop(ck_conn, stop_rx))
-            .map_err(|e| Error::internal(format!("spawn checkpointer: {e}")))?;
 
         Ok(Store {
             inner: Arc::new(Inner {
@@ -131,8 +126,8 @@ impl Store {
                 max_readers: opts.readers.max(1),
                 durability: opts.durability,
                 hub,
-                threads: Mutex::new(vec![writer, checkpointer]),
-                stop_checkpointer: Mutex::new(Some(stop_tx)),
+                writer: Mutex::new(Some(writer)),
+                checkpointer: Mutex::new(Some(checkpointer)),
             }),
         })
     }
@@ -224,22 +219,24 @@ impl Store {
         if let Ok(mut jobs) = self.inner.jobs.lock() {
             jobs.take();
         }
-        if let Ok(mut stop) = self.inner.stop_checkpointer.lock() {
-            stop.take();
-        }
-        let threads = match self.inner.threads.lock() {
-            Ok(mut t) => std::mem::take(&mut *t),
-            Err(_) => Vec::new(),
-        };
-        for t in threads {
+        if let Some(t) = self.inner.writer.lock().ok().and_then(|mut w| w.take()) {
             let _ = t.join();
+        }
+        if let Some(mut c) = self
+            .inner
+            .checkpointer
+            .lock()
+            .ok()
+            .and_then(|mut c| c.take())
+        {
+            c.stop();
         }
         if let Ok(mut pool) = self.inner.readers.lock() {
             pool.clear();
         }
         match open_connection(&self.inner.path, self.inner.durability, false) {
             Ok(conn) => {
-                if let Err(e) = writer::checkpoint(&conn, "TRUNCATE") {
+                if let Err(e) = wal::checkpoint(&conn, "TRUNCATE") {
                     tracing::warn!(error = %e, "final checkpoint failed");
                 }
             }
@@ -283,5 +280,7 @@ pub fn apply_pragmas(conn: &Connection, durability: Durability) -> Result<(), Er
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.pragma_update(None, "cache_size", -16_000)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // After the log restarts, trim its file back to 64 MiB.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! `Notify`, which keeps a wake-up that arrives while its owner is busy reading, so none is ever
 //! lost, and many commits in a row coalesce into one wake-up.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,37 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use super::events::Committed;
+
+thread_local! {
+    /// Events appended by the current transaction of this thread, when it is the writer thread
+    /// (`collect_on_this_thread` was called); `None` on every other thread. The writer publishes
+    /// them after `COMMIT` and forgets them after a rollback.
+    static APPENDED: RefCell<Option<Vec<Committed>>> = const { RefCell::new(None) };
+}
+
+/// Makes this thread record the events it appends (called once, by the writer thread).
+pub(super) fn collect_on_this_thread() {
+    APPENDED.with(|a| *a.borrow_mut() = Some(Vec::new()));
+}
+
+/// Records an appended event (a no-op outside the writer thread).
+pub(super) fn record(event: Committed) {
+    APPENDED.with(|a| {
+        if let Some(v) = a.borrow_mut().as_mut() {
+            v.push(event);
+        }
+    });
+}
+
+/// Takes the events recorded since the last call.
+pub(super) fn take_recorded() -> Vec<Committed> {
+    APPENDED.with(|a| {
+        a.borrow_mut()
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    })
+}
 
 /// What a subscriber waits for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,21 +1,28 @@
-//! The writer thread (group commit) and the checkpointer thread.
+//! The writer thread (group commit).
 //!
 //! The writer blocks for one job, then takes every job already waiting (up to `max_batch`) and
-//! runs them all in one `BEGIN IMMEDIATE … COMMIT`, each inside `SAVEPOINT job` so one failing
-//! job rolls back alone. Callers are answered only after `COMMIT` returns. While the disk is busy
-//! with one commit, new jobs queue up and ride the next one, so throughput grows with load instead
-//! of collapsing to one fsync per request.
+//! runs them all in one `BEGIN IMMEDIATE … COMMIT`. Callers are answered only after `COMMIT`
+//! returns. While the disk is busy with one commit, new jobs queue up and ride the next one, so
+//! throughput grows with load instead of collapsing to one fsync per request.
+//!
+//! A job that fails must leave no trace. Operations check everything (existence, lifecycle,
+//! idempotency) before they write, so a failing job has almost always written nothing; the
+//! writer verifies that with SQLite's change counter and lets the batch go on. A job that fails
+//! *after* writing (an I/O error, a bug, a panic) cannot be undone alone without a savepoint
+//! around every job — which would copy every page each job touches into a sub-journal and cost a
+//! third of the writer's time — so then the whole batch is rolled back: that job gets its error,
+//! the others a 503 asking them to retry, and nothing of any of them is stored.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Duration;
 
 use rusqlite::Connection;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::notify::Hub;
-use super::{events, Completion, Job};
+use super::notify::{self, Hub};
+use super::{wal, Completion, Job};
 use crate::Error;
 
 /// The writer thread's body. Returns when every job sender is gone and the queue is drained.
@@ -23,9 +30,10 @@ pub(super) fn run(
     conn: Connection,
     mut jobs: mpsc::Receiver<Job>,
     hub: Arc<Hub>,
-    mut last_published: i64,
     max_batch: usize,
+    restart_due: Arc<AtomicBool>,
 ) {
+    notify::collect_on_this_thread();
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Some(first) = jobs.blocking_recv() {
         batch.push(first);
@@ -35,52 +43,41 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
-        run_batch(&conn, &mut batch);
-        publish(&conn, &hub, &mut last_published);
-    }
-}
-
-/// Wakes the subscribers of what the last commit made visible. Called only after `COMMIT`, so
-/// a subscriber that reads the database when woken always finds what woke it.
-fn publish(conn: &Connection, hub: &Hub, last_published: &mut i64) {
-    match events::committed_after(conn, *last_published) {
-        Ok(new) if !new.is_empty() => {
-            *last_published = new.last().map_or(*last_published, |e| e.event_id);
-            hub.publish(&new);
+        let committed = run_batch(&conn, &mut batch);
+        // What the batch appended; published only if it committed.
+        let appended = notify::take_recorded();
+        if committed {
+            hub.publish(&appended);
         }
-        Ok(_) => {}
-        Err(e) => tracing::error!(error = %e, "reading the committed events failed"),
+        wal::restart_if_due(&conn, &restart_due);
     }
 }
 
-fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
+/// Runs one batch in one transaction; returns whether it committed.
+fn run_batch(conn: &Connection, batch: &mut Vec<Job>) -> bool {
     let size = batch.len();
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         fail_all(batch.drain(..).map(fail_job), e);
-        return;
+        return false;
     }
     let mut completions: Vec<Completion> = Vec::with_capacity(size);
     let mut pending = batch.drain(..);
     let mut broken: Option<Error> = None;
     for job in pending.by_ref() {
-        if let Err(e) = exec(conn, "SAVEPOINT job") {
-            broken = Some(e);
-            completions.push(fail_job(job));
-            break;
-        }
+        let before = conn.total_changes();
         let (ok, done) = run_job(conn, job);
         completions.push(done);
-        let end = if ok {
-            exec(conn, "RELEASE job")
-        } else {
-            exec(conn, "ROLLBACK TO job").and_then(|_| exec(conn, "RELEASE job"))
-        };
-        if let Err(e) = end {
-            broken = Some(e);
+        if !ok && conn.total_changes() != before {
+            tracing::error!("a write failed after writing; rolling back its whole batch");
+            broken = Some(Error::Unavailable {
+                reason: "a write committed together with this one failed half-way, so neither \
+                         was stored; retry"
+                    .into(),
+            });
             break;
         }
     }
-    // Jobs after a broken savepoint are not run; they fail with the batch.
+    // Jobs after a broken one are not run; they fail with the batch.
     let rest: Vec<Completion> = pending.map(fail_job).collect();
     completions.extend(rest);
 
@@ -94,9 +91,11 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
     if let Err(e) = &outcome {
         tracing::error!(error = %e, jobs = size, "write batch failed");
     }
+    let committed = outcome.is_ok();
     for done in completions {
         done(outcome.clone());
     }
+    committed
 }
 
 /// Runs one job, turning a panic into a failed job whose caller is told "internal error" (the
@@ -105,7 +104,7 @@ fn run_job(conn: &Connection, job: Job) -> (bool, Completion) {
     match catch_unwind(AssertUnwindSafe(|| job(Some(conn)))) {
         Ok(r) => r,
         Err(_) => {
-            tracing::error!("a write job panicked; its savepoint is rolled back");
+            tracing::error!("a write job panicked");
             (false, Box::new(|_| {}))
         }
     }
@@ -126,25 +125,4 @@ fn fail_all(completions: impl Iterator<Item = Completion>, e: Error) {
 fn exec(conn: &Connection, sql: &str) -> Result<(), Error> {
     conn.prepare_cached(sql)?.execute([])?;
     Ok(())
-}
-
-/// Runs a checkpoint of the given mode (`PASSIVE`, `TRUNCATE`, ...).
-pub(super) fn checkpoint(conn: &Connection, mode: &str) -> Result<(), Error> {
-    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()))?;
-    Ok(())
-}
-
-/// The checkpointer thread's body: a PASSIVE checkpoint every 200 ms until told to stop (its
-/// stop channel's sender is dropped by `Store::shutdown`).
-pub(super) fn checkpoint_loop(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
-    loop {
-        match stop.recv_timeout(Duration::from_millis(200)) {
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if let Err(e) = checkpoint(&conn, "PASSIVE") {
-                    tracing::warn!(error = %e, "background checkpoint failed");
-                }
-            }
-            _ => return,
-        }
-    }
 }
