@@ -63,7 +63,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             durability: Durability::Full,
-            readers: 4,
+            readers: 16,
             max_batch: 512,
         }
     }
