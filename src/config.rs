@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::delivery::PushSettings;
 use crate::http::sse::StreamSettings;
+use crate::service::deliveries::RetryPolicy;
 
 use crate::store::Durability;
 
@@ -87,6 +89,47 @@ pub struct ServeConfig {
     /// Most long polls waiting at once (more get 503 with Retry-After).
     #[arg(long, env = "AXME_MAX_WAITERS", default_value_t = 10_000)]
     pub max_waiters: usize,
+
+    /// Delays between push attempts (units ms, s, m, h, d); the number of steps plus one is the
+    /// default number of attempts.
+    #[arg(long, env = "AXME_PUSH_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,14h,20h,24h",
+          value_parser = parse_schedule)]
+    pub push_retry_schedule: Schedule,
+
+    /// Seconds one push attempt may take in all.
+    #[arg(long, env = "AXME_PUSH_TIMEOUT", default_value_t = 15)]
+    pub push_timeout: u64,
+
+    /// Seconds a push may take to connect.
+    #[arg(long, env = "AXME_PUSH_CONNECT_TIMEOUT", default_value_t = 5)]
+    pub push_connect_timeout: u64,
+
+    /// Threads sending pushes.
+    #[arg(long, env = "AXME_PUSH_WORKERS", default_value_t = 16)]
+    pub push_workers: usize,
+
+    /// Pushes in flight to one endpoint (scheme, host, port) at most, so a slow or dead one
+    /// cannot hold up the others.
+    #[arg(long, env = "AXME_PUSH_ENDPOINT_CONCURRENCY", default_value_t = 4)]
+    pub push_endpoint_concurrency: usize,
+
+    /// Also refuse pushes to loopback and private addresses (link-local and cloud metadata
+    /// addresses are always refused).
+    #[arg(long, env = "AXME_PUSH_DENY_PRIVATE")]
+    pub push_deny_private: bool,
+
+    /// Seconds to wait at least after a 429 or a timeout, whatever the schedule says.
+    #[arg(long, env = "AXME_PUSH_THROTTLE_FLOOR_SECONDS", default_value_t = 60)]
+    pub push_throttle_floor_seconds: u64,
+}
+
+/// The delays of `--push-retry-schedule`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schedule(pub Vec<Duration>);
+
+/// Reads `--push-retry-schedule`.
+fn parse_schedule(s: &str) -> Result<Schedule, String> {
+    crate::service::deliveries::parse_schedule(s).map(Schedule)
 }
 
 impl fmt::Debug for ServeConfig {
@@ -100,6 +143,7 @@ impl fmt::Debug for ServeConfig {
             .field("log", &self.log)
             .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
             .field("stream", &self.stream_settings())
+            .field("push", &self.push_settings())
             .finish()
     }
 }
@@ -121,6 +165,30 @@ impl ServeConfig {
             stream_queue: 256,
             max_streams: 10_000,
             max_waiters: 10_000,
+            push_retry_schedule: parse_schedule("5s,5m,30m,2h,5h,10h,14h,20h,24h")
+                .unwrap_or_default(),
+            push_timeout: 15,
+            push_connect_timeout: 5,
+            push_workers: 16,
+            push_endpoint_concurrency: 4,
+            push_deny_private: false,
+            push_throttle_floor_seconds: 60,
+        }
+    }
+
+    /// The push binding's settings.
+    pub fn push_settings(&self) -> PushSettings {
+        PushSettings {
+            policy: RetryPolicy {
+                schedule: self.push_retry_schedule.0.clone(),
+                throttle_floor: Duration::from_secs(self.push_throttle_floor_seconds),
+                retry_after_cap: Duration::from_secs(24 * 3600),
+            },
+            timeout: Duration::from_secs(self.push_timeout.max(1)),
+            connect_timeout: Duration::from_secs(self.push_connect_timeout.max(1)),
+            workers: self.push_workers.max(1),
+            per_endpoint: self.push_endpoint_concurrency.max(1),
+            deny_private: self.push_deny_private,
         }
     }
 
@@ -155,5 +223,24 @@ mod tests {
     fn the_command_line_parses() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "axme",
+            "serve",
+            "--push-retry-schedule",
+            "500ms,2s,1m",
+            "--push-deny-private",
+        ])
+        .expect("parses");
+        let Command::Serve(c) = cli.command;
+        assert_eq!(
+            c.push_settings().policy.schedule,
+            vec![
+                Duration::from_millis(500),
+                Duration::from_secs(2),
+                Duration::from_secs(60)
+            ]
+        );
+        assert!(c.push_deny_private);
+        assert!(Cli::try_parse_from(["axme", "serve", "--push-retry-schedule", "5x"]).is_err());
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod delivery;
 mod error;
 pub mod http;
 pub mod model;

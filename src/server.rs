@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::ServeConfig;
+use crate::delivery::{self, PushSettings};
 use crate::http::sse::Gauges;
 use crate::http::{self, AppState, Limits};
 use crate::service::auth::{self, Bootstrap, Keys};
@@ -24,6 +25,7 @@ use crate::Error;
 /// A server with its store open, ready to serve.
 pub struct Server {
     state: Arc<AppState>,
+    push: PushSettings,
     /// Tells streams and long polls that the server is shutting down.
     shutdown_tx: watch::Sender<bool>,
     grace: Duration,
@@ -54,10 +56,12 @@ impl Server {
                 keys,
                 limits: Limits::for_payload(config.max_payload_bytes),
                 streams: config.stream_settings(),
+                push_policy: config.push_settings().policy,
                 gauges: Gauges::default(),
                 shutdown,
             }),
             shutdown_tx,
+            push: config.push_settings(),
             grace: Duration::from_secs(config.shutdown_grace_seconds),
             generated_key,
         })
@@ -76,6 +80,11 @@ impl Server {
     ) -> Result<(), Error> {
         let graceful = GracefulShutdown::new();
         let maintenance = tokio::spawn(maintenance(self.state.store.clone()));
+        let pusher = tokio::spawn(delivery::run(
+            self.state.store.clone(),
+            self.push.clone(),
+            self.state.shutdown.clone(),
+        ));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -121,6 +130,10 @@ impl Server {
             }
         }
         maintenance.abort();
+        // The pusher saw the shutdown flag: it waits for the attempts in flight and records them.
+        if tokio::time::timeout(self.grace, pusher).await.is_err() {
+            tracing::warn!("pushes in flight did not finish in time; they stay pending and are sent again on the next start");
+        }
         let store = self.state.store.clone();
         tokio::task::spawn_blocking(move || store.shutdown())
             .await

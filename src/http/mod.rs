@@ -10,6 +10,7 @@ pub mod response;
 pub mod router;
 pub mod sse;
 mod streams;
+mod webhooks;
 pub mod wire;
 
 use std::convert::Infallible;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub limits: Limits,
     pub streams: sse::StreamSettings,
     pub gauges: sse::Gauges,
+    /// Retry policy of pushes (replays give deliveries a fresh budget from it).
+    pub push_policy: crate::service::deliveries::RetryPolicy,
     /// Becomes `true` when the server shuts down; `server::Server::run` holds the sender.
     /// Streams and long polls end on it.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
@@ -153,6 +156,14 @@ async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Result<Respon
         Route::AgentFeed => streams::agent_feed_poll(ctx).await,
         Route::AgentFeedStream => streams::agent_feed_stream(ctx).await,
         Route::Firehose => streams::firehose_stream(ctx).await,
+        Route::UpsertSubscription => webhooks::upsert_subscription(ctx, body).await,
+        Route::ListSubscriptions => webhooks::list_subscriptions(ctx).await,
+        Route::DeleteSubscription => webhooks::delete_subscription(ctx).await,
+        Route::PublishEvent => webhooks::publish_event(ctx, body).await,
+        Route::ReplayEvent => webhooks::replay_event(ctx).await,
+        Route::ListDeliveries => webhooks::list_deliveries(ctx).await,
+        Route::GetDelivery => webhooks::get_delivery(ctx).await,
+        Route::ReplayDelivery => webhooks::replay_delivery(ctx).await,
         Route::Resolve => intents::resolve(ctx, body).await,
         Route::Resume => intents::resume(ctx, body).await,
         Route::Ack => intents::ack(ctx, body).await,
@@ -189,6 +200,12 @@ fn capabilities() -> Result<Response<Body>, Error> {
             "intents.progress",
             "idempotency",
             "agents.registry",
+            "bindings.stream",
+            "bindings.poll",
+            "bindings.http",
+            "webhooks.subscriptions",
+            "webhooks.events",
+            "deliveries",
         ],
         supported_intent_types: vec!["intent.ask.v1", "intent.reply.v1"],
     })

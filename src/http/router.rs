@@ -26,6 +26,14 @@ pub enum Route {
     AgentFeed,
     AgentFeedStream,
     Firehose,
+    UpsertSubscription,
+    ListSubscriptions,
+    DeleteSubscription,
+    PublishEvent,
+    ReplayEvent,
+    ListDeliveries,
+    GetDelivery,
+    ReplayDelivery,
 }
 
 const ROUTES: &[(&str, &str, Route)] = &[
@@ -55,6 +63,26 @@ const ROUTES: &[(&str, &str, Route)] = &[
     ("GET", "/v1/agents/**", Route::GetAgent),
     ("DELETE", "/v1/agents/**", Route::RetireAgent),
     ("GET", "/v1/events/stream", Route::Firehose),
+    (
+        "POST",
+        "/v1/webhooks/subscriptions",
+        Route::UpsertSubscription,
+    ),
+    (
+        "GET",
+        "/v1/webhooks/subscriptions",
+        Route::ListSubscriptions,
+    ),
+    (
+        "DELETE",
+        "/v1/webhooks/subscriptions/*",
+        Route::DeleteSubscription,
+    ),
+    ("POST", "/v1/webhooks/events", Route::PublishEvent),
+    ("POST", "/v1/webhooks/events/*/replay", Route::ReplayEvent),
+    ("GET", "/v1/deliveries", Route::ListDeliveries),
+    ("GET", "/v1/deliveries/*", Route::GetDelivery),
+    ("POST", "/v1/deliveries/*/replay", Route::ReplayDelivery),
 ];
 
 /// What the table says about a request line.

@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use crate::model::WaitingReason;
 use crate::store::agents::AgentRow;
 use crate::store::completions::CompletionRow;
+use crate::store::deliveries::{AttemptRow, DeliveryRow};
 use crate::store::events::EventRow;
 use crate::store::intents::IntentRow;
 use crate::Error;
@@ -286,6 +287,80 @@ pub struct AgentList<'a> {
 pub struct Retired<'a> {
     pub ok: bool,
     pub address: &'a str,
+}
+
+/// One recorded push attempt.
+#[derive(Serialize)]
+pub struct Attempt<'a> {
+    pub attempt: i64,
+    pub at: &'a str,
+    pub status_code: Option<i64>,
+    pub latency_ms: i64,
+    pub error: Option<&'a str>,
+    pub response_excerpt: Option<&'a str>,
+}
+
+/// A push delivery with its attempts (SPEC.md, "Deliveries").
+#[derive(Serialize)]
+pub struct Delivery<'a> {
+    pub delivery_id: &'a str,
+    pub intent_id: Option<&'a str>,
+    pub event_type: &'a str,
+    pub target_url: &'a str,
+    pub kind: &'a str,
+    pub status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_address: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<&'a str>,
+    pub attempts: Vec<Attempt<'a>>,
+    pub next_attempt_at: Option<String>,
+    pub last_error: Option<&'a str>,
+    pub created_at: &'a str,
+    pub updated_at: &'a str,
+}
+
+impl<'a> Delivery<'a> {
+    pub fn from_rows(d: &'a DeliveryRow, attempts: &'a [AttemptRow]) -> Delivery<'a> {
+        Delivery {
+            delivery_id: &d.delivery_id,
+            intent_id: d.intent_id.as_deref(),
+            event_type: &d.event_type,
+            target_url: &d.target_url,
+            kind: &d.kind,
+            status: &d.status,
+            agent_address: d.agent_address.as_deref(),
+            subscription_id: d.subscription_id.as_deref(),
+            event_id: d.webhook_event_id.as_deref(),
+            attempts: attempts
+                .iter()
+                .map(|a| Attempt {
+                    attempt: a.attempt,
+                    at: &a.at,
+                    status_code: a.status_code,
+                    latency_ms: a.latency_ms,
+                    error: a.error.as_deref(),
+                    response_excerpt: a.response_excerpt.as_deref(),
+                })
+                .collect(),
+            next_attempt_at: d.next_attempt_ms.and_then(|ms| {
+                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                    .ok()
+                    .map(crate::clock::format)
+            }),
+            last_error: d.last_error.as_deref(),
+            created_at: &d.created_at,
+            updated_at: &d.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct DeliveryEnvelope<'a> {
+    pub ok: bool,
+    pub delivery: Delivery<'a>,
 }
 
 #[derive(Serialize)]

@@ -77,7 +77,7 @@ pub fn register_request(body: &Value) -> Result<RegisterAgent, Error> {
     })?;
     let webhook_url = f.str_opt("webhook_url", 1, 2048)?.map(str::to_string);
     if let Some(url) = &webhook_url {
-        check_webhook_url(url)?;
+        check_url("webhook_url", url)?;
     }
     if mode == DeliveryMode::Http && webhook_url.is_none() {
         return Err(Error::invalid(
@@ -100,15 +100,16 @@ pub fn register_request(body: &Value) -> Result<RegisterAgent, Error> {
     })
 }
 
-fn check_webhook_url(url: &str) -> Result<(), Error> {
+/// Checks a webhook URL: http or https, a host, no spaces.
+pub fn check_url(field: &str, url: &str) -> Result<(), Error> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| Error::invalid("webhook_url", "must be an http:// or https:// URL"))?;
+        .ok_or_else(|| Error::invalid(field, "must be an http:// or https:// URL"))?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     if host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(Error::invalid(
-            "webhook_url",
+            field,
             "must name a host and contain no spaces",
         ));
     }
@@ -160,6 +161,8 @@ pub fn register(
         max_delivery_attempts: req.max_delivery_attempts,
         created_at: existing.map_or_else(|| now.clone(), |a| a.created_at),
         updated_at: now,
+        // Registering again re-enables a webhook that answered 410 Gone.
+        disabled_at: None,
     };
     agents::upsert(conn, &row)?;
     Ok((row, generated))

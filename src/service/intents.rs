@@ -5,8 +5,8 @@
 
 use serde_json::{json, Value};
 
-use super::lifecycle;
 use super::requests::{CreateIntent, Progress, Resolve, Resume};
+use super::{deliveries, lifecycle};
 use crate::clock;
 use crate::model::{Status, WaitingReason};
 use crate::store::completions::{self, CompletionRow};
@@ -103,6 +103,7 @@ pub fn transition(
     };
     event.event_id = events::append(conn, &event)?;
     intents::update_state(conn, intent)?;
+    deliveries::enqueue(conn, intent, &event)?;
 
     let completion = match (&intent.reply_to, change.to.is_terminal()) {
         (Some(reply_to), true) => {
@@ -135,6 +136,36 @@ pub fn transition(
         _ => None,
     };
     Ok((event, completion))
+}
+
+/// Appends an event that records something without changing the status
+/// (`intent.delivery_failed`, reminders, …), with the next `seq`.
+pub fn note(
+    conn: &Connection,
+    intent: &mut IntentRow,
+    event_type: &str,
+    actor: &str,
+    details: Value,
+) -> Result<EventRow, Error> {
+    let now = clock::now_rfc3339();
+    intent.last_seq += 1;
+    intent.updated_at = now.clone();
+    let mut event = EventRow {
+        event_id: 0,
+        intent_id: intent.intent_id.clone(),
+        seq: intent.last_seq,
+        event_type: event_type.to_string(),
+        status: intent.status,
+        waiting_reason: intent.waiting_reason,
+        handler: Some(intent.to_agent.clone()),
+        actor: actor.to_string(),
+        at: now,
+        details: serde_json::to_string(&details)?,
+    };
+    event.event_id = events::append(conn, &event)?;
+    intents::update_state(conn, intent)?;
+    deliveries::enqueue(conn, intent, &event)?;
+    Ok(event)
 }
 
 /// Creates an intent: the row, `intent.created` (seq 1) and `intent.submitted` (seq 2).
@@ -196,6 +227,8 @@ pub fn create(conn: &Connection, req: CreateIntent, caller: &str) -> Result<Crea
     let mut submitted = event(2, Status::Submitted, "{}".to_string());
     created.event_id = events::append(conn, &created)?;
     submitted.event_id = events::append(conn, &submitted)?;
+    deliveries::enqueue(conn, &intent, &created)?;
+    deliveries::enqueue(conn, &intent, &submitted)?;
     Ok(Created {
         intent,
         events: vec![created, submitted],

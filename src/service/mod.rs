@@ -4,9 +4,11 @@
 
 pub mod agents;
 pub mod auth;
+pub mod deliveries;
 pub mod feed;
 pub mod idempotency;
 pub mod intents;
 pub mod lifecycle;
 pub mod requests;
+pub mod subscriptions;
 pub mod validate;

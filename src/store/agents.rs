@@ -18,10 +18,12 @@ pub struct AgentRow {
     pub max_delivery_attempts: Option<i64>,
     pub created_at: String,
     pub updated_at: String,
+    /// Set when the agent's webhook answered `410 Gone`: no more pushes until it re-registers.
+    pub disabled_at: Option<String>,
 }
 
 const COLUMNS: &str = "address, delivery_mode, display_name, webhook_url, webhook_secret, \
-    lease_seconds, max_delivery_attempts, created_at, updated_at";
+    lease_seconds, max_delivery_attempts, created_at, updated_at, disabled_at";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<AgentRow> {
     Ok(AgentRow {
@@ -34,17 +36,19 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<AgentRow> {
         max_delivery_attempts: r.get(6)?,
         created_at: r.get(7)?,
         updated_at: r.get(8)?,
+        disabled_at: r.get(9)?,
     })
 }
 
 /// Inserts or replaces an agent by address, keeping its original `created_at`.
 pub fn upsert(conn: &Connection, a: &AgentRow) -> Result<(), Error> {
     conn.prepare_cached(&format!(
-        "INSERT INTO agents ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+        "INSERT INTO agents ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
          ON CONFLICT (address) DO UPDATE SET delivery_mode = excluded.delivery_mode, \
          display_name = excluded.display_name, webhook_url = excluded.webhook_url, \
          webhook_secret = excluded.webhook_secret, lease_seconds = excluded.lease_seconds, \
-         max_delivery_attempts = excluded.max_delivery_attempts, updated_at = excluded.updated_at"
+         max_delivery_attempts = excluded.max_delivery_attempts, updated_at = excluded.updated_at, \
+         disabled_at = excluded.disabled_at"
     ))?
     .execute(params![
         a.address,
@@ -55,8 +59,16 @@ pub fn upsert(conn: &Connection, a: &AgentRow) -> Result<(), Error> {
         a.lease_seconds,
         a.max_delivery_attempts,
         a.created_at,
-        a.updated_at
+        a.updated_at,
+        a.disabled_at
     ])?;
+    Ok(())
+}
+
+/// Marks an agent's webhook disabled (it answered `410 Gone`).
+pub fn disable(conn: &Connection, address: &str, at: &str) -> Result<(), Error> {
+    conn.prepare_cached("UPDATE agents SET disabled_at = ?2 WHERE address = ?1")?
+        .execute(params![address, at])?;
     Ok(())
 }
 

@@ -107,6 +107,71 @@ pub const MIGRATIONS: &[&str] = &[
         ('intent.submitted', 'intent.completed', 'intent.failed', 'intent.canceled',
          'intent.timed_out');
     "#,
+    // 4: push deliveries (handler webhooks and observer subscriptions) and their attempts.
+    r#"
+    CREATE TABLE webhook_subscriptions (
+        subscription_id TEXT PRIMARY KEY,
+        owner_agent     TEXT NOT NULL,
+        callback_url    TEXT NOT NULL,
+        event_types     TEXT NOT NULL,
+        secret          TEXT NOT NULL,
+        active          INTEGER NOT NULL,
+        description     TEXT,
+        intent_id       TEXT,
+        correlation_id  TEXT,
+        to_agent        TEXT,
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL,
+        revoked_at      TEXT
+    );
+
+    CREATE TABLE deliveries (
+        delivery_id     TEXT PRIMARY KEY,
+        kind            TEXT NOT NULL,
+        intent_id       TEXT,
+        event_seq       INTEGER,
+        event_type      TEXT NOT NULL,
+        agent_address   TEXT,
+        subscription_id TEXT,
+        target_url      TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        max_attempts    INTEGER NOT NULL,
+        next_attempt_ms INTEGER,
+        last_error      TEXT,
+        replay_of       TEXT,
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL,
+        webhook_event_id TEXT
+    );
+    CREATE INDEX deliveries_due ON deliveries (next_attempt_ms) WHERE status = 'pending';
+    CREATE INDEX deliveries_intent ON deliveries (intent_id, created_at);
+
+    CREATE TABLE delivery_attempts (
+        delivery_id      TEXT NOT NULL,
+        attempt          INTEGER NOT NULL,
+        at               TEXT NOT NULL,
+        status_code      INTEGER,
+        latency_ms       INTEGER NOT NULL,
+        error            TEXT,
+        response_excerpt TEXT,
+        PRIMARY KEY (delivery_id, attempt)
+    ) WITHOUT ROWID;
+
+    CREATE INDEX deliveries_webhook_event ON deliveries (webhook_event_id)
+        WHERE webhook_event_id IS NOT NULL;
+
+    CREATE TABLE webhook_events (
+        event_id    TEXT PRIMARY KEY,
+        owner_agent TEXT NOT NULL,
+        event_type  TEXT NOT NULL,
+        source      TEXT NOT NULL,
+        payload     TEXT NOT NULL,
+        created_at  TEXT NOT NULL
+    );
+
+    ALTER TABLE agents ADD COLUMN disabled_at TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -18,12 +18,14 @@
 
 pub mod agents;
 pub mod completions;
+pub mod deliveries;
 pub mod events;
 pub mod idempotency;
 pub mod intents;
 pub mod keys;
 pub mod migrations;
 pub mod notify;
+pub mod subscriptions;
 pub mod wal;
 mod writer;
 
@@ -206,6 +208,11 @@ impl Store {
     /// nothing committed between the read and the wait goes unnoticed.
     pub fn subscribe(&self, topic: Topic) -> Subscription {
         self.inner.hub.subscribe(topic)
+    }
+
+    /// Resolves after a commit that wrote or changed deliveries (the push scheduler's wake-up).
+    pub async fn deliveries_changed(&self) {
+        self.inner.hub.deliveries_changed().await;
     }
 
     /// How many subscriptions (streams, long polls) are waiting for commits.

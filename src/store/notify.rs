@@ -7,7 +7,7 @@
 //! `Notify`, which keeps a wake-up that arrives while its owner is busy reading, so none is ever
 //! lost, and many commits in a row coalesce into one wake-up.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,9 +23,24 @@ thread_local! {
     static APPENDED: RefCell<Option<Vec<Committed>>> = const { RefCell::new(None) };
 }
 
+thread_local! {
+    /// Whether the current transaction of this thread wrote a delivery (writer thread only).
+    static DELIVERIES_WRITTEN: Cell<bool> = const { Cell::new(false) };
+}
+
 /// Makes this thread record the events it appends (called once, by the writer thread).
 pub(super) fn collect_on_this_thread() {
     APPENDED.with(|a| *a.borrow_mut() = Some(Vec::new()));
+}
+
+/// Notes that a delivery was written or changed (the push scheduler wants to know).
+pub(super) fn record_delivery() {
+    DELIVERIES_WRITTEN.with(|d| d.set(true));
+}
+
+/// Whether a delivery was written since the last call.
+pub(super) fn take_delivery_flag() -> bool {
+    DELIVERIES_WRITTEN.with(|d| d.replace(false))
 }
 
 /// Records an appended event (a no-op outside the writer thread).
@@ -74,6 +89,8 @@ pub struct Hub {
     /// Locked briefly by `subscribe`, by a subscription's drop, and by the writer's `publish`.
     topics: Mutex<Topics>,
     next_id: AtomicU64,
+    /// Fired by the writer after a commit that wrote deliveries; the push scheduler waits on it.
+    deliveries: Notify,
 }
 
 impl Hub {
@@ -119,6 +136,16 @@ impl Hub {
             // A permit is kept if the subscriber is not waiting right now; repeats coalesce.
             n.notify_one();
         }
+    }
+
+    /// Wakes the push scheduler (after a commit that wrote deliveries).
+    pub fn publish_deliveries(&self) {
+        self.deliveries.notify_one();
+    }
+
+    /// Resolves after a commit that wrote deliveries (at once if one happened since last time).
+    pub async fn deliveries_changed(&self) {
+        self.deliveries.notified().await;
     }
 
     /// How many subscriptions are open.

@@ -46,8 +46,12 @@ pub(super) fn run(
         let committed = run_batch(&conn, &mut batch);
         // What the batch appended; published only if it committed.
         let appended = notify::take_recorded();
+        let deliveries = notify::take_delivery_flag();
         if committed {
             hub.publish(&appended);
+            if deliveries {
+                hub.publish_deliveries();
+            }
         }
         wal::restart_if_due(&conn, &restart_due);
     }

@@ -1,0 +1,290 @@
+//! Observer pushes: AXME's webhook subscriptions (`/v1/webhooks/subscriptions`), extended with
+//! the intent lifecycle event types and per-intent, per-correlation and per-agent filters, and
+//! AXME's published events (`/v1/webhooks/events`). Deliveries themselves follow the rules of
+//! `deliveries`.
+
+use base64::Engine;
+use rusqlite::Connection;
+use serde_json::Value;
+
+use super::deliveries::{self, RetryPolicy, KIND_SUBSCRIPTION, PENDING};
+use super::validate::{self, Fields};
+use crate::store::deliveries::{self as outbox, DeliveryRow};
+use crate::store::subscriptions::{self as store, SubscriptionRow, WebhookEventRow};
+use crate::{clock, Error};
+
+/// The event types of AXME's own (non-intent) webhooks.
+pub const AXME_EVENT_TYPES: &[&str] = &[
+    "inbox.thread_created",
+    "inbox.thread_updated",
+    "inbox.reply_received",
+    "invite.accepted",
+    "auth.session_revoked",
+];
+
+/// Intent lifecycle event types a subscription may ask for (`intent.*` means all of them).
+pub const INTENT_EVENT_TYPES: &[&str] = &[
+    "intent.*",
+    "intent.created",
+    "intent.submitted",
+    "intent.delivered",
+    "intent.acknowledged",
+    "intent.in_progress",
+    "intent.waiting",
+    "intent.completed",
+    "intent.failed",
+    "intent.canceled",
+    "intent.timed_out",
+    "intent.transfer",
+    "intent.reminder",
+    "intent.escalated",
+    "intent.delivery_failed",
+];
+
+/// A checked `POST /v1/webhooks/subscriptions` body.
+#[derive(Debug, Clone)]
+pub struct Upsert {
+    pub callback_url: String,
+    pub event_types: Vec<String>,
+    pub secret: Option<String>,
+    pub active: bool,
+    pub description: Option<String>,
+    pub intent_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub to_agent: Option<String>,
+}
+
+pub fn upsert_request(body: &Value) -> Result<Upsert, Error> {
+    let f = Fields::body(body)?;
+    f.deny_unknown(&[
+        "callback_url",
+        "event_types",
+        "secret",
+        "active",
+        "description",
+        "intent_id",
+        "correlation_id",
+        "to_agent",
+    ])?;
+    let callback_url = f.str_req("callback_url", 8, 2048)?.to_string();
+    super::agents::check_url("callback_url", &callback_url)?;
+    let types = f
+        .str_array_opt("event_types", (1, 32), (1, 64))?
+        .ok_or_else(|| Error::invalid("event_types", "is required"))?;
+    for (i, t) in types.iter().enumerate() {
+        if !AXME_EVENT_TYPES.contains(t) && !INTENT_EVENT_TYPES.contains(t) {
+            return Err(Error::invalid(
+                format!("event_types[{i}]"),
+                format!(
+                    "unknown event type {t:?}: use intent.* or an intent lifecycle type, or one of {}",
+                    AXME_EVENT_TYPES.join(", ")
+                ),
+            ));
+        }
+    }
+    let secret = f.str_opt("secret", 16, 128)?.map(signing_secret);
+    Ok(Upsert {
+        callback_url,
+        event_types: types.into_iter().map(str::to_string).collect(),
+        secret,
+        active: f.bool_opt("active")?.unwrap_or(true),
+        description: f.str_opt("description", 0, 255)?.map(str::to_string),
+        intent_id: f
+            .str_opt("intent_id", 1, 64)?
+            .map(|v| validate::uuid("intent_id", v))
+            .transpose()?,
+        correlation_id: f
+            .str_opt("correlation_id", 1, 64)?
+            .map(|v| validate::uuid("correlation_id", v))
+            .transpose()?,
+        to_agent: f.address_opt("to_agent")?,
+    })
+}
+
+/// A given secret as a Standard Webhooks signing secret: a `whsec_` secret is kept; any other
+/// string is used as the raw key, i.e. `whsec_` + base64 of its bytes.
+fn signing_secret(s: &str) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    match s.strip_prefix("whsec_").map(|b| b64.decode(b)) {
+        Some(Ok(_)) => s.to_string(),
+        _ => format!("whsec_{}", b64.encode(s.as_bytes())),
+    }
+}
+
+/// Creates, or updates by (owner, callback URL), a subscription. Returns it and, when the
+/// server generated the secret, that secret (shown this once).
+pub fn upsert(
+    conn: &Connection,
+    owner: &str,
+    req: Upsert,
+) -> Result<(SubscriptionRow, Option<String>), Error> {
+    let existing = store::find(conn, owner, &req.callback_url)?;
+    let now = clock::now_rfc3339();
+    let mut generated = None;
+    let secret = match (req.secret, &existing) {
+        (Some(s), _) => s,
+        (None, Some(e)) => e.secret.clone(),
+        (None, None) => {
+            let s = super::auth::generate_webhook_secret()?;
+            generated = Some(s.clone());
+            s
+        }
+    };
+    let row = SubscriptionRow {
+        subscription_id: existing.as_ref().map_or_else(
+            || uuid::Uuid::now_v7().to_string(),
+            |e| e.subscription_id.clone(),
+        ),
+        owner_agent: owner.to_string(),
+        callback_url: req.callback_url,
+        event_types: serde_json::to_string(&req.event_types)?,
+        secret,
+        active: req.active,
+        description: req.description,
+        intent_id: req.intent_id,
+        correlation_id: req.correlation_id,
+        to_agent: req.to_agent,
+        created_at: existing.map_or_else(|| now.clone(), |e| e.created_at),
+        updated_at: now,
+        revoked_at: None,
+    };
+    store::upsert(conn, &row)?;
+    Ok((row, generated))
+}
+
+pub fn list(conn: &Connection, owner: Option<&str>) -> Result<Vec<SubscriptionRow>, Error> {
+    store::list(conn, owner)
+}
+
+/// Revokes a subscription of `owner` (404 for another owner's).
+pub fn delete(conn: &Connection, owner: Option<&str>, id: &str) -> Result<SubscriptionRow, Error> {
+    let mut row = store::get(conn, id)?
+        .filter(|s| s.revoked_at.is_none() && owner.is_none_or(|o| o == s.owner_agent))
+        .ok_or_else(|| Error::NotFound {
+            what: "subscription",
+            id: id.to_string(),
+        })?;
+    let now = clock::now_rfc3339();
+    row.revoked_at = Some(now.clone());
+    row.active = false;
+    row.updated_at = now;
+    store::upsert(conn, &row)?;
+    Ok(row)
+}
+
+/// A checked `POST /v1/webhooks/events` body.
+#[derive(Debug, Clone)]
+pub struct Publish {
+    pub event_type: String,
+    pub source: String,
+    pub payload: String,
+}
+
+pub fn publish_request(body: &Value) -> Result<Publish, Error> {
+    let f = Fields::body(body)?;
+    f.deny_unknown(&["event_type", "source", "payload"])?;
+    let event_type = f.str_req("event_type", 3, 100)?;
+    if !AXME_EVENT_TYPES.contains(&event_type) {
+        return Err(Error::invalid(
+            "event_type",
+            format!("must be one of {}", AXME_EVENT_TYPES.join(", ")),
+        ));
+    }
+    Ok(Publish {
+        event_type: event_type.to_string(),
+        source: f.str_req("source", 2, 100)?.to_string(),
+        payload: serde_json::to_string(f.obj_req("payload")?)?,
+    })
+}
+
+/// Counts of a published event's deliveries, for AXME's response.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub queued: i64,
+    pub processed: i64,
+    pub delivered: i64,
+    pub pending: i64,
+    pub dead_lettered: i64,
+}
+
+fn counters(rows: &[DeliveryRow]) -> Counters {
+    let count = |s: &str| rows.iter().filter(|d| d.status == s).count() as i64;
+    let pending = count(PENDING);
+    Counters {
+        queued: rows.len() as i64,
+        processed: rows.len() as i64 - pending,
+        delivered: count(deliveries::DELIVERED),
+        pending,
+        dead_lettered: count(deliveries::DEAD_LETTERED),
+    }
+}
+
+/// Publishes an event to the owner's active subscriptions that want its type.
+pub fn publish(
+    conn: &Connection,
+    owner: &str,
+    req: Publish,
+) -> Result<(WebhookEventRow, Counters), Error> {
+    let now = clock::now_rfc3339();
+    let event = WebhookEventRow {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        owner_agent: owner.to_string(),
+        event_type: req.event_type,
+        source: req.source,
+        payload: req.payload,
+        created_at: now.clone(),
+    };
+    store::insert_event(conn, &event)?;
+    let mut rows = Vec::new();
+    for sub in store::active(conn)? {
+        let types: Vec<String> = serde_json::from_str(&sub.event_types).unwrap_or_default();
+        if sub.owner_agent != owner || !types.contains(&event.event_type) {
+            continue;
+        }
+        let d = DeliveryRow {
+            delivery_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
+            kind: KIND_SUBSCRIPTION.into(),
+            intent_id: None,
+            event_seq: None,
+            event_type: event.event_type.clone(),
+            agent_address: None,
+            subscription_id: Some(sub.subscription_id.clone()),
+            target_url: sub.callback_url.clone(),
+            status: PENDING.into(),
+            attempts: 0,
+            max_attempts: 0,
+            next_attempt_ms: Some(clock::now().unix_timestamp() * 1000),
+            last_error: None,
+            replay_of: None,
+            created_at: now.clone(),
+            updated_at: now.clone(),
+            webhook_event_id: Some(event.event_id.clone()),
+        };
+        outbox::insert(conn, &d)?;
+        rows.push(d);
+    }
+    let c = counters(&rows);
+    Ok((event, c))
+}
+
+/// Sends a published event again to the subscriptions it went to.
+pub fn replay_event(
+    conn: &Connection,
+    owner: Option<&str>,
+    event_id: &str,
+    policy: &RetryPolicy,
+) -> Result<(WebhookEventRow, Counters), Error> {
+    let event = store::get_event(conn, event_id)?
+        .filter(|e| owner.is_none_or(|o| o == e.owner_agent))
+        .ok_or_else(|| Error::NotFound {
+            what: "event",
+            id: event_id.to_string(),
+        })?;
+    for d in outbox::for_webhook_event(conn, event_id)? {
+        if d.status != PENDING {
+            deliveries::replay(conn, &d.delivery_id, policy)?;
+        }
+    }
+    let rows = outbox::for_webhook_event(conn, event_id)?;
+    Ok((event, counters(&rows)))
+}

@@ -1,0 +1,222 @@
+//! The `deliveries` and `delivery_attempts` tables: the push outbox. A delivery row is written in
+//! the same transaction as the event that causes it, so no event can be committed without its
+//! pushes; every attempt on it is recorded. `next_attempt_ms` (Unix milliseconds) is set only
+//! while the delivery is pending.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::Error;
+
+/// A delivery as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRow {
+    pub delivery_id: String,
+    /// `handler` (the intent to its http agent) or `subscription` (an event to an observer).
+    pub kind: String,
+    pub intent_id: Option<String>,
+    pub event_seq: Option<i64>,
+    pub event_type: String,
+    pub agent_address: Option<String>,
+    pub subscription_id: Option<String>,
+    pub target_url: String,
+    /// `pending`, `delivered`, `failed` or `dead_lettered`.
+    pub status: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub next_attempt_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub replay_of: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// For pushes of a published (non-intent) event: the `webhook_events` row.
+    pub webhook_event_id: Option<String>,
+}
+
+const COLUMNS: &str = "delivery_id, kind, intent_id, event_seq, event_type, agent_address, \
+    subscription_id, target_url, status, attempts, max_attempts, next_attempt_ms, last_error, \
+    replay_of, created_at, updated_at, webhook_event_id";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<DeliveryRow> {
+    Ok(DeliveryRow {
+        delivery_id: r.get(0)?,
+        kind: r.get(1)?,
+        intent_id: r.get(2)?,
+        event_seq: r.get(3)?,
+        event_type: r.get(4)?,
+        agent_address: r.get(5)?,
+        subscription_id: r.get(6)?,
+        target_url: r.get(7)?,
+        status: r.get(8)?,
+        attempts: r.get(9)?,
+        max_attempts: r.get(10)?,
+        next_attempt_ms: r.get(11)?,
+        last_error: r.get(12)?,
+        replay_of: r.get(13)?,
+        created_at: r.get(14)?,
+        updated_at: r.get(15)?,
+        webhook_event_id: r.get(16)?,
+    })
+}
+
+pub fn insert(conn: &Connection, d: &DeliveryRow) -> Result<(), Error> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO deliveries ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
+         ?12, ?13, ?14, ?15, ?16, ?17)"
+    ))?
+    .execute(params![
+        d.delivery_id,
+        d.kind,
+        d.intent_id,
+        d.event_seq,
+        d.event_type,
+        d.agent_address,
+        d.subscription_id,
+        d.target_url,
+        d.status,
+        d.attempts,
+        d.max_attempts,
+        d.next_attempt_ms,
+        d.last_error,
+        d.replay_of,
+        d.created_at,
+        d.updated_at,
+        d.webhook_event_id
+    ])?;
+    super::notify::record_delivery();
+    Ok(())
+}
+
+pub fn get(conn: &Connection, delivery_id: &str) -> Result<Option<DeliveryRow>, Error> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM deliveries WHERE delivery_id = ?1"
+        ))?
+        .query_row([delivery_id], from_row)
+        .optional()?)
+}
+
+/// Writes back the state of a delivery after an attempt or a replay.
+pub fn update_state(conn: &Connection, d: &DeliveryRow) -> Result<(), Error> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET status = ?2, attempts = ?3, max_attempts = ?4, next_attempt_ms = ?5, \
+         last_error = ?6, updated_at = ?7 WHERE delivery_id = ?1",
+    )?
+    .execute(params![
+        d.delivery_id,
+        d.status,
+        d.attempts,
+        d.max_attempts,
+        d.next_attempt_ms,
+        d.last_error,
+        d.updated_at
+    ])?;
+    super::notify::record_delivery();
+    Ok(())
+}
+
+/// Pending deliveries due at `now_ms`, soonest first, at most `limit`.
+pub fn due(conn: &Connection, now_ms: i64, limit: usize) -> Result<Vec<DeliveryRow>, Error> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM deliveries WHERE status = 'pending' AND next_attempt_ms <= ?1 \
+         ORDER BY next_attempt_ms LIMIT ?2"
+    ))?;
+    let rows = stmt
+        .query_map(params![now_ms, limit as i64], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// When the next pending delivery is due (Unix ms), if any is pending.
+pub fn next_due_ms(conn: &Connection) -> Result<Option<i64>, Error> {
+    Ok(conn
+        .prepare_cached("SELECT MIN(next_attempt_ms) FROM deliveries WHERE status = 'pending'")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// Filters of the delivery listing.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub intent_id: Option<String>,
+    pub status: Option<String>,
+    /// Only deliveries created before this one (the previous page's last id, by rowid).
+    pub before_rowid: Option<i64>,
+    pub limit: usize,
+}
+
+/// Deliveries matching the filter, newest first, each with its rowid (the listing cursor).
+pub fn list(conn: &Connection, f: &ListFilter) -> Result<Vec<(i64, DeliveryRow)>, Error> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS}, rowid FROM deliveries WHERE (?1 IS NULL OR intent_id = ?1) \
+         AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR rowid < ?3) \
+         ORDER BY rowid DESC LIMIT ?4"
+    ))?;
+    let rows = stmt
+        .query_map(
+            params![f.intent_id, f.status, f.before_rowid, f.limit as i64],
+            |r| Ok((r.get(17)?, from_row(r)?)),
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// The deliveries of one published event.
+pub fn for_webhook_event(conn: &Connection, event_id: &str) -> Result<Vec<DeliveryRow>, Error> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM deliveries WHERE webhook_event_id = ?1"
+    ))?;
+    let rows = stmt
+        .query_map([event_id], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// One recorded attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRow {
+    pub delivery_id: String,
+    pub attempt: i64,
+    pub at: String,
+    pub status_code: Option<i64>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+    pub response_excerpt: Option<String>,
+}
+
+pub fn insert_attempt(conn: &Connection, a: &AttemptRow) -> Result<(), Error> {
+    conn.prepare_cached(
+        "INSERT INTO delivery_attempts (delivery_id, attempt, at, status_code, latency_ms, error, \
+         response_excerpt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        a.delivery_id,
+        a.attempt,
+        a.at,
+        a.status_code,
+        a.latency_ms,
+        a.error,
+        a.response_excerpt
+    ])?;
+    Ok(())
+}
+
+/// The attempts of a delivery, in order.
+pub fn attempts(conn: &Connection, delivery_id: &str) -> Result<Vec<AttemptRow>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT delivery_id, attempt, at, status_code, latency_ms, error, response_excerpt \
+         FROM delivery_attempts WHERE delivery_id = ?1 ORDER BY attempt",
+    )?;
+    let rows = stmt
+        .query_map([delivery_id], |r| {
+            Ok(AttemptRow {
+                delivery_id: r.get(0)?,
+                attempt: r.get(1)?,
+                at: r.get(2)?,
+                status_code: r.get(3)?,
+                latency_ms: r.get(4)?,
+                error: r.get(5)?,
+                response_excerpt: r.get(6)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
