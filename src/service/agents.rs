@@ -151,6 +151,18 @@ pub fn register(
             None => None,
         },
     };
+    let (previous_secret, previous_secret_until) = rotated(
+        existing.as_ref().and_then(|a| {
+            a.webhook_secret.clone().map(|s| {
+                (
+                    s,
+                    a.previous_secret.clone(),
+                    a.previous_secret_until.clone(),
+                )
+            })
+        }),
+        webhook_secret.as_deref(),
+    );
     let row = AgentRow {
         address: req.address,
         delivery_mode: req.mode.as_str().to_string(),
@@ -163,9 +175,46 @@ pub fn register(
         updated_at: now,
         // Registering again re-enables a webhook that answered 410 Gone.
         disabled_at: None,
+        previous_secret,
+        previous_secret_until,
     };
     agents::upsert(conn, &row)?;
     Ok((row, generated))
+}
+
+/// How long a replaced signing secret keeps signing beside the new one.
+pub const SECRET_GRACE: time::Duration = time::Duration::hours(24);
+
+/// The previous secret after a change from `old` (with its own previous one) to `new`: the old
+/// secret for [`SECRET_GRACE`] if it changed, else whatever grace was running.
+pub fn rotated(
+    old: Option<(String, Option<String>, Option<String>)>,
+    new: Option<&str>,
+) -> (Option<String>, Option<String>) {
+    match old {
+        Some((old, _, _)) if Some(old.as_str()) != new => {
+            (Some(old), Some(clock::format(clock::now() + SECRET_GRACE)))
+        }
+        Some((_, prev, until)) => (prev, until),
+        None => (None, None),
+    }
+}
+
+/// The secrets that sign a push now: the current one, and the previous one while its grace
+/// period runs.
+pub fn signing_secrets(
+    current: Option<&str>,
+    previous: Option<&str>,
+    until: Option<&str>,
+) -> Vec<String> {
+    let now = clock::now_rfc3339();
+    let mut out: Vec<String> = current.map(str::to_string).into_iter().collect();
+    if let (Some(p), Some(u)) = (previous, until) {
+        if u > now.as_str() {
+            out.push(p.to_string());
+        }
+    }
+    out
 }
 
 /// Reads an address from a path segment: with or without `agent://`.
@@ -194,5 +243,38 @@ pub fn retire(conn: &Connection, address: &str) -> Result<(), Error> {
             what: "agent",
             id: address.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rotated_secret_keeps_signing_during_its_grace_period() {
+        let (prev, until) = rotated(Some(("whsec_old".into(), None, None)), Some("whsec_new"));
+        assert_eq!(prev.as_deref(), Some("whsec_old"));
+        let secrets = signing_secrets(Some("whsec_new"), prev.as_deref(), until.as_deref());
+        assert_eq!(secrets, vec!["whsec_new", "whsec_old"]);
+        let expired = signing_secrets(
+            Some("whsec_new"),
+            prev.as_deref(),
+            Some("2000-01-01T00:00:00Z"),
+        );
+        assert_eq!(expired, vec!["whsec_new"]);
+    }
+
+    #[test]
+    fn registering_the_same_secret_again_keeps_the_running_grace() {
+        let running = Some((
+            "whsec_a".into(),
+            Some("whsec_z".into()),
+            Some("2999-01-01T00:00:00Z".into()),
+        ));
+        assert_eq!(
+            rotated(running, Some("whsec_a")),
+            (Some("whsec_z".into()), Some("2999-01-01T00:00:00Z".into()))
+        );
+        assert_eq!(rotated(None, Some("whsec_a")), (None, None));
     }
 }

@@ -534,8 +534,12 @@ pub fn prepare(conn: &Connection, d: DeliveryRow) -> Result<Prepared, Error> {
                 p.blocked = Some("the agent's webhook is disabled (it answered 410 Gone)".into())
             }
             Some(a) => {
+                p.secrets = super::agents::signing_secrets(
+                    a.webhook_secret.as_deref(),
+                    a.previous_secret.as_deref(),
+                    a.previous_secret_until.as_deref(),
+                );
                 p.url = a.webhook_url.unwrap_or(p.url);
-                p.secrets.extend(a.webhook_secret);
             }
             None => p.blocked = Some(format!("the agent {address} was retired")),
         }
@@ -547,8 +551,12 @@ pub fn prepare(conn: &Connection, d: DeliveryRow) -> Result<Prepared, Error> {
             }
             Some(s) if !s.active => p.blocked = Some("the subscription is inactive".into()),
             Some(s) => {
+                p.secrets = super::agents::signing_secrets(
+                    Some(&s.secret),
+                    s.previous_secret.as_deref(),
+                    s.previous_secret_until.as_deref(),
+                );
                 p.url = s.callback_url;
-                p.secrets.push(s.secret);
             }
             None => p.blocked = Some("the subscription no longer exists".into()),
         }

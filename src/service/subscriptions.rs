@@ -130,6 +130,16 @@ pub fn upsert(
             s
         }
     };
+    let (previous_secret, previous_secret_until) = super::agents::rotated(
+        existing.as_ref().map(|e| {
+            (
+                e.secret.clone(),
+                e.previous_secret.clone(),
+                e.previous_secret_until.clone(),
+            )
+        }),
+        Some(&secret),
+    );
     let row = SubscriptionRow {
         subscription_id: existing.as_ref().map_or_else(
             || uuid::Uuid::now_v7().to_string(),
@@ -147,6 +157,8 @@ pub fn upsert(
         created_at: existing.map_or_else(|| now.clone(), |e| e.created_at),
         updated_at: now,
         revoked_at: None,
+        previous_secret,
+        previous_secret_until,
     };
     store::upsert(conn, &row)?;
     Ok((row, generated))

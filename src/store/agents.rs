@@ -20,10 +20,15 @@ pub struct AgentRow {
     pub updated_at: String,
     /// Set when the agent's webhook answered `410 Gone`: no more pushes until it re-registers.
     pub disabled_at: Option<String>,
+    /// The secret before the last rotation, still signing (beside the new one) until
+    /// `previous_secret_until`, so receivers can switch without rejecting pushes.
+    pub previous_secret: Option<String>,
+    pub previous_secret_until: Option<String>,
 }
 
 const COLUMNS: &str = "address, delivery_mode, display_name, webhook_url, webhook_secret, \
-    lease_seconds, max_delivery_attempts, created_at, updated_at, disabled_at";
+    lease_seconds, max_delivery_attempts, created_at, updated_at, disabled_at, previous_secret, \
+    previous_secret_until";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<AgentRow> {
     Ok(AgentRow {
@@ -37,18 +42,21 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<AgentRow> {
         created_at: r.get(7)?,
         updated_at: r.get(8)?,
         disabled_at: r.get(9)?,
+        previous_secret: r.get(10)?,
+        previous_secret_until: r.get(11)?,
     })
 }
 
 /// Inserts or replaces an agent by address, keeping its original `created_at`.
 pub fn upsert(conn: &Connection, a: &AgentRow) -> Result<(), Error> {
     conn.prepare_cached(&format!(
-        "INSERT INTO agents ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+        "INSERT INTO agents ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
          ON CONFLICT (address) DO UPDATE SET delivery_mode = excluded.delivery_mode, \
          display_name = excluded.display_name, webhook_url = excluded.webhook_url, \
          webhook_secret = excluded.webhook_secret, lease_seconds = excluded.lease_seconds, \
          max_delivery_attempts = excluded.max_delivery_attempts, updated_at = excluded.updated_at, \
-         disabled_at = excluded.disabled_at"
+         disabled_at = excluded.disabled_at, previous_secret = excluded.previous_secret, \
+         previous_secret_until = excluded.previous_secret_until"
     ))?
     .execute(params![
         a.address,
@@ -60,7 +68,9 @@ pub fn upsert(conn: &Connection, a: &AgentRow) -> Result<(), Error> {
         a.max_delivery_attempts,
         a.created_at,
         a.updated_at,
-        a.disabled_at
+        a.disabled_at,
+        a.previous_secret,
+        a.previous_secret_until
     ])?;
     Ok(())
 }

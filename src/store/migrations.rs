@@ -171,6 +171,10 @@ pub const MIGRATIONS: &[&str] = &[
     );
 
     ALTER TABLE agents ADD COLUMN disabled_at TEXT;
+    ALTER TABLE agents ADD COLUMN previous_secret TEXT;
+    ALTER TABLE agents ADD COLUMN previous_secret_until TEXT;
+    ALTER TABLE webhook_subscriptions ADD COLUMN previous_secret TEXT;
+    ALTER TABLE webhook_subscriptions ADD COLUMN previous_secret_until TEXT;
     "#,
 ];
 

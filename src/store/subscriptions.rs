@@ -21,10 +21,14 @@ pub struct SubscriptionRow {
     pub created_at: String,
     pub updated_at: String,
     pub revoked_at: Option<String>,
+    /// The secret before the last rotation, still signing until `previous_secret_until`.
+    pub previous_secret: Option<String>,
+    pub previous_secret_until: Option<String>,
 }
 
 const COLUMNS: &str = "subscription_id, owner_agent, callback_url, event_types, secret, active, \
-    description, intent_id, correlation_id, to_agent, created_at, updated_at, revoked_at";
+    description, intent_id, correlation_id, to_agent, created_at, updated_at, revoked_at, \
+    previous_secret, previous_secret_until";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<SubscriptionRow> {
     Ok(SubscriptionRow {
@@ -41,6 +45,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SubscriptionRow> {
         created_at: r.get(10)?,
         updated_at: r.get(11)?,
         revoked_at: r.get(12)?,
+        previous_secret: r.get(13)?,
+        previous_secret_until: r.get(14)?,
     })
 }
 
@@ -48,7 +54,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SubscriptionRow> {
 pub fn upsert(conn: &Connection, s: &SubscriptionRow) -> Result<(), Error> {
     conn.prepare_cached(&format!(
         "INSERT OR REPLACE INTO webhook_subscriptions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, \
-         ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+         ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
     ))?
     .execute(params![
         s.subscription_id,
@@ -63,7 +69,9 @@ pub fn upsert(conn: &Connection, s: &SubscriptionRow) -> Result<(), Error> {
         s.to_agent,
         s.created_at,
         s.updated_at,
-        s.revoked_at
+        s.revoked_at,
+        s.previous_secret,
+        s.previous_secret_until
     ])?;
     Ok(())
 }
