@@ -11,6 +11,7 @@ pub mod delivery;
 mod error;
 pub mod http;
 pub mod model;
+pub mod runtime;
 pub mod server;
 pub mod service;
 pub mod store;

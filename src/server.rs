@@ -17,6 +17,7 @@ use crate::config::ServeConfig;
 use crate::delivery::{self, PushSettings};
 use crate::http::sse::Gauges;
 use crate::http::{self, AppState, Limits};
+use crate::runtime;
 use crate::service::auth::{self, Bootstrap, Keys};
 use crate::service::idempotency;
 use crate::store::{Store, StoreOptions};
@@ -80,6 +81,10 @@ impl Server {
     ) -> Result<(), Error> {
         let graceful = GracefulShutdown::new();
         let maintenance = tokio::spawn(maintenance(self.state.store.clone()));
+        let lease_timer = tokio::spawn(runtime::lease_timer(
+            self.state.store.clone(),
+            self.state.shutdown.clone(),
+        ));
         let pusher = tokio::spawn(delivery::run(
             self.state.store.clone(),
             self.push.clone(),
@@ -130,6 +135,7 @@ impl Server {
             }
         }
         maintenance.abort();
+        let _ = lease_timer.await;
         // The pusher saw the shutdown flag: it waits for the attempts in flight and records them.
         if tokio::time::timeout(self.grace, pusher).await.is_err() {
             tracing::warn!("pushes in flight did not finish in time; they stay pending and are sent again on the next start");

@@ -4,6 +4,7 @@
 //! rule; handlers only await the store's channels, so no tokio worker ever blocks on SQLite.
 
 mod agents;
+mod claims;
 mod intents;
 pub mod request;
 pub mod response;
@@ -164,6 +165,10 @@ async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Result<Respon
         Route::ListDeliveries => webhooks::list_deliveries(ctx).await,
         Route::GetDelivery => webhooks::get_delivery(ctx).await,
         Route::ReplayDelivery => webhooks::replay_delivery(ctx).await,
+        Route::Claim => claims::claim(ctx, body).await,
+        Route::AckClaim => claims::ack(ctx, body).await,
+        Route::NackClaim => claims::nack(ctx, body).await,
+        Route::ExtendClaim => claims::extend(ctx, body).await,
         Route::Resolve => intents::resolve(ctx, body).await,
         Route::Resume => intents::resume(ctx, body).await,
         Route::Ack => intents::ack(ctx, body).await,
@@ -206,6 +211,8 @@ fn capabilities() -> Result<Response<Body>, Error> {
             "webhooks.subscriptions",
             "webhooks.events",
             "deliveries",
+            "bindings.inbox",
+            "inbox.claims",
         ],
         supported_intent_types: vec!["intent.ask.v1", "intent.reply.v1"],
     })

@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod auth;
+pub mod claims;
 pub mod deliveries;
 pub mod feed;
 pub mod idempotency;

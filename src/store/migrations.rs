@@ -176,6 +176,23 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE webhook_subscriptions ADD COLUMN previous_secret TEXT;
     ALTER TABLE webhook_subscriptions ADD COLUMN previous_secret_until TEXT;
     "#,
+    // 5: inbox claims: leases on intents, and when a nacked intent may be claimed again.
+    r#"
+    ALTER TABLE intents ADD COLUMN available_at_ms INTEGER;
+    CREATE INDEX intents_claimable ON intents (to_agent, id) WHERE status = 'SUBMITTED';
+
+    CREATE TABLE leases (
+        lease_token   TEXT PRIMARY KEY,
+        intent_id     TEXT NOT NULL,
+        agent_address TEXT NOT NULL,
+        attempt       INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL,
+        state         TEXT NOT NULL,
+        created_at    TEXT NOT NULL
+    );
+    CREATE INDEX leases_active ON leases (expires_at_ms) WHERE state = 'active';
+    CREATE INDEX leases_intent ON leases (intent_id);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -23,6 +23,7 @@ pub mod events;
 pub mod idempotency;
 pub mod intents;
 pub mod keys;
+pub mod leases;
 pub mod migrations;
 pub mod notify;
 pub mod subscriptions;
