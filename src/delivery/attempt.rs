@@ -169,10 +169,7 @@ pub fn send(agent: &ureq::Agent, req: &Request) -> Outcome {
         }
         Err(ureq::Error::Status(status, resp)) => {
             outcome.status_code = Some(status);
-            let retry_after = resp
-                .header("retry-after")
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+            let retry_after = resp.header("retry-after").and_then(parse_retry_after);
             let text = read_body(resp);
             outcome.latency_ms = started.elapsed().as_millis() as i64;
             outcome.response_excerpt = excerpt(&text);
@@ -211,6 +208,17 @@ pub fn send(agent: &ureq::Agent, req: &Request) -> Outcome {
     outcome
 }
 
+/// `Retry-After` as seconds or as an HTTP date.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc2822).ok()?;
+    let wait = at - clock::now();
+    Some(Duration::from_secs_f64(wait.as_seconds_f64().max(0.0)))
+}
+
 fn read_body(resp: ureq::Response) -> String {
     let mut buf = Vec::new();
     let _ = resp.into_reader().take(REPLY_BYTES).read_to_end(&mut buf);
@@ -226,4 +234,26 @@ fn excerpt(text: &str) -> Option<String> {
         end -= 1;
     }
     Some(text[..end].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_a_date() {
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        let soon = clock::now() + time::Duration::seconds(30);
+        let date = soon
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap()
+            .replace("+0000", "GMT");
+        let d = parse_retry_after(&date).expect("a date");
+        assert!((25..=31).contains(&d.as_secs()), "{d:?} from {date}");
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
 }

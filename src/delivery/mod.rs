@@ -115,14 +115,6 @@ struct Flight {
     per_endpoint: HashMap<String, usize>,
 }
 
-/// The scheme, host and port of a URL: what a per-endpoint limit counts.
-fn endpoint(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    let scheme = url.split_once("://").map_or("http", |(s, _)| s);
-    format!("{scheme}://{host}")
-}
-
 /// Hands every due delivery that has room to a worker. Returns when the next one falls due.
 async fn dispatch(
     store: &Store,
@@ -133,24 +125,35 @@ async fn dispatch(
     settings: &PushSettings,
 ) -> Result<Option<Instant>, Error> {
     let skip: HashSet<String> = flight.ids.clone();
+    let saturated: Vec<&String> = flight
+        .per_endpoint
+        .iter()
+        .filter(|(_, n)| **n >= settings.per_endpoint)
+        .map(|(e, _)| e)
+        .collect();
+    let saturated = serde_json::to_string(&saturated)?;
     let limit = DUE_BATCH + skip.len();
     let (prepared, next_due_ms, now_ms) = store
         .read(move |c| {
             let now = now_ms();
-            let due = outbox::due(c, now, limit)?;
+            let due = outbox::due(c, now, &saturated, limit)?;
             let prepared = due
                 .into_iter()
                 .filter(|d| !skip.contains(&d.delivery_id))
                 .map(|d| domain::prepare(c, d))
                 .collect::<Result<Vec<Prepared>, Error>>()?;
-            Ok((prepared, outbox::next_due_ms(c)?, now))
+            Ok((prepared, outbox::next_due_after(c, now)?, now))
         })
         .await?;
-    let mut blocked = Vec::new();
+    let mut unsendable = Vec::new();
     for p in prepared {
-        let key = endpoint(&p.url);
+        let key = p.delivery.endpoint.clone();
+        if let Some(reason) = p.skipped.clone() {
+            unsendable.push((p, reason, Verdict::Skipped));
+            continue;
+        }
         if let Some(reason) = p.blocked.clone() {
-            blocked.push((p, reason));
+            unsendable.push((p, reason, Verdict::Permanent));
             continue;
         }
         let busy = flight.per_endpoint.get(&key).copied().unwrap_or(0);
@@ -160,7 +163,8 @@ async fn dispatch(
         let request = match attempt::render(&p) {
             Ok(r) => r,
             Err(e) => {
-                blocked.push((p, format!("cannot render the webhook body: {e}")));
+                let reason = format!("cannot render the webhook body: {e}");
+                unsendable.push((p, reason, Verdict::Permanent));
                 continue;
             }
         };
@@ -183,12 +187,7 @@ async fn dispatch(
             *flight.per_endpoint.entry(key).or_default() += 1;
         }
     }
-    for (p, reason) in blocked {
-        let verdict = if reason.contains("already terminal") {
-            Verdict::Skipped
-        } else {
-            Verdict::Permanent
-        };
+    for (p, reason, verdict) in unsendable {
         let outcome = Outcome {
             attempt: p.delivery.attempts + 1,
             status_code: None,
@@ -205,11 +204,9 @@ async fn dispatch(
             .write(move |c| domain::record(c, &id, outcome, &policy))
             .await?;
     }
-    // Wake when the next delivery falls due (immediately-due ones held back by a per-endpoint
-    // limit are retried when an attempt finishes).
-    Ok(next_due_ms
-        .filter(|due| *due > now_ms)
-        .map(|due| Instant::now() + Duration::from_millis((due - now_ms) as u64)))
+    // Wake when the next delivery falls due; due ones held back by a per-endpoint limit are
+    // taken when an attempt at that endpoint finishes.
+    Ok(next_due_ms.map(|due| Instant::now() + Duration::from_millis((due - now_ms).max(0) as u64)))
 }
 
 /// Records finished attempts (concurrently, so they share group commits) and frees their place.
@@ -254,7 +251,7 @@ fn now_ms() -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::service::deliveries::endpoint;
 
     #[test]
     fn endpoints_are_scheme_host_and_port() {

@@ -34,7 +34,7 @@ struct Subscription<'a> {
     created_at: &'a str,
     updated_at: &'a str,
     revoked_at: Option<&'a str>,
-    secret_hint: Option<&'a str>,
+    secret_hint: Option<String>,
     /// The generated secret, in the response that created it only.
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<&'a str>,
@@ -58,7 +58,7 @@ impl<'a> Subscription<'a> {
             created_at: &r.created_at,
             updated_at: &r.updated_at,
             revoked_at: r.revoked_at.as_deref(),
-            secret_hint: Some(&r.secret[r.secret.len().saturating_sub(4)..]),
+            secret_hint: Some(subscriptions::secret_hint(&r.secret)),
             secret: generated,
             intent_id: r.intent_id.as_deref(),
             correlation_id: r.correlation_id.as_deref(),

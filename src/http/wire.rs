@@ -248,6 +248,9 @@ pub struct Agent<'a> {
     pub max_delivery_attempts: Option<i64>,
     pub created_at: &'a str,
     pub updated_at: &'a str,
+    /// When the webhook answered `410 Gone` and pushes stopped (until the agent registers again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_disabled_at: Option<&'a str>,
 }
 
 impl<'a> Agent<'a> {
@@ -267,6 +270,7 @@ impl<'a> Agent<'a> {
             max_delivery_attempts: r.max_delivery_attempts,
             created_at: &r.created_at,
             updated_at: &r.updated_at,
+            webhook_disabled_at: r.disabled_at.as_deref(),
         }
     }
 }

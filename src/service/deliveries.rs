@@ -103,6 +103,13 @@ fn now_ms() -> i64 {
     (clock::now().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
+/// The scheme, host and port of a URL: what a per-endpoint limit counts.
+pub fn endpoint(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    format!("{scheme}://{host}")
+}
+
 /// Writes the deliveries an appended event causes: the intent itself to its `http` agent (on
 /// `intent.submitted`), and the event to every active subscription that wants it. Runs in the
 /// event's transaction.
@@ -126,6 +133,7 @@ pub fn enqueue(conn: &Connection, intent: &IntentRow, event: &EventRow) -> Resul
         created_at: now.clone(),
         updated_at: now.clone(),
         webhook_event_id: None,
+        endpoint: endpoint(url),
     };
     if event.status == Status::Submitted && event.event_type == Status::Submitted.event_type() {
         if let Some(agent) = agents::get(conn, &intent.to_agent)? {
@@ -437,6 +445,8 @@ pub fn replay(
         policy.default_attempts()
     };
     d.status = PENDING.into();
+    // Marks the delivery as replayed on purpose: it is sent even if its intent is terminal.
+    d.replay_of = Some(d.delivery_id.clone());
     d.max_attempts = d.attempts + budget;
     d.next_attempt_ms = Some(now_ms());
     d.updated_at = clock::now_rfc3339();
@@ -499,8 +509,12 @@ pub struct Prepared {
     pub event: Option<EventRow>,
     /// For a published (non-intent) event: that event.
     pub webhook_event: Option<subscriptions::WebhookEventRow>,
-    /// Why this delivery cannot be attempted at all (endpoint disabled, secret gone, …).
+    /// Why this delivery cannot be attempted at all (endpoint disabled, secret gone, …): it is
+    /// dead-lettered.
     pub blocked: Option<String>,
+    /// Why this delivery no longer makes sense (the intent is terminal, the agent retired or
+    /// switched to another binding): it is marked failed and the intent left alone.
+    pub skipped: Option<String>,
 }
 
 /// Reads what the attempt of a due delivery needs.
@@ -527,11 +541,18 @@ pub fn prepare(conn: &Connection, d: DeliveryRow) -> Result<Prepared, Error> {
         event,
         webhook_event,
         blocked: None,
+        skipped: None,
     };
     if let Some(address) = p.delivery.agent_address.clone() {
         match agents::get(conn, &address)? {
             Some(a) if a.disabled_at.is_some() => {
                 p.blocked = Some("the agent's webhook is disabled (it answered 410 Gone)".into())
+            }
+            Some(a) if a.delivery_mode != "http" || a.webhook_url.is_none() => {
+                p.skipped = Some(format!(
+                    "the agent {address} now receives through {}; the intent waits to be pulled",
+                    a.delivery_mode
+                ))
             }
             Some(a) => {
                 p.secrets = super::agents::signing_secrets(
@@ -541,7 +562,11 @@ pub fn prepare(conn: &Connection, d: DeliveryRow) -> Result<Prepared, Error> {
                 );
                 p.url = a.webhook_url.unwrap_or(p.url);
             }
-            None => p.blocked = Some(format!("the agent {address} was retired")),
+            None => {
+                p.skipped = Some(format!(
+                    "the agent {address} was retired; the intent waits to be pulled"
+                ))
+            }
         }
     }
     if let Some(id) = p.delivery.subscription_id.clone() {
@@ -561,14 +586,14 @@ pub fn prepare(conn: &Connection, d: DeliveryRow) -> Result<Prepared, Error> {
             None => p.blocked = Some("the subscription no longer exists".into()),
         }
     }
-    if p.secrets.is_empty() && p.blocked.is_none() {
+    if p.secrets.is_empty() && p.blocked.is_none() && p.skipped.is_none() {
         p.blocked = Some("no signing secret".into());
     }
     if p.delivery.kind == KIND_HANDLER
+        && p.delivery.replay_of.is_none()
         && p.intent.as_ref().is_some_and(|i| i.status.is_terminal())
-        && p.blocked.is_none()
     {
-        p.blocked = Some("the intent is already terminal".into());
+        p.skipped = Some("the intent is already terminal".into());
     }
     Ok(p)
 }

@@ -101,6 +101,18 @@ pub fn upsert_request(body: &Value) -> Result<Upsert, Error> {
     })
 }
 
+/// The last four characters of a secret as its owner knows it: of the plain string for a
+/// secret given as one, else of the `whsec_` form.
+pub fn secret_hint(secret: &str) -> String {
+    let plain = secret
+        .strip_prefix("whsec_")
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|s| s.len() >= 16 && s.chars().all(|c| c.is_ascii_graphic()));
+    let shown = plain.as_deref().unwrap_or(secret);
+    shown[shown.len().saturating_sub(4)..].to_string()
+}
+
 /// A given secret as a Standard Webhooks signing secret: a `whsec_` secret is kept; any other
 /// string is used as the raw key, i.e. `whsec_` + base64 of its bytes.
 fn signing_secret(s: &str) -> String {
@@ -271,6 +283,7 @@ pub fn publish(
             created_at: now.clone(),
             updated_at: now.clone(),
             webhook_event_id: Some(event.event_id.clone()),
+            endpoint: deliveries::endpoint(&sub.callback_url),
         };
         outbox::insert(conn, &d)?;
         rows.push(d);

@@ -30,11 +30,13 @@ pub struct DeliveryRow {
     pub updated_at: String,
     /// For pushes of a published (non-intent) event: the `webhook_events` row.
     pub webhook_event_id: Option<String>,
+    /// Scheme, host and port of the target: what a per-endpoint limit counts.
+    pub endpoint: String,
 }
 
 const COLUMNS: &str = "delivery_id, kind, intent_id, event_seq, event_type, agent_address, \
     subscription_id, target_url, status, attempts, max_attempts, next_attempt_ms, last_error, \
-    replay_of, created_at, updated_at, webhook_event_id";
+    replay_of, created_at, updated_at, webhook_event_id, endpoint";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<DeliveryRow> {
     Ok(DeliveryRow {
@@ -55,13 +57,14 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<DeliveryRow> {
         created_at: r.get(14)?,
         updated_at: r.get(15)?,
         webhook_event_id: r.get(16)?,
+        endpoint: r.get(17)?,
     })
 }
 
 pub fn insert(conn: &Connection, d: &DeliveryRow) -> Result<(), Error> {
     conn.prepare_cached(&format!(
         "INSERT INTO deliveries ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
-         ?12, ?13, ?14, ?15, ?16, ?17)"
+         ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
     ))?
     .execute(params![
         d.delivery_id,
@@ -80,7 +83,8 @@ pub fn insert(conn: &Connection, d: &DeliveryRow) -> Result<(), Error> {
         d.replay_of,
         d.created_at,
         d.updated_at,
-        d.webhook_event_id
+        d.webhook_event_id,
+        d.endpoint
     ])?;
     super::notify::record_delivery();
     Ok(())
@@ -99,7 +103,7 @@ pub fn get(conn: &Connection, delivery_id: &str) -> Result<Option<DeliveryRow>, 
 pub fn update_state(conn: &Connection, d: &DeliveryRow) -> Result<(), Error> {
     conn.prepare_cached(
         "UPDATE deliveries SET status = ?2, attempts = ?3, max_attempts = ?4, next_attempt_ms = ?5, \
-         last_error = ?6, updated_at = ?7 WHERE delivery_id = ?1",
+         last_error = ?6, updated_at = ?7, replay_of = ?8 WHERE delivery_id = ?1",
     )?
     .execute(params![
         d.delivery_id,
@@ -108,29 +112,41 @@ pub fn update_state(conn: &Connection, d: &DeliveryRow) -> Result<(), Error> {
         d.max_attempts,
         d.next_attempt_ms,
         d.last_error,
-        d.updated_at
+        d.updated_at,
+        d.replay_of
     ])?;
     super::notify::record_delivery();
     Ok(())
 }
 
-/// Pending deliveries due at `now_ms`, soonest first, at most `limit`.
-pub fn due(conn: &Connection, now_ms: i64, limit: usize) -> Result<Vec<DeliveryRow>, Error> {
+/// Pending deliveries due at `now_ms`, soonest first, at most `limit`, leaving out the
+/// endpoints in `saturated` (a JSON array of endpoint strings) so that a backlog at one
+/// endpoint never hides the others.
+pub fn due(
+    conn: &Connection,
+    now_ms: i64,
+    saturated: &str,
+    limit: usize,
+) -> Result<Vec<DeliveryRow>, Error> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM deliveries WHERE status = 'pending' AND next_attempt_ms <= ?1 \
-         ORDER BY next_attempt_ms LIMIT ?2"
+         AND endpoint NOT IN (SELECT value FROM json_each(?2)) \
+         ORDER BY next_attempt_ms LIMIT ?3"
     ))?;
     let rows = stmt
-        .query_map(params![now_ms, limit as i64], from_row)?
+        .query_map(params![now_ms, saturated, limit as i64], from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
 
-/// When the next pending delivery is due (Unix ms), if any is pending.
-pub fn next_due_ms(conn: &Connection) -> Result<Option<i64>, Error> {
+/// When the next pending delivery falls due after `now_ms` (Unix ms), if any.
+pub fn next_due_after(conn: &Connection, now_ms: i64) -> Result<Option<i64>, Error> {
     Ok(conn
-        .prepare_cached("SELECT MIN(next_attempt_ms) FROM deliveries WHERE status = 'pending'")?
-        .query_row([], |r| r.get(0))?)
+        .prepare_cached(
+            "SELECT MIN(next_attempt_ms) FROM deliveries WHERE status = 'pending' \
+             AND next_attempt_ms > ?1",
+        )?
+        .query_row([now_ms], |r| r.get(0))?)
 }
 
 /// Filters of the delivery listing.
@@ -153,7 +169,7 @@ pub fn list(conn: &Connection, f: &ListFilter) -> Result<Vec<(i64, DeliveryRow)>
     let rows = stmt
         .query_map(
             params![f.intent_id, f.status, f.before_rowid, f.limit as i64],
-            |r| Ok((r.get(17)?, from_row(r)?)),
+            |r| Ok((r.get(18)?, from_row(r)?)),
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)

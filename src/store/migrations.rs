@@ -142,7 +142,8 @@ pub const MIGRATIONS: &[&str] = &[
         replay_of       TEXT,
         created_at      TEXT NOT NULL,
         updated_at      TEXT NOT NULL,
-        webhook_event_id TEXT
+        webhook_event_id TEXT,
+        endpoint        TEXT NOT NULL
     );
     CREATE INDEX deliveries_due ON deliveries (next_attempt_ms) WHERE status = 'pending';
     CREATE INDEX deliveries_intent ON deliveries (intent_id, created_at);
