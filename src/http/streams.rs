@@ -227,8 +227,15 @@ impl AgentFeed {
     }
 }
 
-async fn log_end(store: &Store) -> Result<i64> {
-    store.read(feed::log_end).await
+/// A global-log cursor beyond the end of the log gets a reset to the end.
+async fn log_cursor_check(store: &Store, cursor: i64) -> Result<Option<(serde_json::Value, i64)>> {
+    let end = store.read(feed::log_end).await?;
+    Ok((cursor > end).then(|| {
+        (
+            json!({"reason": "cursor_ahead", "since": cursor, "latest": end}),
+            end,
+        )
+    }))
 }
 
 impl Source for AgentFeed {
@@ -237,13 +244,7 @@ impl Source for AgentFeed {
         store: &Store,
         cursor: i64,
     ) -> Result<Option<(serde_json::Value, i64)>> {
-        let end = log_end(store).await?;
-        Ok((cursor > end).then(|| {
-            (
-                json!({"reason": "cursor_ahead", "since": cursor, "latest": end}),
-                end,
-            )
-        }))
+        log_cursor_check(store, cursor).await
     }
 
     async fn fetch(&mut self, store: &Store, cursor: i64) -> Result<Fetched> {
@@ -367,13 +368,7 @@ impl Source for Firehose {
         store: &Store,
         cursor: i64,
     ) -> Result<Option<(serde_json::Value, i64)>> {
-        let end = log_end(store).await?;
-        Ok((cursor > end).then(|| {
-            (
-                json!({"reason": "cursor_ahead", "since": cursor, "latest": end}),
-                end,
-            )
-        }))
+        log_cursor_check(store, cursor).await
     }
 
     async fn fetch(&mut self, store: &Store, cursor: i64) -> Result<Fetched> {
