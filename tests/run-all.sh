@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, the Rust integration tests (each starts the real binary on
-# 127.0.0.1:0 with a temporary database, the SIGKILL crash test among them), then the interop
-# suite that drives the server with the official Python SDK (its virtualenv is created by
-# tests/interop/run.sh on first use).
+# 127.0.0.1:0 with a temporary database, the SIGKILL crash test among them), a WHATWG EventSource
+# (npm `eventsource`, installed by tests/sse_node/run.sh) across forced disconnects, then the
+# interop suite that drives the server with the official Python SDK and verifies webhook
+# signatures with `standardwebhooks` (its virtualenv is created by tests/interop/run.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --locked
 cargo test --locked
+AXME_BIN="$PWD/target/debug/axme" bash tests/sse_node/run.sh
 AXME_BIN="$PWD/target/debug/axme" bash tests/interop/run.sh

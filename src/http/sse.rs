@@ -97,8 +97,6 @@ pub struct Frame {
     pub data: String,
     /// The stream ends after this frame (a terminal event on a per-intent stream).
     pub last: bool,
-    /// The intent this frame hands over to its handler (a submission in an agent feed).
-    pub handover: Option<String>,
 }
 
 /// What a source read after a cursor.
@@ -133,11 +131,6 @@ pub trait Source: Send + 'static {
 
     /// The commits that may produce frames for this source.
     fn topic(&self) -> Topic;
-
-    /// Called after frames went out (e.g. to mark handed-over intents DELIVERED).
-    fn delivered(&mut self, _store: &Store, _frames: &[Frame]) -> impl Future<Output = ()> + Send {
-        async {}
-    }
 }
 
 /// How a stream ends when nothing happens.
@@ -230,7 +223,7 @@ impl Producer {
             // Replay (or catch up) to the end of what is committed.
             loop {
                 let fetched = source.fetch(&self.store, *cursor).await?;
-                let mut sent = Vec::new();
+                let mut sent = false;
                 for frame in fetched.frames {
                     if frame.id <= *cursor {
                         continue;
@@ -243,16 +236,13 @@ impl Producer {
                     if let Stop::Gone = self.send(text).await {
                         return Ok(());
                     }
-                    let last = frame.last;
-                    sent.push(frame);
-                    if last {
-                        source.delivered(&self.store, &sent).await;
+                    sent = true;
+                    if frame.last {
                         return Ok(());
                     }
                 }
                 *cursor = (*cursor).max(fetched.cursor);
-                if !sent.is_empty() {
-                    source.delivered(&self.store, &sent).await;
+                if sent {
                     idle_since = Instant::now();
                     keepalive_at = idle_since + self.settings.keepalive;
                 }

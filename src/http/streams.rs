@@ -80,11 +80,13 @@ impl Source for IntentEvents {
 
     async fn fetch(&mut self, store: &Store, cursor: i64) -> Result<Fetched> {
         let id = self.intent_id.clone();
-        let (rows, terminal) = store
+        let (terminal, rows) = store
             .read(move |c| {
+                // Status first: once it reads terminal, every event is committed and the read
+                // below sees them all.
+                let terminal = intents::get(c, &id)?.status.is_terminal();
                 let rows = intents::events_since(c, &id, cursor)?;
-                let terminal = rows.is_empty() && intents::get(c, &id)?.status.is_terminal();
-                Ok((rows, terminal))
+                Ok((terminal && rows.is_empty(), rows))
             })
             .await?;
         let frames = rows
@@ -95,7 +97,6 @@ impl Source for IntentEvents {
                     event: e.event_type.clone(),
                     data: event_json(e)?,
                     last: e.status.is_terminal(),
-                    handover: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -249,6 +250,9 @@ impl Source for AgentFeed {
 
     async fn fetch(&mut self, store: &Store, cursor: i64) -> Result<Fetched> {
         let page = self.page(store, cursor, feed::PAGE).await?;
+        // Marked before the items go out, so no handler sees an intent it was handed that
+        // does not yet say DELIVERED.
+        self.mark(store, handed_over(&page)).await;
         let frames = page
             .items
             .iter()
@@ -258,8 +262,6 @@ impl Source for AgentFeed {
                     event: item.event.event_type.clone(),
                     data: feed_item_json(item)?,
                     last: false,
-                    handover: (item.event.event_type == Status::Submitted.event_type())
-                        .then(|| item.intent.intent_id.clone()),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -274,11 +276,15 @@ impl Source for AgentFeed {
     fn topic(&self) -> Topic {
         Topic::Agent(self.address.clone())
     }
+}
 
-    async fn delivered(&mut self, store: &Store, frames: &[Frame]) {
-        let handed_over = frames.iter().filter_map(|f| f.handover.clone()).collect();
-        self.mark(store, handed_over).await;
-    }
+/// The intents a feed page hands over to their handler: its submissions.
+fn handed_over(page: &feed::FeedPage) -> Vec<String> {
+    page.items
+        .iter()
+        .filter(|i| i.event.event_type == Status::Submitted.event_type())
+        .map(|i| i.intent.intent_id.clone())
+        .collect()
 }
 
 fn agent_feed(ctx: &Ctx, via: &'static str) -> Result<AgentFeed> {
@@ -311,8 +317,10 @@ pub async fn agent_feed_poll(ctx: Ctx) -> Result {
     let since = ctx.query.int("since", 0, i64::MAX)?.unwrap_or(0);
     let limit = ctx.query.int("limit", 1, feed::PAGE as i64)?.unwrap_or(100) as usize;
     let store = ctx.state.store.clone();
+    let scanned = std::sync::atomic::AtomicI64::new(since);
     let read = || async {
         let page = source.page(&store, since, limit).await?;
+        scanned.store(page.scanned_to, std::sync::atomic::Ordering::Relaxed);
         Ok((!page.items.is_empty()).then_some(page))
     };
     let page = match wait_seconds(&ctx)? {
@@ -323,7 +331,7 @@ pub async fn agent_feed_poll(ctx: Ctx) -> Result {
         return response::ok(&FeedPoll {
             ok: true,
             intents: Vec::new(),
-            next_since: since,
+            next_since: scanned.load(std::sync::atomic::Ordering::Relaxed),
         });
     };
     let items = page
@@ -335,13 +343,7 @@ pub async fn agent_feed_poll(ctx: Ctx) -> Result {
             )?)?)
         })
         .collect::<Result<Vec<_>>>()?;
-    let submitted = page
-        .items
-        .iter()
-        .filter(|i| i.event.event_type == Status::Submitted.event_type())
-        .map(|i| i.intent.intent_id.clone())
-        .collect();
-    source.mark(&store, submitted).await;
+    source.mark(&store, handed_over(&page)).await;
     response::ok(&FeedPoll {
         ok: true,
         intents: items,
@@ -387,7 +389,6 @@ impl Source for Firehose {
                         event_id: e.event_id,
                     })?,
                     last: false,
-                    handover: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -114,7 +114,7 @@ fn live_lease(conn: &Connection, token: &str) -> Result<(LeaseRow, IntentRow), E
         what: "claim",
         id: token.to_string(),
     })?;
-    if lease.state != ACTIVE {
+    if lease.state != ACTIVE || lease.expires_at_ms <= now_ms() {
         return Err(lost());
     }
     let intent = intents::get(conn, &lease.intent_id)?;
