@@ -81,7 +81,7 @@ impl Server {
     ) -> Result<(), Error> {
         let graceful = GracefulShutdown::new();
         let maintenance = tokio::spawn(maintenance(self.state.store.clone()));
-        let lease_timer = tokio::spawn(runtime::lease_timer(
+        let timers = tokio::spawn(runtime::timers(
             self.state.store.clone(),
             self.state.shutdown.clone(),
         ));
@@ -135,7 +135,7 @@ impl Server {
             }
         }
         maintenance.abort();
-        let _ = lease_timer.await;
+        let _ = timers.await;
         // The pusher saw the shutdown flag: it waits for the attempts in flight and records them.
         if tokio::time::timeout(self.grace, pusher).await.is_err() {
             tracing::warn!("pushes in flight did not finish in time; they stay pending and are sent again on the next start");

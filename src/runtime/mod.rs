@@ -1,40 +1,52 @@
-//! Durable timers of the runtime. Timers live in SQLite (a lease's `expires_at_ms`), so a restart
-//! neither loses nor repeats them: overdue ones fire at startup. This task sleeps until the next
-//! one is due (at most a second, so a lease shortened elsewhere is noticed) and fires what is due
-//! through the domain; it sits beside `http` and calls `service`, never the reverse.
+//! Durable timers of the runtime: lease expiries (inbox claims) and intent deadlines
+//! (`deadline_at` -> TIMED_OUT). Timers live in SQLite (a lease's `expires_at_ms`, an intent's
+//! `deadline_at`), so a restart neither loses nor repeats them: overdue ones fire at startup, and
+//! firing is a lifecycle move checked in the same transaction, so none fires twice. This task
+//! sleeps until the next one is due (at most a second, so a timer set meanwhile is noticed) and
+//! fires what is due through the domain; it sits beside `http` and calls `service`, never the
+//! reverse.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::service::claims;
+use crate::service::{claims, intents};
 use crate::store::Store;
 
-/// How many expired leases one write handles.
+/// How many due timers of each kind one write fires.
 const BATCH: usize = 256;
 /// The longest sleep between two looks at the next expiry.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 
-/// Expires leases until `shutdown` flips.
-pub async fn lease_timer(store: Store, mut shutdown: watch::Receiver<bool>) {
+/// Fires due timers until `shutdown` flips.
+pub async fn timers(store: Store, mut shutdown: watch::Receiver<bool>) {
     loop {
         let next = store
-            .read(claims::next_expiry_ms)
+            .read(|c| Ok((claims::next_expiry_ms(c)?, intents::next_deadline(c)?)))
             .await
             .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "reading lease expiries failed; retrying");
-                None
+                tracing::warn!(error = %e, "reading the next timers failed; retrying");
+                (None, None)
             });
-        let wait = next.map(|at| at - claims::now_ms());
-        if wait.is_some_and(|w| w <= 0) {
-            if let Err(e) = store.write(|c| claims::expire_due(c, BATCH)).await {
-                tracing::warn!(error = %e, "expiring leases failed; retrying");
+        let now = claims::now_ms();
+        let deadline_ms = next
+            .1
+            .as_deref()
+            .and_then(crate::clock::parse)
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64);
+        let due = [next.0, deadline_ms].into_iter().flatten().min();
+        if due.is_some_and(|at| at <= now) {
+            let fired = store
+                .write(|c| Ok(claims::expire_due(c, BATCH)? + intents::time_out_due(c, BATCH)?))
+                .await;
+            if let Err(e) = fired {
+                tracing::warn!(error = %e, "firing timers failed; retrying");
                 tokio::time::sleep(MAX_SLEEP).await;
             }
             continue;
         }
-        let sleep = wait.map_or(MAX_SLEEP, |w| {
-            Duration::from_millis(w as u64).min(MAX_SLEEP)
+        let sleep = due.map_or(MAX_SLEEP, |at| {
+            Duration::from_millis((at - now) as u64).min(MAX_SLEEP)
         });
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}

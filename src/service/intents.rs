@@ -445,3 +445,32 @@ pub fn progress(
         completion,
     })
 }
+
+/// Times out every live intent whose `deadline_at` has passed (`intent.timed_out`, error
+/// `intent_timeout`). Run by the runtime timer; an intent that reached a terminal status first
+/// is not touched, so a deadline fires at most once. Returns how many intents it looked at.
+pub fn time_out_due(conn: &Connection, limit: usize) -> Result<usize, Error> {
+    let due = intents::past_deadline(conn, &clock::now_rfc3339(), limit)?;
+    for id in &due {
+        let Some(mut intent) = intents::get(conn, id)? else {
+            continue;
+        };
+        if intent.status.is_terminal() {
+            continue;
+        }
+        let error = json!({
+            "code": "intent_timeout",
+            "message": format!("the deadline {} passed", intent.deadline_at.clone().unwrap_or_default()),
+        });
+        let mut change = Change::to(Status::TimedOut, "axme/runtime");
+        change.details = json!({"error": error});
+        change.error = Some(error);
+        transition(conn, &mut intent, change)?;
+    }
+    Ok(due.len())
+}
+
+/// When the next deadline of a live intent falls (RFC 3339).
+pub fn next_deadline(conn: &Connection) -> Result<Option<String>, Error> {
+    intents::next_deadline(conn)
+}

@@ -204,3 +204,29 @@ pub fn list(conn: &Connection, f: &ListFilter) -> Result<Vec<IntentRow>, Error> 
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
+
+/// The `WHERE` terms of a live intent with a deadline; they match the partial index
+/// `intents_deadline` exactly, so SQLite can use it.
+const LIVE_DEADLINE: &str = "deadline_at IS NOT NULL \
+    AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELED', 'TIMED_OUT')";
+
+/// Ids of live intents whose deadline (RFC 3339 UTC, which sorts as text) is at or before `now`.
+pub fn past_deadline(conn: &Connection, now: &str, limit: usize) -> Result<Vec<String>, Error> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT intent_id FROM intents WHERE {LIVE_DEADLINE} AND deadline_at <= ?1 \
+         ORDER BY deadline_at LIMIT ?2"
+    ))?;
+    let rows = stmt
+        .query_map(params![now, limit as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(rows)
+}
+
+/// The earliest deadline of a live intent.
+pub fn next_deadline(conn: &Connection) -> Result<Option<String>, Error> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT MIN(deadline_at) FROM intents WHERE {LIVE_DEADLINE}"
+        ))?
+        .query_row([], |r| r.get(0))?)
+}

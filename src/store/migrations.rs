@@ -194,6 +194,11 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX leases_active ON leases (expires_at_ms) WHERE state = 'active';
     CREATE INDEX leases_intent ON leases (intent_id);
     "#,
+    // 6: deadlines of live intents, for the runtime timer.
+    r#"
+    CREATE INDEX intents_deadline ON intents (deadline_at) WHERE deadline_at IS NOT NULL
+        AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELED', 'TIMED_OUT');
+    "#,
 ];
 
 /// The schema version this build writes.
