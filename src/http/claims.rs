@@ -58,14 +58,29 @@ pub async fn claim(ctx: Ctx, body: Incoming) -> Result {
     };
     let got: Vec<Claim> = match req.wait_seconds.filter(|s| *s > 0) {
         None => attempt().await?.unwrap_or_default(),
-        Some(wait) => sse::long_poll(
-            &ctx.state,
-            Duration::from_secs(wait),
-            Topic::Agent(address.clone()),
-            attempt,
-        )
-        .await?
-        .unwrap_or_default(),
+        Some(wait) => {
+            // An intent held back by a nack delay becomes claimable by the clock, not by a
+            // commit: wake for it too.
+            let agent = address.clone();
+            let next = ctx
+                .state
+                .store
+                .read(move |c| claims::next_available_ms(c, &agent))
+                .await?;
+            let recheck = next.map(|at| {
+                let ms = (at - claims::now_ms()).max(0) as u64;
+                tokio::time::Instant::now() + Duration::from_millis(ms)
+            });
+            sse::long_poll(
+                &ctx.state,
+                Duration::from_secs(wait),
+                Topic::Agent(address.clone()),
+                recheck,
+                attempt,
+            )
+            .await?
+            .unwrap_or_default()
+        }
     };
     response::ok(&Claims {
         ok: true,

@@ -303,13 +303,15 @@ fn jittered(d: Duration) -> Duration {
     d.saturating_sub(d / 10 * r / 1000)
 }
 
-/// Waits (long poll) until `fetch` returns something after a commit of `topic`, or until
+/// Waits (long poll) until `fetch` returns something after a commit of `topic` (or at
+/// `recheck_at`, for what becomes available by the clock rather than by a commit), or until
 /// `wait` has passed (then `None`). The subscription is taken before the first read, so a
 /// commit between the read and the wait always wakes the waiter.
 pub async fn long_poll<T, F, Fut>(
     state: &AppState,
     wait: Duration,
     topic: Topic,
+    mut recheck_at: Option<Instant>,
     mut fetch: F,
 ) -> Result<Option<T>, Error>
 where
@@ -330,6 +332,12 @@ where
     loop {
         tokio::select! {
             _ = commits.changed() => {
+                if let Some(found) = fetch().await? {
+                    return Ok(Some(found));
+                }
+            }
+            _ = sleep_until(recheck_at.unwrap_or(end)), if recheck_at.is_some_and(|r| r < end) => {
+                recheck_at = None;
                 if let Some(found) = fetch().await? {
                     return Ok(Some(found));
                 }

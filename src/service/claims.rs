@@ -207,9 +207,10 @@ pub fn nack_request(body: &Value) -> Result<NackRequest, Error> {
     f.deny_unknown(&["delay_seconds", "error"])?;
     Ok(NackRequest {
         delay_seconds: f.int_opt("delay_seconds", 0, 43_200)?,
-        error: match f.obj_opt("error")? {
-            Some(o) => Some(Value::Object(o.clone())),
-            None => f.str_opt("error", 0, 2000)?.map(|s| json!(s)),
+        error: match body.get("error") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(_)) => f.str_opt("error", 0, 2000)?.map(|s| json!(s)),
+            Some(_) => f.obj_opt("error")?.cloned().map(Value::Object),
         },
     })
 }
@@ -280,6 +281,11 @@ pub fn expire_due(conn: &Connection, limit: usize) -> Result<usize, Error> {
         requeue(conn, &mut intent, details, Duration::ZERO, "axme/inbox")?;
     }
     Ok(due.len())
+}
+
+/// When the next intent of `agent` held back by a nack delay becomes claimable (Unix ms).
+pub fn next_available_ms(conn: &Connection, agent: &str) -> Result<Option<i64>, Error> {
+    leases::next_available_ms(conn, agent, now_ms())
 }
 
 /// When the next lease expires (Unix ms).

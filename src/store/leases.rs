@@ -115,3 +115,17 @@ pub fn set_available_at(
         .execute(params![intent_id, at_ms])?;
     Ok(())
 }
+
+/// The earliest time a nacked intent of `agent` becomes claimable again, after `now_ms`.
+pub fn next_available_ms(
+    conn: &Connection,
+    agent: &str,
+    now_ms: i64,
+) -> Result<Option<i64>, Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT MIN(available_at_ms) FROM intents WHERE to_agent = ?1 AND status = 'SUBMITTED' \
+             AND available_at_ms > ?2",
+        )?
+        .query_row(params![agent, now_ms], |r| r.get(0))?)
+}
