@@ -57,6 +57,7 @@ impl Server {
                 keys,
                 limits: Limits::for_payload(config.max_payload_bytes),
                 streams: config.stream_settings(),
+                shared_reads: Default::default(),
                 push_policy: config.push_settings().policy,
                 gauges: Gauges::default(),
                 shutdown,

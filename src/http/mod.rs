@@ -54,6 +54,8 @@ pub struct AppState {
     pub keys: Keys,
     pub limits: Limits,
     pub streams: sse::StreamSettings,
+    /// Store reads shared by streams woken by the same commit.
+    pub shared_reads: Arc<sse::SharedReads>,
     pub gauges: sse::Gauges,
     /// Retry policy of pushes (replays give deliveries a fresh budget from it).
     pub push_policy: crate::service::deliveries::RetryPolicy,

@@ -12,6 +12,7 @@
 //! `max_lifetime` (with jitter so reconnections do not come in waves); server shutdown ends
 //! every stream with a retry hint.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use bytes::Bytes;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::Response;
 use serde_json::Value;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OnceCell};
 use tokio::time::{sleep_until, timeout, Instant};
 
 use super::response::Body;
@@ -100,7 +101,7 @@ pub struct Frame {
 }
 
 /// What a source read after a cursor.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Fetched {
     pub frames: Vec<Frame>,
     /// Where to continue from (past anything a filter left out).
@@ -109,6 +110,48 @@ pub struct Fetched {
     pub more: bool,
     /// Nothing will ever follow (e.g. the intent is terminal and everything was sent).
     pub finished: bool,
+}
+
+/// One read shared by every stream woken by the same commit for the same source and cursor:
+/// with a thousand subscribers on one intent, a commit costs one store read and one rendering
+/// of its frames, not a thousand. A flight is keyed by the commit generation its reader saw
+/// after waking, so a reader only ever joins a read that started after the commit that woke
+/// it, and can never miss what that commit wrote.
+#[derive(Default)]
+pub struct SharedReads {
+    /// Reads in progress by key; the first reader of a key runs it, the others await it.
+    flights: std::sync::Mutex<HashMap<String, Arc<OnceCell<Result<Arc<Fetched>, Error>>>>>,
+}
+
+impl SharedReads {
+    /// Runs `read` for `key`, or joins the run already in progress for it.
+    pub async fn fetch<Fut>(
+        &self,
+        key: String,
+        read: impl FnOnce() -> Fut,
+    ) -> Result<Fetched, Error>
+    where
+        Fut: Future<Output = Result<Fetched, Error>>,
+    {
+        let cell = self
+            .flights
+            .lock()
+            .ok()
+            .map(|mut f| f.entry(key.clone()).or_default().clone());
+        let Some(cell) = cell else {
+            return read().await;
+        };
+        let out = cell
+            .get_or_init(|| async { read().await.map(Arc::new) })
+            .await
+            .clone();
+        if let Ok(mut f) = self.flights.lock() {
+            if f.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                f.remove(&key);
+            }
+        }
+        out.map(|f| (*f).clone())
+    }
 }
 
 /// Where a stream's frames come from.

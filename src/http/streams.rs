@@ -60,6 +60,7 @@ fn event_json(e: &EventRow) -> Result<String> {
 
 struct IntentEvents {
     intent_id: String,
+    shared: std::sync::Arc<sse::SharedReads>,
 }
 
 impl Source for IntentEvents {
@@ -79,7 +80,25 @@ impl Source for IntentEvents {
     }
 
     async fn fetch(&mut self, store: &Store, cursor: i64) -> Result<Fetched> {
+        let key = format!(
+            "intent {} {cursor} {}",
+            self.intent_id,
+            store.commit_generation()
+        );
         let id = self.intent_id.clone();
+        self.shared
+            .fetch(key, || read_intent_events(store.clone(), id, cursor))
+            .await
+    }
+
+    fn topic(&self) -> Topic {
+        Topic::Intent(self.intent_id.clone())
+    }
+}
+
+/// An intent's events after `cursor`, as frames.
+async fn read_intent_events(store: Store, id: String, cursor: i64) -> Result<Fetched> {
+    {
         let (terminal, rows) = store
             .read(move |c| {
                 // Status first: once it reads terminal, every event is committed and the read
@@ -107,10 +126,6 @@ impl Source for IntentEvents {
             finished: terminal,
         })
     }
-
-    fn topic(&self) -> Topic {
-        Topic::Intent(self.intent_id.clone())
-    }
 }
 
 /// `GET /v1/intents/{id}/events/stream?since=&wait_seconds=`.
@@ -125,7 +140,10 @@ pub async fn intent_events_stream(ctx: Ctx) -> Result {
         .await?;
     sse::start(
         &ctx.state,
-        IntentEvents { intent_id: id },
+        IntentEvents {
+            intent_id: id,
+            shared: ctx.state.shared_reads.clone(),
+        },
         cursor,
         StreamOptions { wait },
     )
@@ -355,6 +373,7 @@ pub async fn agent_feed_poll(ctx: Ctx) -> Result {
 
 struct Firehose {
     filter: FirehoseFilter,
+    shared: std::sync::Arc<sse::SharedReads>,
 }
 
 #[derive(Serialize)]
@@ -374,7 +393,32 @@ impl Source for Firehose {
     }
 
     async fn fetch(&mut self, store: &Store, cursor: i64) -> Result<Fetched> {
+        let f = &self.filter;
+        let key = format!(
+            "firehose {:?} {:?} {:?} {cursor} {}",
+            f.intent_id,
+            f.to_agent,
+            f.correlation_id,
+            store.commit_generation()
+        );
         let filter = self.filter.clone();
+        self.shared
+            .fetch(key, || read_firehose(store.clone(), filter, cursor))
+            .await
+    }
+
+    fn topic(&self) -> Topic {
+        match (&self.filter.intent_id, &self.filter.to_agent) {
+            (Some(id), _) => Topic::Intent(id.clone()),
+            (None, Some(agent)) => Topic::Agent(agent.clone()),
+            (None, None) => Topic::All,
+        }
+    }
+}
+
+/// Every event after `cursor` that passes the filter, as frames.
+async fn read_firehose(store: Store, filter: FirehoseFilter, cursor: i64) -> Result<Fetched> {
+    {
         let rows = store
             .read(move |c| feed::firehose(c, cursor, &filter, feed::PAGE))
             .await?;
@@ -399,14 +443,6 @@ impl Source for Firehose {
             finished: false,
         })
     }
-
-    fn topic(&self) -> Topic {
-        match (&self.filter.intent_id, &self.filter.to_agent) {
-            (Some(id), _) => Topic::Intent(id.clone()),
-            (None, Some(agent)) => Topic::Agent(agent.clone()),
-            (None, None) => Topic::All,
-        }
-    }
 }
 
 /// `GET /v1/events/stream?since=&intent_id=&to_agent=&correlation_id=`.
@@ -427,7 +463,10 @@ pub async fn firehose_stream(ctx: Ctx) -> Result {
     let wait = wait_seconds(&ctx)?;
     sse::start(
         &ctx.state,
-        Firehose { filter },
+        Firehose {
+            filter,
+            shared: ctx.state.shared_reads.clone(),
+        },
         cursor,
         StreamOptions { wait },
     )

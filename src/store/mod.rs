@@ -93,6 +93,9 @@ struct Inner {
     /// Idle read connections; a reader takes one on a blocking thread and puts it back.
     readers: Mutex<Vec<Connection>>,
     max_readers: usize,
+    /// One permit per pooled read connection: async readers wait here for a connection instead
+    /// of each opening a fresh one (which costs a schema parse) on a blocking thread of its own.
+    read_slots: Arc<tokio::sync::Semaphore>,
     durability: Durability,
     /// Who waits for which commits; the writer thread publishes to it after `COMMIT`. Streams
     /// and long polls subscribe here instead of polling SQLite.
@@ -127,6 +130,7 @@ impl Store {
                 jobs: Mutex::new(Some(job_tx)),
                 readers: Mutex::new(Vec::new()),
                 max_readers: opts.readers.max(1),
+                read_slots: Arc::new(tokio::sync::Semaphore::new(opts.readers.max(1))),
                 durability: opts.durability,
                 hub,
                 writer: Mutex::new(Some(writer)),
@@ -180,10 +184,21 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
     {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.read_blocking(f))
+        let slot = self
+            .inner
+            .read_slots
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| Error::internal(format!("reader task: {e}")))?
+            .map_err(|_| Error::internal("the read slots are closed"))?;
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = store.read_blocking(f);
+            drop(slot);
+            out
+        })
+        .await
+        .map_err(|e| Error::internal(format!("reader task: {e}")))?
     }
 
     /// Runs `f` on a read connection on the current thread (for blocking contexts only).
@@ -214,6 +229,11 @@ impl Store {
     /// Resolves after a commit that wrote or changed deliveries (the push scheduler's wake-up).
     pub async fn deliveries_changed(&self) {
         self.inner.hub.deliveries_changed().await;
+    }
+
+    /// How many commits have been published to subscribers so far (see `Hub::generation`).
+    pub fn commit_generation(&self) -> u64 {
+        self.inner.hub.generation()
     }
 
     /// How many subscriptions (streams, long polls) are waiting for commits.

@@ -91,6 +91,9 @@ pub struct Hub {
     next_id: AtomicU64,
     /// Fired by the writer after a commit that wrote deliveries; the push scheduler waits on it.
     deliveries: Notify,
+    /// Counts publishes; raised before anyone is woken, so a subscriber that reads it after
+    /// waking knows every commit up to that number is visible.
+    generation: AtomicU64,
 }
 
 impl Hub {
@@ -120,6 +123,7 @@ impl Hub {
         if events.is_empty() {
             return;
         }
+        self.generation.fetch_add(1, Ordering::AcqRel);
         let mut wake: Vec<Arc<Notify>> = Vec::new();
         if let Ok(t) = self.topics.lock() {
             wake.extend(t.all.values().cloned());
@@ -136,6 +140,12 @@ impl Hub {
             // A permit is kept if the subscriber is not waiting right now; repeats coalesce.
             n.notify_one();
         }
+    }
+
+    /// How many commits have been published. Readers woken by the same commit see the same
+    /// number, which lets them share one read of the store (see `http::streams`).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Wakes the push scheduler (after a commit that wrote deliveries).

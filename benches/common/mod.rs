@@ -1,0 +1,398 @@
+//! What the benches share: starting and stopping server child processes, CPU accounting from
+//! `/proc`, exact percentiles, the minimal HTTP/1.1 client of the raw-socket load generators, the
+//! scaffolding of the bare hyper servers that the ceilings run on, and small pieces of the printed
+//! tables. Each bench includes it with `mod common;` and uses only part of it. It never touches
+//! anything but its own child processes and sockets.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::io::{self, BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A server child process; dropping it kills the process (also when unwinding from a panic).
+pub struct ChildServer {
+    pub child: Child,
+    name: &'static str,
+    pub addr: SocketAddr,
+}
+
+impl ChildServer {
+    /// Starts the command and waits for its `listening on http://ADDR` line on stdout.
+    pub fn spawn(cmd: &mut Command, name: &'static str) -> Result<ChildServer, String> {
+        // stdin is a pipe nobody writes: the bare server exits when it closes, so even a
+        // SIGKILLed bench leaves no orphan behind.
+        let child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting {name}: {e}"))?;
+        let mut server = ChildServer {
+            child,
+            name,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let stdout = server
+            .child
+            .stdout
+            .take()
+            .ok_or(format!("{name}: no stdout pipe"))?;
+        let (tx, rx) = mpsc::channel();
+        // Drains stdout for the child's whole life so the pipe never fills up.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .map_err(|_| format!("{name} exited or never printed its listening line"))?;
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let addr = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .trim_end_matches('/');
+                server.addr = addr
+                    .parse()
+                    .map_err(|e| format!("{name}: bad listening address {addr:?}: {e}"))?;
+                return Ok(server);
+            }
+        }
+    }
+
+    /// Asks for a graceful exit (SIGTERM, through `kill(1)` to stay free of unsafe code), waits
+    /// up to 10 s, then kills.
+    pub fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        eprintln!("[bench] {} ignored SIGTERM for 10 s; killing it", self.name);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/PID/stat` (`"self"` works).
+pub fn cpu_time(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // utime and stime are fields 14 and 15, i.e. the 12th and 13th after the `(comm)` field.
+    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split(' ').skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // USER_HZ is 100 on every Linux this bench is meant for.
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+/// Busy time of all CPUs together so far (everything but idle and iowait), from `/proc/stat`.
+pub fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy: u64 = fields
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    Some(Duration::from_millis(busy * 10))
+}
+
+/// The `q` quantile (0..=1) of sorted microseconds, in milliseconds.
+pub fn quantile_ms(sorted_us: &[u32], q: f64) -> Option<f64> {
+    let n = sorted_us.len();
+    let rank = ((q * n as f64).ceil() as usize).clamp(1, n.max(1));
+    Some(f64::from(*sorted_us.get(rank - 1)?) / 1000.0)
+}
+
+pub mod http {
+    //! A minimal keep-alive HTTP/1.1 client on raw tokio sockets. It knows `Content-Length` and
+    //! chunked framing and nothing else of HTTP.
+
+    use super::*;
+    use bytes::BytesMut;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    pub async fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connecting to {addr}: {e}"))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+        Ok(stream)
+    }
+
+    /// Writes the request and reads until `buf` starts with one complete answer (which the caller
+    /// then advances past).
+    pub async fn exchange(
+        stream: &mut TcpStream,
+        req: &[u8],
+        buf: &mut BytesMut,
+    ) -> io::Result<Framing> {
+        stream.write_all(req).await?;
+        loop {
+            if let Some(framing) = parse(buf)? {
+                return Ok(framing);
+            }
+            if stream.read_buf(buf).await? == 0 {
+                let msg = "the server closed the connection";
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, msg));
+            }
+        }
+    }
+
+    /// Where one answer lies at the start of a buffer.
+    pub struct Framing {
+        pub status: u16,
+        /// Where the body starts (still chunk-framed if the answer is chunked).
+        pub body_at: usize,
+        /// Bytes of the whole answer.
+        pub len: usize,
+        /// The server said `connection: close`.
+        pub close: bool,
+    }
+
+    pub fn invalid(msg: &str) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
+    }
+
+    /// Parses the status line and the framing headers; `None` while the answer is incomplete.
+    pub fn parse(buf: &[u8]) -> io::Result<Option<Framing>> {
+        let Some(head_end) = find(buf, b"\r\n\r\n") else {
+            if buf.len() > 64 * 1024 {
+                return Err(invalid("response head over 64 KiB"));
+            }
+            return Ok(None);
+        };
+        let mut lines = buf[..head_end].split(|&b| b == b'\n');
+        let status = lines
+            .next()
+            .and_then(|l| {
+                l.strip_prefix(b"HTTP/1.1 ")
+                    .or_else(|| l.strip_prefix(b"HTTP/1.0 "))
+            })
+            .and_then(|rest| {
+                std::str::from_utf8(rest.get(..3)?)
+                    .ok()?
+                    .parse::<u16>()
+                    .ok()
+            })
+            .ok_or_else(|| invalid("bad status line"))?;
+        let (mut content_length, mut chunked, mut close) = (None, false, false);
+        for line in lines {
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+            if name.eq_ignore_ascii_case(b"content-length") {
+                let n = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse::<usize>().ok());
+                content_length = Some(n.ok_or_else(|| invalid("bad content-length"))?);
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                chunked = value.eq_ignore_ascii_case(b"chunked");
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                close = value.eq_ignore_ascii_case(b"close");
+            }
+        }
+        let body_at = head_end + 4;
+        let len = match (chunked, content_length) {
+            (true, _) => match chunked_len(&buf[body_at..])? {
+                Some(n) => body_at + n,
+                None => return Ok(None),
+            },
+            (false, Some(n)) => body_at + n,
+            (false, None) if status == 204 || status == 304 => body_at,
+            (false, None) => return Err(invalid("an answer without content-length or chunks")),
+        };
+        Ok((buf.len() >= len).then_some(Framing {
+            status,
+            body_at,
+            len,
+            close,
+        }))
+    }
+
+    /// The length of a complete chunked body with its framing; `None` while incomplete.
+    fn chunked_len(buf: &[u8]) -> io::Result<Option<usize>> {
+        let mut at = 0;
+        loop {
+            let Some(eol) = find(&buf[at..], b"\r\n") else {
+                return Ok(None);
+            };
+            let hex = buf[at..at + eol]
+                .split(|&b| b == b';')
+                .next()
+                .unwrap_or_default();
+            let size = std::str::from_utf8(hex)
+                .ok()
+                .and_then(|h| usize::from_str_radix(h.trim(), 16).ok())
+                .ok_or_else(|| invalid("bad chunk size"))?;
+            at += eol + 2;
+            if size == 0 {
+                // An empty line ends the body, after trailers if there are any.
+                return Ok(match buf.get(at..at + 2) {
+                    None => None,
+                    Some(b"\r\n") => Some(at + 2),
+                    Some(_) => find(&buf[at..], b"\r\n\r\n").map(|e| at + e + 4),
+                });
+            }
+            if buf.len() < at + size + 2 {
+                return Ok(None);
+            }
+            at += size + 2;
+        }
+    }
+
+    pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+        haystack.windows(needle.len()).position(|w| w == needle)
+    }
+    /// [`exchange`] on a blocking socket, for a thread of its own whose timestamps must not wait
+    /// for a busy async runtime.
+    pub fn exchange_blocking(
+        stream: &mut std::net::TcpStream,
+        req: &[u8],
+        buf: &mut BytesMut,
+    ) -> io::Result<Framing> {
+        use std::io::{Read, Write};
+        stream.write_all(req)?;
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            if let Some(framing) = parse(buf)? {
+                return Ok(framing);
+            }
+            let n = stream.read(&mut chunk)?;
+            if n == 0 {
+                let msg = "the server closed the connection";
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, msg));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// Runs a bare hyper HTTP/1.1 server answering with `handler`, in this process, until killed or
+/// until the parent closes our stdin: the ceilings of the benches. It is set up like `axme serve`
+/// (HTTP/1.1 keep-alive connections with a 30 s header read timeout, `TCP_NODELAY`, a 2-worker
+/// multi-thread runtime) and prints the same `listening on http://ADDR` line.
+pub fn serve_bare<F, Fut, B>(handler: F) -> Result<(), String>
+where
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<hyper::Response<B>, hyper::Error>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+
+    std::thread::spawn(|| {
+        let _ = io::copy(&mut io::stdin(), &mut io::sink());
+        std::process::exit(0);
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("building the runtime: {e}"))?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| format!("binding: {e}"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("local address: {e}"))?;
+        println!("listening on http://{addr}");
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    eprintln!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                // The same connection settings as `axme serve`.
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(30))
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service_fn(handler));
+                let _ = conn.await;
+            });
+        }
+    })
+}
+
+/// `v` rounded, with thousands separators: `12,345`.
+pub fn thousands(v: f64) -> String {
+    let digits = format!("{:.0}", v.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// CPUs, CPU model and kernel, for the heading of a table.
+pub fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map_or("unknown CPU", str::trim);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpus} CPUs (nproc), {model}, Linux {}", kernel.trim())
+}
+
+/// The time of the run, to the minute.
+pub fn now() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    now.format(&format).unwrap_or_default()
+}
+
+/// The 1-minute load average now: the machine may be shared.
+pub fn loadavg() -> String {
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    loadavg.split(' ').next().unwrap_or("?").to_string()
+}
