@@ -120,8 +120,11 @@ pub struct Fetched {
 #[derive(Default)]
 pub struct SharedReads {
     /// Reads in progress by key; the first reader of a key runs it, the others await it.
-    flights: std::sync::Mutex<HashMap<String, Arc<OnceCell<Result<Arc<Fetched>, Error>>>>>,
+    flights: std::sync::Mutex<HashMap<String, Flight>>,
 }
+
+/// One shared read: set once by whoever runs it, awaited by the rest.
+type Flight = Arc<OnceCell<Result<Arc<Fetched>, Error>>>;
 
 impl SharedReads {
     /// Runs `read` for `key`, or joins the run already in progress for it.
