@@ -58,6 +58,7 @@ impl Server {
                 limits: Limits::for_payload(config.max_payload_bytes),
                 streams: config.stream_settings(),
                 shared_reads: Default::default(),
+                shared_events: Default::default(),
                 push_policy: config.push_settings().policy,
                 gauges: Gauges::default(),
                 shutdown,

@@ -55,7 +55,9 @@ pub struct AppState {
     pub limits: Limits,
     pub streams: sse::StreamSettings,
     /// Store reads shared by streams woken by the same commit.
-    pub shared_reads: Arc<sse::SharedReads>,
+    pub shared_reads: Arc<sse::SharedReads<sse::Fetched>>,
+    /// Event reads shared by long polls woken by the same commit.
+    pub shared_events: Arc<sse::SharedReads<Vec<crate::store::events::EventRow>>>,
     pub gauges: sse::Gauges,
     /// Retry policy of pushes (replays give deliveries a fresh budget from it).
     pub push_policy: crate::service::deliveries::RetryPolicy,

@@ -117,24 +117,27 @@ pub struct Fetched {
 /// of its frames, not a thousand. A flight is keyed by the commit generation its reader saw
 /// after waking, so a reader only ever joins a read that started after the commit that woke
 /// it, and can never miss what that commit wrote.
-#[derive(Default)]
-pub struct SharedReads {
+pub struct SharedReads<T> {
     /// Reads in progress by key; the first reader of a key runs it, the others await it.
-    flights: std::sync::Mutex<HashMap<String, Flight>>,
+    flights: std::sync::Mutex<HashMap<String, Flight<T>>>,
+}
+
+impl<T> Default for SharedReads<T> {
+    fn default() -> Self {
+        SharedReads {
+            flights: Default::default(),
+        }
+    }
 }
 
 /// One shared read: set once by whoever runs it, awaited by the rest.
-type Flight = Arc<OnceCell<Result<Arc<Fetched>, Error>>>;
+type Flight<T> = Arc<OnceCell<Result<Arc<T>, Error>>>;
 
-impl SharedReads {
+impl<T: Clone> SharedReads<T> {
     /// Runs `read` for `key`, or joins the run already in progress for it.
-    pub async fn fetch<Fut>(
-        &self,
-        key: String,
-        read: impl FnOnce() -> Fut,
-    ) -> Result<Fetched, Error>
+    pub async fn fetch<Fut>(&self, key: String, read: impl FnOnce() -> Fut) -> Result<T, Error>
     where
-        Fut: Future<Output = Result<Fetched, Error>>,
+        Fut: Future<Output = Result<T, Error>>,
     {
         let cell = self
             .flights

@@ -60,7 +60,7 @@ fn event_json(e: &EventRow) -> Result<String> {
 
 struct IntentEvents {
     intent_id: String,
-    shared: std::sync::Arc<sse::SharedReads>,
+    shared: std::sync::Arc<sse::SharedReads<Fetched>>,
 }
 
 impl Source for IntentEvents {
@@ -154,11 +154,21 @@ pub async fn intent_events_stream(ctx: Ctx) -> Result {
 pub async fn intent_events(ctx: Ctx) -> Result {
     let id = request::intent_id(ctx.param(0))?;
     let since = ctx.query.int("since", 0, i64::MAX)?.unwrap_or(0);
-    let read = |store: Store, id: String| async move {
-        let rows = store
-            .read(move |c| intents::events_since(c, &id, since))
-            .await?;
-        Ok((!rows.is_empty()).then_some(rows))
+    // Long polls woken by the same commit share one read (see `sse::SharedReads`).
+    let shared = ctx.state.shared_events.clone();
+    let read = |store: Store, id: String| {
+        let shared = shared.clone();
+        async move {
+            let key = format!("{id} {since} {}", store.commit_generation());
+            let rows = shared
+                .fetch(key, || async move {
+                    store
+                        .read(move |c| intents::events_since(c, &id, since))
+                        .await
+                })
+                .await?;
+            Ok((!rows.is_empty()).then_some(rows))
+        }
     };
     let rows = match wait_seconds(&ctx)? {
         None => read(ctx.state.store.clone(), id).await?.unwrap_or_default(),
@@ -373,7 +383,7 @@ pub async fn agent_feed_poll(ctx: Ctx) -> Result {
 
 struct Firehose {
     filter: FirehoseFilter,
-    shared: std::sync::Arc<sse::SharedReads>,
+    shared: std::sync::Arc<sse::SharedReads<Fetched>>,
 }
 
 #[derive(Serialize)]

@@ -192,13 +192,11 @@ impl Store {
             .await
             .map_err(|_| Error::internal("the read slots are closed"))?;
         let store = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let out = store.read_blocking(f);
-            drop(slot);
-            out
-        })
-        .await
-        .map_err(|e| Error::internal(format!("reader task: {e}")))?
+        let out = tokio::task::spawn_blocking(move || store.read_blocking(f)).await;
+        // Released only once the blocking thread is free again, so reads never need more
+        // blocking threads than there are pooled connections.
+        drop(slot);
+        out.map_err(|e| Error::internal(format!("reader task: {e}")))?
     }
 
     /// Runs `f` on a read connection on the current thread (for blocking contexts only).
