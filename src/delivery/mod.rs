@@ -133,13 +133,28 @@ async fn dispatch(
         .collect();
     let saturated = serde_json::to_string(&saturated)?;
     let limit = DUE_BATCH + skip.len();
+    // Only what can go out now is prepared (each preparation reads the intent, its event and
+    // its agent): at most one delivery per free worker, within each endpoint's limit.
+    let free_workers = settings.workers.saturating_sub(flight.ids.len());
+    let mut room = flight.per_endpoint.clone();
+    let per_endpoint = settings.per_endpoint;
     let (prepared, next_due_ms, now_ms) = store
         .read(move |c| {
             let now = now_ms();
-            let due = outbox::due(c, now, &saturated, limit)?;
-            let prepared = due
+            let mut chosen = Vec::new();
+            for d in outbox::due(c, now, &saturated, limit)? {
+                if chosen.len() >= free_workers {
+                    break;
+                }
+                let busy = room.entry(d.endpoint.clone()).or_insert(0);
+                if skip.contains(&d.delivery_id) || *busy >= per_endpoint {
+                    continue;
+                }
+                *busy += 1;
+                chosen.push(d);
+            }
+            let prepared = chosen
                 .into_iter()
-                .filter(|d| !skip.contains(&d.delivery_id))
                 .map(|d| domain::prepare(c, d))
                 .collect::<Result<Vec<Prepared>, Error>>()?;
             Ok((prepared, outbox::next_due_after(c, now)?, now))
