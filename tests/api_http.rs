@@ -5,32 +5,7 @@
 mod common;
 
 use common::*;
-use serde_json::{json, Value};
-
-/// Whether the body is the AXME error body `{"error":{"code","message","details"},"detail"}`
-/// with nothing else in it.
-fn has_error_shape(r: &Resp) -> bool {
-    let keys = |v: &Value| {
-        v.as_object().map(|o| {
-            let mut k = o.keys().cloned().collect::<Vec<_>>();
-            k.sort();
-            k
-        })
-    };
-    let message = r.json["error"]["message"].as_str().unwrap_or("");
-    keys(&r.json) == Some(vec!["detail".into(), "error".into()])
-        && keys(&r.json["error"]) == Some(vec!["code".into(), "details".into(), "message".into()])
-        && r.json["error"]["code"].is_string()
-        && r.json["error"]["details"].is_object()
-        && !message.is_empty()
-        && r.json["detail"] == message
-}
-
-fn assert_error(r: &Resp, status: u16, code: &str) {
-    assert_eq!(r.status, status, "{}", r.text);
-    assert!(has_error_shape(r), "not the AXME error body: {}", r.text);
-    assert_eq!(r.code(), code, "{}", r.text);
-}
+use serde_json::json;
 
 fn intent_count(s: &Server) -> usize {
     let r = s.get("/v1/intents?limit=200");

@@ -57,6 +57,33 @@ impl Resp {
             .as_str()
             .unwrap_or("")
     }
+
+    /// Whether the body is the AXME error body `{"error":{"code","message","details"},"detail"}`
+    /// with nothing else in it.
+    pub fn has_error_shape(&self) -> bool {
+        let keys = |v: &Value| {
+            v.as_object().map(|o| {
+                let mut k = o.keys().cloned().collect::<Vec<_>>();
+                k.sort();
+                k
+            })
+        };
+        let message = self.json["error"]["message"].as_str().unwrap_or("");
+        keys(&self.json) == Some(vec!["detail".into(), "error".into()])
+            && keys(&self.json["error"])
+                == Some(vec!["code".into(), "details".into(), "message".into()])
+            && self.json["error"]["code"].is_string()
+            && self.json["error"]["details"].is_object()
+            && !message.is_empty()
+            && self.json["detail"] == message
+    }
+}
+
+/// Asserts an error response: its status, the AXME error body, and its code.
+pub fn assert_error(r: &Resp, status: u16, code: &str) {
+    assert_eq!(r.status, status, "{}", r.text);
+    assert!(r.has_error_shape(), "not the AXME error body: {}", r.text);
+    assert_eq!(r.code(), code, "{}", r.text);
 }
 
 pub fn bin() -> &'static str {
