@@ -31,7 +31,7 @@
 //! the load generator is one current-thread tokio runtime with a task per connection on raw
 //! sockets, as in `benches/create.rs`.
 //!
-//! `cargo bench --bench push` runs it (about 90 s). Run without `--bench` (as
+//! `cargo bench --bench push` runs it (about 75 s). Run without `--bench` (as
 //! `cargo test --all-targets` does) it makes a short smoke run, so the harness cannot rot
 //! unnoticed. It never edits anything outside its temporary directory and stops every child
 //! process it started, also on panic.
