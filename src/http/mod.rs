@@ -3,9 +3,11 @@
 //! error-to-response conversion (`response`). It never runs SQL and never decides a lifecycle
 //! rule; handlers only await the store's channels, so no tokio worker ever blocks on SQLite.
 
+mod admin;
 mod agents;
 mod claims;
 mod intents;
+mod keys;
 pub mod request;
 pub mod response;
 pub mod router;
@@ -181,6 +183,10 @@ async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Result<Respon
         Route::ListAgents => agents::list(ctx).await,
         Route::GetAgent => agents::get(ctx).await,
         Route::RetireAgent => agents::retire(ctx).await,
+        Route::CreateKey => keys::create(ctx, body).await,
+        Route::ListKeys => keys::list(ctx).await,
+        Route::RevokeKey => keys::revoke(ctx).await,
+        Route::Backup => admin::backup(ctx).await,
     }
 }
 
@@ -217,6 +223,8 @@ fn capabilities() -> Result<Response<Body>, Error> {
             "deliveries",
             "bindings.inbox",
             "inbox.claims",
+            "keys",
+            "admin.backup",
         ],
         supported_intent_types: vec!["intent.ask.v1", "intent.reply.v1"],
     })

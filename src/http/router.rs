@@ -38,6 +38,10 @@ pub enum Route {
     AckClaim,
     NackClaim,
     ExtendClaim,
+    CreateKey,
+    ListKeys,
+    RevokeKey,
+    Backup,
 }
 
 #[rustfmt::skip]
@@ -72,6 +76,10 @@ const ROUTES: &[(&str, &str, Route)] = &[
     ("POST",   "/v1/claims/*/ack",                 Route::AckClaim),
     ("POST",   "/v1/claims/*/nack",                Route::NackClaim),
     ("POST",   "/v1/claims/*/extend",              Route::ExtendClaim),
+    ("POST",   "/v1/keys",                         Route::CreateKey),
+    ("GET",    "/v1/keys",                         Route::ListKeys),
+    ("POST",   "/v1/keys/*/revoke",                Route::RevokeKey),
+    ("GET",    "/v1/admin/backup",                 Route::Backup),
 ];
 
 /// What the table says about a request line.

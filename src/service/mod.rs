@@ -9,6 +9,7 @@ pub mod deliveries;
 pub mod feed;
 pub mod idempotency;
 pub mod intents;
+pub mod keys;
 pub mod lifecycle;
 pub mod requests;
 pub mod subscriptions;

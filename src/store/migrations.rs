@@ -199,6 +199,14 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX intents_deadline ON intents (deadline_at) WHERE deadline_at IS NOT NULL
         AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELED', 'TIMED_OUT');
     "#,
+    // 7: the agents an agent-role API key is bound to.
+    r#"
+    CREATE TABLE api_key_agents (
+        key_id  TEXT NOT NULL REFERENCES api_keys (key_id),
+        address TEXT NOT NULL,
+        PRIMARY KEY (key_id, address)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.
