@@ -38,6 +38,18 @@ pub enum Route {
     AckClaim,
     NackClaim,
     ExtendClaim,
+    Redrive,
+    ListInbox,
+    InboxChanges,
+    GetThread,
+    ReplyThread,
+    DelegateThread,
+    ApproveThread,
+    RejectThread,
+    ReadThread,
+    DeleteMessages,
+    ApprovalDecision,
+    MeTasks,
 }
 
 #[rustfmt::skip]
@@ -53,6 +65,7 @@ const ROUTES: &[(&str, &str, Route)] = &[
     ("POST",   "/v1/intents/*/resume",             Route::Resume),
     ("POST",   "/v1/intents/*/ack",                Route::Ack),
     ("POST",   "/v1/intents/*/progress",           Route::Progress),
+    ("POST",   "/v1/intents/*/redrive",            Route::Redrive),
     ("POST",   "/v1/agents",                       Route::RegisterAgent),
     ("GET",    "/v1/agents",                       Route::ListAgents),
     ("POST",   "/v1/agents/**/inbox/claim",        Route::Claim),
@@ -72,6 +85,17 @@ const ROUTES: &[(&str, &str, Route)] = &[
     ("POST",   "/v1/claims/*/ack",                 Route::AckClaim),
     ("POST",   "/v1/claims/*/nack",                Route::NackClaim),
     ("POST",   "/v1/claims/*/extend",              Route::ExtendClaim),
+    ("GET",    "/v1/inbox",                        Route::ListInbox),
+    ("GET",    "/v1/inbox/changes",                Route::InboxChanges),
+    ("GET",    "/v1/inbox/*",                      Route::GetThread),
+    ("POST",   "/v1/inbox/*/reply",                Route::ReplyThread),
+    ("POST",   "/v1/inbox/*/delegate",             Route::DelegateThread),
+    ("POST",   "/v1/inbox/*/approve",              Route::ApproveThread),
+    ("POST",   "/v1/inbox/*/reject",               Route::RejectThread),
+    ("POST",   "/v1/inbox/*/read",                 Route::ReadThread),
+    ("POST",   "/v1/inbox/*/messages/delete",      Route::DeleteMessages),
+    ("POST",   "/v1/approvals/*/decision",         Route::ApprovalDecision),
+    ("GET",    "/v1/me/tasks",                     Route::MeTasks),
 ];
 
 /// What the table says about a request line.

@@ -8,6 +8,7 @@ pub mod claims;
 pub mod deliveries;
 pub mod feed;
 pub mod idempotency;
+pub mod inbox;
 pub mod intents;
 pub mod lifecycle;
 pub mod requests;

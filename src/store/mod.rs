@@ -27,6 +27,7 @@ pub mod leases;
 pub mod migrations;
 pub mod notify;
 pub mod subscriptions;
+pub mod threads;
 pub mod wal;
 mod writer;
 
