@@ -242,6 +242,10 @@ pub fn on_event(conn: &Connection, intent: &IntentRow, event: &EventRow) -> Resu
 /// Opens the threads a new intent has: its handler's when the handler is an `inbox` agent or
 /// the intent carries a human task, and the task's `agent://` assignees'.
 pub fn on_create(conn: &Connection, intent: &IntentRow) -> Result<(), Error> {
+    if intent.to_agent == crate::runtime::builtin::APPROVAL {
+        // The approval agent opens the task in the approver's inbox when it takes the intent.
+        return Ok(());
+    }
     if let Some(task) = &intent.human_task {
         open(conn, intent, &intent.to_agent, "task")?;
         let task: Value = serde_json::from_str(task)?;

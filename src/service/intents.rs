@@ -266,8 +266,9 @@ pub fn create(conn: &Connection, req: CreateIntent, caller: &str) -> Result<Crea
     deliveries::enqueue(conn, &intent, &created)?;
     deliveries::enqueue(conn, &intent, &submitted)?;
     let mut appended = vec![created, submitted];
-    if intent.human_task.is_some() {
-        // A human task waits for a person from the start.
+    if intent.human_task.is_some() && intent.to_agent != crate::runtime::builtin::APPROVAL {
+        // A human task waits for a person from the start (the approval agent opens its task
+        // in the approver's inbox itself).
         let actor = intent.from_agent.clone();
         let mut change = Change::to(Status::Waiting, &actor);
         change.waiting_reason = Some(WaitingReason::Human);
@@ -276,6 +277,7 @@ pub fn create(conn: &Connection, req: CreateIntent, caller: &str) -> Result<Crea
         appended.push(waiting);
     }
     inbox::on_create(conn, &intent)?;
+    super::timers::on_create(conn, &intent)?;
     Ok(Created {
         intent,
         events: appended,

@@ -13,4 +13,5 @@ pub mod intents;
 pub mod lifecycle;
 pub mod requests;
 pub mod subscriptions;
+pub mod timers;
 pub mod validate;

@@ -227,6 +227,18 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX thread_messages_intent ON thread_messages (intent_id, at);
     "#,
+    // 8: durable runtime timers (reminders, escalations, delays), each fired once.
+    r#"
+    CREATE TABLE timers (
+        timer_id  INTEGER PRIMARY KEY,
+        intent_id TEXT NOT NULL,
+        kind      TEXT NOT NULL,
+        due_ms    INTEGER NOT NULL,
+        data      TEXT NOT NULL
+    );
+    CREATE INDEX timers_due ON timers (due_ms);
+    CREATE INDEX timers_intent ON timers (intent_id);
+    "#,
 ];
 
 /// The schema version this build writes.
