@@ -557,8 +557,9 @@ fn agents_are_added_listed_and_removed() {
     );
     let col = lines[0].find("MODE").unwrap();
     for line in &lines[1..] {
+        let mode = line[col..].split_whitespace().next().unwrap();
         assert!(
-            line[col..].starts_with(['s', 'h', 'p']),
+            ["stream", "http", "poll", "internal"].contains(&mode),
             "columns are aligned: {r:?}"
         );
     }
@@ -567,7 +568,13 @@ fn agents_are_added_listed_and_removed() {
         "{r:?}"
     );
     let list = axme(&s, &["agents", "list", "--json"]).ok().json();
-    assert_eq!(list["agents"].as_array().unwrap().len(), 3);
+    let ours = list["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["address"].as_str().unwrap().starts_with("agent://team/"))
+        .count();
+    assert_eq!(ours, 3, "{list}");
     assert!(
         !list.to_string().contains(&secret),
         "the secret is shown only once"
@@ -787,4 +794,135 @@ fn backup_errors_leave_nothing_behind() {
         "{r:?}"
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn tasks_are_listed_approved_and_rejected() {
+    let s = Server::start();
+    let approval = |title: &str| json!({"approver": "agent://alice", "title": title}).to_string();
+    let payload = approval("Ship v2?");
+    let mut sent = Running::start(
+        &s,
+        &[
+            "send",
+            "--to",
+            "agent://internal/approval",
+            "--type",
+            "demo.approval.v1",
+            "--payload",
+            &payload,
+            "--wait",
+        ],
+    );
+    let id = sent
+        .until(" sent to ")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    // The task is in alice's inbox in the same commit that makes the intent wait.
+    sent.until("WAITING_FOR_HUMAN");
+
+    let r = axme(&s, &["tasks", "list", "--owner", "agent://alice"]).ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("THREAD_ID") && lines[0].contains("TITLE"),
+        "{r:?}"
+    );
+    assert!(
+        lines[1].starts_with(&id) && lines[1].contains("Ship v2?"),
+        "{r:?}"
+    );
+    let v = axme(&s, &["tasks", "--owner", "agent://alice", "list", "--json"])
+        .ok()
+        .json();
+    assert_eq!(v["tasks"][0]["intent_id"], json!(id));
+    assert_eq!(v["tasks"][0]["human_task"]["title"], "Ship v2?");
+    assert_eq!(v["tasks"][0]["status"], "WAITING");
+    let none = axme(&s, &["tasks", "list", "--owner", "agent://bob"]).ok();
+    assert_eq!(none.stdout.trim(), "no pending tasks");
+
+    let r = axme(
+        &s,
+        &[
+            "tasks",
+            "approve",
+            &id,
+            "--comment",
+            "go ahead",
+            "--owner",
+            "agent://alice",
+        ],
+    )
+    .ok();
+    assert!(r.stdout.starts_with(&format!("approved {id}")), "{r:?}");
+    let r = sent.finish();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("COMPLETED") && r.stdout.contains("go ahead"),
+        "{r:?}"
+    );
+
+    // A rejection fails the intent: watch exits 3.
+    let rejected = {
+        let r = axme(
+            &s,
+            &[
+                "send",
+                "--to",
+                "agent://internal/approval",
+                "--type",
+                "demo.approval.v1",
+                "--payload",
+                &approval("Delete prod?"),
+                "--json",
+            ],
+        )
+        .ok();
+        r.json()["intent_id"].as_str().unwrap().to_string()
+    };
+    let mut w = Running::start(&s, &["watch", &rejected]);
+    w.until("WAITING_FOR_HUMAN");
+    let v = axme(
+        &s,
+        &[
+            "tasks",
+            "reject",
+            &rejected,
+            "--comment",
+            "no",
+            "--owner",
+            "agent://alice",
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(v["ok"], json!(true), "{v}");
+    let r = w.finish();
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stdout.contains("intent.failed") && r.stdout.contains("rejected"),
+        "{r:?}"
+    );
+    let r = axme(&s, &["tasks", "list"]).ok();
+    assert_eq!(r.stdout.trim(), "no pending tasks");
+
+    let r = axme(
+        &s,
+        &["tasks", "approve", &rejected, "--owner", "agent://alice"],
+    );
+    assert_eq!(r.code, 1, "a decided task cannot be decided again: {r:?}");
+    assert!(r.stderr.contains("409"), "{r:?}");
+    let r = axme(
+        &s,
+        &[
+            "tasks",
+            "approve",
+            "8d7c3f43-5d1c-4a57-9a43-7e4f1f5a1b2c",
+            "--owner",
+            "agent://alice",
+        ],
+    );
+    assert!(r.code == 1 && r.stderr.contains("404"), "{r:?}");
 }

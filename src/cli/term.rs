@@ -99,7 +99,7 @@ pub fn timeline_header() -> String {
         "SEQ",
         pad("EVENT", 22),
         pad("STATUS", 12),
-        pad("ACTOR", 24)
+        pad("ACTOR", 26)
     )
 }
 
@@ -122,7 +122,7 @@ pub fn timeline_line(e: &Value) -> String {
         e["seq"].to_string(),
         pad(&field(e, "event_type"), 22),
         pad(&field(e, "status"), 12),
-        pad(&field(e, "actor"), 24),
+        pad(&field(e, "actor"), 26),
     );
     line.trim_end().to_string()
 }
