@@ -279,3 +279,34 @@ fn keys_roles_and_revocations_survive_a_restart() {
     assert_eq!(keys[1]["role"], "agent");
     assert!(keys[2]["revoked_at"].is_string(), "{keys}");
 }
+
+/// Regression: a restart with `--api-key` set to a key that had been revoked stored it again and
+/// failed on the UNIQUE hash, so the server did not start; it now starts and the key stays revoked.
+#[test]
+fn restart_with_a_revoked_api_key_flag_starts_and_keeps_it_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("axme.db");
+    let second = {
+        let s = Server::start_on(&data, &[]);
+        let r = s.post("/v1/keys", &json!({"name": "second"}));
+        let second = r.json["api_key"].as_str().unwrap().to_string();
+        let first_id = s.get("/v1/keys").json["keys"][0]["key_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let r = with_key(
+            &s,
+            &second,
+            "POST",
+            &format!("/v1/keys/{first_id}/revoke"),
+            None,
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        second
+    };
+    // Started again with the same --api-key (the helper always passes ADMIN_KEY).
+    let s = Server::start_on(&data, &[]);
+    assert_error(&s.get("/v1/keys"), 401, "auth_failed");
+    let r = with_key(&s, &second, "GET", "/v1/keys", None);
+    assert_eq!(r.json["keys"].as_array().unwrap().len(), 2, "{}", r.text);
+}

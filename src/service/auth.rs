@@ -170,11 +170,18 @@ pub async fn bootstrap(store: &Store, given: Option<&str>) -> Result<Bootstrap, 
     let given = given.map(str::to_string);
     store
         .write(move |conn| {
-            let live = keys::list_live(conn)?;
             let (key, outcome) = match given {
                 Some(k) => {
                     let hash = hash_key(&k);
-                    if live.iter().any(|r| r.key_hash == hash) {
+                    // A revoked key stays revoked: naming it again does not bring it back.
+                    if let Some(known) = keys::list_all(conn)?
+                        .into_iter()
+                        .find(|r| r.key_hash == hash)
+                    {
+                        if let Some(at) = known.revoked_at {
+                            tracing::warn!(key_id = %known.key_id, revoked_at = %at,
+                                "the --api-key given was revoked; it stays revoked and cannot be used");
+                        }
                         return Ok(Bootstrap::Unchanged);
                     }
                     (k, Bootstrap::Stored)
