@@ -79,7 +79,17 @@ fn agent_registry_upserts_reads_and_retires() {
         .map(|a| a["address"].as_str().expect("a"))
         .collect();
     listed.sort_unstable();
-    assert_eq!(listed, ["agent://team/h", "agent://team/s"]);
+    // The built-in internal agents are registered by the server itself.
+    assert_eq!(
+        listed,
+        [
+            "agent://internal/approval",
+            "agent://internal/delay",
+            "agent://internal/notify",
+            "agent://team/h",
+            "agent://team/s"
+        ]
+    );
     assert_eq!(
         s.get("/v1/agents/team/s").json["agent"]["display_name"],
         "S"
