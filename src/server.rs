@@ -85,7 +85,7 @@ impl Server {
         Ok(Server {
             state: Arc::new(AppState {
                 store,
-                keys,
+                keys: Arc::new(keys),
                 limits: Limits::for_payload(config.max_payload_bytes),
                 streams: config.stream_settings(),
                 shared_reads: Default::default(),

@@ -1,5 +1,6 @@
 //! Handlers of the agent registry (`/v1/agents`, an extension of the AXME API).
 
+use crate::service::access::Access;
 use hyper::body::Incoming;
 use hyper::Response;
 
@@ -15,6 +16,7 @@ type Result = std::result::Result<Response<Body>, Error>;
 pub async fn register(ctx: Ctx, body: Incoming) -> Result {
     let body = ctx.json(body).await?;
     let req = agents::register_request(&body)?;
+    Access::of(&ctx.principal).require(&req.address, "registering")?;
     let scope = ctx.idempotency("POST /v1/agents".into(), &body)?;
     let rendered = write_once(
         &ctx.state.store,
@@ -32,7 +34,9 @@ pub async fn register(ctx: Ctx, body: Incoming) -> Result {
 }
 
 pub async fn list(ctx: Ctx) -> Result {
-    let rows = ctx.state.store.read(agents::list).await?;
+    let access = Access::of(&ctx.principal);
+    let mut rows = ctx.state.store.read(agents::list).await?;
+    rows.retain(|r| access.owns(&r.address));
     response::ok(&wire::AgentList {
         ok: true,
         agents: rows
@@ -44,6 +48,13 @@ pub async fn list(ctx: Ctx) -> Result {
 
 pub async fn get(ctx: Ctx) -> Result {
     let address = agents::path_address(ctx.param(0))?;
+    if !Access::of(&ctx.principal).owns(&address) {
+        // Another key's agent does not exist for this one.
+        return Err(Error::NotFound {
+            what: "agent",
+            id: address,
+        });
+    }
     let row = ctx
         .state
         .store
@@ -57,6 +68,7 @@ pub async fn get(ctx: Ctx) -> Result {
 
 pub async fn retire(ctx: Ctx) -> Result {
     let address = agents::path_address(ctx.param(0))?;
+    Access::of(&ctx.principal).require(&address, "retiring")?;
     let a = address.clone();
     ctx.state
         .store

@@ -11,6 +11,7 @@ use super::response::{self, Body};
 use super::sse;
 use super::wire;
 use super::Ctx;
+use crate::service::access::Access;
 use crate::service::agents;
 use crate::service::claims::{self, Claim};
 use crate::service::intents::Changed;
@@ -43,6 +44,7 @@ struct Claims<'a> {
 /// `POST /v1/agents/{address}/inbox/claim {max?, lease_seconds?, wait_seconds?}`.
 pub async fn claim(ctx: Ctx, body: Incoming) -> Result {
     let address = agents::path_address(ctx.param(0))?;
+    Access::of(&ctx.principal).require(&address, "claiming the work of")?;
     let body = ctx.json(body).await?;
     let req = claims::claim_request(&body)?;
     let actor = ctx.principal.address();
@@ -112,16 +114,35 @@ fn changed(c: &Changed) -> Result {
     })
 }
 
+/// A claim of another key's agents does not exist for this key.
+fn own_lease(
+    conn: &rusqlite::Connection,
+    access: &Access,
+    token: &str,
+) -> std::result::Result<(), Error> {
+    match crate::store::leases::get(conn, token)? {
+        Some(l) if !access.owns(&l.agent_address) => Err(Error::NotFound {
+            what: "claim",
+            id: token.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// `POST /v1/claims/{lease_token}/ack {status?, result?, error?}`.
 pub async fn ack(ctx: Ctx, body: Incoming) -> Result {
     let token = ctx.param(0).to_string();
+    let access = Access::of(&ctx.principal);
     let body = ctx.json(body).await?;
     let req = claims::ack_request(&body)?;
     let actor = ctx.principal.address();
     let c = ctx
         .state
         .store
-        .write(move |conn| claims::ack(conn, &token, req, &actor))
+        .write(move |conn| {
+            own_lease(conn, &access, &token)?;
+            claims::ack(conn, &token, req, &actor)
+        })
         .await?;
     changed(&c)
 }
@@ -129,13 +150,17 @@ pub async fn ack(ctx: Ctx, body: Incoming) -> Result {
 /// `POST /v1/claims/{lease_token}/nack {delay_seconds?, error?}`.
 pub async fn nack(ctx: Ctx, body: Incoming) -> Result {
     let token = ctx.param(0).to_string();
+    let access = Access::of(&ctx.principal);
     let body = ctx.json(body).await?;
     let req = claims::nack_request(&body)?;
     let actor = ctx.principal.address();
     let c = ctx
         .state
         .store
-        .write(move |conn| claims::nack(conn, &token, req, &actor))
+        .write(move |conn| {
+            own_lease(conn, &access, &token)?;
+            claims::nack(conn, &token, req, &actor)
+        })
         .await?;
     changed(&c)
 }
@@ -143,12 +168,16 @@ pub async fn nack(ctx: Ctx, body: Incoming) -> Result {
 /// `POST /v1/claims/{lease_token}/extend {lease_seconds}`.
 pub async fn extend(ctx: Ctx, body: Incoming) -> Result {
     let token = ctx.param(0).to_string();
+    let access = Access::of(&ctx.principal);
     let body = ctx.json(body).await?;
     let seconds = claims::extend_request(&body)?;
     let (lease, intent) = ctx
         .state
         .store
-        .write(move |conn| claims::extend(conn, &token, seconds))
+        .write(move |conn| {
+            own_lease(conn, &access, &token)?;
+            claims::extend(conn, &token, seconds)
+        })
         .await?;
     #[derive(Serialize)]
     struct Extended<'a> {

@@ -73,8 +73,11 @@ struct ApprovalEnvelope<'a> {
     approval: Approval<'a>,
 }
 
+/// The owner scope, checked against the key: an agent key acts only as one of its addresses
+/// (its first when none is given); an admin key without a scope sees every owner.
 fn owner(ctx: &Ctx) -> std::result::Result<Option<String>, Error> {
-    request::owner_agent(&ctx.headers, &ctx.query)
+    crate::service::access::Access::of(&ctx.principal)
+        .owner_scope(request::owner_agent(&ctx.headers, &ctx.query)?)
 }
 
 /// The idempotency endpoint of a write: its path under the owner scope, so that one key sent

@@ -10,6 +10,7 @@ use super::response::{self, from_rendered, Body};
 use super::wire;
 use super::Ctx;
 use crate::model::Status;
+use crate::service::access::Access;
 use crate::service::idempotency::write_once;
 use crate::service::intents::{self, Changed};
 use crate::service::requests;
@@ -20,7 +21,8 @@ type Result = std::result::Result<Response<Body>, Error>;
 
 pub async fn create(ctx: Ctx, body: Incoming) -> Result {
     let body = ctx.json(body).await?;
-    let req = requests::create_intent(&body, ctx.state.limits.max_payload_bytes)?;
+    let mut req = requests::create_intent(&body, ctx.state.limits.max_payload_bytes)?;
+    req.from_agent = Access::of(&ctx.principal).from_agent(req.from_agent)?;
     let scope = ctx.idempotency("POST /v1/intents".into(), &body)?;
     let caller = ctx.principal.address();
     let rendered = write_once(
@@ -42,7 +44,8 @@ pub async fn create(ctx: Ctx, body: Incoming) -> Result {
 
 pub async fn get(ctx: Ctx) -> Result {
     let id = request::intent_id(ctx.param(0))?;
-    let row = ctx.state.store.read(move |c| intents::get(c, &id)).await?;
+    let access = Access::of(&ctx.principal);
+    let row = ctx.state.store.read(move |c| access.read(c, &id)).await?;
     response::ok(&wire::IntentEnvelope {
         ok: true,
         intent: wire::Intent::from_row(&row)?,
@@ -80,6 +83,10 @@ pub async fn list(ctx: Ctx) -> Result {
         before_id: q.int("cursor", 1, i64::MAX)?,
         limit: q.int("limit", 1, LIST_LIMIT_MAX)?.unwrap_or(50) as usize,
     };
+    Access::of(&ctx.principal).require_filter(
+        &[filter.to_agent.as_deref(), filter.from_agent.as_deref()],
+        "listing intents",
+    )?;
     let (rows, next) = ctx
         .state
         .store
@@ -146,16 +153,21 @@ async fn change(
     let scope = ctx.idempotency(format!("POST /v1/intents/{id}/{action}"), &body)?;
     let caller = ctx.principal.address();
     let is_resolve = matches!(op, Op::Resolve(_));
+    let cancels = matches!(&op, Op::Resolve(r) if r.status == Status::Canceled);
+    let access = Access::of(&ctx.principal);
     let rendered = write_once(
         &ctx.state.store,
         scope,
-        move |c| match op {
-            Op::Resolve(r) => intents::resolve(c, &id, r, &caller),
-            Op::Resume(r) => intents::resume(c, &id, r, &caller),
-            Op::Ack(actor) => intents::ack(c, &id, actor, &caller),
-            Op::Progress(p) => intents::progress(c, &id, p, &caller),
-            Op::Redrive(actor) => {
-                crate::service::inbox::redrive(c, &id, actor.as_deref().unwrap_or(&caller))
+        move |c| {
+            access.handle(c, &id, cancels)?;
+            match op {
+                Op::Resolve(r) => intents::resolve(c, &id, r, &caller),
+                Op::Resume(r) => intents::resume(c, &id, r, &caller),
+                Op::Ack(actor) => intents::ack(c, &id, actor, &caller),
+                Op::Progress(p) => intents::progress(c, &id, p, &caller),
+                Op::Redrive(actor) => {
+                    crate::service::inbox::redrive(c, &id, actor.as_deref().unwrap_or(&caller))
+                }
             }
         },
         move |changed| render_changed(changed, is_resolve),

@@ -54,7 +54,7 @@ impl Limits {
 /// What every request handler shares.
 pub struct AppState {
     pub store: Store,
-    pub keys: Keys,
+    pub keys: Arc<Keys>,
     pub limits: Limits,
     pub streams: sse::StreamSettings,
     /// Store reads shared by streams woken by the same commit.

@@ -183,11 +183,16 @@ pub trait Source: Send + 'static {
 }
 
 /// How a stream ends when nothing happens.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct StreamOptions {
     /// With `Some`, no frame for this long sends `event: stream.timeout` and ends the stream.
     pub wait: Option<Duration>,
+    /// The key the stream was opened with: once it is revoked, the stream ends.
+    pub key_id: String,
 }
+
+/// How often an open stream checks that its key is still live.
+const KEY_CHECK: Duration = Duration::from_secs(2);
 
 /// Starts a stream of `source` after `cursor` and returns the response that carries it.
 pub fn start<S: Source>(
@@ -202,6 +207,7 @@ pub fn start<S: Source>(
     let producer = Producer {
         tx,
         store: state.store.clone(),
+        keys: state.keys.clone(),
         // Subscribed here, before the task reads anything: nothing committed from now on can
         // be missed.
         commits: state.store.subscribe(source.topic()),
@@ -225,6 +231,7 @@ struct Producer {
     /// Frames to the response body; the body (hyper) holds the receiver.
     tx: mpsc::Sender<Bytes>,
     store: Store,
+    keys: Arc<crate::service::auth::Keys>,
     commits: Subscription,
     /// Flips to true when the server shuts down; owned by `server::Server::run`.
     shutdown: watch::Receiver<bool>,
@@ -268,7 +275,17 @@ impl Producer {
         }
         let mut idle_since = Instant::now();
         let mut keepalive_at = idle_since + self.settings.keepalive;
+        let mut key_check_at = Instant::now() + KEY_CHECK;
         loop {
+            // A revoked key ends the stream within `KEY_CHECK`, busy or idle.
+            if Instant::now() >= key_check_at {
+                if !self.keys.is_live(&opts.key_id) {
+                    let data = serde_json::json!({"code": "auth_failed", "message": "the API key of this stream was revoked"});
+                    let _ = self.send(format!("event: error\ndata: {data}\n\n")).await;
+                    return Ok(());
+                }
+                key_check_at = Instant::now() + KEY_CHECK;
+            }
             // Replay (or catch up) to the end of what is committed.
             loop {
                 let fetched = source.fetch(&self.store, *cursor).await?;
@@ -307,6 +324,7 @@ impl Producer {
             loop {
                 tokio::select! {
                     _ = self.commits.changed() => break,
+                    _ = sleep_until(key_check_at) => break,
                     _ = sleep_until(keepalive_at) => {
                         if let Stop::Gone = self.send(":\n\n".to_string()).await {
                             return Ok(());

@@ -13,6 +13,7 @@ use super::sse::{self, Fetched, Frame, Source, StreamOptions};
 use super::wire;
 use super::{request, Ctx};
 use crate::model::Status;
+use crate::service::access::Access;
 use crate::service::{agents, feed, intents, validate};
 use crate::store::events::{EventRow, FirehoseFilter};
 use crate::store::notify::Topic;
@@ -134,9 +135,10 @@ pub async fn intent_events_stream(ctx: Ctx) -> Result {
     let cursor = start_cursor(&ctx)?;
     let wait = wait_seconds(&ctx)?;
     let check = id.clone();
+    let access = Access::of(&ctx.principal);
     ctx.state
         .store
-        .read(move |c| intents::get(c, &check))
+        .read(move |c| access.read(c, &check))
         .await?;
     sse::start(
         &ctx.state,
@@ -145,7 +147,10 @@ pub async fn intent_events_stream(ctx: Ctx) -> Result {
             shared: ctx.state.shared_reads.clone(),
         },
         cursor,
-        StreamOptions { wait },
+        StreamOptions {
+            wait,
+            key_id: ctx.principal.key_id.clone(),
+        },
     )
 }
 
@@ -154,6 +159,14 @@ pub async fn intent_events_stream(ctx: Ctx) -> Result {
 pub async fn intent_events(ctx: Ctx) -> Result {
     let id = request::intent_id(ctx.param(0))?;
     let since = ctx.query.int("since", 0, i64::MAX)?.unwrap_or(0);
+    let access = Access::of(&ctx.principal);
+    if !access.is_admin() {
+        let check = id.clone();
+        ctx.state
+            .store
+            .read(move |c| access.read(c, &check))
+            .await?;
+    }
     // Long polls woken by the same commit share one read (see `sse::SharedReads`).
     let shared = ctx.state.shared_events.clone();
     let read = |store: Store, id: String| {
@@ -317,7 +330,11 @@ fn handed_over(page: &feed::FeedPage) -> Vec<String> {
 
 fn agent_feed(ctx: &Ctx, via: &'static str) -> Result<AgentFeed> {
     Ok(AgentFeed {
-        address: agents::path_address(ctx.param(0))?,
+        address: {
+            let address = agents::path_address(ctx.param(0))?;
+            Access::of(&ctx.principal).require(&address, "reading the feed of")?;
+            address
+        },
         statuses: status_filter(ctx)?,
         actor: ctx.principal.address(),
         via,
@@ -329,7 +346,15 @@ pub async fn agent_feed_stream(ctx: Ctx) -> Result {
     let source = agent_feed(&ctx, "stream")?;
     let cursor = start_cursor(&ctx)?;
     let wait = wait_seconds(&ctx)?;
-    sse::start(&ctx.state, source, cursor, StreamOptions { wait })
+    sse::start(
+        &ctx.state,
+        source,
+        cursor,
+        StreamOptions {
+            wait,
+            key_id: ctx.principal.key_id.clone(),
+        },
+    )
 }
 
 #[derive(Serialize)]
@@ -469,6 +494,18 @@ pub async fn firehose_stream(ctx: Ctx) -> Result {
             .map(|v| validate::uuid("correlation_id", v))
             .transpose()?,
     };
+    // An agent key follows only its own agents' events, or one intent it may see.
+    let access = Access::of(&ctx.principal);
+    if !access.is_admin() {
+        match (&filter.to_agent, &filter.intent_id) {
+            (Some(a), _) => access.require(a, "following the events of")?,
+            (None, Some(id)) => {
+                let id = id.clone();
+                ctx.state.store.read(move |c| access.read(c, &id)).await?;
+            }
+            (None, None) => access.require_filter(&[None], "following the event stream")?,
+        }
+    }
     let cursor = start_cursor(&ctx)?;
     let wait = wait_seconds(&ctx)?;
     sse::start(
@@ -478,6 +515,9 @@ pub async fn firehose_stream(ctx: Ctx) -> Result {
             shared: ctx.state.shared_reads.clone(),
         },
         cursor,
-        StreamOptions { wait },
+        StreamOptions {
+            wait,
+            key_id: ctx.principal.key_id.clone(),
+        },
     )
 }

@@ -2,6 +2,7 @@
 //! `/v1/webhooks/...`, extended with intent events and filters) and the delivery log
 //! (`/v1/deliveries`, an extension).
 
+use crate::service::access::Access;
 use hyper::body::Incoming;
 use hyper::Response;
 use serde::Serialize;
@@ -20,7 +21,38 @@ type Result = std::result::Result<Response<Body>, Error>;
 
 /// The owner a subscription call acts for: the owner scope if given, else the caller.
 fn owner(ctx: &Ctx) -> std::result::Result<String, Error> {
-    Ok(request::owner_agent(&ctx.headers, &ctx.query)?.unwrap_or_else(|| ctx.principal.address()))
+    Ok(scope(ctx)?.unwrap_or_else(|| ctx.principal.address()))
+}
+
+/// The owner scope as given, checked against the key (an agent key is always scoped).
+fn scope(ctx: &Ctx) -> std::result::Result<Option<String>, Error> {
+    Access::of(&ctx.principal).owner_scope(request::owner_agent(&ctx.headers, &ctx.query)?)
+}
+
+/// A delivery is visible to an agent key when its intent is, or its subscription is the key's.
+fn may_see(
+    c: &rusqlite::Connection,
+    access: &Access,
+    d: &crate::store::deliveries::DeliveryRow,
+) -> std::result::Result<(), Error> {
+    if access.is_admin() {
+        return Ok(());
+    }
+    let visible = match (&d.intent_id, &d.subscription_id) {
+        (Some(id), _) => access.read(c, id).is_ok(),
+        (None, Some(sub)) => {
+            crate::store::subscriptions::get(c, sub)?.is_some_and(|s| access.owns(&s.owner_agent))
+        }
+        (None, None) => false,
+    };
+    if visible {
+        Ok(())
+    } else {
+        Err(Error::NotFound {
+            what: "delivery",
+            id: d.delivery_id.clone(),
+        })
+    }
 }
 
 #[derive(Serialize)]
@@ -77,11 +109,25 @@ pub async fn upsert_subscription(ctx: Ctx, body: Incoming) -> Result {
     let body = ctx.json(body).await?;
     let req = subscriptions::upsert_request(&body)?;
     let owner = owner(&ctx)?;
+    let access = Access::of(&ctx.principal);
     let scope = ctx.idempotency("POST /v1/webhooks/subscriptions".into(), &body)?;
     let rendered = write_once(
         &ctx.state.store,
         scope,
-        move |c| subscriptions::upsert(c, &owner, req),
+        move |c| {
+            // An agent key observes only its own agents' intents, or one intent it may see.
+            let lifecycle = req.event_types.iter().any(|t| t.starts_with("intent."));
+            if lifecycle && !access.is_admin() {
+                match (&req.to_agent, &req.intent_id) {
+                    (Some(a), _) => access.require(a, "observing the intents of")?,
+                    (None, Some(id)) => {
+                        access.read(c, id)?;
+                    }
+                    (None, None) => access.require_filter(&[None], "observing intent events")?,
+                }
+            }
+            subscriptions::upsert(c, &owner, req)
+        },
         |(row, generated)| {
             response::render(&SubscriptionEnvelope {
                 ok: true,
@@ -94,7 +140,7 @@ pub async fn upsert_subscription(ctx: Ctx, body: Incoming) -> Result {
 }
 
 pub async fn list_subscriptions(ctx: Ctx) -> Result {
-    let owner = request::owner_agent(&ctx.headers, &ctx.query)?;
+    let owner = scope(&ctx)?;
     let rows = ctx
         .state
         .store
@@ -116,7 +162,7 @@ pub async fn list_subscriptions(ctx: Ctx) -> Result {
 
 pub async fn delete_subscription(ctx: Ctx) -> Result {
     let id = crate::service::validate::uuid("subscription_id", ctx.param(0))?;
-    let owner = request::owner_agent(&ctx.headers, &ctx.query)?;
+    let owner = scope(&ctx)?;
     let row = ctx
         .state
         .store
@@ -183,7 +229,7 @@ pub async fn publish_event(ctx: Ctx, body: Incoming) -> Result {
 
 pub async fn replay_event(ctx: Ctx) -> Result {
     let id = crate::service::validate::uuid("event_id", ctx.param(0))?;
-    let owner = request::owner_agent(&ctx.headers, &ctx.query)?;
+    let owner = scope(&ctx)?;
     let policy = ctx.state.push_policy.clone();
     let (event, counters) = ctx
         .state
@@ -245,10 +291,22 @@ pub async fn list_deliveries(ctx: Ctx) -> Result {
         before_rowid: q.int("cursor", 1, i64::MAX)?,
         limit: q.int("limit", 1, 200)?.unwrap_or(50) as usize,
     };
+    let access = Access::of(&ctx.principal);
     let (rows, next) = ctx
         .state
         .store
-        .read(move |c| domain::list(c, filter))
+        .read(move |c| {
+            // An agent key lists the deliveries of one intent it may see.
+            if !access.is_admin() {
+                match &filter.intent_id {
+                    Some(id) => {
+                        access.read(c, id)?;
+                    }
+                    None => access.require_filter(&[None], "listing deliveries")?,
+                }
+            }
+            domain::list(c, filter)
+        })
         .await?;
     #[derive(Serialize)]
     struct List<'a> {
@@ -268,10 +326,15 @@ pub async fn list_deliveries(ctx: Ctx) -> Result {
 
 pub async fn get_delivery(ctx: Ctx) -> Result {
     let id = ctx.param(0).to_string();
+    let access = Access::of(&ctx.principal);
     let (d, a) = ctx
         .state
         .store
-        .read(move |c| domain::get_with_attempts(c, &id))
+        .read(move |c| {
+            let (d, a) = domain::get_with_attempts(c, &id)?;
+            may_see(c, &access, &d)?;
+            Ok((d, a))
+        })
         .await?;
     response::ok(&wire::DeliveryEnvelope {
         ok: true,
@@ -281,11 +344,13 @@ pub async fn get_delivery(ctx: Ctx) -> Result {
 
 pub async fn replay_delivery(ctx: Ctx) -> Result {
     let id = ctx.param(0).to_string();
+    let access = Access::of(&ctx.principal);
     let policy = ctx.state.push_policy.clone();
     let (d, a) = ctx
         .state
         .store
         .write(move |c| {
+            may_see(c, &access, &domain::get(c, &id)?)?;
             domain::replay(c, &id, &policy)?;
             domain::get_with_attempts(c, &id)
         })

@@ -30,7 +30,10 @@ impl Principal {
     /// The caller as an agent address: the default `from_agent` of what it sends and the
     /// `actor` of what it does.
     pub fn address(&self) -> String {
-        format!("agent://{}", self.name)
+        match self.agents.first() {
+            Some(a) if !self.is_admin() => a.clone(),
+            _ => format!("agent://{}", self.name),
+        }
     }
 
     pub fn is_admin(&self) -> bool {
@@ -92,6 +95,14 @@ impl Keys {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.retain(|_, p| p.key_id != key_id);
+    }
+
+    /// Whether a key is still live (not revoked): open streams check it.
+    pub fn is_live(&self, key_id: &str) -> bool {
+        self.by_hash
+            .read()
+            .map(|m| m.values().any(|p| p.key_id == key_id))
+            .unwrap_or(false)
     }
 
     /// The principal of a presented key, if it is a live key.

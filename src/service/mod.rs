@@ -2,6 +2,7 @@
 //! It stands between `http` (which only parses and renders) and `store` (which only stores):
 //! it never imports hyper, and never writes SQL itself.
 
+pub mod access;
 pub mod agents;
 pub mod auth;
 pub mod claims;

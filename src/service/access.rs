@@ -1,0 +1,194 @@
+//! Who may do what. An admin key may do everything. An agent key acts for the agent addresses it
+//! is bound to, and only for them:
+//!
+//! - it sends intents only `from_agent` one of its addresses (derived from the key when omitted);
+//! - it reads an intent (the intent, its events, its stream) only when one of its addresses is the
+//!   intent's `from_agent`, `to_agent` or `reply_to`; any other intent does not exist for it (404,
+//!   never 403, so ids cannot be probed);
+//! - it handles (resolve, resume, ack, progress, redrive, claims) only intents addressed to one of
+//!   its addresses; the sender may also cancel its own intent;
+//! - it reads feeds, claims, inboxes, tasks, subscriptions and registry entries only of its own
+//!   addresses; listings are filtered, never padded with others' rows;
+//! - it never manages keys, takes backups or reads metrics.
+//!
+//! The checks that depend on an intent run inside the transaction (or read) of the operation,
+//! so a concurrent re-addressing cannot slip between the check and the change.
+
+use rusqlite::Connection;
+
+use super::auth::Principal;
+use crate::store::intents::{self, IntentRow};
+use crate::Error;
+
+/// What a caller may reach, from its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    admin: bool,
+    agents: Vec<String>,
+}
+
+impl Access {
+    pub fn of(p: &Principal) -> Access {
+        Access {
+            admin: p.is_admin(),
+            agents: p.agents.clone(),
+        }
+    }
+
+    /// Everything (the runtime's own work, admin keys).
+    pub fn all() -> Access {
+        Access {
+            admin: true,
+            agents: Vec::new(),
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.admin
+    }
+
+    /// Whether the caller acts for `address`.
+    pub fn owns(&self, address: &str) -> bool {
+        self.admin || self.agents.iter().any(|a| a == address)
+    }
+
+    fn forbidden(&self, what: String) -> Error {
+        Error::Forbidden {
+            reason: format!("this key acts for {} only; {what}", self.agents.join(", ")),
+        }
+    }
+
+    /// 403 unless the caller acts for `address`; `doing` says what was asked.
+    pub fn require(&self, address: &str, doing: &str) -> Result<(), Error> {
+        if self.owns(address) {
+            Ok(())
+        } else {
+            Err(self.forbidden(format!("{doing} {address} is not allowed")))
+        }
+    }
+
+    /// The `from_agent` of an intent this caller sends: as given (which an agent key must own),
+    /// or for an agent key its first address.
+    pub fn from_agent(&self, given: Option<String>) -> Result<Option<String>, Error> {
+        match (self.admin, given) {
+            (true, given) => Ok(given),
+            (false, Some(a)) => {
+                self.require(&a, "sending as")?;
+                Ok(Some(a))
+            }
+            (false, None) => Ok(self.agents.first().cloned()),
+        }
+    }
+
+    /// The owner scope of an inbox or subscription call: as given (owned), or for an agent key
+    /// its first address. An admin without a scope sees every owner (`None`).
+    pub fn owner_scope(&self, given: Option<String>) -> Result<Option<String>, Error> {
+        match (self.admin, given) {
+            (true, given) => Ok(given),
+            (false, Some(o)) => {
+                self.require(&o, "acting as owner")?;
+                Ok(Some(o))
+            }
+            (false, None) => Ok(self.agents.first().cloned()),
+        }
+    }
+
+    /// Whether the caller may see this intent at all.
+    pub fn can_read(&self, i: &IntentRow) -> bool {
+        self.admin
+            || self.owns(&i.from_agent)
+            || self.owns(&i.to_agent)
+            || i.reply_to.as_deref().is_some_and(|r| self.owns(r))
+    }
+
+    /// The intent, if the caller may see it; 404 otherwise, as if it did not exist.
+    pub fn read(&self, conn: &Connection, intent_id: &str) -> Result<IntentRow, Error> {
+        match intents::get(conn, intent_id)? {
+            Some(i) if self.can_read(&i) => Ok(i),
+            _ => Err(Error::NotFound {
+                what: "intent",
+                id: intent_id.to_string(),
+            }),
+        }
+    }
+
+    /// The intent, if the caller handles it (it is addressed to one of the caller's addresses);
+    /// 404 if the caller cannot see it, 403 if it can but is not its handler. `cancel_as_sender`
+    /// also lets its sender through (cancelling one's own request).
+    pub fn handle(
+        &self,
+        conn: &Connection,
+        intent_id: &str,
+        cancel_as_sender: bool,
+    ) -> Result<IntentRow, Error> {
+        let i = self.read(conn, intent_id)?;
+        if self.owns(&i.to_agent) || (cancel_as_sender && self.owns(&i.from_agent)) {
+            Ok(i)
+        } else {
+            Err(self.forbidden(format!("intent {intent_id} is addressed to {}", i.to_agent)))
+        }
+    }
+
+    /// For a listing: the one address an agent key must filter by, given the filters asked for.
+    /// An admin may list anything; an agent key must name one of its addresses.
+    pub fn require_filter(&self, filters: &[Option<&str>], doing: &str) -> Result<(), Error> {
+        if self.admin {
+            return Ok(());
+        }
+        let named: Vec<&str> = filters.iter().flatten().copied().collect();
+        if named.iter().any(|a| self.owns(a)) {
+            Ok(())
+        } else {
+            Err(self.forbidden(format!(
+                "{doing} needs a filter naming one of these addresses"
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent_key(agents: &[&str]) -> Access {
+        Access {
+            admin: false,
+            agents: agents.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn an_agent_key_acts_only_for_its_addresses() {
+        let a = agent_key(&["agent://a", "agent://b"]);
+        assert!(a.owns("agent://b") && !a.owns("agent://c"));
+        assert_eq!(a.from_agent(None).unwrap().as_deref(), Some("agent://a"));
+        assert_eq!(
+            a.from_agent(Some("agent://b".into())).unwrap().as_deref(),
+            Some("agent://b")
+        );
+        assert!(matches!(
+            a.from_agent(Some("agent://c".into())),
+            Err(Error::Forbidden { .. })
+        ));
+        assert!(matches!(
+            a.owner_scope(Some("agent://c".into())),
+            Err(Error::Forbidden { .. })
+        ));
+        assert!(a
+            .require_filter(&[None, Some("agent://a")], "listing")
+            .is_ok());
+        assert!(a
+            .require_filter(&[None, Some("agent://c")], "listing")
+            .is_err());
+        assert!(a.require_filter(&[None, None], "listing").is_err());
+    }
+
+    #[test]
+    fn an_admin_key_acts_for_everyone() {
+        let a = Access::all();
+        assert!(a.owns("agent://anyone"));
+        assert_eq!(a.from_agent(None).unwrap(), None);
+        assert_eq!(a.owner_scope(None).unwrap(), None);
+        assert!(a.require_filter(&[None], "listing").is_ok());
+    }
+}
