@@ -38,6 +38,8 @@ pub enum Route {
     AckClaim,
     NackClaim,
     ExtendClaim,
+    Ui,
+    UiAsset,
 }
 
 #[rustfmt::skip]
@@ -72,6 +74,8 @@ const ROUTES: &[(&str, &str, Route)] = &[
     ("POST",   "/v1/claims/*/ack",                 Route::AckClaim),
     ("POST",   "/v1/claims/*/nack",                Route::NackClaim),
     ("POST",   "/v1/claims/*/extend",              Route::ExtendClaim),
+    ("GET",    "/ui",                              Route::Ui),
+    ("GET",    "/ui/*",                            Route::UiAsset),
 ];
 
 /// What the table says about a request line.

@@ -1,0 +1,90 @@
+// Helpers of the browser test: the real `axme` binary on 127.0.0.1:0 with a fresh database
+// (readiness is its "listening on http://..." line, never a sleep), JSON calls to its API, a
+// local port with nothing listening on it, and waiting for a condition of the API.
+
+import {spawn} from 'node:child_process';
+import net from 'node:net';
+import {createInterface} from 'node:readline';
+
+export const KEY = 'axme_ui_admin_key_0123456789abcdef';
+
+/** Starts `axme serve` on `data` with extra flags; resolves once it is listening. */
+export async function startServer(data, args = []) {
+  const bin = process.env.AXME_BIN;
+  if (!bin) throw new Error('AXME_BIN is not set (run tests/ui/run.sh)');
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AXME_')));
+  const proc = spawn(bin, ['serve', '--data', data, '--listen', '127.0.0.1:0', '--api-key', KEY, ...args], {
+    env,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
+  const lines = createInterface({input: proc.stdout});
+  const base = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('axme did not print its listening line in 30 s')), 30_000);
+    lines.on('line', (line) => {
+      const m = line.match(/listening on (http:\/\/\S+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    exited.then((code) => reject(new Error(`axme exited with ${code} before listening`)));
+  });
+  return {
+    base,
+    /** A JSON call with the admin key; resolves to {status, body}. */
+    async call(method, path, body, headers = {}) {
+      const r = await fetch(base + path, {
+        method,
+        headers: {'x-api-key': KEY, 'content-type': 'application/json', ...headers},
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await r.text();
+      let json = null;
+      try { json = JSON.parse(text); } catch { /* not JSON */ }
+      return {status: r.status, body: json, text};
+    },
+    /** Like `call`, but throws unless the answer is 200. */
+    async ok(method, path, body, headers) {
+      const r = await this.call(method, path, body, headers);
+      if (r.status !== 200) throw new Error(`${method} ${path}: ${r.status} ${r.text}`);
+      return r.body;
+    },
+    /** SIGTERM, then the exit code once the process is gone. */
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+/** A create-intent body. */
+export function intent(toAgent, extra = {}) {
+  return {
+    intent_type: 'demo.task.v1',
+    correlation_id: crypto.randomUUID(),
+    to_agent: toAgent,
+    payload: {n: 1},
+    ...extra,
+  };
+}
+
+/** A TCP port on 127.0.0.1 that nothing listens on (bound, then released). */
+export async function closedPort() {
+  const srv = net.createServer();
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const {port} = srv.address();
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
+}
+
+/** Calls `probe` until it returns a truthy value, giving up (with `what`) after `ms`. */
+export async function until(what, probe, ms = 30_000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
