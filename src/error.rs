@@ -73,6 +73,7 @@ impl Error {
                 "intent" => "intent_not_found",
                 "agent" => "agent_not_found",
                 "route" => "route_not_found",
+                "thread" => "thread_not_found",
                 _ => "not_found",
             },
             Error::MethodNotAllowed { .. } => "method_not_allowed",

@@ -18,6 +18,8 @@ use crate::delivery::{self, PushSettings};
 use crate::http::sse::Gauges;
 use crate::http::{self, AppState, Limits};
 use crate::runtime;
+use crate::runtime::internal::{Handler, HandlerOptions, Registry};
+use crate::runtime::observe::{self, Events};
 use crate::service::auth::{self, Bootstrap, Keys};
 use crate::service::idempotency;
 use crate::store::{Store, StoreOptions};
@@ -30,6 +32,8 @@ pub struct Server {
     /// Tells streams and long polls that the server is shutting down.
     shutdown_tx: watch::Sender<bool>,
     grace: Duration,
+    /// In-process handlers (the internal binding), built-in agents included.
+    registry: Registry,
     /// The admin key generated for a new database, to be shown to the operator once.
     pub generated_key: Option<String>,
 }
@@ -51,6 +55,33 @@ impl Server {
         };
         let keys = Keys::load(&store).await?;
         let (shutdown_tx, shutdown) = watch::channel(false);
+        let push = config.push_settings();
+        let mut registry = Registry::default();
+        let builtin = HandlerOptions::default();
+        registry.insert(
+            runtime::builtin::DELAY,
+            Arc::new(runtime::builtin::delay),
+            builtin,
+        )?;
+        registry.insert(
+            runtime::builtin::APPROVAL,
+            Arc::new(runtime::builtin::approval),
+            builtin,
+        )?;
+        let notify_agent = ureq::AgentBuilder::new()
+            .timeout_connect(push.connect_timeout)
+            .timeout(push.timeout)
+            .redirects(0)
+            .user_agent(concat!("axme/", env!("CARGO_PKG_VERSION")))
+            .resolver(crate::delivery::target::GuardedResolver {
+                deny_private: push.deny_private,
+            })
+            .build();
+        registry.insert(
+            runtime::builtin::NOTIFY,
+            Arc::new(runtime::builtin::notifier(notify_agent)),
+            builtin,
+        )?;
         Ok(Server {
             state: Arc::new(AppState {
                 store,
@@ -64,10 +95,41 @@ impl Server {
                 shutdown,
             }),
             shutdown_tx,
-            push: config.push_settings(),
+            push,
             grace: Duration::from_secs(config.shutdown_grace_seconds),
+            registry,
             generated_key,
         })
+    }
+
+    /// Registers an in-process handler for `address` (the internal binding): intents to it are
+    /// handed to `handler` in this process. Returns the normalized address. Call before `run`.
+    pub fn handle(&mut self, address: &str, handler: impl Handler) -> Result<String, Error> {
+        self.handle_with(address, handler, HandlerOptions::default())
+    }
+
+    /// [`Server::handle`] with explicit concurrency and lease.
+    pub fn handle_with(
+        &mut self,
+        address: &str,
+        handler: impl Handler,
+        opts: HandlerOptions,
+    ) -> Result<String, Error> {
+        self.registry.insert(address, Arc::new(handler), opts)
+    }
+
+    /// The addresses with an in-process handler, built-in agents included.
+    pub fn internal_addresses(&self) -> Vec<String> {
+        self.registry.addresses()
+    }
+
+    /// Follows lifecycle events in-process (the internal binding for observers).
+    pub async fn events(
+        &self,
+        from: observe::From,
+        filter: crate::store::events::FirehoseFilter,
+    ) -> Result<Events, Error> {
+        Events::subscribe(self.state.store.clone(), from, filter).await
     }
 
     /// The store, for programs that embed the server.
@@ -85,6 +147,12 @@ impl Server {
         let maintenance = tokio::spawn(maintenance(self.state.store.clone()));
         let timers = tokio::spawn(runtime::timers(
             self.state.store.clone(),
+            self.state.shutdown.clone(),
+        ));
+        register_internal(&self.state.store, &self.registry).await?;
+        let internal = tokio::spawn(runtime::internal::run(
+            self.state.store.clone(),
+            self.registry.clone(),
             self.state.shutdown.clone(),
         ));
         let pusher = tokio::spawn(delivery::run(
@@ -138,6 +206,7 @@ impl Server {
         }
         maintenance.abort();
         let _ = timers.await;
+        let _ = internal.await;
         // The pusher saw the shutdown flag: it waits for the attempts in flight and records them.
         if tokio::time::timeout(self.grace, pusher).await.is_err() {
             tracing::warn!("pushes in flight did not finish in time; they stay pending and are sent again on the next start");
@@ -149,6 +218,36 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Records every in-process handler's address in the agent registry as an `internal` agent,
+/// so listings show where its intents go.
+async fn register_internal(store: &Store, registry: &Registry) -> Result<(), Error> {
+    use crate::service::agents::{self, DeliveryMode, RegisterAgent};
+    for address in registry.addresses() {
+        store
+            .write(move |c| {
+                let current = crate::store::agents::get(c, &address)?;
+                if current.is_some_and(|a| a.delivery_mode == DeliveryMode::Internal.as_str()) {
+                    return Ok(());
+                }
+                agents::register(
+                    c,
+                    RegisterAgent {
+                        address,
+                        mode: DeliveryMode::Internal,
+                        display_name: None,
+                        webhook_url: None,
+                        webhook_secret: None,
+                        lease_seconds: None,
+                        max_delivery_attempts: None,
+                    },
+                )
+                .map(|_| ())
+            })
+            .await?;
+    }
+    Ok(())
 }
 
 /// Housekeeping every hour: drop idempotency records past their retention.

@@ -152,16 +152,17 @@ fn get_echoes_every_field_normalized() {
     assert_eq!(i["max_delivery_attempts"], 7);
     assert_eq!(i["delivery_attempt"], 0);
     assert_eq!(i["human_task"], task);
-    assert_eq!(i["status"], "SUBMITTED");
-    assert_eq!(i["legacy_status"], "accepted");
+    // A human task waits for a person from its creation (seq 3, `intent.waiting`).
+    assert_eq!(i["status"], "WAITING");
+    assert_eq!(i["waiting_reason"], "WAITING_FOR_HUMAN");
     assert_eq!(
         i["pending_with"],
-        json!({"type": "agent", "ref": "agent://team/worker"})
+        json!({"type": "human", "ref": "agent://team/worker"})
     );
-    assert_eq!(i["last_seq"], 2);
+    assert_eq!(i["last_seq"], 3);
     assert_eq!(i["created_at"], r.json["created_at"]);
     assert!(is_rfc3339_micros(i["updated_at"].as_str().unwrap()));
-    for absent in ["result", "error", "waiting_reason"] {
+    for absent in ["result", "error"] {
         assert!(i.get(absent).is_none(), "{absent} should be absent: {i}");
     }
     // The path id is read case-insensitively, like every UUID.
@@ -436,15 +437,13 @@ fn resume_continues_a_waiting_human_task_that_meets_its_rules() {
     body["human_task"] = json!({"title": "OK?", "allowed_outcomes": ["approve", "reject"],
         "required_comment": true});
     let id = create_with(&s, body);
-    let r = s.post(
-        &format!("/v1/intents/{id}/progress"),
-        &json!({"status": "WAITING", "waiting_reason": "WAITING_FOR_HUMAN"}),
-    );
+    let r = s.get(&format!("/v1/intents/{id}"));
     assert_eq!(
         r.json["intent"]["pending_with"]["type"], "human",
         "{}",
         r.text
     );
+    assert_eq!(r.json["intent"]["waiting_reason"], "WAITING_FOR_HUMAN");
     let task_result = json!({"outcome": "approve", "comment": "looks right", "data": {"x": 1}});
     let r = s.post(
         &format!("/v1/intents/{id}/resume"),

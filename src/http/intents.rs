@@ -101,6 +101,7 @@ enum Op {
     Resume(requests::Resume),
     Ack(Option<String>),
     Progress(requests::Progress),
+    Redrive(Option<String>),
 }
 
 pub async fn resolve(ctx: Ctx, body: Incoming) -> Result {
@@ -125,6 +126,12 @@ pub async fn progress(ctx: Ctx, body: Incoming) -> Result {
     .await
 }
 
+/// `POST /v1/intents/{id}/redrive {actor?}`: an intent that FAILED with `delivery_failed` goes
+/// back to its handler's queue.
+pub async fn redrive(ctx: Ctx, body: Incoming) -> Result {
+    change(ctx, body, "redrive", |b| requests::ack(b).map(Op::Redrive)).await
+}
+
 /// The shared path of every state-changing endpoint on one intent.
 async fn change(
     ctx: Ctx,
@@ -147,6 +154,9 @@ async fn change(
             Op::Resume(r) => intents::resume(c, &id, r, &caller),
             Op::Ack(actor) => intents::ack(c, &id, actor, &caller),
             Op::Progress(p) => intents::progress(c, &id, p, &caller),
+            Op::Redrive(actor) => {
+                crate::service::inbox::redrive(c, &id, actor.as_deref().unwrap_or(&caller))
+            }
         },
         move |changed| render_changed(changed, is_resolve),
     )

@@ -5,6 +5,7 @@
 
 mod agents;
 mod claims;
+mod inbox;
 mod intents;
 pub mod request;
 pub mod response;
@@ -186,6 +187,18 @@ async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Result<Respon
         Route::ListAgents => agents::list(ctx).await,
         Route::GetAgent => agents::get(ctx).await,
         Route::RetireAgent => agents::retire(ctx).await,
+        Route::Redrive => intents::redrive(ctx, body).await,
+        Route::ListInbox => inbox::list(ctx).await,
+        Route::InboxChanges => inbox::changes(ctx).await,
+        Route::GetThread => inbox::get(ctx).await,
+        Route::ReplyThread => inbox::reply(ctx, body).await,
+        Route::DelegateThread => inbox::delegate(ctx, body).await,
+        Route::ApproveThread => inbox::approve(ctx, body).await,
+        Route::RejectThread => inbox::reject(ctx, body).await,
+        Route::ReadThread => inbox::read(ctx, body).await,
+        Route::DeleteMessages => inbox::delete_messages(ctx, body).await,
+        Route::ApprovalDecision => inbox::decision(ctx, body).await,
+        Route::MeTasks => inbox::tasks(ctx).await,
         Route::Ui | Route::UiAsset => ui::serve(&ctx.params, &ctx.headers),
     }
 }
@@ -223,6 +236,18 @@ fn capabilities() -> Result<Response<Body>, Error> {
             "deliveries",
             "bindings.inbox",
             "inbox.claims",
+            "inbox.threads",
+            "inbox.redrive",
+            "approvals",
+            "tasks",
+            "bindings.internal",
+            "agents.internal.delay",
+            "agents.internal.approval",
+            "agents.internal.notify",
+            "runtime.deadlines",
+            "runtime.reminders",
+            "runtime.escalation",
+            "events.subscribe",
         ],
         supported_intent_types: vec!["intent.ask.v1", "intent.reply.v1"],
     })

@@ -126,7 +126,11 @@ impl Query {
         for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let bad = || Error::BadRequest {
-                field: k.to_string(),
+                field: if k.is_empty() {
+                    "query".to_string()
+                } else {
+                    k.to_string()
+                },
                 reason: "malformed percent-encoding in the query string".into(),
             };
             let k = percent_decode_with(k, true).ok_or_else(bad)?;

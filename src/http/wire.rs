@@ -381,3 +381,131 @@ pub struct Health {
     pub version: &'static str,
     pub schema_version: i64,
 }
+
+/// One entry of a thread's timeline: an intent event or a message posted on the intent.
+#[derive(Serialize)]
+pub struct TimelineEntry<'a> {
+    /// A UUID: the message id, or for an event a UUID (version 8) carrying its global
+    /// event-log position.
+    pub event_id: String,
+    pub event_type: &'a str,
+    pub actor: &'a str,
+    pub at: &'a str,
+    pub details: &'a RawValue,
+    /// Events only: the event's `seq` and the status it recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+    /// Messages only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<&'a str>,
+}
+
+/// The UUID a thread timeline shows for the event at position `event_id` of the event log.
+pub fn event_uuid(event_id: i64) -> String {
+    format!(
+        "00000000-0000-8000-8000-{:012x}",
+        event_id as u64 & 0xffff_ffff_ffff
+    )
+}
+
+/// An inbox thread (AXP `api.inbox.thread.response.v1.json`), with the intent's state beside it.
+#[derive(Serialize)]
+pub struct Thread<'a> {
+    pub thread_id: &'a str,
+    pub intent_id: &'a str,
+    pub status: &'static str,
+    pub owner_agent: &'a str,
+    pub from_agent: &'a str,
+    pub to_agent: &'a str,
+    pub created_at: &'a str,
+    pub updated_at: &'a str,
+    pub timeline: Vec<TimelineEntry<'a>>,
+    pub role: &'a str,
+    pub unread: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<&'a str>,
+    pub intent_type: &'a str,
+    pub intent_status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub human_task: Option<&'a RawValue>,
+    pub payload: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a RawValue>,
+}
+
+impl<'a> Thread<'a> {
+    pub fn from_view(v: &'a crate::service::inbox::ThreadView) -> Result<Thread<'a>, Error> {
+        let (t, i) = (&v.thread, &v.intent);
+        let mut timeline = Vec::with_capacity(v.events.len() + v.messages.len());
+        for e in &v.events {
+            timeline.push(TimelineEntry {
+                event_id: event_uuid(e.event_id),
+                event_type: &e.event_type,
+                actor: &e.actor,
+                at: &e.at,
+                details: raw(&e.details)?,
+                seq: Some(e.seq),
+                status: Some(e.status.as_str()),
+                message_id: None,
+            });
+        }
+        for m in &v.messages {
+            timeline.push(TimelineEntry {
+                event_id: m.message_id.clone(),
+                event_type: match m.kind.as_str() {
+                    "reply" => "inbox.reply",
+                    "delegation" => "inbox.delegation",
+                    _ => "inbox.decision",
+                },
+                actor: &m.author,
+                at: &m.at,
+                details: raw(&m.body)?,
+                seq: None,
+                status: None,
+                message_id: Some(&m.message_id),
+            });
+        }
+        // Events and messages interleaved in time; same-instant entries keep their order.
+        timeline.sort_by(|a, b| a.at.cmp(b.at));
+        Ok(Thread {
+            thread_id: &t.intent_id,
+            intent_id: &t.intent_id,
+            status: v.status(),
+            owner_agent: &t.owner_agent,
+            from_agent: &i.from_agent,
+            to_agent: &i.to_agent,
+            created_at: &t.created_at,
+            updated_at: &t.updated_at,
+            timeline,
+            role: &t.role,
+            unread: v.unread(),
+            read_at: t.read_at.as_deref(),
+            intent_type: &i.intent_type,
+            intent_status: i.status.as_str(),
+            waiting_reason: i.waiting_reason.map(|w| w.as_str()),
+            human_task: raw_opt(&i.human_task)?,
+            payload: raw(&i.payload)?,
+            result: raw_opt(&i.result)?,
+            error: raw_opt(&i.error)?,
+        })
+    }
+}
+
+/// A pending human task (AXP `api.tasks.list.response.v1.json`; no other fields allowed).
+#[derive(Serialize)]
+pub struct Task<'a> {
+    pub intent_id: &'a str,
+    pub intent_type: &'a str,
+    pub status: &'static str,
+    pub from_agent: &'a str,
+    pub assigned_at: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<&'a str>,
+    pub human_task: serde_json::Value,
+}

@@ -1,7 +1,9 @@
-//! Durable timers of the runtime: lease expiries (inbox claims) and intent deadlines
-//! (`deadline_at` -> TIMED_OUT). Timers live in SQLite (a lease's `expires_at_ms`, an intent's
-//! `deadline_at`), so a restart neither loses nor repeats them: overdue ones fire at startup, and
-//! firing is a lifecycle move checked in the same transaction, so none fires twice. This task
+//! The durable runtime: the internal binding (`internal`, `builtin`), the in-process event
+//! subscription (`observe`), and one scheduler for every timer: lease expiries (inbox claims),
+//! intent deadlines (`deadline_at` -> TIMED_OUT), reminders, escalations and delays (the `timers`
+//! table). Timers live in SQLite (a lease's `expires_at_ms`, an intent's `deadline_at`, a timer
+//! row), so a restart neither loses nor repeats them: overdue ones fire at startup, and firing is
+//! a lifecycle move checked (and a timer row deleted) in the same transaction, so none fires twice. This task
 //! sleeps until the next one is due (at most a second, so a timer set meanwhile is noticed) and
 //! fires what is due through the domain; it sits beside `http` and calls `service`, never the
 //! reverse.
@@ -10,8 +12,12 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::service::{claims, intents};
+use crate::service::{claims, intents, timers as runtime_timers};
 use crate::store::Store;
+
+pub mod builtin;
+pub mod internal;
+pub mod observe;
 
 /// How many due timers of each kind one write fires.
 const BATCH: usize = 256;
@@ -22,11 +28,17 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 pub async fn timers(store: Store, mut shutdown: watch::Receiver<bool>) {
     loop {
         let next = store
-            .read(|c| Ok((claims::next_expiry_ms(c)?, intents::next_deadline(c)?)))
+            .read(|c| {
+                Ok((
+                    claims::next_expiry_ms(c)?,
+                    intents::next_deadline(c)?,
+                    runtime_timers::next_due_ms(c)?,
+                ))
+            })
             .await
             .unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "reading the next timers failed; retrying");
-                (None, None)
+                (None, None, None)
             });
         let now = claims::now_ms();
         let deadline_ms = next
@@ -34,10 +46,14 @@ pub async fn timers(store: Store, mut shutdown: watch::Receiver<bool>) {
             .as_deref()
             .and_then(crate::clock::parse)
             .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64);
-        let due = [next.0, deadline_ms].into_iter().flatten().min();
+        let due = [next.0, deadline_ms, next.2].into_iter().flatten().min();
         if due.is_some_and(|at| at <= now) {
             let fired = store
-                .write(|c| Ok(claims::expire_due(c, BATCH)? + intents::time_out_due(c, BATCH)?))
+                .write(|c| {
+                    Ok(claims::expire_due(c, BATCH)?
+                        + intents::time_out_due(c, BATCH)?
+                        + runtime_timers::fire_due(c, BATCH)?)
+                })
                 .await;
             if let Err(e) = fired {
                 tracing::warn!(error = %e, "firing timers failed; retrying");

@@ -75,6 +75,10 @@ pub fn claim(
         .lease_seconds
         .or(registered.as_ref().and_then(|a| a.lease_seconds))
         .unwrap_or(DEFAULT_LEASE_SECONDS);
+    let via = match &registered {
+        Some(a) if a.delivery_mode == "internal" => "internal",
+        _ => "inbox",
+    };
     let now = now_ms();
     let mut out = Vec::new();
     for id in leases::claimable(conn, agent, now, req.max)? {
@@ -84,7 +88,7 @@ pub fn claim(
         intent.delivery_attempt += 1;
         let token = format!("lease_{}", uuid::Uuid::new_v4().simple());
         let mut change = Change::to(Status::Delivered, actor);
-        change.details = json!({"via": "inbox", "attempt": intent.delivery_attempt});
+        change.details = json!({"via": via, "attempt": intent.delivery_attempt});
         transition(conn, &mut intent, change)?;
         leases::set_available_at(conn, &id, None)?;
         let lease = LeaseRow {
@@ -130,6 +134,8 @@ pub struct AckRequest {
     pub status: Status,
     pub result: Option<Value>,
     pub error: Option<Value>,
+    /// With `status: WAITING` (in-process handlers only).
+    pub waiting_reason: Option<crate::model::WaitingReason>,
 }
 
 pub fn ack_request(body: &Value) -> Result<AckRequest, Error> {
@@ -138,6 +144,7 @@ pub fn ack_request(body: &Value) -> Result<AckRequest, Error> {
             status: Status::Acknowledged,
             result: None,
             error: None,
+            waiting_reason: None,
         });
     }
     let f = Fields::body(body)?;
@@ -158,6 +165,7 @@ pub fn ack_request(body: &Value) -> Result<AckRequest, Error> {
         status,
         result: f.obj_opt("result")?.cloned().map(Value::Object),
         error: f.obj_opt("error")?.cloned().map(Value::Object),
+        waiting_reason: None,
     })
 }
 
@@ -165,6 +173,7 @@ pub fn ack_request(body: &Value) -> Result<AckRequest, Error> {
 pub fn ack(conn: &Connection, token: &str, req: AckRequest, actor: &str) -> Result<Changed, Error> {
     let (lease, mut intent) = live_lease(conn, token)?;
     let mut change = Change::to(req.status, actor);
+    change.waiting_reason = req.waiting_reason;
     let mut details = json!({"lease_token": lease.lease_token});
     match req.status {
         Status::Completed => {

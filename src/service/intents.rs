@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use super::requests::{CreateIntent, Progress, Resolve, Resume};
-use super::{deliveries, lifecycle};
+use super::{deliveries, inbox, lifecycle};
 use crate::clock;
 use crate::model::{Status, WaitingReason};
 use crate::store::completions::{self, CompletionRow};
@@ -104,6 +104,7 @@ pub fn transition(
     event.event_id = events::append(conn, &event)?;
     intents::update_state(conn, intent)?;
     deliveries::enqueue(conn, intent, &event)?;
+    inbox::on_event(conn, intent, &event)?;
 
     let completion = match (&intent.reply_to, change.to.is_terminal()) {
         (Some(reply_to), true) => {
@@ -131,6 +132,7 @@ pub fn transition(
                 created_at: now,
             };
             completions::insert(conn, &row)?;
+            inbox::open(conn, intent, reply_to, "reply_to")?;
             Some(row)
         }
         _ => None,
@@ -165,6 +167,40 @@ pub fn note(
     event.event_id = events::append(conn, &event)?;
     intents::update_state(conn, intent)?;
     deliveries::enqueue(conn, intent, &event)?;
+    inbox::on_event(conn, intent, &event)?;
+    Ok(event)
+}
+
+/// Puts a FAILED intent back to SUBMITTED (`intent.submitted`): the redrive of an intent whose
+/// delivery failed (see `inbox::redrive`, which decides when it is allowed).
+pub fn redrive_transition(
+    conn: &Connection,
+    intent: &mut IntentRow,
+    actor: &str,
+    details: Value,
+) -> Result<EventRow, Error> {
+    lifecycle::check_redrive(intent.status)?;
+    let now = clock::now_rfc3339();
+    intent.status = Status::Submitted;
+    intent.waiting_reason = None;
+    intent.last_seq += 1;
+    intent.updated_at = now.clone();
+    let mut event = EventRow {
+        event_id: 0,
+        intent_id: intent.intent_id.clone(),
+        seq: intent.last_seq,
+        event_type: Status::Submitted.event_type().to_string(),
+        status: Status::Submitted,
+        waiting_reason: None,
+        handler: Some(intent.to_agent.clone()),
+        actor: actor.to_string(),
+        at: now,
+        details: serde_json::to_string(&details)?,
+    };
+    event.event_id = events::append(conn, &event)?;
+    intents::update_state(conn, intent)?;
+    deliveries::enqueue(conn, intent, &event)?;
+    inbox::on_event(conn, intent, &event)?;
     Ok(event)
 }
 
@@ -229,9 +265,22 @@ pub fn create(conn: &Connection, req: CreateIntent, caller: &str) -> Result<Crea
     submitted.event_id = events::append(conn, &submitted)?;
     deliveries::enqueue(conn, &intent, &created)?;
     deliveries::enqueue(conn, &intent, &submitted)?;
+    let mut appended = vec![created, submitted];
+    if intent.human_task.is_some() && intent.to_agent != crate::runtime::builtin::APPROVAL {
+        // A human task waits for a person from the start (the approval agent opens its task
+        // in the approver's inbox itself).
+        let actor = intent.from_agent.clone();
+        let mut change = Change::to(Status::Waiting, &actor);
+        change.waiting_reason = Some(WaitingReason::Human);
+        change.details = json!({"reason": "human_task"});
+        let (waiting, _) = transition(conn, &mut intent, change)?;
+        appended.push(waiting);
+    }
+    inbox::on_create(conn, &intent)?;
+    super::timers::on_create(conn, &intent)?;
     Ok(Created {
         intent,
-        events: vec![created, submitted],
+        events: appended,
     })
 }
 

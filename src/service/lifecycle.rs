@@ -69,6 +69,20 @@ pub fn check(from: Status, to: Status) -> Result<(), Error> {
     }
 }
 
+/// The one exit from a terminal status: an intent that FAILED because it could not be delivered
+/// is redriven back to SUBMITTED (`POST /v1/intents/{id}/redrive`). The caller checks the
+/// failure was `delivery_failed`; this checks the statuses.
+pub fn check_redrive(from: Status) -> Result<(), Error> {
+    if from == Failed {
+        Ok(())
+    } else {
+        Err(Error::conflict(
+            "not_redrivable",
+            format!("only a FAILED intent can be redriven; this one is {from}"),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -249,22 +249,74 @@ pub fn publish(
     owner: &str,
     req: Publish,
 ) -> Result<(WebhookEventRow, Counters), Error> {
-    let now = clock::now_rfc3339();
     let event = WebhookEventRow {
         event_id: uuid::Uuid::now_v7().to_string(),
         owner_agent: owner.to_string(),
         event_type: req.event_type,
         source: req.source,
         payload: req.payload,
-        created_at: now.clone(),
+        created_at: clock::now_rfc3339(),
     };
     store::insert_event(conn, &event)?;
-    let mut rows = Vec::new();
-    for sub in store::active(conn)? {
-        let types: Vec<String> = serde_json::from_str(&sub.event_types).unwrap_or_default();
-        if sub.owner_agent != owner || !types.contains(&event.event_type) {
-            continue;
-        }
+    let subs = wanting(conn, owner, &event.event_type)?;
+    let rows = fan_out(conn, &event, &subs)?;
+    let c = counters(&rows);
+    Ok((event, c))
+}
+
+/// Offers an event the server raises itself (the inbox's) to the owner's subscriptions that
+/// want its type; stored and delivered like a published event, and not stored at all when no
+/// subscription wants it.
+pub fn emit(
+    conn: &Connection,
+    owner: &str,
+    event_type: &str,
+    source: &str,
+    payload: &Value,
+) -> Result<(), Error> {
+    let subs = wanting(conn, owner, event_type)?;
+    if subs.is_empty() {
+        return Ok(());
+    }
+    let event = WebhookEventRow {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        owner_agent: owner.to_string(),
+        event_type: event_type.to_string(),
+        source: source.to_string(),
+        payload: serde_json::to_string(payload)?,
+        created_at: clock::now_rfc3339(),
+    };
+    store::insert_event(conn, &event)?;
+    fan_out(conn, &event, &subs)?;
+    Ok(())
+}
+
+/// The owner's active subscriptions that want an event type.
+fn wanting(
+    conn: &Connection,
+    owner: &str,
+    event_type: &str,
+) -> Result<Vec<SubscriptionRow>, Error> {
+    Ok(store::active(conn)?
+        .into_iter()
+        .filter(|sub| {
+            sub.owner_agent == owner
+                && serde_json::from_str::<Vec<String>>(&sub.event_types)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|t| t == event_type)
+        })
+        .collect())
+}
+
+/// One pending delivery of a stored event per subscription.
+fn fan_out(
+    conn: &Connection,
+    event: &WebhookEventRow,
+    subs: &[SubscriptionRow],
+) -> Result<Vec<DeliveryRow>, Error> {
+    let mut rows = Vec::with_capacity(subs.len());
+    for sub in subs {
         let d = DeliveryRow {
             delivery_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
             kind: KIND_SUBSCRIPTION.into(),
@@ -280,16 +332,15 @@ pub fn publish(
             next_attempt_ms: Some(clock::now().unix_timestamp() * 1000),
             last_error: None,
             replay_of: None,
-            created_at: now.clone(),
-            updated_at: now.clone(),
+            created_at: event.created_at.clone(),
+            updated_at: event.created_at.clone(),
             webhook_event_id: Some(event.event_id.clone()),
             endpoint: deliveries::endpoint(&sub.callback_url),
         };
         outbox::insert(conn, &d)?;
         rows.push(d);
     }
-    let c = counters(&rows);
-    Ok((event, c))
+    Ok(rows)
 }
 
 /// Sends a published event again to the subscriptions it went to.

@@ -38,8 +38,13 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// The dotted path of a field; an empty key is spelled `""` so the path still names it.
     pub fn path(&self, name: &str) -> String {
-        format!("{}{}", self.prefix, name)
+        if name.is_empty() {
+            format!("{}\"\"", self.prefix)
+        } else {
+            format!("{}{}", self.prefix, name)
+        }
     }
 
     fn invalid(&self, name: &str, reason: impl Into<String>) -> Error {

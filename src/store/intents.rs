@@ -230,3 +230,16 @@ pub fn next_deadline(conn: &Connection) -> Result<Option<String>, Error> {
         ))?
         .query_row([], |r| r.get(0))?)
 }
+
+/// Gives an intent a human task when it has none (an approval asked for by a handler).
+pub fn set_human_task_if_absent(
+    conn: &Connection,
+    intent_id: &str,
+    task: &serde_json::Value,
+) -> Result<(), Error> {
+    conn.prepare_cached(
+        "UPDATE intents SET human_task = ?2 WHERE intent_id = ?1 AND human_task IS NULL",
+    )?
+    .execute(params![intent_id, task.to_string()])?;
+    Ok(())
+}

@@ -199,6 +199,46 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX intents_deadline ON intents (deadline_at) WHERE deadline_at IS NOT NULL
         AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELED', 'TIMED_OUT');
     "#,
+    // 7: inbox threads (an intent as seen by one owner) and the messages posted in them.
+    r#"
+    CREATE TABLE threads (
+        owner_agent TEXT NOT NULL,
+        intent_id   TEXT NOT NULL,
+        role        TEXT NOT NULL,
+        change_id   INTEGER NOT NULL,
+        read_at     TEXT,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL,
+        PRIMARY KEY (owner_agent, intent_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX threads_intent ON threads (intent_id);
+    CREATE INDEX threads_change ON threads (change_id);
+    CREATE INDEX threads_owner_change ON threads (owner_agent, change_id);
+
+    CREATE TABLE thread_messages (
+        message_id  TEXT PRIMARY KEY,
+        intent_id   TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        author      TEXT NOT NULL,
+        body        TEXT NOT NULL,
+        hidden_for  TEXT NOT NULL DEFAULT '[]',
+        deleted_at  TEXT,
+        at          TEXT NOT NULL
+    );
+    CREATE INDEX thread_messages_intent ON thread_messages (intent_id, at);
+    "#,
+    // 8: durable runtime timers (reminders, escalations, delays), each fired once.
+    r#"
+    CREATE TABLE timers (
+        timer_id  INTEGER PRIMARY KEY,
+        intent_id TEXT NOT NULL,
+        kind      TEXT NOT NULL,
+        due_ms    INTEGER NOT NULL,
+        data      TEXT NOT NULL
+    );
+    CREATE INDEX timers_due ON timers (due_ms);
+    CREATE INDEX timers_intent ON timers (intent_id);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -27,6 +27,8 @@ pub mod leases;
 pub mod migrations;
 pub mod notify;
 pub mod subscriptions;
+pub mod threads;
+pub mod timers;
 pub mod wal;
 mod writer;
 
