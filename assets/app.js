@@ -538,9 +538,14 @@ function tasksView() {
     const titleId = `task-${t.intent_id}`;
     $('h2', li).id = titleId;
     $('article', li).setAttribute('aria-labelledby', titleId);
+    // Only the outcomes the task allows (AXME spells them approve / approved, reject / rejected).
+    const allowed = ht.allowed_outcomes;
+    for (const b of f.querySelectorAll('button[name="decision"]')) {
+      b.hidden = Array.isArray(allowed) && !allowed.some((o) => o.startsWith(b.value));
+    }
     f.addEventListener('submit', (e) => {
       e.preventDefault();
-      decide(t, f, e.submitter ? e.submitter.value : 'approve');
+      if (e.submitter && e.submitter.name === 'decision') decide(t, f, e.submitter.value);
     });
     return li;
   }
@@ -556,7 +561,7 @@ function tasksView() {
     for (const b of f.querySelectorAll('button')) b.disabled = true;
     try {
       await api(`/v1/inbox/${encodeURIComponent(t.intent_id)}/${decision}`, {
-        method: 'POST', headers: {'x-owner-agent': owner}, body: comment ? {comment} : {},
+        method: 'POST', headers: scope(), body: comment ? {comment} : {},
       });
       say(msg, `${decision === 'approve' ? 'Approved' : 'Rejected'}: ${t.human_task.title || t.intent_id}.`, 'ok');
       announce(msg.textContent);
@@ -567,16 +572,14 @@ function tasksView() {
     }
   }
 
+  /** The owner scope: one agent's tasks, or with none (admin key) every owner's. */
+  const scope = () => (owner ? {'x-owner-agent': owner} : {});
+
   async function load() {
-    if (!owner) {
-      list.replaceChildren();
-      say(msg, 'Choose the agent whose tasks to show.', 'info');
-      return;
-    }
     try {
-      const r = await api('/v1/me/tasks', {headers: {'x-owner-agent': owner}});
+      const r = await api('/v1/me/tasks', {headers: scope()});
       if (view !== self) return;
-      say(msg, '');
+      say(msg, owner ? '' : "Every owner's tasks (the admin key sees them all).", owner ? '' : 'info');
       // Keep cards the user may be typing in; add new ones, drop decided ones.
       const now = new Set(r.tasks.map((t) => t.intent_id));
       for (const li of [...list.children]) if (!now.has(li.dataset.intentId)) li.remove();
@@ -589,7 +592,7 @@ function tasksView() {
 
   form.addEventListener('submit', (e) => {
     e.preventDefault();
-    owner = address(form.elements.owner.value.trim());
+    owner = address(form.elements.owner.value.trim()) || '';
     form.elements.owner.value = owner;
     sessionStorage.setItem(OWNER_ITEM, owner);
     list.replaceChildren();
@@ -600,7 +603,7 @@ function tasksView() {
   const self = {
     reload: reloadNow,
     onEvent(e) {
-      if (owner && (e.status === 'WAITING' || shown.has(e.intent_id))) reloadNow();
+      if (e.status === 'WAITING' || shown.has(e.intent_id)) reloadNow();
     },
   };
   load();
