@@ -9,11 +9,11 @@ import {createInterface} from 'node:readline';
 export const KEY = 'axme_ui_admin_key_0123456789abcdef';
 
 /** Starts `axme serve` on `data` with extra flags; resolves once it is listening. */
-export async function startServer(data, args = []) {
+export async function startServer(data, args = [], listen = '127.0.0.1:0') {
   const bin = process.env.AXME_BIN;
   if (!bin) throw new Error('AXME_BIN is not set (run tests/ui/run.sh)');
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AXME_')));
-  const proc = spawn(bin, ['serve', '--data', data, '--listen', '127.0.0.1:0', '--api-key', KEY, ...args], {
+  const proc = spawn(bin, ['serve', '--data', data, '--listen', listen, '--api-key', KEY, ...args], {
     env,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -32,6 +32,7 @@ export async function startServer(data, args = []) {
   });
   return {
     base,
+    port: Number(new URL(base).port),
     /** A JSON call with the admin key; resolves to {status, body}. */
     async call(method, path, body, headers = {}) {
       const r = await fetch(base + path, {
@@ -49,6 +50,26 @@ export async function startServer(data, args = []) {
       const r = await this.call(method, path, body, headers);
       if (r.status !== 200) throw new Error(`${method} ${path}: ${r.status} ${r.text}`);
       return r.body;
+    },
+    /** The end of the event log: what a firehose from beyond the end is reset to. */
+    async logEnd() {
+      const ctl = new AbortController();
+      const r = await fetch(`${base}/v1/events/stream?since=${Number.MAX_SAFE_INTEGER}`, {
+        headers: {'x-api-key': KEY}, signal: ctl.signal,
+      });
+      const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+      let text = '';
+      try {
+        for (;;) {
+          const {value, done} = await reader.read();
+          if (done) throw new Error(`the firehose ended before its reset: ${text}`);
+          text += value;
+          const m = text.match(/event: reset\ndata: (.*)\n/);
+          if (m) return JSON.parse(m[1]).latest;
+        }
+      } finally {
+        ctl.abort();
+      }
     },
     /** SIGTERM, then the exit code once the process is gone. */
     async stop() {

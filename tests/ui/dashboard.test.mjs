@@ -38,6 +38,10 @@ before(async () => {
   page = browser.pages()[0] || await browser.newPage();
   page.setDefaultTimeout(20_000);
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('request', (r) => {
+    const u = new URL(r.url());
+    if (u.pathname === '/v1/events/stream') streamSince.push(u.searchParams.get('since'));
+  });
   page.on('console', (m) => {
     if (/content security policy/i.test(m.text())) problems.push(`CSP: ${m.text()}`);
   });
@@ -48,6 +52,9 @@ after(async () => {
   await server?.stop();
   if (dir) rmSync(dir, {recursive: true, force: true});
 });
+
+/** The `since` of every firehose request the page made, in order. */
+const streamSince = [];
 
 const heading = (name) => page.getByRole('heading', {level: 1, name});
 const row = (id) => page.locator(`tr[data-intent-id="${id}"]`);
@@ -232,6 +239,20 @@ test('agents and their bindings, reached with the keyboard', async () => {
   await page.emulateMedia({colorScheme: 'light'});
   await page.keyboard.press('Tab');
   assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Skip to content');
+});
+
+test('after a server restart the stream resumes from the last event id it saw', async () => {
+  await page.locator('#conn[data-state="live"]').waitFor();
+  const end = await server.logEnd();
+  const requests = streamSince.length;
+  const {port} = server;
+  assert.equal(await server.stop(), 0);
+  await page.locator('#conn[data-state="down"]').waitFor();
+  server = await startServer(join(dir, 'axme.db'), ['--push-retry-schedule', '1s'], `127.0.0.1:${port}`);
+  await page.locator('#conn[data-state="live"]').waitFor();
+  assert.equal(streamSince.at(-1), String(end), `requests since the restart: ${streamSince.slice(requests)}`);
+  const id = (await server.ok('POST', '/v1/intents', intent('agent://team/after'))).intent_id;
+  await row(id).waitFor();
 });
 
 test('a refused key returns to the sign-in form; signing out forgets the key', async () => {
