@@ -810,7 +810,8 @@ function deliveriesView(deadOnly) {
 // --- Navigation, sign-in, sign-out --------------------------------------------------------------
 
 function route() {
-  if (!apiKey) return;
+  // Only `#/…` names a view; any other fragment (the skip link's #main) leaves the view be.
+  if (!apiKey || (location.hash && !location.hash.startsWith('#/') && view)) return;
   const hash = location.hash.replace(/^#\/?/, '');
   const [section, ...rest] = hash.split('/');
   const focus = view !== null;
@@ -882,6 +883,10 @@ async function signIn(e) {
 document.addEventListener('DOMContentLoaded', () => {
   $('#login-form').addEventListener('submit', signIn);
   $('#logout').addEventListener('click', () => signOut('Signed out.', 'info'));
+  $('.skip').addEventListener('click', (e) => {
+    e.preventDefault();
+    $('#main').focus();
+  });
   window.addEventListener('hashchange', route);
   if (apiKey) showApp();
   else signOut('');

@@ -239,6 +239,9 @@ test('agents and their bindings, reached with the keyboard', async () => {
   await page.emulateMedia({colorScheme: 'light'});
   await page.keyboard.press('Tab');
   assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Skip to content');
+  await page.keyboard.press('Enter');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'main');
+  await row(live).waitFor();
 });
 
 test('after a server restart the stream resumes from the last event id it saw', async () => {
