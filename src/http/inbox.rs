@@ -77,6 +77,15 @@ fn owner(ctx: &Ctx) -> std::result::Result<Option<String>, Error> {
     request::owner_agent(&ctx.headers, &ctx.query)
 }
 
+/// The idempotency endpoint of a write: its path under the owner scope, so that one key sent
+/// for two owners is two requests (each acts on, and answers with, its own owner's thread).
+fn endpoint(path: String, owner: Option<&str>) -> String {
+    match owner {
+        Some(o) => format!("{path}?owner_agent={o}"),
+        None => path,
+    }
+}
+
 fn render_thread(v: &ThreadView) -> std::result::Result<Rendered, Error> {
     response::render(&ThreadEnvelope {
         ok: true,
@@ -208,7 +217,10 @@ async fn act<T: Send + 'static>(
         b => b,
     };
     let input = parse(&body)?;
-    let scope = ctx.idempotency(format!("POST /v1/inbox/{id}/{action}"), &body)?;
+    let scope = ctx.idempotency(
+        endpoint(format!("POST /v1/inbox/{id}/{action}"), owner.as_deref()),
+        &body,
+    )?;
     let rendered = write_once(
         &ctx.state.store,
         scope,
@@ -318,7 +330,13 @@ pub async fn delete_messages(ctx: Ctx, body: Incoming) -> Result {
         .str_array_opt("message_ids", (1, 100), (1, 200))?
         .map(|v| v.into_iter().map(str::to_string).collect::<Vec<_>>());
     let limit = f.int_opt("limit", 1, 100)?.unwrap_or(1) as usize;
-    let scope = ctx.idempotency(format!("POST /v1/inbox/{id}/messages/delete"), &body)?;
+    let scope = ctx.idempotency(
+        endpoint(
+            format!("POST /v1/inbox/{id}/messages/delete"),
+            owner.as_deref(),
+        ),
+        &body,
+    )?;
     let rendered = write_once(
         &ctx.state.store,
         scope,
@@ -357,7 +375,13 @@ pub async fn decision(ctx: Ctx, body: Incoming) -> Result {
         _ => return Err(Error::invalid("decision", "must be approve or reject")),
     };
     let comment = f.str_opt("comment", 0, 1000)?.map(str::to_string);
-    let scope = ctx.idempotency(format!("POST /v1/approvals/{id}/decision"), &body)?;
+    let scope = ctx.idempotency(
+        endpoint(
+            format!("POST /v1/approvals/{id}/decision"),
+            owner.as_deref(),
+        ),
+        &body,
+    )?;
     let rendered = write_once(
         &ctx.state.store,
         scope,

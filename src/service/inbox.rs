@@ -339,6 +339,8 @@ pub fn reply(
             offer(conn, &other, &intent, "inbox.reply_received", Some(extra))?;
         }
     }
+    // The author has read what they wrote.
+    threads::set_read(conn, &t.owner_agent, thread_id, &m.at)?;
     let t = threads::get(conn, &t.owner_agent, thread_id)?.ok_or_else(|| not_found(thread_id))?;
     view(conn, t)
 }
@@ -399,6 +401,11 @@ pub fn delegate(
         "handler"
     };
     open(conn, &intent, delegate_to, role)?;
+    if TASK_ROLES.contains(&t.role.as_str()) {
+        // The task is handed off: it leaves the delegator's tasks, and only the delegate (or
+        // an admin) decides it now. The delegator keeps the thread and its history.
+        threads::set_role(conn, &t.owner_agent, thread_id, "delegated")?;
+    }
     let t = threads::get(conn, &t.owner_agent, thread_id)?.ok_or_else(|| not_found(thread_id))?;
     view(conn, t)
 }
@@ -447,6 +454,14 @@ pub fn decide(
     comment: Option<&str>,
 ) -> Result<Decided, Error> {
     let t = find(conn, owner, thread_id, true)?;
+    if owner.is_some() && t.role == "delegated" {
+        return Err(Error::Forbidden {
+            reason: format!(
+                "{} delegated this task; only the delegate (or an admin) decides it now",
+                t.owner_agent
+            ),
+        });
+    }
     let mut intent = ops::get(conn, thread_id)?;
     if intent.status != Status::Waiting {
         return Err(Error::conflict(
@@ -458,6 +473,19 @@ pub fn decide(
             format!(
                 "only a WAITING task can be decided; this intent is {}",
                 intent.status
+            ),
+        ));
+    }
+    if intent.waiting_reason != Some(WaitingReason::Human) {
+        // Waiting for a tool, an agent or time is its handler's business, not a decision's.
+        return Err(Error::conflict(
+            "invalid_transition",
+            format!(
+                "only a task waiting for a person can be decided; this intent is {}",
+                intent
+                    .waiting_reason
+                    .map(|w| w.as_str())
+                    .unwrap_or("WAITING")
             ),
         ));
     }
@@ -547,19 +575,23 @@ pub fn delete_messages(
         .filter(|m| m.deleted_at.is_none() && !hidden_for(m, &me))
         .collect();
     let chosen: Vec<MessageRow> = match ids {
-        Some(ids) => ids
-            .iter()
-            .map(|id| {
-                visible
-                    .iter()
-                    .find(|m| m.message_id == *id)
-                    .cloned()
-                    .ok_or_else(|| Error::NotFound {
-                        what: "message",
-                        id: id.clone(),
-                    })
-            })
-            .collect::<Result<_, _>>()?,
+        Some(ids) => {
+            // An id named twice is one message: deleted and counted once.
+            let mut named = std::collections::HashSet::new();
+            ids.iter()
+                .filter(|id| named.insert(id.as_str()))
+                .map(|id| {
+                    visible
+                        .iter()
+                        .find(|m| m.message_id == *id)
+                        .cloned()
+                        .ok_or_else(|| Error::NotFound {
+                            what: "message",
+                            id: id.clone(),
+                        })
+                })
+                .collect::<Result<_, _>>()?
+        }
         None => visible
             .iter()
             .rev()

@@ -96,6 +96,16 @@ pub fn set_read(conn: &Connection, owner: &str, intent_id: &str, at: &str) -> Re
     Ok(())
 }
 
+/// Changes why the owner sees the intent (a delegated task becomes `delegated`).
+pub fn set_role(conn: &Connection, owner: &str, intent_id: &str, role: &str) -> Result<(), Error> {
+    let change = next_change_id(conn)?;
+    conn.prepare_cached(
+        "UPDATE threads SET role = ?3, change_id = ?4 WHERE owner_agent = ?1 AND intent_id = ?2",
+    )?
+    .execute(params![owner, intent_id, role, change])?;
+    Ok(())
+}
+
 pub fn get(conn: &Connection, owner: &str, intent_id: &str) -> Result<Option<ThreadRow>, Error> {
     Ok(conn
         .prepare_cached(&format!(
