@@ -313,11 +313,12 @@ function intentsView() {
   }
 
   function put(it, where) {
-    const old = items.get(it.intent_id);
+    const prev = items.get(it.intent_id);
+    const prevRow = prev && prev.row;
     items.set(it.intent_id, it);
     const tr = row(it);
     it.row = tr;
-    if (old && old.row && old.row.isConnected) old.row.replaceWith(tr);
+    if (prevRow && prevRow.isConnected) prevRow.replaceWith(tr);
     else if (where === 'end') body.append(tr);
     else {
       // Newest first: before the first row not created after this one.

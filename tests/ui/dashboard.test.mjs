@@ -94,6 +94,7 @@ test('an intent created through the API appears and changes without a reload', a
   await row(newer).waitFor();
   const order = await page.locator('tbody tr').evaluateAll((trs) => trs.map((t) => t.dataset.intentId));
   assert.deepEqual(order.slice(0, 2), [newer, live], 'newest first');
+  assert.equal(new Set(order).size, order.length, `a row twice: ${order}`);
   assert.equal(await page.evaluate(() => window.notReloaded), true, 'the page was reloaded');
   await page.locator('#announce', {hasText: /intent/i}).waitFor();
 });
