@@ -30,6 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(ServeConfig),
+    #[command(flatten)]
+    Client(crate::cli::ClientCommand),
 }
 
 /// Settings of `axme serve`.
@@ -231,7 +233,9 @@ mod tests {
             "--push-deny-private",
         ])
         .expect("parses");
-        let Command::Serve(c) = cli.command;
+        let Command::Serve(c) = cli.command else {
+            panic!("serve parsed as another command")
+        };
         assert_eq!(
             c.push_settings().policy.schedule,
             vec![

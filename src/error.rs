@@ -74,6 +74,7 @@ impl Error {
                 "agent" => "agent_not_found",
                 "route" => "route_not_found",
                 "thread" => "thread_not_found",
+                "key" => "key_not_found",
                 _ => "not_found",
             },
             Error::MethodNotAllowed { .. } => "method_not_allowed",

@@ -1,4 +1,5 @@
-//! The `axme` binary: parses flags, binds the listener, and hands over to `server::Server`.
+//! The `axme` binary: parses flags; `serve` binds the listener and hands over to
+//! `server::Server`, every other subcommand is a client of a server (`cli::run`).
 
 #![forbid(unsafe_code)]
 
@@ -13,6 +14,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(config) => serve(config),
+        Command::Client(command) => axme::cli::run(command),
     }
 }
 

@@ -3,10 +3,12 @@
 //! error-to-response conversion (`response`). It never runs SQL and never decides a lifecycle
 //! rule; handlers only await the store's channels, so no tokio worker ever blocks on SQLite.
 
+mod admin;
 mod agents;
 mod claims;
 mod inbox;
 mod intents;
+mod keys;
 pub mod request;
 pub mod response;
 pub mod router;
@@ -199,6 +201,10 @@ async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Result<Respon
         Route::DeleteMessages => inbox::delete_messages(ctx, body).await,
         Route::ApprovalDecision => inbox::decision(ctx, body).await,
         Route::MeTasks => inbox::tasks(ctx).await,
+        Route::CreateKey => keys::create(ctx, body).await,
+        Route::ListKeys => keys::list(ctx).await,
+        Route::RevokeKey => keys::revoke(ctx).await,
+        Route::Backup => admin::backup(ctx).await,
         Route::Ui | Route::UiAsset => ui::serve(&ctx.params, &ctx.headers),
     }
 }
@@ -248,6 +254,8 @@ fn capabilities() -> Result<Response<Body>, Error> {
             "runtime.reminders",
             "runtime.escalation",
             "events.subscribe",
+            "keys",
+            "admin.backup",
         ],
         supported_intent_types: vec!["intent.ask.v1", "intent.reply.v1"],
     })

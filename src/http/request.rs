@@ -220,3 +220,8 @@ pub fn owner_agent(headers: &HeaderMap, query: &Query) -> Result<Option<String>,
     };
     validate::address(pick.0, pick.1).map(Some)
 }
+
+/// An API key id from the path, checked to be a UUID.
+pub fn key_id(raw: &str) -> Result<String, Error> {
+    validate::uuid("key_id", raw)
+}

@@ -50,6 +50,10 @@ pub enum Route {
     DeleteMessages,
     ApprovalDecision,
     MeTasks,
+    CreateKey,
+    ListKeys,
+    RevokeKey,
+    Backup,
     Ui,
     UiAsset,
 }
@@ -98,6 +102,10 @@ const ROUTES: &[(&str, &str, Route)] = &[
     ("POST",   "/v1/inbox/*/messages/delete",      Route::DeleteMessages),
     ("POST",   "/v1/approvals/*/decision",         Route::ApprovalDecision),
     ("GET",    "/v1/me/tasks",                     Route::MeTasks),
+    ("POST",   "/v1/keys",                         Route::CreateKey),
+    ("GET",    "/v1/keys",                         Route::ListKeys),
+    ("POST",   "/v1/keys/*/revoke",                Route::RevokeKey),
+    ("GET",    "/v1/admin/backup",                 Route::Backup),
     ("GET",    "/ui",                              Route::Ui),
     ("GET",    "/ui/*",                            Route::UiAsset),
 ];

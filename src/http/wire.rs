@@ -509,3 +509,47 @@ pub struct Task<'a> {
     pub due_at: Option<&'a str>,
     pub human_task: serde_json::Value,
 }
+
+/// An API key as `/v1/keys` shows it: never its hash, never the key itself.
+#[derive(Serialize)]
+pub struct Key<'a> {
+    pub key_id: &'a str,
+    pub name: &'a str,
+    pub role: &'a str,
+    pub agents: &'a [String],
+    pub created_at: &'a str,
+    pub revoked_at: Option<&'a str>,
+}
+
+impl<'a> Key<'a> {
+    pub fn from_info(k: &'a crate::service::keys::KeyInfo) -> Key<'a> {
+        Key {
+            key_id: &k.row.key_id,
+            name: &k.row.name,
+            role: &k.row.role,
+            agents: &k.agents,
+            created_at: &k.row.created_at,
+            revoked_at: k.row.revoked_at.as_deref(),
+        }
+    }
+}
+
+/// `POST /v1/keys`: the one response that carries the key itself.
+#[derive(Serialize)]
+pub struct KeyCreated<'a> {
+    pub ok: bool,
+    pub key: Key<'a>,
+    pub api_key: &'a str,
+}
+
+#[derive(Serialize)]
+pub struct KeyEnvelope<'a> {
+    pub ok: bool,
+    pub key: Key<'a>,
+}
+
+#[derive(Serialize)]
+pub struct KeyList<'a> {
+    pub ok: bool,
+    pub keys: Vec<Key<'a>>,
+}

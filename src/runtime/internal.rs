@@ -398,13 +398,40 @@ fn settle(c: &rusqlite::Connection, f: &Finished) -> Result<(), Error> {
             timers::complete_at(c, &changed.intent.intent_id, due, &result)?;
         }
         Step::AskHuman { owner, task } => {
-            let owner = crate::service::validate::address("owner", &owner)?;
-            if let Some(task) = task {
-                crate::store::intents::set_human_task_if_absent(c, &f.intent_id, &task)?;
-            }
+            // A mistake in what the handler asked for would be asked again on every attempt:
+            // the intent FAILS at once, naming it.
+            let checked = crate::service::validate::address("owner", &owner).and_then(|owner| {
+                let task = match task {
+                    None => None,
+                    Some(Value::Object(t)) => Some(crate::service::requests::human_task(&t)?),
+                    Some(_) => return Err(Error::invalid("human_task", "must be an object")),
+                };
+                Ok((owner, task))
+            });
+            let (owner, task) = match checked {
+                Ok(ok) => ok,
+                Err(e) => {
+                    let field = match &e {
+                        Error::Invalid { field, .. } => field.clone(),
+                        _ => "owner".to_string(),
+                    };
+                    let mut a = ack(Status::Failed);
+                    a.error = Some(json!({
+                        "code": e.code(),
+                        "message": format!("the handler asked a person for something invalid: {e}"),
+                        "details": {"field": field},
+                    }));
+                    claims::ack(c, &f.token, a, &f.actor)?;
+                    return Ok(());
+                }
+            };
             let mut a = ack(Status::Waiting);
             a.waiting_reason = Some(WaitingReason::Human);
             let changed = claims::ack(c, &f.token, a, &f.actor)?;
+            if let Some(task) = task {
+                let task: Value = serde_json::from_str(&task)?;
+                crate::store::intents::set_human_task_if_absent(c, &f.intent_id, &task)?;
+            }
             inbox::open(c, &changed.intent, &owner, "approver")?;
         }
     }

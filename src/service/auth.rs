@@ -20,7 +20,10 @@ pub struct Principal {
     pub key_id: String,
     /// The key's name; also the caller's default agent name (`agent://<name>`).
     pub name: String,
+    /// `admin` or `agent` (see `service::keys::Role`).
     pub role: String,
+    /// The agents an `agent` key acts for (empty for admin keys).
+    pub agents: Vec<String>,
 }
 
 impl Principal {
@@ -29,9 +32,14 @@ impl Principal {
     pub fn address(&self) -> String {
         format!("agent://{}", self.name)
     }
+
+    pub fn is_admin(&self) -> bool {
+        self.role == "admin"
+    }
 }
 
-/// The live keys by hash. Loaded at start; every key change updates it in the same step.
+/// The live keys by hash. Loaded at start; every key change updates it right after its commit
+/// and before it is answered (`service::keys`), so a revoked key fails the next request.
 #[derive(Default)]
 pub struct Keys {
     /// Written by key creation/revocation, read by every request.
@@ -39,17 +47,25 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// Loads every live key from the store.
+    /// Loads every live key, with the agents it is bound to, from the store.
     pub async fn load(store: &Store) -> Result<Keys, Error> {
-        let rows = store.read(keys::list_live).await?;
+        let (rows, bindings) = store
+            .read(|c| Ok((keys::list_live(c)?, keys::all_agents(c)?)))
+            .await?;
+        let mut agents: HashMap<String, Vec<String>> = HashMap::new();
+        for (key_id, address) in bindings {
+            agents.entry(key_id).or_default().push(address);
+        }
         let keys = Keys::default();
         for r in rows {
-            keys.insert(&r);
+            let bound = agents.remove(&r.key_id).unwrap_or_default();
+            keys.insert(&r, bound);
         }
         Ok(keys)
     }
 
-    fn insert(&self, r: &keys::KeyRow) {
+    /// Makes a live key usable.
+    pub fn insert(&self, r: &keys::KeyRow, agents: Vec<String>) {
         let Ok(hash) = <[u8; 32]>::try_from(r.key_hash.as_slice()) else {
             tracing::warn!(key_id = %r.key_id, "ignoring a stored key with a malformed hash");
             return;
@@ -61,15 +77,38 @@ impl Keys {
                     key_id: r.key_id.clone(),
                     name: r.name.clone(),
                     role: r.role.clone(),
+                    agents,
                 }),
             );
         }
+    }
+
+    /// Makes a key unusable from the next request on.
+    pub fn remove(&self, key_id: &str) {
+        // A poisoned lock still holds a consistent map (nothing panics while holding it), and a
+        // revocation must never be skipped.
+        let mut map = self
+            .by_hash
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.retain(|_, p| p.key_id != key_id);
     }
 
     /// The principal of a presented key, if it is a live key.
     pub fn authenticate(&self, presented: &str) -> Option<Arc<Principal>> {
         let hash = hash_key(presented);
         self.by_hash.read().ok()?.get(&hash).cloned()
+    }
+}
+
+/// Refuses a caller whose key is not an admin key (403); `action` says what needed one.
+pub fn require_admin(principal: &Principal, action: &str) -> Result<(), Error> {
+    if principal.is_admin() {
+        Ok(())
+    } else {
+        Err(Error::Forbidden {
+            reason: format!("{action} needs an admin key"),
+        })
     }
 }
 
@@ -131,11 +170,18 @@ pub async fn bootstrap(store: &Store, given: Option<&str>) -> Result<Bootstrap, 
     let given = given.map(str::to_string);
     store
         .write(move |conn| {
-            let live = keys::list_live(conn)?;
             let (key, outcome) = match given {
                 Some(k) => {
                     let hash = hash_key(&k);
-                    if live.iter().any(|r| r.key_hash == hash) {
+                    // A revoked key stays revoked: naming it again does not bring it back.
+                    if let Some(known) = keys::list_all(conn)?
+                        .into_iter()
+                        .find(|r| r.key_hash == hash)
+                    {
+                        if let Some(at) = known.revoked_at {
+                            tracing::warn!(key_id = %known.key_id, revoked_at = %at,
+                                "the --api-key given was revoked; it stays revoked and cannot be used");
+                        }
                         return Ok(Bootstrap::Unchanged);
                     }
                     (k, Bootstrap::Stored)

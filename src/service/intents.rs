@@ -78,6 +78,9 @@ pub fn transition(
             "a WAITING intent needs a waiting reason, and only a WAITING one",
         ));
     }
+    if intent.waiting_reason == Some(WaitingReason::Time) {
+        super::timers::cancel_completion(conn, &intent.intent_id)?;
+    }
     let now = clock::now_rfc3339();
     intent.status = change.to;
     intent.waiting_reason = change.waiting_reason;

@@ -10,6 +10,7 @@ pub mod feed;
 pub mod idempotency;
 pub mod inbox;
 pub mod intents;
+pub mod keys;
 pub mod lifecycle;
 pub mod requests;
 pub mod subscriptions;

@@ -70,9 +70,7 @@ pub fn create_intent(body: &Value, max_payload_bytes: usize) -> Result<CreateInt
     }
     let deadline_at = match f.str_opt("deadline_at", 1, 64)? {
         None => None,
-        Some(s) => Some(clock::format(clock::parse(s).ok_or_else(|| {
-            Error::invalid("deadline_at", "must be an RFC 3339 date-time")
-        })?)),
+        Some(s) => Some(clock::format(deadline(s)?)),
     };
     let escalate_to = match f.str_opt("escalate_to", 1, validate::ADDRESS_MAX)? {
         None => None,
@@ -99,6 +97,20 @@ pub fn create_intent(body: &Value, max_payload_bytes: usize) -> Result<CreateInt
     })
 }
 
+/// An RFC 3339 date-time that is still one in UTC: a time such as `9999-12-31T23:59:59-01:00`
+/// parses, but lies past year 9999 once converted, where it has no RFC 3339 spelling.
+fn deadline(s: &str) -> Result<time::OffsetDateTime, Error> {
+    clock::parse(s)
+        .and_then(|t| t.checked_to_offset(time::UtcOffset::UTC))
+        .filter(|t| (0..=9999).contains(&t.year()))
+        .ok_or_else(|| {
+            Error::invalid(
+                "deadline_at",
+                "must be an RFC 3339 date-time between years 0000 and 9999 in UTC",
+            )
+        })
+}
+
 const TASK_TYPES: &[&str] = &[
     "approval",
     "review",
@@ -117,7 +129,9 @@ const TASK_TYPES: &[&str] = &[
 ];
 
 /// Checks a `HumanTaskSpec` and returns it as JSON text.
-fn human_task(obj: &Map<String, Value>) -> Result<String, Error> {
+/// Checks a human task spec (`human_task` of a create, or one a handler asks for) and returns
+/// it as JSON text.
+pub fn human_task(obj: &Map<String, Value>) -> Result<String, Error> {
     let f = Fields::nested(obj, "human_task".into());
     f.deny_unknown(&[
         "title",
@@ -291,4 +305,36 @@ pub fn progress(body: &Value) -> Result<Progress, Error> {
         details: f.obj_opt("details")?.cloned().map(Value::Object),
         actor: f.str_opt("actor", 3, 255)?.map(str::to_string),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a `deadline_at` past year 9999 once in UTC panicked the handler (no answer).
+    #[test]
+    fn deadline_past_year_9999_in_utc_is_422_not_a_panic() {
+        let body = |deadline: &str| {
+            serde_json::json!({
+                "intent_type": "demo.task.v1",
+                "correlation_id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+                "to_agent": "agent://a/b",
+                "payload": {},
+                "deadline_at": deadline,
+            })
+        };
+        for bad in ["9999-12-31T23:59:59-01:00", "0000-01-01T00:00:00+01:00"] {
+            let e = create_intent(&body(bad), 1024).expect_err(bad);
+            assert_eq!(
+                (e.code(), e.to_string().starts_with("deadline_at:")),
+                ("schema_invalid", true),
+                "{bad}: {e}"
+            );
+        }
+        let ok = create_intent(&body("9999-12-31T23:59:59+01:00"), 1024).expect("in range");
+        assert_eq!(
+            ok.deadline_at.as_deref(),
+            Some("9999-12-31T22:59:59.000000Z")
+        );
+    }
 }

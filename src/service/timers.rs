@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::inbox;
 use super::intents::{self as ops, Change};
 use crate::clock;
-use crate::model::{event_type, Status};
+use crate::model::{event_type, Status, WaitingReason};
 use crate::store::intents::IntentRow;
 use crate::store::timers;
 use crate::Error;
@@ -88,10 +88,17 @@ pub fn fire_due(conn: &Connection, limit: usize) -> Result<usize, Error> {
             REMIND => remind(conn, &mut intent, t.due_ms)?,
             ESCALATE => escalate(conn, &mut intent)?,
             COMPLETE => {
-                if intent.status != Status::Waiting {
+                // Only an intent still waiting for this time: one that moved on (to wait for a
+                // person, say) is not completed behind its back.
+                if intent.status != Status::Waiting
+                    || intent.waiting_reason != Some(WaitingReason::Time)
+                {
                     continue;
                 }
-                let data: Value = serde_json::from_str(&t.data)?;
+                let data: Value = serde_json::from_str(&t.data).unwrap_or_else(|e| {
+                    tracing::warn!(timer = t.timer_id, error = %e, "a timer's data is unreadable; completing with an empty result");
+                    json!({})
+                });
                 let result = data.get("result").cloned().unwrap_or_else(|| json!({}));
                 let mut change = Change::to(Status::Completed, "axme/runtime");
                 change.details = json!({"result": result, "timer": "complete"});
@@ -161,6 +168,12 @@ fn escalate(conn: &Connection, intent: &mut IntentRow) -> Result<(), Error> {
         inbox::open(conn, intent, &to, role)?;
     }
     Ok(())
+}
+
+/// An intent leaves WAITING_FOR_TIME: its delayed completion no longer applies (a later wait
+/// for time sets a new one).
+pub fn cancel_completion(conn: &Connection, intent_id: &str) -> Result<(), Error> {
+    timers::delete_kind(conn, intent_id, COMPLETE)
 }
 
 /// When the earliest timer is due (Unix ms).

@@ -1,5 +1,6 @@
-//! The `api_keys` table. Only SHA-256 hashes of keys are stored; a key itself is shown once,
-//! when it is created, and never written anywhere.
+//! The `api_keys` table and `api_key_agents` (the agents an agent-role key is bound to). Only
+//! SHA-256 hashes of keys are stored; a key itself is shown once, when it is created, and never
+//! written anywhere.
 
 use rusqlite::{params, Connection, Row};
 
@@ -11,7 +12,7 @@ pub struct KeyRow {
     pub key_id: String,
     pub key_hash: Vec<u8>,
     pub name: String,
-    /// `admin` (the only role so far).
+    /// `admin` or `agent`.
     pub role: String,
     pub created_at: String,
     pub revoked_at: Option<String>,
@@ -44,6 +45,8 @@ pub fn insert(conn: &Connection, k: &KeyRow) -> Result<(), Error> {
     Ok(())
 }
 
+const COLUMNS: &str = "key_id, key_hash, name, role, created_at, revoked_at";
+
 /// Every key that has not been revoked.
 pub fn list_live(conn: &Connection) -> Result<Vec<KeyRow>, Error> {
     let mut stmt = conn.prepare_cached(
@@ -61,4 +64,72 @@ pub fn count_all(conn: &Connection) -> Result<i64, Error> {
     Ok(conn
         .prepare_cached("SELECT COUNT(*) FROM api_keys")?
         .query_row([], |r| r.get(0))?)
+}
+
+/// Every key, revoked ones included, oldest first.
+pub fn list_all(conn: &Connection) -> Result<Vec<KeyRow>, Error> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM api_keys ORDER BY created_at, key_id"
+    ))?;
+    let rows = stmt
+        .query_map([], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// One key by id, if it exists.
+pub fn get(conn: &Connection, key_id: &str) -> Result<Option<KeyRow>, Error> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM api_keys WHERE key_id = ?1"))?;
+    let mut rows = stmt.query_map([key_id], from_row)?;
+    Ok(rows.next().transpose()?)
+}
+
+/// Marks a live key revoked at `at`; returns whether it was live.
+pub fn revoke(conn: &Connection, key_id: &str, at: &str) -> Result<bool, Error> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL",
+        )?
+        .execute(params![key_id, at])?;
+    Ok(n == 1)
+}
+
+/// How many live keys have the `admin` role.
+pub fn count_live_admins(conn: &Connection) -> Result<i64, Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL",
+        )?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// Binds a key to the agents it acts for.
+pub fn insert_agents(conn: &Connection, key_id: &str, addresses: &[String]) -> Result<(), Error> {
+    let mut stmt = conn
+        .prepare_cached("INSERT OR IGNORE INTO api_key_agents (key_id, address) VALUES (?1, ?2)")?;
+    for a in addresses {
+        stmt.execute(params![key_id, a])?;
+    }
+    Ok(())
+}
+
+/// Every key's agents, as `(key_id, address)` pairs ordered by key and address.
+pub fn all_agents(conn: &Connection) -> Result<Vec<(String, String)>, Error> {
+    let mut stmt =
+        conn.prepare_cached("SELECT key_id, address FROM api_key_agents ORDER BY key_id, address")?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// One key's agents, ordered by address.
+pub fn agents_of(conn: &Connection, key_id: &str) -> Result<Vec<String>, Error> {
+    let mut stmt = conn
+        .prepare_cached("SELECT address FROM api_key_agents WHERE key_id = ?1 ORDER BY address")?;
+    let rows = stmt
+        .query_map([key_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
 }

@@ -239,6 +239,14 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX timers_due ON timers (due_ms);
     CREATE INDEX timers_intent ON timers (intent_id);
     "#,
+    // 9: the agents an agent-role API key is bound to.
+    r#"
+    CREATE TABLE api_key_agents (
+        key_id  TEXT NOT NULL REFERENCES api_keys (key_id),
+        address TEXT NOT NULL,
+        PRIMARY KEY (key_id, address)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

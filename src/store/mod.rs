@@ -17,6 +17,7 @@
 //! thread: async callers only await channels.
 
 pub mod agents;
+pub mod backup;
 pub mod completions;
 pub mod deliveries;
 pub mod events;
@@ -104,6 +105,8 @@ struct Inner {
     hub: Arc<Hub>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     checkpointer: Mutex<Option<wal::Checkpointer>>,
+    /// Held shared by online backups while they read (see `backup`), tried by the writer.
+    snapshot_gate: wal::SnapshotGate,
 }
 
 impl Store {
@@ -121,9 +124,11 @@ impl Store {
         let checkpointer = wal::Checkpointer::start(path, opts.durability)?;
         let publisher = hub.clone();
         let restart_due = checkpointer.restart_due.clone();
+        let snapshot_gate = wal::SnapshotGate::default();
+        let gate = snapshot_gate.clone();
         let writer = std::thread::Builder::new()
             .name("axme-writer".into())
-            .spawn(move || writer::run(conn, job_rx, publisher, max_batch, restart_due))
+            .spawn(move || writer::run(conn, job_rx, publisher, max_batch, restart_due, gate))
             .map_err(|e| Error::internal(format!("spawn writer: {e}")))?;
 
         Ok(Store {
@@ -137,6 +142,7 @@ impl Store {
                 hub,
                 writer: Mutex::new(Some(writer)),
                 checkpointer: Mutex::new(Some(checkpointer)),
+                snapshot_gate,
             }),
         })
     }

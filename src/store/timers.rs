@@ -60,6 +60,13 @@ pub fn delete(conn: &Connection, timer_id: i64) -> Result<(), Error> {
     Ok(())
 }
 
+/// Drops an intent's pending timers of one kind.
+pub fn delete_kind(conn: &Connection, intent_id: &str, kind: &str) -> Result<(), Error> {
+    conn.prepare_cached("DELETE FROM timers WHERE intent_id = ?1 AND kind = ?2")?
+        .execute([intent_id, kind])?;
+    Ok(())
+}
+
 /// When the earliest timer is due (Unix ms).
 pub fn next_due_ms(conn: &Connection) -> Result<Option<i64>, Error> {
     Ok(conn

@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -79,7 +79,25 @@ impl Drop for Checkpointer {
     }
 }
 
-/// Run by the writer between batches: restarts the log if the checkpointer asked for it.
+/// Long-lived read snapshots (online backups) hold this gate shared for as long as they read.
+/// A RESTART checkpoint waits for every reader, so the writer would stall behind such a snapshot
+/// for the whole busy timeout; instead it restarts the log only when it can take the gate
+/// exclusively, and otherwise leaves the restart due for after the snapshot (the log grows
+/// meanwhile).
+pub type SnapshotGate = Arc<RwLock<()>>;
+
+/// Run by the writer between batches: [`restart_if_due`], unless a long snapshot holds the
+/// gate (then the restart stays due).
+pub fn restart_if_due_and_free(conn: &Connection, due: &AtomicBool, gate: &SnapshotGate) {
+    if !due.load(Ordering::Acquire) {
+        return;
+    }
+    if let Ok(_exclusive) = gate.try_write() {
+        restart_if_due(conn, due);
+    }
+}
+
+/// Restarts the log if the checkpointer asked for it.
 pub fn restart_if_due(conn: &Connection, due: &AtomicBool) {
     if due.swap(false, Ordering::AcqRel) {
         if let Err(e) = checkpoint(conn, "RESTART") {
@@ -96,4 +114,28 @@ pub fn checkpoint(conn: &Connection, mode: &str) -> Result<(i64, i64, i64), Erro
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_snapshot_gate_defers_the_log_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = open_connection(&dir.path().join("w.db"), Durability::Normal, false).unwrap();
+        let (due, gate) = (AtomicBool::new(true), SnapshotGate::default());
+        let shared = gate.read().unwrap();
+        restart_if_due_and_free(&conn, &due, &gate);
+        assert!(
+            due.load(Ordering::Acquire),
+            "still due while a snapshot reads"
+        );
+        drop(shared);
+        restart_if_due_and_free(&conn, &due, &gate);
+        assert!(
+            !due.load(Ordering::Acquire),
+            "restarted once the snapshot is gone"
+        );
+    }
 }

@@ -32,6 +32,7 @@ pub(super) fn run(
     hub: Arc<Hub>,
     max_batch: usize,
     restart_due: Arc<AtomicBool>,
+    snapshot_gate: wal::SnapshotGate,
 ) {
     notify::collect_on_this_thread();
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
@@ -53,7 +54,7 @@ pub(super) fn run(
                 hub.publish_deliveries();
             }
         }
-        wal::restart_if_due(&conn, &restart_due);
+        wal::restart_if_due_and_free(&conn, &restart_due, &snapshot_gate);
     }
 }
 
