@@ -14,6 +14,7 @@ pub mod response;
 pub mod router;
 pub mod sse;
 mod streams;
+mod ui;
 mod webhooks;
 pub mod wire;
 
@@ -134,6 +135,10 @@ async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Result<Respon
     if let Matched::Found(Route::Health, _) = matched {
         return health(&state).await;
     }
+    // The dashboard's files hold no data; the page asks for a key and sends it to the API.
+    if let Matched::Found(Route::Ui | Route::UiAsset, params) = &matched {
+        return ui::serve(params, &parts.headers);
+    }
     // Authenticated before anything else is said, even "no such route".
     let principal = request::authenticate(&state.keys, &parts.headers)?;
     let (route, params) = match matched {
@@ -200,6 +205,7 @@ async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Result<Respon
         Route::ListKeys => keys::list(ctx).await,
         Route::RevokeKey => keys::revoke(ctx).await,
         Route::Backup => admin::backup(ctx).await,
+        Route::Ui | Route::UiAsset => ui::serve(&ctx.params, &ctx.headers),
     }
 }
 

@@ -54,6 +54,8 @@ pub enum Route {
     ListKeys,
     RevokeKey,
     Backup,
+    Ui,
+    UiAsset,
 }
 
 #[rustfmt::skip]
@@ -104,6 +106,8 @@ const ROUTES: &[(&str, &str, Route)] = &[
     ("GET",    "/v1/keys",                         Route::ListKeys),
     ("POST",   "/v1/keys/*/revoke",                Route::RevokeKey),
     ("GET",    "/v1/admin/backup",                 Route::Backup),
+    ("GET",    "/ui",                              Route::Ui),
+    ("GET",    "/ui/*",                            Route::UiAsset),
 ];
 
 /// What the table says about a request line.

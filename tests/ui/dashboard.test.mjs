@@ -1,0 +1,282 @@
+// The /ui dashboard in a real browser: Debian's Chromium (headless, fresh profile) driven by
+// playwright-core, against the real axme binary. Each step builds on the one before, as a person
+// would use the page: sign in, watch an intent appear and change without reloading, read its
+// timeline, decide a human task, replay a dead-lettered delivery, sign out; screenshots go to
+// $UI_ARTIFACTS (target/ui-artifacts).
+
+import {after, before, test} from 'node:test';
+import assert from 'node:assert/strict';
+import {mkdtempSync, rmSync} from 'node:fs';
+import {tmpdir} from 'node:os';
+import {join} from 'node:path';
+import {chromium} from 'playwright-core';
+import {KEY, closedPort, intent, startServer, until} from './axme.mjs';
+
+const ARTIFACTS = process.env.UI_ARTIFACTS;
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+let dir;
+let server;
+let browser;
+let page;
+/** Uncaught page errors and content-security-policy refusals: the page must cause none. */
+const problems = [];
+
+before(async () => {
+  if (!ARTIFACTS) throw new Error('UI_ARTIFACTS is not set (run tests/ui/run.sh)');
+  dir = mkdtempSync(join(tmpdir(), 'axme-ui-'));
+  server = await startServer(join(dir, 'axme.db'), ['--push-retry-schedule', '1s']);
+  browser = await chromium.launchPersistentContext(join(dir, 'profile'), {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: {width: 1280, height: 800},
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+  page = browser.pages()[0] || await browser.newPage();
+  page.setDefaultTimeout(20_000);
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('request', (r) => {
+    const u = new URL(r.url());
+    if (u.pathname === '/v1/events/stream') streamSince.push(u.searchParams.get('since'));
+  });
+  page.on('console', (m) => {
+    if (/content security policy/i.test(m.text())) problems.push(`CSP: ${m.text()}`);
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+  if (dir) rmSync(dir, {recursive: true, force: true});
+});
+
+/** The `since` of every firehose request the page made, in order. */
+const streamSince = [];
+
+const heading = (name) => page.getByRole('heading', {level: 1, name});
+const row = (id) => page.locator(`tr[data-intent-id="${id}"]`);
+
+async function signIn(key) {
+  await page.getByLabel('API key').fill(key);
+  await page.getByLabel('API key').press('Enter');
+}
+
+test('a wrong key is refused with a clear message; the right one signs in', async () => {
+  await page.goto(`${server.base}/ui`);
+  await heading('Sign in to axme').waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'key', 'focus starts on the key');
+  await signIn('axme_not_a_key');
+  await page.locator('#login-msg', {hasText: '401'}).waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('axme.apiKey')), null);
+
+  await signIn(KEY);
+  await heading('Intents').waitFor();
+  await page.locator('#conn[data-state="live"]').waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('axme.apiKey')), KEY);
+});
+
+let live;
+
+test('an intent created through the API appears and changes without a reload', async () => {
+  await page.evaluate(() => { window.notReloaded = true; });
+  live = (await server.ok('POST', '/v1/intents', intent('agent://team/worker'))).intent_id;
+  await row(live).waitFor();
+  assert.equal(await row(live).getAttribute('data-status'), 'SUBMITTED');
+  await expectText(row(live), 'agent://team/worker');
+
+  await server.ok('POST', `/v1/intents/${live}/ack`, {});
+  await page.locator(`tr[data-intent-id="${live}"][data-status="ACKNOWLEDGED"]`).waitFor();
+
+  const newer = (await server.ok('POST', '/v1/intents', intent('agent://team/other'))).intent_id;
+  await row(newer).waitFor();
+  const order = await page.locator('tbody tr').evaluateAll((trs) => trs.map((t) => t.dataset.intentId));
+  assert.deepEqual(order.slice(0, 2), [newer, live], 'newest first');
+  assert.equal(new Set(order).size, order.length, `a row twice: ${order}`);
+  assert.equal(await page.evaluate(() => window.notReloaded), true, 'the page was reloaded');
+  await page.locator('#announce', {hasText: /intent/i}).waitFor();
+});
+
+test('the status and agent filters', async () => {
+  const form = page.locator('form.filters');
+  await form.getByLabel('Status').selectOption('ACKNOWLEDGED');
+  await form.getByRole('button', {name: 'Apply'}).click();
+  await page.locator('tbody tr').first().waitFor();
+  await until('only ACKNOWLEDGED rows', async () => {
+    const statuses = await page.locator('tbody tr').evaluateAll((t) => t.map((r) => r.dataset.status));
+    return statuses.length === 1 && statuses[0] === 'ACKNOWLEDGED';
+  });
+  await form.getByLabel('Status').selectOption('');
+  await form.getByLabel('Agent', {exact: true}).fill('team/other');
+  await form.getByRole('button', {name: 'Apply'}).click();
+  await until('only the intent to agent://team/other', async () =>
+    (await page.locator('tbody tr').count()) === 1 && (await row(live).count()) === 0);
+  // A new intent to another agent stays out of the filtered list; one to this agent comes in.
+  const elsewhere = (await server.ok('POST', '/v1/intents', intent('agent://team/worker'))).intent_id;
+  const here = (await server.ok('POST', '/v1/intents', intent('agent://team/other'))).intent_id;
+  await row(here).waitFor();
+  assert.equal(await row(elsewhere).count(), 0);
+  await form.getByRole('button', {name: 'Clear'}).click();
+  await row(elsewhere).waitFor();
+});
+
+test('the timeline of an intent, followed live', async () => {
+  await row(live).getByRole('link').click();
+  await heading(new RegExp(`Intent ${live}`)).waitFor();
+  const shown = () => page.locator('ol.timeline li').evaluateAll((li) =>
+    li.map((l) => `${l.dataset.seq} ${l.querySelector('strong').textContent}`));
+  const stored = async () => (await server.ok('GET', `/v1/intents/${live}/events`)).events
+    .map((e) => `${e.seq} ${e.event_type}`);
+  const before = await stored();
+  assert.deepEqual(before.slice(0, 2), ['1 intent.created', '2 intent.submitted']);
+  assert.equal(before.at(-1).split(' ')[1], 'intent.acknowledged');
+  await until('the stored events', async () => (await shown()).join() === before.join());
+
+  await server.ok('POST', `/v1/intents/${live}/progress`, {status: 'IN_PROGRESS'});
+  const next = before.length + 1;
+  await page.locator(`ol.timeline li[data-seq="${next}"]`, {hasText: 'intent.in_progress'}).waitFor();
+  await server.ok('POST', `/v1/intents/${live}/resolve`, {status: 'COMPLETED', result: {answer: 42}});
+  await page.locator(`ol.timeline li[data-seq="${next + 1}"]`, {hasText: 'intent.completed'}).waitFor();
+  assert.deepEqual(await shown(), await stored());
+  await page.locator('dd[data-f="status"]', {hasText: 'COMPLETED'}).waitFor();
+  await page.locator('pre[data-f="result"]', {hasText: '42'}).waitFor();
+  await page.screenshot({path: join(ARTIFACTS, 'timeline.png'), fullPage: true});
+});
+
+test('human tasks are approved and rejected from the inbox, with comments', async () => {
+  const owner = 'agent://team/alice';
+  const refund = (await server.ok('POST', '/v1/intents', intent(owner, {
+    human_task: {title: 'Approve the refund', description: 'Order 1234, 12 EUR', task_type: 'approval'},
+  }))).intent_id;
+  await page.getByRole('link', {name: 'Tasks'}).click();
+  await heading('Tasks').waitFor();
+  await page.getByLabel('Owner agent').fill(owner);
+  await page.getByRole('button', {name: 'Show tasks'}).click();
+  const card = page.locator(`li[data-intent-id="${refund}"]`);
+  await card.getByRole('heading', {name: 'Approve the refund'}).waitFor();
+  await expectText(card, 'Order 1234, 12 EUR');
+
+  // A task created while the page is open shows up by itself.
+  const deploy = (await server.ok('POST', '/v1/intents', intent(owner, {
+    human_task: {title: 'Ship 2.1?', required_comment: true},
+  }))).intent_id;
+  const second = page.locator(`li[data-intent-id="${deploy}"]`);
+  await second.getByRole('heading', {name: 'Ship 2.1?'}).waitFor();
+  await page.screenshot({path: join(ARTIFACTS, 'tasks.png'), fullPage: true});
+
+  await card.getByLabel(/Comment/).fill('fine by me');
+  await card.getByRole('button', {name: 'Approve'}).click();
+  await card.waitFor({state: 'detached'});
+  const approved = (await server.ok('GET', `/v1/intents/${refund}`)).intent;
+  assert.equal(approved.status, 'COMPLETED');
+  assert.equal(approved.result.comment, 'fine by me');
+
+  // This one wants a comment: the page says so before asking the server.
+  await second.getByRole('button', {name: 'Reject'}).click();
+  await second.locator('[data-r="msg"]', {hasText: 'needs a comment'}).waitFor();
+  await second.getByLabel(/Comment/).fill('not this week');
+  await second.getByRole('button', {name: 'Reject'}).click();
+  await second.waitFor({state: 'detached'});
+  const rejected = (await server.ok('GET', `/v1/intents/${deploy}`)).intent;
+  assert.equal(rejected.status, 'FAILED');
+  assert.equal(rejected.error.code, 'rejected');
+  const left = await server.ok('GET', '/v1/me/tasks', undefined, {'x-owner-agent': owner});
+  assert.deepEqual(left.tasks, []);
+  await page.locator('[data-r="empty"]', {hasText: 'No task is waiting'}).waitFor();
+});
+
+test('a dead-lettered delivery is listed with its attempts and replayed', async () => {
+  const port = await closedPort();
+  await server.ok('POST', '/v1/agents', {
+    address: 'agent://team/hook', delivery_mode: 'http',
+    webhook_url: `http://127.0.0.1:${port}/hook`, max_delivery_attempts: 1,
+  });
+  const id = (await server.ok('POST', '/v1/intents', intent('agent://team/hook'))).intent_id;
+
+  await page.getByRole('link', {name: 'Dead letters'}).click();
+  await heading('Dead letters').waitFor();
+  const dead = page.locator(`tr[data-status="dead_lettered"]:has(a[title="${id}"])`);
+  await dead.waitFor();
+  const delivery = await dead.getAttribute('data-delivery-id');
+
+  await dead.getByRole('button', {name: '1 attempt'}).click();
+  await page.locator(`#attempts-${delivery} tbody tr`).first().waitFor();
+  assert.equal(await dead.getByRole('button', {name: '1 attempt'}).getAttribute('aria-expanded'), 'true');
+
+  await dead.getByRole('button', {name: 'Replay'}).click();
+  await page.locator('[data-r="msg"]', {hasText: 'requeued'}).waitFor();
+  const after = await until('the replayed attempt', async () => {
+    const d = (await server.ok('GET', `/v1/deliveries/${delivery}`)).delivery;
+    return d.attempts.length === 2 && d.status === 'dead_lettered' ? d : null;
+  });
+  assert.equal(after.attempts.length, 2);
+  // The page follows the replay to its end by itself.
+  await page.locator(`tr[data-delivery-id="${delivery}"][data-status="dead_lettered"]`)
+    .getByRole('button', {name: '2 attempts'}).waitFor();
+  await page.screenshot({path: join(ARTIFACTS, 'dead-letters.png'), fullPage: true});
+});
+
+test('agents and their bindings, reached with the keyboard', async () => {
+  await page.locator('#nav a[href="#/agents"]').focus();
+  await page.keyboard.press('Enter');
+  await heading('Agents').waitFor();
+  const hook = page.locator('tr[data-address="agent://team/hook"]');
+  await expectText(hook, 'http');
+  await expectText(hook, '127.0.0.1');
+  assert.equal(await page.locator('#nav a[aria-current="page"]').textContent(), 'Agents');
+
+  await page.locator('#nav a[href="#/intents"]').focus();
+  await page.keyboard.press('Enter');
+  await heading('Intents').waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Intents',
+    'focus moves to the heading of the new view');
+  await page.reload();
+  await row(live).waitFor();
+  await page.screenshot({path: join(ARTIFACTS, 'dashboard.png'), fullPage: true});
+  await page.emulateMedia({colorScheme: 'dark'});
+  await page.screenshot({path: join(ARTIFACTS, 'dashboard-dark.png'), fullPage: true});
+  await page.emulateMedia({colorScheme: 'light'});
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Skip to content');
+  await page.keyboard.press('Enter');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'main');
+  await row(live).waitFor();
+});
+
+test('after a server restart the stream resumes from the last event id it saw', async () => {
+  await page.locator('#conn[data-state="live"]').waitFor();
+  const end = await server.logEnd();
+  const requests = streamSince.length;
+  const {port} = server;
+  assert.equal(await server.stop(), 0);
+  await page.locator('#conn[data-state="down"]').waitFor();
+  server = await startServer(join(dir, 'axme.db'), ['--push-retry-schedule', '1s'], `127.0.0.1:${port}`);
+  await page.locator('#conn[data-state="live"]').waitFor();
+  assert.equal(streamSince.at(-1), String(end), `requests since the restart: ${streamSince.slice(requests)}`);
+  const id = (await server.ok('POST', '/v1/intents', intent('agent://team/after'))).intent_id;
+  await row(id).waitFor();
+});
+
+test('a refused key returns to the sign-in form; signing out forgets the key', async () => {
+  await page.evaluate(() => sessionStorage.setItem('axme.apiKey', 'axme_revoked_key'));
+  await page.reload();
+  await page.locator('#login-msg', {hasText: '401'}).waitFor();
+  await heading('Sign in to axme').waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('axme.apiKey')), null);
+
+  await signIn(KEY);
+  await heading('Intents').waitFor();
+  await page.getByRole('button', {name: 'Log out'}).click();
+  await heading('Sign in to axme').waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('axme.apiKey')), null);
+});
+
+test('the page caused no script error and no content-security-policy refusal', () => {
+  assert.deepEqual(problems, []);
+});
+
+async function expectText(locator, text) {
+  await locator.filter({hasText: text}).first().waitFor();
+}
