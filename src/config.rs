@@ -92,6 +92,15 @@ pub struct ServeConfig {
     #[arg(long, env = "AXME_MAX_WAITERS", default_value_t = 10_000)]
     pub max_waiters: usize,
 
+    /// Most open stream connections of one agent key (more get 429).
+    #[arg(long, env = "AXME_MAX_STREAMS_PER_KEY", default_value_t = 100)]
+    pub max_streams_per_key: usize,
+
+    /// Requests per second one agent key may make on average (bursts of twice that); more get
+    /// 429 with Retry-After. 0 turns the limit off. Admin keys are not limited.
+    #[arg(long, env = "AXME_RATE_LIMIT", default_value_t = 1000)]
+    pub rate_limit: u64,
+
     /// Delays between push attempts (units ms, s, m, h, d); the number of steps plus one is the
     /// default number of attempts.
     #[arg(long, env = "AXME_PUSH_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,14h,20h,24h",
@@ -167,6 +176,8 @@ impl ServeConfig {
             stream_queue: 256,
             max_streams: 10_000,
             max_waiters: 10_000,
+            max_streams_per_key: 100,
+            rate_limit: 1000,
             push_retry_schedule: parse_schedule("5s,5m,30m,2h,5h,10h,14h,20h,24h")
                 .unwrap_or_default(),
             push_timeout: 15,
@@ -204,6 +215,7 @@ impl ServeConfig {
             retry_ms: 2000,
             max_streams: self.max_streams,
             max_waiters: self.max_waiters,
+            max_streams_per_key: self.max_streams_per_key.max(1),
         }
     }
 }

@@ -31,6 +31,12 @@ pub enum Error {
     Conflict { code: &'static str, message: String },
     /// A body or field is over its size limit (413).
     TooLarge { field: String, limit: usize },
+    /// The key sent more requests than its rate allows (429 with `Retry-After` seconds).
+    RateLimited { limit: u64, retry_after: u64 },
+    /// The key holds as many of something (open streams) as it may (429).
+    TooMany { reason: String },
+    /// The request target (path and query) is longer than the server reads (414).
+    UriTooLong { limit: usize },
     /// The server cannot take writes right now (disk full, read-only database, shutting down)
     /// (503).
     Unavailable { reason: String },
@@ -80,6 +86,8 @@ impl Error {
             Error::MethodNotAllowed { .. } => "method_not_allowed",
             Error::Conflict { code, .. } => code,
             Error::TooLarge { .. } => "payload_too_large",
+            Error::RateLimited { .. } | Error::TooMany { .. } => "rate_limited",
+            Error::UriTooLong { .. } => "uri_too_long",
             Error::Unavailable { .. } => "unavailable",
             Error::Internal { .. } => "internal_error",
         }
@@ -105,6 +113,17 @@ impl fmt::Display for Error {
             Error::Conflict { message, .. } => write!(f, "{message}"),
             Error::TooLarge { field, limit } => {
                 write!(f, "{field} is larger than the limit of {limit} bytes")
+            }
+            Error::RateLimited { limit, retry_after } => write!(
+                f,
+                "rate limit of {limit} requests per second exceeded; retry in {retry_after} s"
+            ),
+            Error::TooMany { reason } => write!(f, "{reason}"),
+            Error::UriTooLong { limit } => {
+                write!(
+                    f,
+                    "the request path and query are longer than {limit} bytes"
+                )
             }
             Error::Unavailable { reason } => write!(f, "service unavailable: {reason}"),
             Error::Internal { .. } => write!(f, "internal error"),

@@ -93,6 +93,8 @@ impl Server {
                 push_policy: config.push_settings().policy,
                 gauges: Gauges::default(),
                 shutdown,
+                rate: crate::http::limits::RateLimiter::new(config.rate_limit),
+                per_key_streams: Default::default(),
             }),
             shutdown_tx,
             push,
@@ -177,7 +179,8 @@ impl Server {
                     let state = self.state.clone();
                     let conn = http1::Builder::new()
                         .timer(TokioTimer::new())
-                        .header_read_timeout(Duration::from_secs(30))
+                        .header_read_timeout(crate::http::limits::HEADER_READ_TIMEOUT)
+                        .max_buf_size(crate::http::limits::MAX_HEAD_BYTES)
                         .keep_alive(true)
                         .serve_connection(
                             TokioIo::new(stream),

@@ -9,6 +9,7 @@ mod claims;
 mod inbox;
 mod intents;
 mod keys;
+pub mod limits;
 pub mod request;
 pub mod response;
 pub mod router;
@@ -68,10 +69,15 @@ pub struct AppState {
     /// Becomes `true` when the server shuts down; `server::Server::run` holds the sender.
     /// Streams and long polls end on it.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Requests per second of each agent key.
+    pub rate: limits::RateLimiter,
+    /// Open streams of each agent key.
+    pub per_key_streams: Arc<limits::PerKey>,
 }
 
 /// One request's context after routing and authentication.
 pub struct Ctx {
+    pub route: Route,
     pub state: Arc<AppState>,
     pub principal: Arc<Principal>,
     pub params: Vec<String>,
@@ -85,8 +91,29 @@ impl Ctx {
         self.params.get(i).map(String::as_str).unwrap_or("")
     }
 
+    /// The JSON body, within the route's size limit (only routes that carry an intent's payload,
+    /// result or error get the large one) and nesting limit.
     pub async fn json(&self, body: Incoming) -> Result<Value, Error> {
-        request::json_body(body, &self.headers, self.state.limits.max_body_bytes).await
+        let limit = match self.route {
+            Route::CreateIntent
+            | Route::Resolve
+            | Route::Resume
+            | Route::Progress
+            | Route::AckClaim
+            | Route::NackClaim
+            | Route::PublishEvent => self.state.limits.max_body_bytes,
+            _ => limits::SMALL_BODY_BYTES.min(self.state.limits.max_body_bytes),
+        };
+        let v = request::json_body(body, &self.headers, limit).await?;
+        if limits::depth(&v) > limits::MAX_JSON_DEPTH {
+            return Err(Error::Malformed {
+                reason: format!(
+                    "the JSON nests deeper than {} levels",
+                    limits::MAX_JSON_DEPTH
+                ),
+            });
+        }
+        Ok(v)
     }
 
     pub fn idempotency(&self, endpoint: String, body: &Value) -> Result<Option<Scope>, Error> {
@@ -131,6 +158,12 @@ fn id_header(headers: &HeaderMap, name: &HeaderName) -> HeaderValue {
 
 async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<Body>, Error> {
     let (parts, body) = req.into_parts();
+    let target = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target > limits::MAX_URI_BYTES {
+        return Err(Error::UriTooLong {
+            limit: limits::MAX_URI_BYTES,
+        });
+    }
     let matched = router::route(parts.method.as_str(), parts.uri.path());
     if let Matched::Found(Route::Health, _) = matched {
         return health(&state).await;
@@ -151,13 +184,27 @@ async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Result<Respon
             })
         }
     };
+    let quota = if !principal.is_admin() && state.rate.enabled() {
+        Some(state.rate.take(&principal.key_id)?)
+    } else {
+        None
+    };
     let ctx = Ctx {
+        route,
         state,
         principal,
         params,
         query: Query::parse(parts.uri.query())?,
         headers: parts.headers,
     };
+    let mut resp = route_to(route, ctx, body).await?;
+    if let Some(q) = quota {
+        limits::quota_headers(resp.headers_mut(), q);
+    }
+    Ok(resp)
+}
+
+async fn route_to(route: Route, ctx: Ctx, body: Incoming) -> Result<Response<Body>, Error> {
     match route {
         Route::Health => health(&ctx.state).await,
         Route::Capabilities => capabilities(),

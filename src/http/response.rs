@@ -111,6 +111,8 @@ impl Error {
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::RateLimited { .. } | Error::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -124,6 +126,9 @@ impl Error {
                 json!({"field": field, "reason": reason})
             }
             Error::TooLarge { field, limit } => json!({"field": field, "limit_bytes": limit}),
+            Error::RateLimited { limit, retry_after } => {
+                json!({"limit_per_second": limit, "retry_after_seconds": retry_after})
+            }
             Error::NotFound { what, id } => json!({"resource": what, "id": id}),
             _ => json!({}),
         };
@@ -144,6 +149,20 @@ impl Error {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        match &self {
+            Error::RateLimited { limit, retry_after } => {
+                let h = resp.headers_mut();
+                h.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+                h.insert("x-ratelimit-limit", HeaderValue::from(*limit));
+                h.insert("x-ratelimit-remaining", HeaderValue::from(0u64));
+                h.insert("x-ratelimit-reset", HeaderValue::from(*retry_after));
+            }
+            Error::TooMany { .. } => {
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
         }
         resp
     }

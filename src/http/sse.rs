@@ -43,6 +43,8 @@ pub struct StreamSettings {
     pub retry_ms: u64,
     pub max_streams: usize,
     pub max_waiters: usize,
+    /// Open streams one agent key may hold (admin keys: only the global cap).
+    pub max_streams_per_key: usize,
 }
 
 impl Default for StreamSettings {
@@ -55,6 +57,7 @@ impl Default for StreamSettings {
             retry_ms: 2000,
             max_streams: 10_000,
             max_waiters: 10_000,
+            max_streams_per_key: 100,
         }
     }
 }
@@ -189,6 +192,8 @@ pub struct StreamOptions {
     pub wait: Option<Duration>,
     /// The key the stream was opened with: once it is revoked, the stream ends.
     pub key_id: String,
+    /// Whether the key's streams count against the per-key cap (agent keys).
+    pub capped: bool,
 }
 
 /// How often an open stream checks that its key is still live.
@@ -202,6 +207,15 @@ pub fn start<S: Source>(
     opts: StreamOptions,
 ) -> Result<Response<Body>, Error> {
     let settings = &state.streams;
+    let key_slot = if opts.capped {
+        Some(state.per_key_streams.acquire(
+            &opts.key_id,
+            settings.max_streams_per_key,
+            "streams",
+        )?)
+    } else {
+        None
+    };
     let slot = Slot::acquire(&state.gauges.streams, settings.max_streams, "streams")?;
     let (tx, rx) = mpsc::channel(settings.queue.max(1));
     let producer = Producer {
@@ -217,7 +231,7 @@ pub fn start<S: Source>(
     tokio::spawn(producer.run(source, cursor, opts));
     let mut resp = Response::new(Body::Stream {
         chunks: rx,
-        _slot: Box::new(slot),
+        _slot: Box::new((slot, key_slot)),
     });
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

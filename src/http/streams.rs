@@ -150,6 +150,7 @@ pub async fn intent_events_stream(ctx: Ctx) -> Result {
         StreamOptions {
             wait,
             key_id: ctx.principal.key_id.clone(),
+            capped: !ctx.principal.is_admin(),
         },
     )
 }
@@ -353,6 +354,7 @@ pub async fn agent_feed_stream(ctx: Ctx) -> Result {
         StreamOptions {
             wait,
             key_id: ctx.principal.key_id.clone(),
+            capped: !ctx.principal.is_admin(),
         },
     )
 }
@@ -518,6 +520,7 @@ pub async fn firehose_stream(ctx: Ctx) -> Result {
         StreamOptions {
             wait,
             key_id: ctx.principal.key_id.clone(),
+            capped: !ctx.principal.is_admin(),
         },
     )
 }
