@@ -3,9 +3,10 @@
 # 127.0.0.1:0 with a temporary database, the SIGKILL crash test among them), a WHATWG EventSource
 # (npm `eventsource`, installed by tests/sse_node/run.sh) across forced disconnects, then the
 # interop suite that drives the server with the official Python SDK and verifies webhook
-# signatures with `standardwebhooks` (its virtualenv is created by tests/interop/run.sh), and the
+# signatures with `standardwebhooks` (its virtualenv is created by tests/interop/run.sh), the
 # dashboard in a real headless Chromium (Debian's, driven by playwright-core; tests/ui/run.sh
-# installs both; screenshots in target/ui-artifacts/).
+# installs both; screenshots in target/ui-artifacts/), and last schemathesis, which fuzzes every
+# route against assets/openapi.json (tests/schemathesis/run.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --locked
@@ -13,3 +14,4 @@ cargo test --locked
 AXME_BIN="$PWD/target/debug/axme" bash tests/sse_node/run.sh
 AXME_BIN="$PWD/target/debug/axme" bash tests/interop/run.sh
 AXME_BIN="$PWD/target/debug/axme" bash tests/ui/run.sh
+AXME_BIN="$PWD/target/debug/axme" bash tests/schemathesis/run.sh

@@ -10,6 +10,7 @@ mod inbox;
 mod intents;
 mod keys;
 pub mod limits;
+mod openapi;
 pub mod request;
 pub mod response;
 pub mod router;
@@ -172,6 +173,10 @@ async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Result<Respon
     if let Matched::Found(Route::Ui | Route::UiAsset, params) = &matched {
         return ui::serve(params, &parts.headers);
     }
+    // The API's description is public, like the API's shape in the README.
+    if let Matched::Found(Route::OpenApi, _) = matched {
+        return Ok(openapi::document());
+    }
     // Authenticated before anything else is said, even "no such route".
     let principal = request::authenticate(&state.keys, &parts.headers)?;
     let (route, params) = match matched {
@@ -207,6 +212,7 @@ async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Result<Respon
 async fn route_to(route: Route, ctx: Ctx, body: Incoming) -> Result<Response<Body>, Error> {
     match route {
         Route::Health => health(&ctx.state).await,
+        Route::OpenApi => Ok(openapi::document()),
         Route::Capabilities => capabilities(),
         Route::CreateIntent => intents::create(ctx, body).await,
         Route::ListIntents => intents::list(ctx).await,

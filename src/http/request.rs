@@ -198,7 +198,13 @@ pub fn idempotency_scope(
 /// The owner scope of a request: `x-owner-agent` or `owner_agent`; both given and different
 /// is 400.
 pub fn owner_agent(headers: &HeaderMap, query: &Query) -> Result<Option<String>, Error> {
-    let header = headers.get("x-owner-agent").and_then(|v| v.to_str().ok());
+    let header = match headers.get("x-owner-agent") {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| Error::BadRequest {
+            field: "x-owner-agent".into(),
+            reason: "is not a readable (visible ASCII) header value".into(),
+        })?),
+    };
     let param = query.get("owner_agent");
     let pick = match (header, param) {
         (Some(h), Some(p)) => {

@@ -9,6 +9,7 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Health,
+    OpenApi,
     Capabilities,
     CreateIntent,
     ListIntents,
@@ -61,6 +62,7 @@ pub enum Route {
 #[rustfmt::skip]
 const ROUTES: &[(&str, &str, Route)] = &[
     ("GET",    "/health",                          Route::Health),
+    ("GET",    "/openapi.json",                    Route::OpenApi),
     ("GET",    "/v1/capabilities",                 Route::Capabilities),
     ("POST",   "/v1/intents",                      Route::CreateIntent),
     ("GET",    "/v1/intents",                      Route::ListIntents),
@@ -131,7 +133,9 @@ pub fn route(method: &str, path: &str) -> Matched {
             if *m == method {
                 return Matched::Found(*route, params);
             }
-            allow.push(*m);
+            if !allow.contains(m) {
+                allow.push(*m);
+            }
         }
     }
     if allow.is_empty() {

@@ -158,7 +158,14 @@ pub fn human_task(obj: &Map<String, Value>) -> Result<String, Error> {
     f.str_array_opt("assignees", (1, 20), (1, 383))?;
     f.bool_opt("evidence_required")?;
     f.obj_opt("form_schema")?;
-    Ok(serde_json::to_string(obj)?)
+    // A field sent as null is an absent one, as everywhere in a request; stored without it, the
+    // task reads back (`/v1/me/tasks`) as the HumanTaskSpec it was checked as.
+    let present: Map<String, Value> = obj
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(serde_json::to_string(&present)?)
 }
 
 /// A checked `POST /v1/intents/{id}/resolve` body.
@@ -336,5 +343,20 @@ mod tests {
             ok.deadline_at.as_deref(),
             Some("9999-12-31T22:59:59.000000Z")
         );
+    }
+
+    /// Regression: a human task's null fields were stored, and `/v1/me/tasks` then answered
+    /// with a `human_task` that is not a HumanTaskSpec (`"description": null`).
+    #[test]
+    fn human_task_null_fields_are_not_stored() {
+        let body = serde_json::json!({
+            "intent_type": "demo.task.v1",
+            "correlation_id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+            "to_agent": "agent://a/b",
+            "payload": {},
+            "human_task": {"title": "t", "description": null, "form_schema": null},
+        });
+        let req = create_intent(&body, 1024).expect("valid");
+        assert_eq!(req.human_task.as_deref(), Some(r#"{"title":"t"}"#));
     }
 }

@@ -93,7 +93,12 @@ impl<'a> Fields<'a> {
     pub fn int_opt(&self, name: &str, min: i64, max: i64) -> Result<Option<i64>, Error> {
         match self.value(name) {
             None => Ok(None),
-            Some(Value::Number(n)) => match n.as_i64() {
+            // JSON Schema counts 3.0 as an integer; so do we.
+            Some(Value::Number(n)) => match n.as_i64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                    .map(|f| f as i64)
+            }) {
                 Some(i) if i < min => Err(self.invalid(name, format!("must be at least {min}"))),
                 Some(i) if i > max => Err(self.invalid(name, format!("must be at most {max}"))),
                 Some(i) => Ok(Some(i)),
