@@ -61,6 +61,10 @@ pub struct ServeConfig {
     #[arg(long, env = "AXME_LOG", default_value = "info")]
     pub log: String,
 
+    /// Serve `/metrics` without an API key (for a Prometheus on a trusted network).
+    #[arg(long, env = "AXME_METRICS_PUBLIC")]
+    pub metrics_public: bool,
+
     /// Seconds that graceful shutdown waits for open requests before closing them.
     #[arg(long, env = "AXME_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,
@@ -141,6 +145,7 @@ impl fmt::Debug for ServeConfig {
             .field("durability", &self.durability)
             .field("max_payload_bytes", &self.max_payload_bytes)
             .field("log", &self.log)
+            .field("metrics_public", &self.metrics_public)
             .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
             .field("stream", &self.stream_settings())
             .field("push", &self.push_settings())
@@ -158,6 +163,7 @@ impl ServeConfig {
             durability: Durability::Full,
             max_payload_bytes: 128 * 1024,
             log: "info".into(),
+            metrics_public: false,
             shutdown_grace_seconds: 10,
             stream_keepalive_seconds: 15,
             stream_max_lifetime_seconds: 1800,

@@ -17,6 +17,7 @@ use crate::config::ServeConfig;
 use crate::delivery::{self, PushSettings};
 use crate::http::sse::Gauges;
 use crate::http::{self, AppState, Limits};
+use crate::metrics::Metrics;
 use crate::runtime;
 use crate::service::auth::{self, Bootstrap, Keys};
 use crate::service::idempotency;
@@ -61,6 +62,8 @@ impl Server {
                 shared_events: Default::default(),
                 push_policy: config.push_settings().policy,
                 gauges: Gauges::default(),
+                metrics: Arc::new(Metrics::new(http::metrics::route_names())),
+                metrics_public: config.metrics_public,
                 shutdown,
             }),
             shutdown_tx,
@@ -90,6 +93,7 @@ impl Server {
         let pusher = tokio::spawn(delivery::run(
             self.state.store.clone(),
             self.push.clone(),
+            self.state.metrics.clone(),
             self.state.shutdown.clone(),
         ));
         tokio::pin!(shutdown);

@@ -6,6 +6,7 @@
 mod agents;
 mod claims;
 mod intents;
+pub mod metrics;
 pub mod request;
 pub mod response;
 pub mod router;
@@ -16,6 +17,7 @@ pub mod wire;
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
@@ -59,6 +61,10 @@ pub struct AppState {
     /// Event reads shared by long polls woken by the same commit.
     pub shared_events: Arc<sse::SharedReads<Vec<crate::store::events::EventRow>>>,
     pub gauges: sse::Gauges,
+    /// Requests, push outcomes and the rest, recorded as they happen and read by `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// `/metrics` is served without an API key.
+    pub metrics_public: bool,
     /// Retry policy of pushes (replays give deliveries a fresh budget from it).
     pub push_policy: crate::service::deliveries::RetryPolicy,
     /// Becomes `true` when the server shuts down; `server::Server::run` holds the sender.
@@ -93,20 +99,30 @@ impl Ctx {
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
 
-/// The service function of every connection.
+/// The service function of every connection. Each request is counted and timed in the metrics.
 pub async fn handle(
     state: Arc<AppState>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
     let request_id = id_header(req.headers(), &X_REQUEST_ID);
     let trace_id = id_header(req.headers(), &X_TRACE_ID);
+    let matched = router::route(req.method().as_str(), req.uri().path());
+    let route = match &matched {
+        Matched::Found(r, _) => Some(*r as usize),
+        _ => None,
+    };
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let mut resp = match dispatch(state, req).await {
+    let metrics = state.metrics.clone();
+    let mut resp = match dispatch(state, req, matched).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    tracing::debug!(%method, %path, status = resp.status().as_u16(), trace_id = ?trace_id, "request");
+    let status = resp.status().as_u16();
+    let elapsed = started.elapsed();
+    metrics.http.observe(route, status, elapsed);
+    tracing::debug!(%method, %path, status, trace_id = ?trace_id, "request");
     let h = resp.headers_mut();
     h.insert(X_REQUEST_ID.clone(), request_id);
     h.insert(X_TRACE_ID.clone(), trace_id);
@@ -125,11 +141,18 @@ fn id_header(headers: &HeaderMap, name: &HeaderName) -> HeaderValue {
         })
 }
 
-async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<Body>, Error> {
+async fn dispatch(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+    matched: Matched,
+) -> Result<Response<Body>, Error> {
     let (parts, body) = req.into_parts();
-    let matched = router::route(parts.method.as_str(), parts.uri.path());
-    if let Matched::Found(Route::Health, _) = matched {
-        return health(&state).await;
+    match matched {
+        Matched::Found(Route::Health, _) => return health(&state).await,
+        Matched::Found(Route::Metrics, _) if state.metrics_public => {
+            return metrics::serve(&state).await
+        }
+        _ => {}
     }
     // Authenticated before anything else is said, even "no such route".
     let principal = request::authenticate(&state.keys, &parts.headers)?;
@@ -181,6 +204,7 @@ async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Result<Respon
         Route::ListAgents => agents::list(ctx).await,
         Route::GetAgent => agents::get(ctx).await,
         Route::RetireAgent => agents::retire(ctx).await,
+        Route::Metrics => metrics::serve(&ctx.state).await,
     }
 }
 

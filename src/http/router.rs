@@ -38,6 +38,7 @@ pub enum Route {
     AckClaim,
     NackClaim,
     ExtendClaim,
+    Metrics,
 }
 
 #[rustfmt::skip]
@@ -72,6 +73,7 @@ const ROUTES: &[(&str, &str, Route)] = &[
     ("POST",   "/v1/claims/*/ack",                 Route::AckClaim),
     ("POST",   "/v1/claims/*/nack",                Route::NackClaim),
     ("POST",   "/v1/claims/*/extend",              Route::ExtendClaim),
+    ("GET",    "/metrics",                         Route::Metrics),
 ];
 
 /// What the table says about a request line.
@@ -177,6 +179,11 @@ pub fn percent_decode_with(s: &str, plus_is_space: bool) -> Option<String> {
 
 fn percent_decode(s: &str) -> Option<String> {
     percent_decode_with(s, false)
+}
+
+/// Every route of the table, in table order (metrics number them by `route as usize`).
+pub fn routes() -> impl Iterator<Item = Route> {
+    ROUTES.iter().map(|(_, _, r)| *r)
 }
 
 /// Every `(method, pattern)` of the table, for documentation and tests.

@@ -26,6 +26,7 @@ pub mod keys;
 pub mod leases;
 pub mod migrations;
 pub mod notify;
+pub mod stats;
 pub mod subscriptions;
 pub mod wal;
 mod writer;
@@ -38,6 +39,8 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use self::notify::{Hub, Subscription, Topic};
+
+use crate::metrics::StoreMetrics;
 
 use crate::Error;
 
@@ -102,6 +105,8 @@ struct Inner {
     hub: Arc<Hub>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     checkpointer: Mutex<Option<wal::Checkpointer>>,
+    /// Recorded by the writer thread (batch sizes, commit times, events written).
+    metrics: Arc<StoreMetrics>,
 }
 
 impl Store {
@@ -119,9 +124,11 @@ impl Store {
         let checkpointer = wal::Checkpointer::start(path, opts.durability)?;
         let publisher = hub.clone();
         let restart_due = checkpointer.restart_due.clone();
+        let metrics = Arc::new(StoreMetrics::default());
+        let recorder = metrics.clone();
         let writer = std::thread::Builder::new()
             .name("axme-writer".into())
-            .spawn(move || writer::run(conn, job_rx, publisher, max_batch, restart_due))
+            .spawn(move || writer::run(conn, job_rx, publisher, max_batch, restart_due, recorder))
             .map_err(|e| Error::internal(format!("spawn writer: {e}")))?;
 
         Ok(Store {
@@ -135,6 +142,7 @@ impl Store {
                 hub,
                 writer: Mutex::new(Some(writer)),
                 checkpointer: Mutex::new(Some(checkpointer)),
+                metrics,
             }),
         })
     }
@@ -232,6 +240,11 @@ impl Store {
     /// How many commits have been published to subscribers so far (see `Hub::generation`).
     pub fn commit_generation(&self) -> u64 {
         self.inner.hub.generation()
+    }
+
+    /// What the writer thread recorded about its transactions.
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.inner.metrics
     }
 
     /// How many subscriptions (streams, long polls) are waiting for commits.
