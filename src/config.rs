@@ -61,6 +61,11 @@ pub struct ServeConfig {
     #[arg(long, env = "AXME_LOG", default_value = "info")]
     pub log: String,
 
+    /// How log lines are written: `text` for people, `json` (one object per line) for log
+    /// collectors.
+    #[arg(long, env = "AXME_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
     /// Serve `/metrics` without an API key (for a Prometheus on a trusted network).
     #[arg(long, env = "AXME_METRICS_PUBLIC")]
     pub metrics_public: bool,
@@ -127,6 +132,13 @@ pub struct ServeConfig {
     pub push_throttle_floor_seconds: u64,
 }
 
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 /// The delays of `--push-retry-schedule`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Schedule(pub Vec<Duration>);
@@ -145,6 +157,7 @@ impl fmt::Debug for ServeConfig {
             .field("durability", &self.durability)
             .field("max_payload_bytes", &self.max_payload_bytes)
             .field("log", &self.log)
+            .field("log_format", &self.log_format)
             .field("metrics_public", &self.metrics_public)
             .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
             .field("stream", &self.stream_settings())
@@ -163,6 +176,7 @@ impl ServeConfig {
             durability: Durability::Full,
             max_payload_bytes: 128 * 1024,
             log: "info".into(),
+            log_format: LogFormat::Text,
             metrics_public: false,
             shutdown_grace_seconds: 10,
             stream_keepalive_seconds: 15,

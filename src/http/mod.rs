@@ -99,7 +99,8 @@ impl Ctx {
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
 
-/// The service function of every connection. Each request is counted and timed in the metrics.
+/// The service function of every connection. Each request is counted and timed in the metrics
+/// and logged in one line (never with its credential or body).
 pub async fn handle(
     state: Arc<AppState>,
     req: Request<Incoming>,
@@ -122,7 +123,16 @@ pub async fn handle(
     let status = resp.status().as_u16();
     let elapsed = started.elapsed();
     metrics.http.observe(route, status, elapsed);
-    tracing::debug!(%method, %path, status, trace_id = ?trace_id, "request");
+    tracing::info!(
+        method = method.as_str(),
+        route = metrics.http.name(route),
+        path,
+        status,
+        latency_ms = elapsed.as_micros() as f64 / 1000.0,
+        trace_id = trace_id.to_str().unwrap_or("-"),
+        request_id = request_id.to_str().unwrap_or("-"),
+        "request"
+    );
     let h = resp.headers_mut();
     h.insert(X_REQUEST_ID.clone(), request_id);
     h.insert(X_TRACE_ID.clone(), trace_id);
