@@ -272,6 +272,8 @@ pub struct PushMetrics {
 pub struct Metrics {
     pub http: HttpMetrics,
     pub pushes: PushMetrics,
+    /// Intents removed by the retention sweep.
+    pub pruned_intents: Counter,
 }
 
 impl Metrics {
@@ -280,6 +282,7 @@ impl Metrics {
         Metrics {
             http: HttpMetrics::new(routes),
             pushes: PushMetrics::default(),
+            pruned_intents: Counter::default(),
         }
     }
 
@@ -305,6 +308,11 @@ impl Metrics {
                 c.get() as f64,
             );
         }
+        out.counter(
+            "axme_retention_pruned_intents_total",
+            "Terminal intents removed by the retention sweep, with everything that belonged to them.",
+            self.pruned_intents.get(),
+        );
     }
 }
 

@@ -20,7 +20,7 @@ use crate::http::{self, AppState, Limits};
 use crate::metrics::Metrics;
 use crate::runtime;
 use crate::service::auth::{self, Bootstrap, Keys};
-use crate::service::idempotency;
+use crate::service::{idempotency, retention};
 use crate::store::{Store, StoreOptions};
 use crate::Error;
 
@@ -31,6 +31,8 @@ pub struct Server {
     /// Tells streams and long polls that the server is shutting down.
     shutdown_tx: watch::Sender<bool>,
     grace: Duration,
+    /// How long terminal intents are kept (`None`: forever).
+    retention: Option<Duration>,
     /// The admin key generated for a new database, to be shown to the operator once.
     pub generated_key: Option<String>,
 }
@@ -69,6 +71,7 @@ impl Server {
             shutdown_tx,
             push: config.push_settings(),
             grace: Duration::from_secs(config.shutdown_grace_seconds),
+            retention: config.retention.0,
             generated_key,
         })
     }
@@ -96,6 +99,14 @@ impl Server {
             self.state.metrics.clone(),
             self.state.shutdown.clone(),
         ));
+        let retention = self.retention.map(|keep| {
+            tokio::spawn(retention::run(
+                self.state.store.clone(),
+                keep,
+                self.state.metrics.clone(),
+                self.state.shutdown.clone(),
+            ))
+        });
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -142,6 +153,9 @@ impl Server {
         }
         maintenance.abort();
         let _ = timers.await;
+        if let Some(r) = retention {
+            let _ = r.await;
+        }
         // The pusher saw the shutdown flag: it waits for the attempts in flight and records them.
         if tokio::time::timeout(self.grace, pusher).await.is_err() {
             tracing::warn!("pushes in flight did not finish in time; they stay pending and are sent again on the next start");

@@ -11,5 +11,6 @@ pub mod idempotency;
 pub mod intents;
 pub mod lifecycle;
 pub mod requests;
+pub mod retention;
 pub mod subscriptions;
 pub mod validate;

@@ -26,6 +26,7 @@ pub mod keys;
 pub mod leases;
 pub mod migrations;
 pub mod notify;
+pub mod retention;
 pub mod stats;
 pub mod subscriptions;
 pub mod wal;
