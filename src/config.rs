@@ -63,6 +63,20 @@ pub struct ServeConfig {
     #[arg(long, env = "AXME_LOG", default_value = "info")]
     pub log: String,
 
+    /// How log lines are written: `text` for people, `json` (one object per line) for log
+    /// collectors.
+    #[arg(long, env = "AXME_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Serve `/metrics` without an API key (for a Prometheus on a trusted network).
+    #[arg(long, env = "AXME_METRICS_PUBLIC")]
+    pub metrics_public: bool,
+
+    /// How long a terminal intent is kept after its last change before it is removed with its
+    /// events, deliveries and the rest (units ms, s, m, h, d); `0` or `off` keeps everything.
+    #[arg(long, env = "AXME_RETENTION", default_value = "30d", value_parser = parse_retention)]
+    pub retention: Retention,
+
     /// Seconds that graceful shutdown waits for open requests before closing them.
     #[arg(long, env = "AXME_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,
@@ -134,6 +148,28 @@ pub struct ServeConfig {
     pub push_throttle_floor_seconds: u64,
 }
 
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `--retention`: how long terminal intents are kept; `None` keeps them forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Option<Duration>);
+
+/// Reads `--retention`: one duration (`30d`, `12h`), or `0` / `off`.
+fn parse_retention(s: &str) -> Result<Retention, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(Retention(None));
+    }
+    match crate::service::deliveries::parse_schedule(s)?[..] {
+        [d] => Ok(Retention(Some(d).filter(|d| !d.is_zero()))),
+        _ => Err(format!("{s:?}: expected one duration such as 30d, or off")),
+    }
+}
+
 /// The delays of `--push-retry-schedule`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Schedule(pub Vec<Duration>);
@@ -152,6 +188,9 @@ impl fmt::Debug for ServeConfig {
             .field("durability", &self.durability)
             .field("max_payload_bytes", &self.max_payload_bytes)
             .field("log", &self.log)
+            .field("log_format", &self.log_format)
+            .field("metrics_public", &self.metrics_public)
+            .field("retention", &self.retention)
             .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
             .field("stream", &self.stream_settings())
             .field("push", &self.push_settings())
@@ -169,6 +208,9 @@ impl ServeConfig {
             durability: Durability::Full,
             max_payload_bytes: 128 * 1024,
             log: "info".into(),
+            log_format: LogFormat::Text,
+            metrics_public: false,
+            retention: Retention(Some(Duration::from_secs(30 * 86_400))),
             shutdown_grace_seconds: 10,
             stream_keepalive_seconds: 15,
             stream_max_lifetime_seconds: 1800,
@@ -258,5 +300,39 @@ mod tests {
         );
         assert!(c.push_deny_private);
         assert!(Cli::try_parse_from(["axme", "serve", "--push-retry-schedule", "5x"]).is_err());
+    }
+
+    #[test]
+    fn retention_is_one_duration_or_off() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["axme", "serve"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).map(|cli| {
+                let Command::Serve(c) = cli.command else {
+                    panic!("serve parses as the serve command");
+                };
+                (c.retention, c.log_format, c.metrics_public)
+            })
+        };
+        assert_eq!(
+            parse(&[]).expect("defaults"),
+            (
+                Retention(Some(Duration::from_secs(30 * 86_400))),
+                LogFormat::Text,
+                false
+            )
+        );
+        let hours = Retention(Some(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse(&["--retention", "12h"]).expect("12h").0, hours);
+        assert_eq!(
+            parse(&["--retention", "off"]).expect("off").0,
+            Retention(None)
+        );
+        assert_eq!(parse(&["--retention", "0"]).expect("0").0, Retention(None));
+        assert!(parse(&["--retention", "1d,2d"]).is_err());
+        assert!(parse(&["--retention", "soon"]).is_err());
+        let json = parse(&["--log-format", "json", "--metrics-public"]).expect("json");
+        assert_eq!((json.1, json.2), (LogFormat::Json, true));
+        assert!(parse(&["--log-format", "xml"]).is_err());
     }
 }

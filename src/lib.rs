@@ -11,6 +11,7 @@ pub mod config;
 pub mod delivery;
 mod error;
 pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod runtime;
 pub mod server;

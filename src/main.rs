@@ -3,10 +3,10 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use axme::config::{Cli, Command, ServeConfig};
+use axme::config::{Cli, Command, LogFormat, ServeConfig};
 use axme::server::Server;
 use clap::Parser;
 
@@ -19,7 +19,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: ServeConfig) -> ExitCode {
-    init_logging(&config.log);
+    init_logging(&config.log, config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -89,11 +89,22 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_logging(filter: &str) {
+/// Logs go to stderr, as text or as one JSON object per line with the fields at the top level.
+fn init_logging(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    // Colours only for a person at a terminal, never into a file or a journal.
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
 }

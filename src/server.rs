@@ -17,11 +17,12 @@ use crate::config::ServeConfig;
 use crate::delivery::{self, PushSettings};
 use crate::http::sse::Gauges;
 use crate::http::{self, AppState, Limits};
+use crate::metrics::Metrics;
 use crate::runtime;
 use crate::runtime::internal::{Handler, HandlerOptions, Registry};
 use crate::runtime::observe::{self, Events};
 use crate::service::auth::{self, Bootstrap, Keys};
-use crate::service::idempotency;
+use crate::service::{idempotency, retention};
 use crate::store::{Store, StoreOptions};
 use crate::Error;
 
@@ -34,6 +35,8 @@ pub struct Server {
     grace: Duration,
     /// In-process handlers (the internal binding), built-in agents included.
     registry: Registry,
+    /// How long terminal intents are kept (`None`: forever).
+    retention: Option<Duration>,
     /// The admin key generated for a new database, to be shown to the operator once.
     pub generated_key: Option<String>,
 }
@@ -92,6 +95,8 @@ impl Server {
                 shared_events: Default::default(),
                 push_policy: config.push_settings().policy,
                 gauges: Gauges::default(),
+                metrics: Arc::new(Metrics::new(http::metrics::route_names())),
+                metrics_public: config.metrics_public,
                 shutdown,
                 rate: crate::http::limits::RateLimiter::new(config.rate_limit),
                 per_key_streams: Default::default(),
@@ -100,6 +105,7 @@ impl Server {
             push,
             grace: Duration::from_secs(config.shutdown_grace_seconds),
             registry,
+            retention: config.retention.0,
             generated_key,
         })
     }
@@ -160,8 +166,17 @@ impl Server {
         let pusher = tokio::spawn(delivery::run(
             self.state.store.clone(),
             self.push.clone(),
+            self.state.metrics.clone(),
             self.state.shutdown.clone(),
         ));
+        let retention = self.retention.map(|keep| {
+            tokio::spawn(retention::run(
+                self.state.store.clone(),
+                keep,
+                self.state.metrics.clone(),
+                self.state.shutdown.clone(),
+            ))
+        });
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -210,6 +225,9 @@ impl Server {
         maintenance.abort();
         let _ = timers.await;
         let _ = internal.await;
+        if let Some(r) = retention {
+            let _ = r.await;
+        }
         // The pusher saw the shutdown flag: it waits for the attempts in flight and records them.
         if tokio::time::timeout(self.grace, pusher).await.is_err() {
             tracing::warn!("pushes in flight did not finish in time; they stay pending and are sent again on the next start");

@@ -22,7 +22,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::service::deliveries::{self as domain, Outcome, Prepared, RetryPolicy, Verdict};
+use crate::metrics::Metrics;
+use crate::service::deliveries::{
+    self as domain, Outcome, Prepared, RetryPolicy, Settled, Verdict,
+};
 use crate::store::deliveries as outbox;
 use crate::store::Store;
 use crate::Error;
@@ -45,7 +48,12 @@ const DUE_BATCH: usize = 512;
 
 /// Runs the scheduler until `shutdown` flips, then waits for the attempts in flight and records
 /// their outcomes.
-pub async fn run(store: Store, settings: PushSettings, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    store: Store,
+    settings: PushSettings,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut pool = match WorkerPool::new(settings.workers) {
         Ok(p) => p,
         Err(e) => {
@@ -67,7 +75,16 @@ pub async fn run(store: Store, settings: PushSettings, mut shutdown: watch::Rece
     let mut flight = Flight::default();
     let policy = Arc::new(settings.policy.clone());
     loop {
-        let next_due = match dispatch(&store, &pool, &agent, &done_tx, &mut flight, &settings).await
+        let next_due = match dispatch(
+            &store,
+            &pool,
+            &agent,
+            &done_tx,
+            &mut flight,
+            &settings,
+            &metrics,
+        )
+        .await
         {
             Ok(next) => next,
             Err(e) => {
@@ -83,7 +100,7 @@ pub async fn run(store: Store, settings: PushSettings, mut shutdown: watch::Rece
                 while let Ok(more) = done_rx.try_recv() {
                     finished.push(more);
                 }
-                settle(&store, &policy, &mut flight, finished).await;
+                settle(&store, &policy, &metrics, &mut flight, finished).await;
             }
             _ = tokio::time::sleep_until(wake_at) => {}
             _ = shutdown.changed() => break,
@@ -98,7 +115,7 @@ pub async fn run(store: Store, settings: PushSettings, mut shutdown: watch::Rece
     while let Some(f) = done_rx.recv().await {
         finished.push(f);
     }
-    settle(&store, &policy, &mut flight, finished).await;
+    settle(&store, &policy, &metrics, &mut flight, finished).await;
 }
 
 /// An attempt that came back from a worker.
@@ -123,6 +140,7 @@ async fn dispatch(
     done: &mpsc::UnboundedSender<Finished>,
     flight: &mut Flight,
     settings: &PushSettings,
+    metrics: &Metrics,
 ) -> Result<Option<Instant>, Error> {
     let skip: HashSet<String> = flight.ids.clone();
     let saturated: Vec<&String> = flight
@@ -215,9 +233,10 @@ async fn dispatch(
         // Settled at once (no worker involved); the policy does not matter for these verdicts.
         let policy = settings.policy.clone();
         let id = p.delivery.delivery_id.clone();
-        store
+        let (_, settled) = store
             .write(move |c| domain::record(c, &id, outcome, &policy))
             .await?;
+        count(metrics, settled);
     }
     // Wake when the next delivery falls due; due ones held back by a per-endpoint limit are
     // taken when an attempt at that endpoint finishes.
@@ -228,20 +247,22 @@ async fn dispatch(
 async fn settle(
     store: &Store,
     policy: &Arc<RetryPolicy>,
+    metrics: &Arc<Metrics>,
     flight: &mut Flight,
     finished: Vec<Finished>,
 ) {
     let writes: Vec<_> = finished
         .iter()
         .map(|f| {
-            let (store, policy) = (store.clone(), policy.clone());
+            let (store, policy, metrics) = (store.clone(), policy.clone(), metrics.clone());
             let (id, outcome) = (f.delivery_id.clone(), f.outcome.clone());
             tokio::spawn(async move {
                 let result = store
                     .write(move |c| domain::record(c, &id, outcome, &policy))
                     .await;
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "recording a push attempt failed; it will be retried");
+                match result {
+                    Ok((_, settled)) => count(&metrics, settled),
+                    Err(e) => tracing::error!(error = %e, "recording a push attempt failed; it will be retried"),
                 }
             })
         })
@@ -257,6 +278,18 @@ async fn settle(
                 flight.per_endpoint.remove(&f.endpoint);
             }
         }
+    }
+}
+
+/// Counts a recorded attempt by what it led to (after its commit).
+fn count(metrics: &Metrics, settled: Settled) {
+    let p = &metrics.pushes;
+    match settled {
+        Settled::Delivered => p.delivered.inc(),
+        Settled::Retry => p.retry.inc(),
+        Settled::DeadLettered => p.dead_lettered.inc(),
+        Settled::Skipped => p.skipped.inc(),
+        Settled::Stale => {}
     }
 }
 

@@ -11,6 +11,7 @@ mod intents;
 mod keys;
 pub mod limits;
 mod openapi;
+pub mod metrics;
 pub mod request;
 pub mod response;
 pub mod router;
@@ -22,6 +23,7 @@ pub mod wire;
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
@@ -65,6 +67,10 @@ pub struct AppState {
     /// Event reads shared by long polls woken by the same commit.
     pub shared_events: Arc<sse::SharedReads<Vec<crate::store::events::EventRow>>>,
     pub gauges: sse::Gauges,
+    /// Requests, push outcomes and the rest, recorded as they happen and read by `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// `/metrics` is served without an API key.
+    pub metrics_public: bool,
     /// Retry policy of pushes (replays give deliveries a fresh budget from it).
     pub push_policy: crate::service::deliveries::RetryPolicy,
     /// Becomes `true` when the server shuts down; `server::Server::run` holds the sender.
@@ -125,20 +131,40 @@ impl Ctx {
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
 
-/// The service function of every connection.
+/// The service function of every connection. Each request is counted and timed in the metrics
+/// and logged in one line (never with its credential or body).
 pub async fn handle(
     state: Arc<AppState>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
     let request_id = id_header(req.headers(), &X_REQUEST_ID);
     let trace_id = id_header(req.headers(), &X_TRACE_ID);
+    let matched = router::route(req.method().as_str(), req.uri().path());
+    let route = match &matched {
+        Matched::Found(r, _) => Some(*r as usize),
+        _ => None,
+    };
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let mut resp = match dispatch(state, req).await {
+    let metrics = state.metrics.clone();
+    let mut resp = match dispatch(state, req, matched).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    tracing::debug!(%method, %path, status = resp.status().as_u16(), trace_id = ?trace_id, "request");
+    let status = resp.status().as_u16();
+    let elapsed = started.elapsed();
+    metrics.http.observe(route, status, elapsed);
+    tracing::info!(
+        method = method.as_str(),
+        route = metrics.http.name(route),
+        path,
+        status,
+        latency_ms = elapsed.as_micros() as f64 / 1000.0,
+        trace_id = trace_id.to_str().unwrap_or("-"),
+        request_id = request_id.to_str().unwrap_or("-"),
+        "request"
+    );
     let h = resp.headers_mut();
     h.insert(X_REQUEST_ID.clone(), request_id);
     h.insert(X_TRACE_ID.clone(), trace_id);
@@ -157,7 +183,11 @@ fn id_header(headers: &HeaderMap, name: &HeaderName) -> HeaderValue {
         })
 }
 
-async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<Body>, Error> {
+async fn dispatch(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+    matched: Matched,
+) -> Result<Response<Body>, Error> {
     let (parts, body) = req.into_parts();
     let target = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
     if target > limits::MAX_URI_BYTES {
@@ -165,9 +195,12 @@ async fn dispatch(state: Arc<AppState>, req: Request<Incoming>) -> Result<Respon
             limit: limits::MAX_URI_BYTES,
         });
     }
-    let matched = router::route(parts.method.as_str(), parts.uri.path());
-    if let Matched::Found(Route::Health, _) = matched {
-        return health(&state).await;
+    match matched {
+        Matched::Found(Route::Health, _) => return health(&state).await,
+        Matched::Found(Route::Metrics, _) if state.metrics_public => {
+            return metrics::serve(&state).await
+        }
+        _ => {}
     }
     // The dashboard's files hold no data; the page asks for a key and sends it to the API.
     if let Matched::Found(Route::Ui | Route::UiAsset, params) = &matched {
@@ -259,6 +292,10 @@ async fn route_to(route: Route, ctx: Ctx, body: Incoming) -> Result<Response<Bod
         Route::RevokeKey => keys::revoke(ctx).await,
         Route::Backup => admin::backup(ctx).await,
         Route::Ui | Route::UiAsset => ui::serve(&ctx.params, &ctx.headers),
+        Route::Metrics => {
+            crate::service::auth::require_admin(&ctx.principal, "reading metrics")?;
+            metrics::serve(&ctx.state).await
+        }
     }
 }
 

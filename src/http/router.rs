@@ -57,6 +57,7 @@ pub enum Route {
     Backup,
     Ui,
     UiAsset,
+    Metrics,
 }
 
 #[rustfmt::skip]
@@ -110,6 +111,7 @@ const ROUTES: &[(&str, &str, Route)] = &[
     ("GET",    "/v1/admin/backup",                 Route::Backup),
     ("GET",    "/ui",                              Route::Ui),
     ("GET",    "/ui/*",                            Route::UiAsset),
+    ("GET",    "/metrics",                         Route::Metrics),
 ];
 
 /// What the table says about a request line.
@@ -217,6 +219,11 @@ pub fn percent_decode_with(s: &str, plus_is_space: bool) -> Option<String> {
 
 fn percent_decode(s: &str) -> Option<String> {
     percent_decode_with(s, false)
+}
+
+/// Every route of the table, in table order (metrics number them by `route as usize`).
+pub fn routes() -> impl Iterator<Item = Route> {
+    ROUTES.iter().map(|(_, _, r)| *r)
 }
 
 /// Every `(method, pattern)` of the table, for documentation and tests.

@@ -213,13 +213,28 @@ pub enum Verdict {
     Skipped,
 }
 
+/// What recording an attempt did to its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    Delivered,
+    /// Failed; another attempt is scheduled.
+    Retry,
+    /// Failed for the last time.
+    DeadLettered,
+    /// Not attempted: its intent was already terminal.
+    Skipped,
+    /// The delivery was no longer pending (finished or replayed meanwhile): only the attempt
+    /// was recorded.
+    Stale,
+}
+
 /// Records an attempt and moves the delivery (and, for handler pushes, its intent) on.
 pub fn record(
     conn: &Connection,
     delivery_id: &str,
     outcome: Outcome,
     policy: &RetryPolicy,
-) -> Result<DeliveryRow, Error> {
+) -> Result<(DeliveryRow, Settled), Error> {
     let mut d = deliveries::get(conn, delivery_id)?.ok_or_else(|| Error::NotFound {
         what: "delivery",
         id: delivery_id.to_string(),
@@ -228,7 +243,7 @@ pub fn record(
         // Replayed or finished meanwhile (e.g. two attempts raced over a restart): keep the
         // record of the attempt, change nothing else.
         insert_attempt(conn, &d, &outcome, None)?;
-        return Ok(d);
+        return Ok((d, Settled::Stale));
     }
     let now = clock::now_rfc3339();
     d.attempts = d.attempts.max(outcome.attempt);
@@ -288,7 +303,13 @@ pub fn record(
     }
     insert_attempt(conn, &d, &outcome, note)?;
     deliveries::update_state(conn, &d)?;
-    Ok(d)
+    let settled = match &d.status[..] {
+        DELIVERED => Settled::Delivered,
+        PENDING => Settled::Retry,
+        FAILED => Settled::Skipped,
+        _ => Settled::DeadLettered,
+    };
+    Ok((d, settled))
 }
 
 fn insert_attempt(

@@ -122,10 +122,24 @@ where
                     response: rendered.body.clone(),
                 },
                 clock::unix_seconds(),
+                intent_of(&rendered.body),
             )?;
             Ok(rendered)
         })
         .await
+}
+
+/// The intent a stored response is about: the first `intent_id` in its (compact) JSON. A
+/// response about an intent names it before any other (`{"ok":true,"intent_id":…}`,
+/// `{"ok":true,"intent":{"intent_id":…}}`, a delivery's `intent_id`), so the record can be
+/// removed together with that intent when the retention removes it.
+fn intent_of(body: &[u8]) -> Option<&str> {
+    const KEY: &[u8] = b"\"intent_id\":\"";
+    let start = body.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let id = body.get(start..start + 36)?;
+    let uuid_like = body.get(start + 36) == Some(&b'"')
+        && id.iter().all(|b| b.is_ascii_hexdigit() || *b == b'-');
+    uuid_like.then(|| std::str::from_utf8(id).ok()).flatten()
 }
 
 /// Deletes idempotency records older than the retention, a batch at a time.
@@ -147,5 +161,22 @@ mod tests {
         let c: Value = serde_json::from_str(r#"{"b":1,"a":{"y":[2,1],"x":"s"}}"#).unwrap();
         assert_eq!(request_hash(&a), request_hash(&b));
         assert_ne!(request_hash(&a), request_hash(&c));
+    }
+
+    #[test]
+    fn a_response_is_about_the_first_intent_it_names() {
+        let id = "01a21455-8df2-706b-8c78-d11d4cfab909";
+        let created = format!(r#"{{"ok":true,"intent_id":"{id}","status":"SUBMITTED"}}"#);
+        assert_eq!(intent_of(created.as_bytes()), Some(id));
+        let changed = format!(
+            r#"{{"ok":true,"intent":{{"intent_id":"{id}","reply_to":null}},"event":{{"intent_id":"x"}}}}"#
+        );
+        assert_eq!(intent_of(changed.as_bytes()), Some(id));
+        assert_eq!(
+            intent_of(br#"{"ok":true,"agent":{"address":"agent://a"}}"#),
+            None
+        );
+        assert_eq!(intent_of(br#"{"intent_id":"not-a-uuid"}"#), None);
+        assert_eq!(intent_of(br#"{"intent_id":"01a21455"#), None);
     }
 }

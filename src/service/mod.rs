@@ -14,6 +14,7 @@ pub mod intents;
 pub mod keys;
 pub mod lifecycle;
 pub mod requests;
+pub mod retention;
 pub mod subscriptions;
 pub mod timers;
 pub mod validate;

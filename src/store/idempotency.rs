@@ -35,6 +35,8 @@ pub fn lookup(
         .optional()?)
 }
 
+/// Stores a response. `intent_id` is the intent the response is about, if any: the retention
+/// deletes the record together with that intent.
 pub fn insert(
     conn: &Connection,
     key_id: &str,
@@ -42,10 +44,11 @@ pub fn insert(
     key: &str,
     remembered: &Remembered,
     created_unix: i64,
+    intent_id: Option<&str>,
 ) -> Result<(), Error> {
     conn.prepare_cached(
         "INSERT INTO idempotency_keys (key_id, endpoint, idempotency_key, request_hash, \
-         status_code, response, created_unix) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         status_code, response, created_unix, intent_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         key_id,
@@ -54,7 +57,8 @@ pub fn insert(
         remembered.request_hash,
         remembered.status_code,
         remembered.response,
-        created_unix
+        created_unix,
+        intent_id
     ])?;
     Ok(())
 }

@@ -247,6 +247,16 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (key_id, address)
     ) WITHOUT ROWID;
     "#,
+    // 10: retention: terminal intents by their last change, and every row of an intent found by
+    // its id (idempotency records now say which intent their response is about).
+    r#"
+    CREATE INDEX intents_retention ON intents (updated_at)
+        WHERE status IN ('COMPLETED', 'FAILED', 'CANCELED', 'TIMED_OUT');
+    CREATE INDEX completions_intent ON completions (intent_id);
+    ALTER TABLE idempotency_keys ADD COLUMN intent_id TEXT;
+    CREATE INDEX idempotency_keys_intent ON idempotency_keys (intent_id)
+        WHERE intent_id IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes.

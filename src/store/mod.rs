@@ -27,6 +27,8 @@ pub mod keys;
 pub mod leases;
 pub mod migrations;
 pub mod notify;
+pub mod retention;
+pub mod stats;
 pub mod subscriptions;
 pub mod threads;
 pub mod timers;
@@ -41,6 +43,8 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use self::notify::{Hub, Subscription, Topic};
+
+use crate::metrics::StoreMetrics;
 
 use crate::Error;
 
@@ -107,6 +111,8 @@ struct Inner {
     checkpointer: Mutex<Option<wal::Checkpointer>>,
     /// Held shared by online backups while they read (see `backup`), tried by the writer.
     snapshot_gate: wal::SnapshotGate,
+    /// Recorded by the writer thread (batch sizes, commit times, events written).
+    metrics: Arc<StoreMetrics>,
 }
 
 impl Store {
@@ -126,9 +132,13 @@ impl Store {
         let restart_due = checkpointer.restart_due.clone();
         let snapshot_gate = wal::SnapshotGate::default();
         let gate = snapshot_gate.clone();
+        let metrics = Arc::new(StoreMetrics::default());
+        let recorder = metrics.clone();
         let writer = std::thread::Builder::new()
             .name("axme-writer".into())
-            .spawn(move || writer::run(conn, job_rx, publisher, max_batch, restart_due, gate))
+            .spawn(move || {
+                writer::run(conn, job_rx, publisher, max_batch, restart_due, gate, recorder)
+            })
             .map_err(|e| Error::internal(format!("spawn writer: {e}")))?;
 
         Ok(Store {
@@ -143,6 +153,7 @@ impl Store {
                 writer: Mutex::new(Some(writer)),
                 checkpointer: Mutex::new(Some(checkpointer)),
                 snapshot_gate,
+                metrics,
             }),
         })
     }
@@ -240,6 +251,11 @@ impl Store {
     /// How many commits have been published to subscribers so far (see `Hub::generation`).
     pub fn commit_generation(&self) -> u64 {
         self.inner.hub.generation()
+    }
+
+    /// What the writer thread recorded about its transactions.
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.inner.metrics
     }
 
     /// How many subscriptions (streams, long polls) are waiting for commits.

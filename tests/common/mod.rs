@@ -105,8 +105,21 @@ impl Server {
         s
     }
 
+    /// A server on a fresh database whose stderr (its log) goes to `log`.
+    pub fn start_logging_to(log: &Path, extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = std::fs::File::create(log).expect("log file");
+        let mut s = Self::start_with(&dir.path().join("axme.db"), extra, Some(file));
+        s._dir = Some(dir);
+        s
+    }
+
     /// A server on the given database file (which may already exist), keeping it afterwards.
     pub fn start_on(data: &Path, extra: &[&str]) -> Server {
+        Self::start_with(data, extra, None)
+    }
+
+    fn start_with(data: &Path, extra: &[&str], log: Option<std::fs::File>) -> Server {
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .arg("--data")
@@ -121,7 +134,11 @@ impl Server {
             .env_remove("AXME_DATA")
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
-        if std::env::var_os("AXME_TEST_LOG").is_some() {
+        if let Some(file) = log {
+            cmd.stderr(file)
+                .env_remove("AXME_LOG")
+                .env_remove("AXME_LOG_FORMAT");
+        } else if std::env::var_os("AXME_TEST_LOG").is_some() {
             cmd.stderr(Stdio::inherit());
         } else {
             cmd.stderr(Stdio::null());
