@@ -81,7 +81,6 @@ pub fn transition(
     if intent.waiting_reason == Some(WaitingReason::Time) {
         super::timers::cancel_completion(conn, &intent.intent_id)?;
     }
-    let now = clock::now_rfc3339();
     intent.status = change.to;
     intent.waiting_reason = change.waiting_reason;
     if let Some(r) = &change.result {
@@ -90,24 +89,14 @@ pub fn transition(
     if let Some(e) = &change.error {
         intent.error = Some(serde_json::to_string(e)?);
     }
-    intent.last_seq += 1;
-    intent.updated_at = now.clone();
-    let mut event = EventRow {
-        event_id: 0,
-        intent_id: intent.intent_id.clone(),
-        seq: intent.last_seq,
-        event_type: change.to.event_type().to_string(),
-        status: change.to,
-        waiting_reason: change.waiting_reason,
-        handler: Some(intent.to_agent.clone()),
-        actor: change.actor.to_string(),
-        at: now.clone(),
-        details: serde_json::to_string(&change.details)?,
-    };
-    event.event_id = events::append(conn, &event)?;
-    intents::update_state(conn, intent)?;
-    deliveries::enqueue(conn, intent, &event)?;
-    inbox::on_event(conn, intent, &event)?;
+    let event = record(
+        conn,
+        intent,
+        change.to.event_type(),
+        change.actor,
+        &change.details,
+    )?;
+    let now = event.at.clone();
 
     let completion = match (&intent.reply_to, change.to.is_terminal()) {
         (Some(reply_to), true) => {
@@ -152,6 +141,19 @@ pub fn note(
     actor: &str,
     details: Value,
 ) -> Result<EventRow, Error> {
+    record(conn, intent, event_type, actor, &details)
+}
+
+/// Appends one event with the intent's current state (the next `seq`), writes the state, and
+/// runs what every event causes: its pushes and its inbox threads' changes. The caller has
+/// set the new status, if any.
+fn record(
+    conn: &Connection,
+    intent: &mut IntentRow,
+    event_type: &str,
+    actor: &str,
+    details: &Value,
+) -> Result<EventRow, Error> {
     let now = clock::now_rfc3339();
     intent.last_seq += 1;
     intent.updated_at = now.clone();
@@ -165,7 +167,7 @@ pub fn note(
         handler: Some(intent.to_agent.clone()),
         actor: actor.to_string(),
         at: now,
-        details: serde_json::to_string(&details)?,
+        details: serde_json::to_string(details)?,
     };
     event.event_id = events::append(conn, &event)?;
     intents::update_state(conn, intent)?;
@@ -183,28 +185,15 @@ pub fn redrive_transition(
     details: Value,
 ) -> Result<EventRow, Error> {
     lifecycle::check_redrive(intent.status)?;
-    let now = clock::now_rfc3339();
     intent.status = Status::Submitted;
     intent.waiting_reason = None;
-    intent.last_seq += 1;
-    intent.updated_at = now.clone();
-    let mut event = EventRow {
-        event_id: 0,
-        intent_id: intent.intent_id.clone(),
-        seq: intent.last_seq,
-        event_type: Status::Submitted.event_type().to_string(),
-        status: Status::Submitted,
-        waiting_reason: None,
-        handler: Some(intent.to_agent.clone()),
-        actor: actor.to_string(),
-        at: now,
-        details: serde_json::to_string(&details)?,
-    };
-    event.event_id = events::append(conn, &event)?;
-    intents::update_state(conn, intent)?;
-    deliveries::enqueue(conn, intent, &event)?;
-    inbox::on_event(conn, intent, &event)?;
-    Ok(event)
+    record(
+        conn,
+        intent,
+        Status::Submitted.event_type(),
+        actor,
+        &details,
+    )
 }
 
 /// Creates an intent: the row, `intent.created` (seq 1) and `intent.submitted` (seq 2).
