@@ -137,7 +137,15 @@ impl Store {
         let writer = std::thread::Builder::new()
             .name("axme-writer".into())
             .spawn(move || {
-                writer::run(conn, job_rx, publisher, max_batch, restart_due, gate, recorder)
+                writer::run(
+                    conn,
+                    job_rx,
+                    publisher,
+                    max_batch,
+                    restart_due,
+                    gate,
+                    recorder,
+                )
             })
             .map_err(|e| Error::internal(format!("spawn writer: {e}")))?;
 
