@@ -398,7 +398,11 @@ fn run(params: &Params) -> Result<(), String> {
     eprintln!("[bench] starting the receiver, the black hole and axme ...");
     let receiver = ChildServer::spawn(Command::new(exe).arg(receiver::ARG), "receiver")?;
     let black_hole = BlackHole::start()?;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axme"));
+    // Another build of axme may be measured with this harness (an A/B comparison on a noisy
+    // machine: both in turn, each next to its own ceiling).
+    let server =
+        std::env::var_os("AXME_BENCH_SERVER").unwrap_or_else(|| env!("CARGO_BIN_EXE_axme").into());
+    let mut cmd = Command::new(&server);
     cmd.arg("serve")
         .arg("--data")
         .arg(dir.path().join("axme.db"))

@@ -47,7 +47,7 @@ pub fn render(p: &Params, first: &Preflight, r: &Results) -> String {
         ("machine", machine()),
         ("date", now()),
         ("loadavg", format!("{} before the run (1 minute)", p.loadavg_before)),
-        ("axme", format!("axme serve {}: {} attempts at once to one endpoint, and as many workers again for the dead one", p.push_flags().join(" "), p.per_endpoint)),
+        ("axme", format!("axme serve {}: {} attempts at once to one endpoint, and as many workers again for the dead one{}", p.push_flags().join(" "), p.per_endpoint, std::env::var("AXME_BENCH_SERVER").map(|s| format!(" (binary {s}, AXME_BENCH_SERVER)")).unwrap_or_default())),
         ("receiver", "hyper 1.x http1 set up like axme (2 workers), own process; stamps the arrival, reads the body, answers 200 (empty) at once".into()),
         ("load", format!("{} keep-alive HTTP/1.1 connections creating intents for {HEALTHY_AGENT}, one task each on 1 client thread; payload {} bytes", p.connections, PAYLOAD.len())),
         ("saturation", format!("closed loop, at most {} intents created and not yet received (AXME_BENCH_WINDOW): the outbox stays near empty", p.window)),
