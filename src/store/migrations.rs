@@ -239,6 +239,12 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX timers_due ON timers (due_ms);
     CREATE INDEX timers_intent ON timers (intent_id);
     "#,
+    // 9: pending deliveries by endpoint, so that the push scheduler reads due work only at the
+    // endpoints with room and never steps over a saturated endpoint's backlog.
+    r#"
+    CREATE INDEX deliveries_endpoint_due ON deliveries (endpoint, next_attempt_ms)
+        WHERE status = 'pending';
+    "#,
 ];
 
 /// The schema version this build writes.
