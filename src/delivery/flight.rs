@@ -17,18 +17,39 @@ pub struct Finished {
     pub delivery_id: String,
     pub endpoint: String,
     pub outcome: Outcome,
+    pub place: Place,
 }
 
 /// Deliveries taken from the outbox and not yet recorded.
 #[derive(Default)]
 pub struct Flight {
-    /// By endpoint, the rowids of the deliveries taken and not yet recorded (on a worker, or
-    /// their outcome being written). They are still pending in the outbox, so reads of due work
-    /// skip them until their outcome is committed (or its recording failed, and then they are
-    /// attempted again). An endpoint without any is not in the map.
-    per_endpoint: HashMap<String, HashSet<i64>>,
+    /// By endpoint; an endpoint with nothing taken is not in the map.
+    per_endpoint: HashMap<String, Load>,
     /// Attempts on a worker now, all endpoints together.
     sending: usize,
+}
+
+#[derive(Default)]
+struct Load {
+    /// The places taken at the endpoint: attempts on a worker, and failed attempts whose
+    /// outcome is not committed yet. What `--push-endpoint-concurrency` limits.
+    places: usize,
+    /// The rowids of the deliveries taken and not yet recorded (on a worker, or their outcome
+    /// being written). They are still pending in the outbox, so reads of due work skip them
+    /// until their outcome is committed (or its recording failed, and then they are attempted
+    /// again).
+    unsettled: HashSet<i64>,
+}
+
+/// What a delivery leaves behind once its attempt ended: whether it still holds its place at
+/// its endpoint until its outcome is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// A delivered attempt, or none at all: the place is free already.
+    Freed,
+    /// A failed attempt: the endpoint gets no attempt in its place until what the failure
+    /// teaches (410 disables the endpoint; a timeout or an error backs off) is committed.
+    Held,
 }
 
 impl Flight {
@@ -37,50 +58,56 @@ impl Flight {
         self.sending
     }
 
-    /// How many more deliveries to `endpoint` may be taken now. An attempt keeps its place at
-    /// its endpoint until its outcome is committed, so no more than `per_endpoint` deliveries to
-    /// one endpoint are ever between their read and their record (and a stalled writer holds
-    /// dispatch back instead of piling up unrecorded attempts).
+    /// How many more deliveries to `endpoint` may be taken now: within its places, and with no
+    /// more than `per_endpoint` outcomes waiting to be recorded on top of them, so that a
+    /// stalled writer holds dispatch back instead of piling up unrecorded attempts.
     pub fn room(&self, endpoint: &str, per_endpoint: usize) -> usize {
-        self.per_endpoint
-            .get(endpoint)
-            .map_or(per_endpoint, |taken| {
-                per_endpoint.saturating_sub(taken.len())
-            })
+        self.per_endpoint.get(endpoint).map_or(per_endpoint, |l| {
+            per_endpoint
+                .saturating_sub(l.places)
+                .min((2 * per_endpoint).saturating_sub(l.unsettled.len()))
+        })
     }
 
     /// Every endpoint with deliveries taken: its room and the rowids that reads must skip.
     pub fn busy(&self, per_endpoint: usize) -> HashMap<String, (usize, HashSet<i64>)> {
         self.per_endpoint
             .iter()
-            .map(|(e, taken)| (e.clone(), (self.room(e, per_endpoint), taken.clone())))
+            .map(|(e, l)| (e.clone(), (self.room(e, per_endpoint), l.unsettled.clone())))
             .collect()
     }
 
     /// A delivery handed to a worker.
     pub fn sent(&mut self, rowid: i64, endpoint: &str) {
         self.sending += 1;
-        self.taken(rowid, endpoint);
+        let l = self.per_endpoint.entry(endpoint.to_string()).or_default();
+        l.places += 1;
+        l.unsettled.insert(rowid);
     }
 
     /// A delivery taken to be recorded without an attempt (it cannot be sent).
     pub fn taken(&mut self, rowid: i64, endpoint: &str) {
-        self.per_endpoint
-            .entry(endpoint.to_string())
-            .or_default()
-            .insert(rowid);
+        let l = self.per_endpoint.entry(endpoint.to_string()).or_default();
+        l.unsettled.insert(rowid);
     }
 
-    /// An attempt came back from its worker (its outcome is not recorded yet).
-    pub fn attempt_ended(&mut self) {
+    /// An attempt came back from its worker; its outcome is not recorded yet.
+    pub fn attempt_ended(&mut self, endpoint: &str, place: Place) {
         self.sending = self.sending.saturating_sub(1);
+        if place == Place::Freed {
+            if let Some(l) = self.per_endpoint.get_mut(endpoint) {
+                l.places = l.places.saturating_sub(1);
+            }
+        }
     }
 
     /// A delivery's outcome was committed, or its recording failed.
-    pub fn settled(&mut self, rowid: i64, endpoint: &str) {
-        if let Some(taken) = self.per_endpoint.get_mut(endpoint) {
-            taken.remove(&rowid);
-            if taken.is_empty() {
+    pub fn settled(&mut self, rowid: i64, endpoint: &str, place: Place) {
+        if let Some(l) = self.per_endpoint.get_mut(endpoint) {
+            if l.unsettled.remove(&rowid) && place == Place::Held {
+                l.places = l.places.saturating_sub(1);
+            }
+            if l.unsettled.is_empty() {
                 self.per_endpoint.remove(endpoint);
             }
         }
@@ -92,11 +119,12 @@ impl Flight {
 pub struct Recorder {
     store: Store,
     policy: Arc<RetryPolicy>,
-    /// The record jobs being written; each ends when its commit (or failure) is known.
-    jobs: JoinSet<()>,
-    /// The deliveries (rowid, endpoint) each job records, by task: settled when the job ends,
-    /// however it ends.
-    settles: HashMap<tokio::task::Id, Vec<(i64, String)>>,
+    /// The record jobs being written; each ends when its commit (or failure) is known, and
+    /// says whether it committed.
+    jobs: JoinSet<bool>,
+    /// The deliveries (rowid, endpoint, place) each job records, by task: settled when the job
+    /// ends, however it ends.
+    settles: HashMap<tokio::task::Id, Vec<(i64, String, Place)>>,
 }
 
 impl Recorder {
@@ -117,7 +145,7 @@ impl Recorder {
         let mut settle = Vec::with_capacity(finished.len());
         let mut outcomes = Vec::with_capacity(finished.len());
         for f in finished {
-            settle.push((f.rowid, f.endpoint));
+            settle.push((f.rowid, f.endpoint, f.place));
             outcomes.push((f.delivery_id, f.outcome));
         }
         let (store, policy) = (self.store.clone(), self.policy.clone());
@@ -133,24 +161,29 @@ impl Recorder {
                             tracing::error!(delivery_id = %id, error = %e, "recording a push attempt failed");
                         }
                     }
+                    true
                 }
-                Err(e) => tracing::error!(
-                    error = %e,
-                    attempts = n,
-                    "recording push attempts failed; they will be attempted again"
-                ),
+                Err(e) => {
+                    tracing::error!(
+                        error = %e,
+                        attempts = n,
+                        "recording push attempts failed; they will be attempted again"
+                    );
+                    false
+                }
             }
         });
         self.settles.insert(task.id(), settle);
     }
 
-    /// The deliveries of the next record job to end; `None` when none is running.
-    pub async fn next_settled(&mut self) -> Option<Vec<(i64, String)>> {
-        let id = match self.jobs.join_next_with_id().await? {
-            Ok((id, ())) => id,
-            Err(e) => e.id(),
+    /// The deliveries of the next record job to end, and whether it committed (if not, they
+    /// are still pending and due again); `None` when no job is running.
+    pub async fn next_settled(&mut self) -> Option<(Vec<(i64, String, Place)>, bool)> {
+        let (id, committed) = match self.jobs.join_next_with_id().await? {
+            Ok(ended) => ended,
+            Err(e) => (e.id(), false),
         };
-        Some(self.settles.remove(&id).unwrap_or_default())
+        Some((self.settles.remove(&id).unwrap_or_default(), committed))
     }
 }
 
@@ -159,22 +192,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_delivery_keeps_its_place_until_its_outcome_is_recorded() {
+    fn a_delivered_attempt_frees_its_place_a_failed_one_when_recorded() {
         let mut f = Flight::default();
         let ep = "http://a";
         f.sent(1, ep);
-        f.taken(2, ep);
-        assert_eq!((f.room(ep, 3), f.sending()), (1, 1));
-        f.attempt_ended();
-        // The worker is free, the endpoint's place is not: the outcome is not committed yet.
-        assert_eq!((f.room(ep, 3), f.sending()), (1, 0));
+        f.sent(2, ep);
+        f.taken(3, ep);
+        assert_eq!((f.room(ep, 3), f.sending()), (1, 2));
+        f.attempt_ended(ep, Place::Freed);
+        f.attempt_ended(ep, Place::Held);
+        assert_eq!((f.room(ep, 3), f.sending()), (2, 0));
+        // All three are skipped by reads until their outcomes are committed.
         let (room, skip) = &f.busy(3)[ep];
-        assert_eq!((*room, skip.len()), (1, 2));
-        assert!(skip.contains(&1) && skip.contains(&2));
-        f.settled(1, ep);
-        assert_eq!(f.room(ep, 3), 2);
-        f.settled(2, ep);
+        assert_eq!((*room, skip.len()), (2, 3));
+        f.settled(2, ep, Place::Held);
+        assert_eq!(f.room(ep, 3), 3);
+        f.settled(1, ep, Place::Freed);
+        f.settled(3, ep, Place::Freed);
         assert!(f.busy(3).is_empty());
+        assert_eq!(f.room(ep, 3), 3);
         assert_eq!(f.room("http://b", 3), 3);
+    }
+
+    #[test]
+    fn unrecorded_outcomes_of_an_endpoint_are_bounded() {
+        let mut f = Flight::default();
+        let ep = "http://a";
+        for rowid in 0..4 {
+            f.sent(rowid, ep);
+            f.attempt_ended(ep, Place::Freed);
+        }
+        // No attempt in flight, but four outcomes wait to be recorded: twice the limit.
+        assert_eq!(f.room(ep, 2), 0);
+        f.settled(0, ep, Place::Freed);
+        assert_eq!(f.room(ep, 2), 1);
     }
 }

@@ -11,8 +11,10 @@
 //!   backlog waits in the outbox without being read while the other workers serve healthy
 //!   endpoints.
 //! - Outcomes are recorded beside dispatch, never in its way: the attempts that ended by the
-//!   time the loop looks are recorded by one write job (one transaction), and a delivery keeps
-//!   its place at its endpoint, and is not read as due again, until that job committed.
+//!   time the loop looks are recorded by one write job (one transaction). No delivery is read
+//!   as due again until its outcome is committed. A delivered attempt frees its place at its
+//!   endpoint at once; a failed one keeps it until its outcome (a 410 that disables the
+//!   endpoint, a backoff) is committed, so a failing endpoint's next attempt knows of it.
 //! - A crash mid-attempt, or before its outcome is committed, leaves the delivery pending: it
 //!   is sent again after the restart, with the same `webhook-id`, so receivers can deduplicate
 //!   (at-least-once).
@@ -34,7 +36,7 @@ use crate::store::deliveries as outbox;
 use crate::store::Store;
 use crate::Error;
 
-use self::flight::{Finished, Flight, Recorder};
+use self::flight::{Finished, Flight, Place, Recorder};
 use self::pool::WorkerPool;
 
 /// Settings of the push binding (see `ServeConfig` for the flags).
@@ -77,37 +79,54 @@ pub async fn run(store: Store, settings: PushSettings, mut shutdown: watch::Rece
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
     let mut flight = Flight::default();
     let mut recorder = Recorder::new(store.clone(), settings.policy.clone());
+    // Whether something may have made work takeable since the last pass (new or retried
+    // deliveries, room at an endpoint, a free worker, a due time). A pass that cannot find
+    // anything is not made: each costs a read, and most wake-ups (an attempt ended, an outcome
+    // committed) free nothing.
+    let mut dirty = true;
+    let mut wake_at = Instant::now();
     loop {
-        let next_due = match dispatch(&store, &pool, &agent, &done_tx, &mut flight, &settings).await
-        {
-            Ok((next, unsendable)) => {
-                recorder.start(unsendable);
-                next
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the push outbox failed; retrying");
-                Some(Instant::now() + Duration::from_secs(1))
-            }
-        };
-        let wake_at = next_due.unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
+        if dirty {
+            dirty = false;
+            let next_due =
+                match dispatch(&store, &pool, &agent, &done_tx, &mut flight, &settings).await {
+                    Ok((next, unsendable)) => {
+                        recorder.start(unsendable);
+                        next
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading the push outbox failed; retrying");
+                        Some(Instant::now() + Duration::from_secs(1))
+                    }
+                };
+            wake_at = next_due.unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
+        }
         tokio::select! {
-            _ = store.deliveries_changed() => {}
+            _ = store.deliveries_changed() => dirty = true,
             Some(first) = done_rx.recv() => {
                 let mut finished = vec![first];
                 while let Ok(more) = done_rx.try_recv() {
                     finished.push(more);
                 }
-                for _ in &finished {
-                    flight.attempt_ended();
+                let workers_were_busy = flight.sending() >= settings.workers;
+                for f in &finished {
+                    dirty |= f.place == Place::Freed
+                        && flight.room(&f.endpoint, settings.per_endpoint) == 0;
+                    flight.attempt_ended(&f.endpoint, f.place);
                 }
+                dirty |= workers_were_busy;
                 recorder.start(finished);
             }
-            Some(settled) = recorder.next_settled() => {
-                for (rowid, endpoint) in settled {
-                    flight.settled(rowid, &endpoint);
+            Some((settled, committed)) = recorder.next_settled() => {
+                // A failed record job leaves its deliveries pending: they are due again.
+                dirty |= !committed;
+                for (rowid, endpoint, place) in settled {
+                    let before = flight.room(&endpoint, settings.per_endpoint);
+                    flight.settled(rowid, &endpoint, place);
+                    dirty |= flight.room(&endpoint, settings.per_endpoint) > before;
                 }
             }
-            _ = tokio::time::sleep_until(wake_at) => {}
+            _ = tokio::time::sleep_until(wake_at) => dirty = true,
             _ = shutdown.changed() => break,
         }
     }
@@ -172,6 +191,7 @@ async fn dispatch(
                 delivery_id: p.delivery.delivery_id.clone(),
                 endpoint,
                 outcome: not_attempted(&p, &reason, verdict),
+                place: Place::Freed,
             });
             continue;
         }
@@ -186,11 +206,17 @@ async fn dispatch(
                     Verdict::Permanent,
                 ),
             };
+            let place = if outcome.verdict == Verdict::Delivered {
+                Place::Freed
+            } else {
+                Place::Held
+            };
             let _ = done.send(Finished {
                 rowid,
                 delivery_id: p.delivery.delivery_id,
                 endpoint: ep,
                 outcome,
+                place,
             });
         });
         if queued {
