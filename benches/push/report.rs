@@ -51,7 +51,7 @@ pub fn render(p: &Params, first: &Preflight, r: &Results) -> String {
         ("receiver", "hyper 1.x http1 set up like axme (2 workers), own process; stamps the arrival, reads the body, answers 200 (empty) at once".into()),
         ("load", format!("{} keep-alive HTTP/1.1 connections creating intents for {HEALTHY_AGENT}, one task each on 1 client thread; payload {} bytes", p.connections, PAYLOAD.len())),
         ("saturation", format!("closed loop, at most {} intents created and not yet received (AXME_BENCH_WINDOW): the outbox stays near empty", p.window)),
-        ("deep", format!("the same with at most {} (AXME_BENCH_DEEP_WINDOW): more due deliveries wait in the outbox than the scheduler reads at once (512)", thousands(p.deep_window as f64))),
+        ("deep", format!("the same with at most {} (AXME_BENCH_DEEP_WINDOW): more due deliveries wait in the outbox than the endpoint has room for ({})", thousands(p.deep_window as f64), p.per_endpoint)),
         ("below", format!("open loop at {:.0}% of the saturation figure ({}/s), then of the deep-backlog figure ({}/s)", p.below * 100.0, thousands(below.offered.unwrap_or(0.0)), thousands(below_deep.offered.unwrap_or(0.0)))),
         ("dead", format!("a second http agent whose endpoint accepts and never answers; {} creates/s for it on 4 more connections; attempts time out after {PUSH_TIMEOUT_SECS} s", p.dead_rate)),
         ("ceiling", format!("{} threads of bare ureq 2 POSTs (one agent set up like axme's) of the webhook axme sent, to the same receiver", p.per_endpoint)),
