@@ -7,9 +7,9 @@
 //!   attempt ended or its outcome was committed, or when the next one falls due — never by a
 //!   busy loop.
 //! - Due work is read endpoint by endpoint, only at the endpoints with room: a dead or slow
-//!   endpoint holds at most `per_endpoint` deliveries (on workers or being recorded), and its
-//!   backlog waits in the outbox without being read while the other workers serve healthy
-//!   endpoints.
+//!   endpoint holds at most `per_endpoint` places (attempts on workers, and failed attempts
+//!   until their outcome is committed), and its backlog waits in the outbox without being read
+//!   while the other workers serve healthy endpoints.
 //! - Outcomes are recorded beside dispatch, never in its way: the attempts that ended by the
 //!   time the loop looks are recorded by one write job (one transaction). No delivery is read
 //!   as due again until its outcome is committed. A delivered attempt frees its place at its
