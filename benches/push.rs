@@ -12,7 +12,7 @@
 //!    near empty: the most deliveries per second axme sustains (a window of 32 or 128 gives
 //!    fewer).
 //! 3. **axme, deep backlog**: the same with a window of `AXME_BENCH_DEEP_WINDOW` (1,024), so
-//!    that the outbox always holds more due deliveries than the scheduler reads at once (512),
+//!    that the outbox always holds more due deliveries than the endpoint has room for (64),
 //!    as it does whenever producers outrun the pushes.
 //! 4. **axme, 70%**: open loop at 70% of the rate reached in 2: latency below saturation. When
 //!    that rate is above the rate of 3, a passing backlog can tip it into 3's regime, where it
@@ -25,7 +25,8 @@
 //! Latency is from the moment the bench read the create's `200` to the moment the receiver got
 //! the webhook, both on the wall clock of the same machine. Every delivery is a real one: signed
 //! with the agent's secret (checked on the first one) and recorded (attempt row, delivery state,
-//! the intent moved to DELIVERED) before its slot is given to the next.
+//! the intent moved to DELIVERED) in a transaction of its own after the attempt; the next attempt
+//! to the endpoint may start while that transaction commits.
 //!
 //! The receiver is this binary re-executed with a hidden argument (its CPU is counted apart);
 //! the load generator is one current-thread tokio runtime with a task per connection on raw
@@ -93,7 +94,7 @@ pub struct Params {
     /// the dead endpoint's): few enough that the outbox stays near empty.
     pub window: u64,
     /// The same in the "deep backlog" phase: enough that the outbox always holds more due
-    /// deliveries than the scheduler reads at once (512).
+    /// deliveries than the endpoint has room for (`per_endpoint`).
     pub deep_window: u64,
     /// `--push-endpoint-concurrency`; `--push-workers` is twice it, so that a dead endpoint
     /// holding its share leaves as many to a healthy one. Also the ceiling's thread count.
@@ -398,7 +399,11 @@ fn run(params: &Params) -> Result<(), String> {
     eprintln!("[bench] starting the receiver, the black hole and axme ...");
     let receiver = ChildServer::spawn(Command::new(exe).arg(receiver::ARG), "receiver")?;
     let black_hole = BlackHole::start()?;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axme"));
+    // Another build of axme may be measured with this harness (an A/B comparison on a noisy
+    // machine: both in turn, each next to its own ceiling).
+    let server =
+        std::env::var_os("AXME_BENCH_SERVER").unwrap_or_else(|| env!("CARGO_BIN_EXE_axme").into());
+    let mut cmd = Command::new(&server);
     cmd.arg("serve")
         .arg("--data")
         .arg(dir.path().join("axme.db"))

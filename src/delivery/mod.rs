@@ -1,16 +1,26 @@
 //! The push binding's engine: a scheduler task that takes due deliveries from the outbox, hands
-//! them to a pool of worker threads (blocking ureq POSTs), and records each outcome through the
-//! domain (`service::deliveries::record`). It sits beside `http`: it calls the domain and the
-//! store, never the reverse.
+//! them to a pool of worker threads (blocking ureq POSTs), and records their outcomes through
+//! the domain (`service::deliveries::record_all`). It sits beside `http`: it calls the domain
+//! and the store, never the reverse.
 //!
 //! - Due deliveries are found by reading the outbox when a commit wrote deliveries, when an
-//!   attempt finished, or when the next one falls due — never by a busy loop.
-//! - A dead or slow endpoint holds at most `per_endpoint` workers; deliveries to it wait in
-//!   the outbox while the other workers serve healthy endpoints.
-//! - A crash mid-attempt leaves the delivery pending: it is sent again after the restart, with
-//!   the same `webhook-id`, so receivers can deduplicate (at-least-once).
+//!   attempt ended or its outcome was committed, or when the next one falls due — never by a
+//!   busy loop.
+//! - Due work is read endpoint by endpoint, only at the endpoints with room: a dead or slow
+//!   endpoint holds at most `per_endpoint` places (attempts on workers, and failed attempts
+//!   until their outcome is committed), and its backlog waits in the outbox without being read
+//!   while the other workers serve healthy endpoints.
+//! - Outcomes are recorded beside dispatch, never in its way: the attempts that ended by the
+//!   time the loop looks are recorded by one write job (one transaction). No delivery is read
+//!   as due again until its outcome is committed. A delivered attempt frees its place at its
+//!   endpoint at once; a failed one keeps it until its outcome (a 410 that disables the
+//!   endpoint, a backoff) is committed, so a failing endpoint's next attempt knows of it.
+//! - A crash mid-attempt, or before its outcome is committed, leaves the delivery pending: it
+//!   is sent again after the restart, with the same `webhook-id`, so receivers can deduplicate
+//!   (at-least-once).
 
 pub mod attempt;
+mod flight;
 pub mod pool;
 pub mod sign;
 pub mod target;
@@ -30,6 +40,7 @@ use crate::store::deliveries as outbox;
 use crate::store::Store;
 use crate::Error;
 
+use self::flight::{Finished, Flight, Place, Recorder};
 use self::pool::WorkerPool;
 
 /// Settings of the push binding (see `ServeConfig` for the flags).
@@ -43,11 +54,13 @@ pub struct PushSettings {
     pub deny_private: bool,
 }
 
-/// How many due deliveries one read takes.
-const DUE_BATCH: usize = 512;
-
 /// Runs the scheduler until `shutdown` flips, then waits for the attempts in flight and records
 /// their outcomes.
+///
+/// One loop: take what is due and has room, hand it to workers, then wait for a commit that
+/// wrote deliveries, an attempt that ended, a record job that ended, or the next due time.
+/// Outcomes are recorded by write jobs that run beside the loop (see `flight::Recorder`), so
+/// dispatch never waits for a commit.
 pub async fn run(
     store: Store,
     settings: PushSettings,
@@ -71,38 +84,58 @@ pub async fn run(
             deny_private: settings.deny_private,
         })
         .build();
+    // Workers send each ended attempt here; the loop below receives them.
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
     let mut flight = Flight::default();
-    let policy = Arc::new(settings.policy.clone());
+    let mut recorder = Recorder::new(store.clone(), settings.policy.clone(), metrics.clone());
+    // Whether something may have made work takeable since the last pass (new or retried
+    // deliveries, room at an endpoint, a free worker, a due time). A pass that cannot find
+    // anything is not made: each costs a read, and most wake-ups (an attempt ended, an outcome
+    // committed) free nothing.
+    let mut dirty = true;
+    let mut wake_at = Instant::now();
     loop {
-        let next_due = match dispatch(
-            &store,
-            &pool,
-            &agent,
-            &done_tx,
-            &mut flight,
-            &settings,
-            &metrics,
-        )
-        .await
-        {
-            Ok(next) => next,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the push outbox failed; retrying");
-                Some(Instant::now() + Duration::from_secs(1))
-            }
-        };
-        let wake_at = next_due.unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
+        if dirty {
+            dirty = false;
+            let next_due =
+                match dispatch(&store, &pool, &agent, &done_tx, &mut flight, &settings).await {
+                    Ok((next, unsendable)) => {
+                        recorder.start(unsendable);
+                        next
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading the push outbox failed; retrying");
+                        Some(Instant::now() + Duration::from_secs(1))
+                    }
+                };
+            wake_at = next_due.unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
+        }
         tokio::select! {
-            _ = store.deliveries_changed() => {}
+            _ = store.deliveries_changed() => dirty = true,
             Some(first) = done_rx.recv() => {
                 let mut finished = vec![first];
                 while let Ok(more) = done_rx.try_recv() {
                     finished.push(more);
                 }
-                settle(&store, &policy, &metrics, &mut flight, finished).await;
+                let workers_were_busy = flight.sending() >= settings.workers;
+                for f in &finished {
+                    dirty |= f.place == Place::Freed
+                        && flight.room(&f.endpoint, settings.per_endpoint) == 0;
+                    flight.attempt_ended(&f.endpoint, f.place);
+                }
+                dirty |= workers_were_busy;
+                recorder.start(finished);
             }
-            _ = tokio::time::sleep_until(wake_at) => {}
+            Some((settled, committed)) = recorder.next_settled() => {
+                // A failed record job leaves its deliveries pending: they are due again.
+                dirty |= !committed;
+                for (rowid, endpoint, place) in settled {
+                    let before = flight.room(&endpoint, settings.per_endpoint);
+                    flight.settled(rowid, &endpoint, place);
+                    dirty |= flight.room(&endpoint, settings.per_endpoint) > before;
+                }
+            }
+            _ = tokio::time::sleep_until(wake_at) => dirty = true,
             _ = shutdown.changed() => break,
         }
     }
@@ -115,24 +148,12 @@ pub async fn run(
     while let Some(f) = done_rx.recv().await {
         finished.push(f);
     }
-    settle(&store, &policy, &metrics, &mut flight, finished).await;
+    recorder.start(finished);
+    while recorder.next_settled().await.is_some() {}
 }
 
-/// An attempt that came back from a worker.
-struct Finished {
-    delivery_id: String,
-    endpoint: String,
-    outcome: Outcome,
-}
-
-/// Deliveries being attempted, and how many per endpoint.
-#[derive(Default)]
-struct Flight {
-    ids: HashSet<String>,
-    per_endpoint: HashMap<String, usize>,
-}
-
-/// Hands every due delivery that has room to a worker. Returns when the next one falls due.
+/// Hands every due delivery that has room to a worker. Returns when the next one falls due, and
+/// the due deliveries that cannot be sent at all (to be recorded as such).
 async fn dispatch(
     store: &Store,
     pool: &WorkerPool,
@@ -140,149 +161,136 @@ async fn dispatch(
     done: &mpsc::UnboundedSender<Finished>,
     flight: &mut Flight,
     settings: &PushSettings,
-    metrics: &Metrics,
-) -> Result<Option<Instant>, Error> {
-    let skip: HashSet<String> = flight.ids.clone();
-    let saturated: Vec<&String> = flight
-        .per_endpoint
-        .iter()
-        .filter(|(_, n)| **n >= settings.per_endpoint)
-        .map(|(e, _)| e)
-        .collect();
-    let saturated = serde_json::to_string(&saturated)?;
-    let limit = DUE_BATCH + skip.len();
-    // Only what can go out now is prepared (each preparation reads the intent, its event and
-    // its agent): at most one delivery per free worker, within each endpoint's limit.
-    let free_workers = settings.workers.saturating_sub(flight.ids.len());
-    let mut room = flight.per_endpoint.clone();
+) -> Result<(Option<Instant>, Vec<Finished>), Error> {
+    // Only what can go out now is read and prepared (each preparation reads the intent, its
+    // event and its agent): at most one delivery per free worker, within each endpoint's room.
+    // With no worker free there is nothing to do until an attempt ends, which wakes the loop.
+    let free_workers = settings.workers.saturating_sub(flight.sending());
+    if free_workers == 0 {
+        return Ok((None, Vec::new()));
+    }
     let per_endpoint = settings.per_endpoint;
+    let busy = flight.busy(per_endpoint);
     let (prepared, next_due_ms, now_ms) = store
         .read(move |c| {
             let now = now_ms();
-            let mut chosen = Vec::new();
-            for d in outbox::due(c, now, &saturated, limit)? {
-                if chosen.len() >= free_workers {
-                    break;
+            let due = due_with_room(c, now, &busy, per_endpoint, free_workers)?;
+            let mut prepared = Vec::with_capacity(due.len());
+            let mut targets = domain::Targets::default();
+            for rowid in due {
+                if let Some(d) = outbox::get_by_rowid(c, rowid)? {
+                    prepared.push((rowid, domain::prepare_with(c, d, &mut targets)?));
                 }
-                let busy = room.entry(d.endpoint.clone()).or_insert(0);
-                if skip.contains(&d.delivery_id) || *busy >= per_endpoint {
-                    continue;
-                }
-                *busy += 1;
-                chosen.push(d);
             }
-            let prepared = chosen
-                .into_iter()
-                .map(|d| domain::prepare(c, d))
-                .collect::<Result<Vec<Prepared>, Error>>()?;
             Ok((prepared, outbox::next_due_after(c, now)?, now))
         })
         .await?;
     let mut unsendable = Vec::new();
-    for p in prepared {
-        let key = p.delivery.endpoint.clone();
-        if let Some(reason) = p.skipped.clone() {
-            unsendable.push((p, reason, Verdict::Skipped));
-            continue;
-        }
-        if let Some(reason) = p.blocked.clone() {
-            unsendable.push((p, reason, Verdict::Permanent));
-            continue;
-        }
-        let busy = flight.per_endpoint.get(&key).copied().unwrap_or(0);
-        if busy >= settings.per_endpoint {
-            continue;
-        }
-        let request = match attempt::render(&p) {
-            Ok(r) => r,
-            Err(e) => {
-                let reason = format!("cannot render the webhook body: {e}");
-                unsendable.push((p, reason, Verdict::Permanent));
-                continue;
-            }
+    for (rowid, p) in prepared {
+        let endpoint = p.delivery.endpoint.clone();
+        let refusal = match (&p.skipped, &p.blocked) {
+            (Some(reason), _) => Some((reason.clone(), Verdict::Skipped)),
+            (None, Some(reason)) => Some((reason.clone(), Verdict::Permanent)),
+            (None, None) => None,
         };
-        let (agent, done, id, ep) = (
-            agent.clone(),
-            done.clone(),
-            request.delivery_id.clone(),
-            key.clone(),
-        );
+        if let Some((reason, verdict)) = refusal {
+            flight.taken(rowid, &endpoint);
+            unsendable.push(Finished {
+                rowid,
+                delivery_id: p.delivery.delivery_id.clone(),
+                endpoint,
+                outcome: not_attempted(&p, &reason, verdict),
+                place: Place::Freed,
+            });
+            continue;
+        }
+        let (agent, done, ep) = (agent.clone(), done.clone(), endpoint.clone());
         let queued = pool.push(move || {
-            let outcome = attempt::send(&agent, &request);
+            // The body is rendered here, on the worker, to keep the scheduler loop short.
+            let outcome = match attempt::render(&p) {
+                Ok(request) => attempt::send(&agent, &request),
+                Err(e) => not_attempted(
+                    &p,
+                    &format!("cannot render the webhook body: {e}"),
+                    Verdict::Permanent,
+                ),
+            };
+            let place = if outcome.verdict == Verdict::Delivered {
+                Place::Freed
+            } else {
+                Place::Held
+            };
             let _ = done.send(Finished {
-                delivery_id: id,
+                rowid,
+                delivery_id: p.delivery.delivery_id,
                 endpoint: ep,
                 outcome,
+                place,
             });
         });
         if queued {
-            flight.ids.insert(p.delivery.delivery_id.clone());
-            *flight.per_endpoint.entry(key).or_default() += 1;
+            flight.sent(rowid, &endpoint);
         }
-    }
-    for (p, reason, verdict) in unsendable {
-        let outcome = Outcome {
-            attempt: p.delivery.attempts + 1,
-            status_code: None,
-            latency_ms: 0,
-            error: Some(format!("not attempted: {reason}")),
-            response_excerpt: None,
-            verdict,
-            reply: None,
-        };
-        // Settled at once (no worker involved); the policy does not matter for these verdicts.
-        let policy = settings.policy.clone();
-        let id = p.delivery.delivery_id.clone();
-        let (_, settled) = store
-            .write(move |c| domain::record(c, &id, outcome, &policy))
-            .await?;
-        count(metrics, settled);
     }
     // Wake when the next delivery falls due; due ones held back by a per-endpoint limit are
-    // taken when an attempt at that endpoint finishes.
-    Ok(next_due_ms.map(|due| Instant::now() + Duration::from_millis((due - now_ms).max(0) as u64)))
+    // taken when an attempt at that endpoint ends.
+    let next =
+        next_due_ms.map(|due| Instant::now() + Duration::from_millis((due - now_ms).max(0) as u64));
+    Ok((next, unsendable))
 }
 
-/// Records finished attempts (concurrently, so they share group commits) and frees their place.
-async fn settle(
-    store: &Store,
-    policy: &Arc<RetryPolicy>,
-    metrics: &Arc<Metrics>,
-    flight: &mut Flight,
-    finished: Vec<Finished>,
-) {
-    let writes: Vec<_> = finished
-        .iter()
-        .map(|f| {
-            let (store, policy, metrics) = (store.clone(), policy.clone(), metrics.clone());
-            let (id, outcome) = (f.delivery_id.clone(), f.outcome.clone());
-            tokio::spawn(async move {
-                let result = store
-                    .write(move |c| domain::record(c, &id, outcome, &policy))
-                    .await;
-                match result {
-                    Ok((_, settled)) => count(&metrics, settled),
-                    Err(e) => tracing::error!(error = %e, "recording a push attempt failed; it will be retried"),
-                }
-            })
-        })
-        .collect();
-    for w in writes {
-        let _ = w.await;
-    }
-    for f in finished {
-        flight.ids.remove(&f.delivery_id);
-        if let Some(n) = flight.per_endpoint.get_mut(&f.endpoint) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                flight.per_endpoint.remove(&f.endpoint);
-            }
+/// The rowids of the deliveries to take now, soonest due first: from each endpoint with room,
+/// as many due deliveries as it has room for (skipping those already taken), then the soonest
+/// `free_workers` of them all. A saturated endpoint costs one index seek however long its
+/// backlog, and its deliveries never crowd out the others'.
+fn due_with_room(
+    conn: &rusqlite::Connection,
+    now: i64,
+    busy: &HashMap<String, (usize, HashSet<i64>)>,
+    per_endpoint: usize,
+    free_workers: usize,
+) -> Result<Vec<i64>, Error> {
+    let no_skip = HashSet::new();
+    let mut due: Vec<(i64, i64)> = Vec::new();
+    let mut after = String::new();
+    while let Some((endpoint, soonest)) = outbox::next_pending_endpoint(conn, &after)? {
+        let (room, skip) = busy
+            .get(&endpoint)
+            .map_or((per_endpoint, &no_skip), |(room, skip)| (*room, skip));
+        if soonest <= now && room > 0 {
+            let rows = outbox::due_at_endpoint(conn, &endpoint, now, room + skip.len())?;
+            due.extend(
+                rows.into_iter()
+                    .filter(|(rowid, _)| !skip.contains(rowid))
+                    .take(room)
+                    .map(|(rowid, at)| (at, rowid)),
+            );
         }
+        after = endpoint;
+    }
+    due.sort_unstable();
+    Ok(due
+        .into_iter()
+        .take(free_workers)
+        .map(|(_, rowid)| rowid)
+        .collect())
+}
+
+/// The outcome of a delivery that was not attempted, and why.
+fn not_attempted(p: &Prepared, reason: &str, verdict: Verdict) -> Outcome {
+    Outcome {
+        attempt: p.delivery.attempts + 1,
+        status_code: None,
+        latency_ms: 0,
+        error: Some(format!("not attempted: {reason}")),
+        response_excerpt: None,
+        verdict,
+        reply: None,
     }
 }
 
 /// Counts a recorded attempt by what it led to (after its commit).
-fn count(metrics: &Metrics, settled: Settled) {
+pub(crate) fn count(metrics: &Metrics, settled: Settled) {
     let p = &metrics.pushes;
     match settled {
         Settled::Delivered => p.delivered.inc(),

@@ -3,6 +3,7 @@
 //! and to its intent (DELIVERED, the handler's reply applied, `intent.delivery_failed`, FAILED
 //! when attempts run out), and replay. The HTTP side of an attempt lives in `delivery`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -312,6 +313,34 @@ pub fn record(
     Ok((d, settled))
 }
 
+/// What recording one outcome of a batch came to: the delivery's new state, or why it was not
+/// recorded.
+pub type Recorded = (String, Result<(DeliveryRow, Settled), Error>);
+
+/// Records the outcomes of many attempts in one write job (one transaction), in order. An
+/// outcome that fails before writing anything (its delivery is gone) is reported and the others
+/// are recorded; one that fails after writing fails the whole job, so that no outcome is ever
+/// half-recorded: the writer rolls the job back, the deliveries stay pending and are attempted
+/// again (same `webhook-id`).
+pub fn record_all(
+    conn: &Connection,
+    outcomes: Vec<(String, Outcome)>,
+    policy: &RetryPolicy,
+) -> Result<Vec<Recorded>, Error> {
+    let mut recorded = Vec::with_capacity(outcomes.len());
+    for (delivery_id, outcome) in outcomes {
+        let before = conn.total_changes();
+        let result = record(conn, &delivery_id, outcome, policy);
+        if let Err(e) = &result {
+            if conn.total_changes() != before {
+                return Err(e.clone());
+            }
+        }
+        recorded.push((delivery_id, result));
+    }
+    Ok(recorded)
+}
+
 fn insert_attempt(
     conn: &Connection,
     d: &DeliveryRow,
@@ -527,6 +556,8 @@ pub struct Prepared {
     /// Signing secrets (`whsec_…`), newest first.
     pub secrets: Vec<String>,
     pub intent: Option<IntentRow>,
+    /// The event an observer push carries (not read for a handler push, whose body is the
+    /// intent).
     pub event: Option<EventRow>,
     /// For a published (non-intent) event: that event.
     pub webhook_event: Option<subscriptions::WebhookEventRow>,
@@ -538,16 +569,64 @@ pub struct Prepared {
     pub skipped: Option<String>,
 }
 
+/// The agents and subscriptions read by one batch of preparations: a scheduler pass that takes
+/// many deliveries to one target reads it once. Hold one only for the length of a read.
+#[derive(Debug, Default)]
+pub struct Targets {
+    agents: HashMap<String, Option<agents::AgentRow>>,
+    subscriptions: HashMap<String, Option<subscriptions::SubscriptionRow>>,
+}
+
+impl Targets {
+    fn agent(
+        &mut self,
+        conn: &Connection,
+        address: &str,
+    ) -> Result<Option<agents::AgentRow>, Error> {
+        if let Some(a) = self.agents.get(address) {
+            return Ok(a.clone());
+        }
+        let a = agents::get(conn, address)?;
+        self.agents.insert(address.to_string(), a.clone());
+        Ok(a)
+    }
+
+    fn subscription(
+        &mut self,
+        conn: &Connection,
+        id: &str,
+    ) -> Result<Option<subscriptions::SubscriptionRow>, Error> {
+        if let Some(s) = self.subscriptions.get(id) {
+            return Ok(s.clone());
+        }
+        let s = subscriptions::get(conn, id)?;
+        self.subscriptions.insert(id.to_string(), s.clone());
+        Ok(s)
+    }
+}
+
 /// Reads what the attempt of a due delivery needs.
 pub fn prepare(conn: &Connection, d: DeliveryRow) -> Result<Prepared, Error> {
+    prepare_with(conn, d, &mut Targets::default())
+}
+
+/// [`prepare`], reading each agent and subscription once per `targets`.
+pub fn prepare_with(
+    conn: &Connection,
+    d: DeliveryRow,
+    targets: &mut Targets,
+) -> Result<Prepared, Error> {
     let intent = match &d.intent_id {
         Some(id) => crate::store::intents::get(conn, id)?,
         None => None,
     };
-    let event = match (&d.intent_id, d.event_seq) {
-        (Some(id), Some(seq)) => crate::store::events::list_for_intent(conn, id, seq - 1, 1)?
-            .into_iter()
-            .next(),
+    // A handler push carries the intent, not the event that caused it.
+    let event = match (&d.intent_id, d.event_seq, d.kind == KIND_HANDLER) {
+        (Some(id), Some(seq), false) => {
+            crate::store::events::list_for_intent(conn, id, seq - 1, 1)?
+                .into_iter()
+                .next()
+        }
         _ => None,
     };
     let webhook_event = match &d.webhook_event_id {
@@ -565,7 +644,7 @@ pub fn prepare(conn: &Connection, d: DeliveryRow) -> Result<Prepared, Error> {
         skipped: None,
     };
     if let Some(address) = p.delivery.agent_address.clone() {
-        match agents::get(conn, &address)? {
+        match targets.agent(conn, &address)? {
             Some(a) if a.disabled_at.is_some() => {
                 p.blocked = Some("the agent's webhook is disabled (it answered 410 Gone)".into())
             }
@@ -591,7 +670,7 @@ pub fn prepare(conn: &Connection, d: DeliveryRow) -> Result<Prepared, Error> {
         }
     }
     if let Some(id) = p.delivery.subscription_id.clone() {
-        match subscriptions::get(conn, &id)? {
+        match targets.subscription(conn, &id)? {
             Some(s) if s.revoked_at.is_some() => {
                 p.blocked = Some("the subscription was deleted".into())
             }

@@ -119,22 +119,49 @@ pub fn update_state(conn: &Connection, d: &DeliveryRow) -> Result<(), Error> {
     Ok(())
 }
 
-/// Pending deliveries due at `now_ms`, soonest first, at most `limit`, leaving out the
-/// endpoints in `saturated` (a JSON array of endpoint strings) so that a backlog at one
-/// endpoint never hides the others.
-pub fn due(
+/// A delivery by its rowid (what the push scheduler keeps of the deliveries it took).
+pub fn get_by_rowid(conn: &Connection, rowid: i64) -> Result<Option<DeliveryRow>, Error> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM deliveries WHERE rowid = ?1"
+        ))?
+        .query_row([rowid], from_row)
+        .optional()?)
+}
+
+/// The first endpoint after `after` (in byte order) with pending deliveries, and the soonest
+/// `next_attempt_ms` among them: one seek in `deliveries_endpoint_due`, so that walking every
+/// endpoint costs one seek per endpoint however long their backlogs are.
+pub fn next_pending_endpoint(
     conn: &Connection,
+    after: &str,
+) -> Result<Option<(String, i64)>, Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT endpoint, next_attempt_ms FROM deliveries WHERE status = 'pending' \
+             AND endpoint > ?1 AND next_attempt_ms IS NOT NULL \
+             ORDER BY endpoint, next_attempt_ms LIMIT 1",
+        )?
+        .query_row([after], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+/// Pending deliveries to `endpoint` due at `now_ms`, soonest first, at most `limit`, as
+/// (rowid, `next_attempt_ms`): read from `deliveries_endpoint_due` alone, no table row.
+pub fn due_at_endpoint(
+    conn: &Connection,
+    endpoint: &str,
     now_ms: i64,
-    saturated: &str,
     limit: usize,
-) -> Result<Vec<DeliveryRow>, Error> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM deliveries WHERE status = 'pending' AND next_attempt_ms <= ?1 \
-         AND endpoint NOT IN (SELECT value FROM json_each(?2)) \
-         ORDER BY next_attempt_ms LIMIT ?3"
-    ))?;
+) -> Result<Vec<(i64, i64)>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT rowid, next_attempt_ms FROM deliveries WHERE status = 'pending' \
+         AND endpoint = ?1 AND next_attempt_ms <= ?2 ORDER BY next_attempt_ms LIMIT ?3",
+    )?;
     let rows = stmt
-        .query_map(params![now_ms, saturated, limit as i64], from_row)?
+        .query_map(params![endpoint, now_ms, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
@@ -235,4 +262,123 @@ pub fn attempts(conn: &Connection, delivery_id: &str) -> Result<Vec<AttemptRow>,
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("plan");
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(3))
+            .expect("rows")
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .expect("collect");
+        rows.join("; ")
+    }
+
+    /// The scheduler's reads of due work must not depend on the length of a backlog: each is
+    /// a seek in the endpoint index, and the due rows are read from the index alone.
+    #[test]
+    fn due_work_is_read_from_the_endpoint_index() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        crate::store::migrations::migrate(&mut conn).expect("migrate");
+        let next = plan(
+            &conn,
+            "SELECT endpoint, next_attempt_ms FROM deliveries WHERE status = 'pending' \
+             AND endpoint > 'x' AND next_attempt_ms IS NOT NULL \
+             ORDER BY endpoint, next_attempt_ms LIMIT 1",
+        );
+        assert!(
+            next.contains("deliveries_endpoint_due") && !next.contains("TEMP B-TREE"),
+            "{next}"
+        );
+        let due = plan(
+            &conn,
+            "SELECT rowid, next_attempt_ms FROM deliveries WHERE status = 'pending' \
+             AND endpoint = 'x' AND next_attempt_ms <= 5 ORDER BY next_attempt_ms LIMIT 3",
+        );
+        assert!(
+            due.contains("COVERING INDEX deliveries_endpoint_due") && !due.contains("TEMP B-TREE"),
+            "{due}"
+        );
+    }
+
+    fn pending(id: &str, endpoint: &str, next_ms: i64) -> DeliveryRow {
+        DeliveryRow {
+            delivery_id: id.into(),
+            kind: "handler".into(),
+            intent_id: None,
+            event_seq: None,
+            event_type: "intent.submitted".into(),
+            agent_address: None,
+            subscription_id: None,
+            target_url: format!("{endpoint}/hook"),
+            status: "pending".into(),
+            attempts: 0,
+            max_attempts: 0,
+            next_attempt_ms: Some(next_ms),
+            last_error: None,
+            replay_of: None,
+            created_at: "2026-01-01T00:00:00Z".into(),
+            updated_at: "2026-01-01T00:00:00Z".into(),
+            webhook_event_id: None,
+            endpoint: endpoint.into(),
+        }
+    }
+
+    #[test]
+    fn endpoints_are_walked_in_order_with_their_soonest_due_time() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        crate::store::migrations::migrate(&mut conn).expect("migrate");
+        for (id, ep, at) in [
+            ("d1", "http://b", 30),
+            ("d2", "http://a", 20),
+            ("d3", "http://b", 10),
+            ("d4", "http://a", 40),
+            ("d5", "http://c", 50),
+        ] {
+            insert(&conn, &pending(id, ep, at)).expect("insert");
+        }
+        let mut done = pending("d6", "http://c", 5);
+        done.status = "delivered".into();
+        done.next_attempt_ms = None;
+        insert(&conn, &done).expect("insert");
+
+        let mut walked = Vec::new();
+        let mut after = String::new();
+        while let Some((ep, first)) = next_pending_endpoint(&conn, &after).expect("next") {
+            walked.push((ep.clone(), first));
+            after = ep;
+        }
+        assert_eq!(
+            walked,
+            vec![
+                ("http://a".to_string(), 20),
+                ("http://b".to_string(), 10),
+                ("http://c".to_string(), 50)
+            ]
+        );
+        let due: Vec<i64> = due_at_endpoint(&conn, "http://b", 30, 10)
+            .expect("due")
+            .into_iter()
+            .map(|(_, at)| at)
+            .collect();
+        assert_eq!(due, vec![10, 30]);
+        assert_eq!(
+            due_at_endpoint(&conn, "http://a", 30, 1)
+                .expect("due")
+                .len(),
+            1
+        );
+        assert!(due_at_endpoint(&conn, "http://c", 30, 10)
+            .expect("due")
+            .is_empty());
+        let (rowid, _) = due_at_endpoint(&conn, "http://a", 20, 1).expect("due")[0];
+        let row = get_by_rowid(&conn, rowid).expect("get").expect("row");
+        assert_eq!(row.delivery_id, "d2");
+    }
 }

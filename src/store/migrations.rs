@@ -257,6 +257,12 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX idempotency_keys_intent ON idempotency_keys (intent_id)
         WHERE intent_id IS NOT NULL;
     "#,
+    // 11: pending deliveries by endpoint, so that the push scheduler reads due work only at the
+    // endpoints with room and never steps over a saturated endpoint's backlog.
+    r#"
+    CREATE INDEX deliveries_endpoint_due ON deliveries (endpoint, next_attempt_ms)
+        WHERE status = 'pending';
+    "#,
 ];
 
 /// The schema version this build writes.
