@@ -300,9 +300,13 @@ fn start_watchers(s: &Arc<Shared>) -> Vec<std::thread::JoinHandle<()>> {
     let sse = {
         let s = s.clone();
         std::thread::spawn(move || {
+            // Resumed from the last event id after a reconnect (the server ends a stream after
+            // its maximum lifetime), as a real client does, so nothing is replayed twice.
+            let mut last_id = String::from("0");
             while !s.stop.load(Ordering::Relaxed) {
                 let Ok(r) = ureq::get(&format!("{}/v1/events/stream", s.base))
                     .set("x-api-key", API_KEY)
+                    .set("last-event-id", &last_id)
                     .call()
                 else {
                     std::thread::sleep(Duration::from_millis(200));
@@ -310,6 +314,9 @@ fn start_watchers(s: &Arc<Shared>) -> Vec<std::thread::JoinHandle<()>> {
                 };
                 for line in BufReader::new(r.into_reader()).lines() {
                     let Ok(line) = line else { break };
+                    if let Some(id) = line.strip_prefix("id:") {
+                        last_id = id.trim().to_string();
+                    }
                     if line.starts_with("data:") {
                         s.sse_events.fetch_add(1, Ordering::Relaxed);
                     }

@@ -129,7 +129,11 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(store: Store, policy: RetryPolicy, metrics: Arc<crate::metrics::Metrics>) -> Recorder {
+    pub fn new(
+        store: Store,
+        policy: RetryPolicy,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Recorder {
         Recorder {
             store,
             policy: Arc::new(policy),
