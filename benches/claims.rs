@@ -17,7 +17,7 @@
 //!    bare statements once more, on the filled database: what a million completed intents cost
 //!    SQLite itself.
 //!
-//! `cargo bench --bench claims` runs it (about two and a half minutes, most of it the fill).
+//! `cargo bench --bench claims` runs it (about two minutes, a third of it the fill).
 //! Run without `--bench` (as `cargo test --all-targets` does) it makes a short smoke run, so
 //! the harness cannot rot unnoticed. It never edits anything outside its temporary directory
 //! and stops every child process it started, also on panic.

@@ -21,9 +21,9 @@
 //! After the period (and `SETTLE` more, for the latest firings) the server is stopped and the
 //! events are read back from the file through the crate's store functions.
 //!
-//! `cargo bench --bench timers` runs it (about two minutes, most of it the fill). Run without
-//! `--bench` (as `cargo test --all-targets` does) it makes a short smoke run, so the harness
-//! cannot rot unnoticed. It never edits anything outside its temporary directory and stops
+//! `cargo bench --bench timers` runs it (about a minute and a half, a third of it the fill).
+//! Run without `--bench` (as `cargo test --all-targets` does) it makes a short smoke run, so the
+//! harness cannot rot unnoticed. It never edits anything outside its temporary directory and stops
 //! every child process it started, also on panic.
 
 #![forbid(unsafe_code)]
