@@ -2,7 +2,7 @@
 
 Right before each request:
 - long-poll waits are taken out: a `wait_seconds` query parameter that the server would accept
-  is dropped and a claim's `wait_seconds` becomes 0, so no request is held for up to a minute
+  is dropped and a claim's numeric `wait_seconds` becomes 0, so no request is held for up to a minute
   (malformed values stay, and must still be refused);
 - every URL the server would accept as a push target (`webhook_url`, `callback_url`, the
   `payload.url` of agent://internal/notify) is pointed at a closed loopback port, so no
@@ -36,7 +36,13 @@ def _is_url(value):
 
 
 def _is_wait(value):
-    return type(value) is int or (isinstance(value, str) and re.fullmatch(r"[0-9]+", value))
+    return type(value) is int or (isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value))
+
+
+def _is_number(value):
+    # The server takes an integral JSON float (`52.0`) as the integer it names, so a float
+    # has to go too, or the request is held for up to a minute.
+    return type(value) in (int, float)
 
 
 @schemathesis.hook
@@ -45,7 +51,7 @@ def before_call(context, case, kwargs):
         del case.query["wait_seconds"]
     body = case.body
     if isinstance(body, MutableMapping):
-        if type(body.get("wait_seconds")) is int:
+        if _is_number(body.get("wait_seconds")):
             body["wait_seconds"] = 0
         for field in URL_FIELDS:
             if _is_url(body.get(field)):
