@@ -110,6 +110,11 @@ pub struct ServeConfig {
     #[arg(long, env = "AXME_MAX_STREAMS_PER_KEY", default_value_t = 100)]
     pub max_streams_per_key: usize,
 
+    /// Most long polls (waiting event polls, feed polls and claims) of one agent key at once
+    /// (more get 429).
+    #[arg(long, env = "AXME_MAX_WAITERS_PER_KEY", default_value_t = 100)]
+    pub max_waiters_per_key: usize,
+
     /// Requests per second one agent key may make on average (bursts of twice that); more get
     /// 429 with Retry-After. 0 turns the limit off. Admin keys are not limited.
     #[arg(long, env = "AXME_RATE_LIMIT", default_value_t = 1000)]
@@ -219,6 +224,7 @@ impl ServeConfig {
             max_streams: 10_000,
             max_waiters: 10_000,
             max_streams_per_key: 100,
+            max_waiters_per_key: 100,
             rate_limit: 1000,
             push_retry_schedule: parse_schedule("5s,5m,30m,2h,5h,10h,14h,20h,24h")
                 .unwrap_or_default(),
@@ -258,6 +264,7 @@ impl ServeConfig {
             max_streams: self.max_streams,
             max_waiters: self.max_waiters,
             max_streams_per_key: self.max_streams_per_key.max(1),
+            max_waiters_per_key: self.max_waiters_per_key.max(1),
         }
     }
 }

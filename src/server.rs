@@ -100,6 +100,7 @@ impl Server {
                 shutdown,
                 rate: crate::http::limits::RateLimiter::new(config.rate_limit),
                 per_key_streams: Default::default(),
+                per_key_waiters: Default::default(),
             }),
             shutdown_tx,
             push,

@@ -178,3 +178,99 @@ fn a_client_that_never_finishes_its_headers_is_cut_off() {
     // The server still serves everyone else.
     assert_eq!(s.get("/health").status, 200);
 }
+
+/// The `axme_long_polls_waiting` gauge from /metrics.
+fn waiting_long_polls(s: &Server) -> u64 {
+    let text = s.get("/metrics").text;
+    text.lines()
+        .find_map(|l| l.strip_prefix("axme_long_polls_waiting "))
+        .expect("the long-poll gauge")
+        .trim()
+        .parse::<f64>()
+        .expect("a number") as u64
+}
+
+fn wait_for_waiting(s: &Server, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while waiting_long_polls(s) != n {
+        assert!(Instant::now() < deadline, "never {n} long polls waiting");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_agent_key_holds_a_limited_number_of_waiting_long_polls() {
+    let s = Server::start_args(&["--max-waiters-per-key", "2"]);
+    let poller = "agent://lim/poller";
+    let key = agent_key(&s, poller);
+    let claim_path = "/v1/agents/lim/poller/inbox/claim";
+    let waiting_claim = || {
+        let (url, key) = (s.url(claim_path), key.clone());
+        std::thread::spawn(move || {
+            let r = send(
+                common::agent().post(&url).set("x-api-key", &key),
+                Some(json!({"max": 1, "wait_seconds": 30}).to_string()),
+            );
+            assert_eq!(r.status, 200, "{}", r.text);
+            let claims = r.json["claims"].as_array().unwrap().clone();
+            assert_eq!(claims.len(), 1, "a woken claim takes the new intent");
+            claims[0]["intent"]["intent_id"]
+                .as_str()
+                .expect("the claimed intent id")
+                .to_string()
+        })
+    };
+    let first = waiting_claim();
+    let second = waiting_claim();
+    wait_for_waiting(&s, 2);
+
+    // A third request that would wait is refused at once, whichever pull it is.
+    let r = call(
+        &s,
+        &key,
+        "POST",
+        claim_path,
+        Some(json!({"max": 1, "wait_seconds": 30})),
+    );
+    assert_error(&r, 429, "rate_limited");
+    assert!(r.header("retry-after").is_some());
+    assert!(r.text.contains("long polls"), "{}", r.text);
+    let r = call(
+        &s,
+        &key,
+        "GET",
+        "/v1/agents/lim/poller/intents?wait_seconds=30",
+        None,
+    );
+    assert_error(&r, 429, "rate_limited");
+    // Requests that do not wait, and the admin key's long polls, are not counted.
+    assert_eq!(
+        call(&s, &key, "POST", claim_path, Some(json!({"max": 1}))).status,
+        200
+    );
+    let started = Instant::now();
+    let r = s.get("/v1/agents/lim/poller/intents?wait_seconds=1");
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "the admin poll waited"
+    );
+    wait_for_waiting(&s, 2);
+
+    // Work wakes one waiter; its place is free again for the key.
+    let a = s.create_intent(poller);
+    let b = s.create_intent(poller);
+    let mut got = vec![first.join().unwrap(), second.join().unwrap()];
+    wait_for_waiting(&s, 0);
+    let third = waiting_claim();
+    wait_for_waiting(&s, 1);
+    let c = s.create_intent(poller);
+    got.push(third.join().unwrap());
+    got.sort();
+    let mut want = vec![a, b, c];
+    want.sort();
+    assert_eq!(
+        got, want,
+        "each intent claimed once, by a waiter that was let in"
+    );
+}

@@ -75,6 +75,7 @@ pub async fn claim(ctx: Ctx, body: Incoming) -> Result {
             });
             sse::long_poll(
                 &ctx.state,
+                &ctx.principal,
                 Duration::from_secs(wait),
                 Topic::Agent(address.clone()),
                 recheck,

@@ -80,6 +80,8 @@ pub struct AppState {
     pub rate: limits::RateLimiter,
     /// Open streams of each agent key.
     pub per_key_streams: Arc<limits::PerKey>,
+    /// Waiting long polls per agent key, under `streams.max_waiters_per_key`.
+    pub per_key_waiters: Arc<limits::PerKey>,
 }
 
 /// One request's context after routing and authentication.

@@ -27,6 +27,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use super::response::Body;
 use super::AppState;
+use crate::service::auth::Principal;
 use crate::store::notify::{Subscription, Topic};
 use crate::store::Store;
 use crate::Error;
@@ -45,6 +46,8 @@ pub struct StreamSettings {
     pub max_waiters: usize,
     /// Open streams one agent key may hold (admin keys: only the global cap).
     pub max_streams_per_key: usize,
+    /// Long polls one agent key may have waiting at once (admin keys: only the global cap).
+    pub max_waiters_per_key: usize,
 }
 
 impl Default for StreamSettings {
@@ -58,6 +61,7 @@ impl Default for StreamSettings {
             max_streams: 10_000,
             max_waiters: 10_000,
             max_streams_per_key: 100,
+            max_waiters_per_key: 100,
         }
     }
 }
@@ -387,9 +391,11 @@ fn jittered(d: Duration) -> Duration {
 /// Waits (long poll) until `fetch` returns something after a commit of `topic` (or at
 /// `recheck_at`, for what becomes available by the clock rather than by a commit), or until
 /// `wait` has passed (then `None`). The subscription is taken before the first read, so a
-/// commit between the read and the wait always wakes the waiter.
+/// commit between the read and the wait always wakes the waiter. A request that has to wait
+/// takes a place under the global cap (503) and, for an agent key, under its own (429).
 pub async fn long_poll<T, F, Fut>(
     state: &AppState,
+    caller: &Principal,
     wait: Duration,
     topic: Topic,
     mut recheck_at: Option<Instant>,
@@ -403,6 +409,15 @@ where
     if let Some(found) = fetch().await? {
         return Ok(Some(found));
     }
+    let _key_slot = if caller.is_admin() {
+        None
+    } else {
+        Some(state.per_key_waiters.acquire(
+            &caller.key_id,
+            state.streams.max_waiters_per_key,
+            "long polls",
+        )?)
+    };
     let _slot = Slot::acquire(
         &state.gauges.waiters,
         state.streams.max_waiters,

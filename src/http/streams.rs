@@ -188,9 +188,14 @@ pub async fn intent_events(ctx: Ctx) -> Result {
         None => read(ctx.state.store.clone(), id).await?.unwrap_or_default(),
         Some(wait) => {
             let store = ctx.state.store.clone();
-            let found = sse::long_poll(&ctx.state, wait, Topic::Intent(id.clone()), None, || {
-                read(store.clone(), id.clone())
-            })
+            let found = sse::long_poll(
+                &ctx.state,
+                &ctx.principal,
+                wait,
+                Topic::Intent(id.clone()),
+                None,
+                || read(store.clone(), id.clone()),
+            )
             .await?;
             found.unwrap_or_default()
         }
@@ -380,7 +385,9 @@ pub async fn agent_feed_poll(ctx: Ctx) -> Result {
     };
     let page = match wait_seconds(&ctx)? {
         None => read().await?,
-        Some(wait) => sse::long_poll(&ctx.state, wait, source.topic(), None, read).await?,
+        Some(wait) => {
+            sse::long_poll(&ctx.state, &ctx.principal, wait, source.topic(), None, read).await?
+        }
     };
     let Some(page) = page else {
         return response::ok(&FeedPoll {
