@@ -148,6 +148,17 @@ impl From<rusqlite::Error> for Error {
                         reason: "the database is read-only".into(),
                     }
                 }
+                // EROFS, EIO, ENOSPC reported by a write or a sync: the storage under the
+                // database failed, not the request. The transaction was rolled back.
+                ErrorCode::SystemIoFailure => {
+                    return Error::Unavailable {
+                        reason: format!(
+                            "the database storage failed ({}); nothing of this request was \
+                             stored",
+                            io_error_name(code.extended_code)
+                        ),
+                    }
+                }
                 ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
                     return Error::Unavailable {
                         reason: "the database is busy".into(),
@@ -158,6 +169,22 @@ impl From<rusqlite::Error> for Error {
         }
         Error::internal(format!("sqlite: {e}"))
     }
+}
+
+/// The name of an `SQLITE_IOERR_*` extended result code, for an operator reading the error.
+fn io_error_name(extended: std::ffi::c_int) -> String {
+    use rusqlite::ffi;
+    let name = match extended {
+        ffi::SQLITE_IOERR_WRITE => "write error",
+        ffi::SQLITE_IOERR_FSYNC | ffi::SQLITE_IOERR_DIR_FSYNC => "sync error",
+        ffi::SQLITE_IOERR_READ | ffi::SQLITE_IOERR_SHORT_READ => "read error",
+        ffi::SQLITE_IOERR_TRUNCATE => "truncate error",
+        ffi::SQLITE_IOERR_SHMOPEN | ffi::SQLITE_IOERR_SHMSIZE | ffi::SQLITE_IOERR_SHMMAP => {
+            "shared-memory error"
+        }
+        _ => "I/O error",
+    };
+    format!("{name}, SQLite code {extended}")
 }
 
 impl From<serde_json::Error> for Error {

@@ -1,12 +1,14 @@
-//! Storage faults: the database's filesystem fills up while the server runs.
-//! Writes must be refused with a clear 503 and change nothing, reads must go on, and once space
-//! (or write access) returns the server must take writes again without a restart, having lost
-//! nothing it acknowledged and with an intact database. (A filesystem cannot be remounted
-//! read-only under a process that holds files open for writing, so the read-only case is covered
-//! by the error mapping of `SQLITE_READONLY` to the same 503, not by a test here.)
+//! Storage faults while the server runs: the database's filesystem fills up, and the storage
+//! starts refusing writes with `EROFS` (what a filesystem that the kernel remounted read-only
+//! answers). Writes must be refused with a clear 503 and change nothing, reads must go on, and
+//! once space (or write access) returns the server must take writes again without a restart,
+//! having lost nothing it acknowledged and with an intact database.
 //!
-//! The filesystem is a small tmpfs mounted for the test, which needs root (CI runs as root);
-//! elsewhere the tests say so and pass without checking anything.
+//! The full disk is a small tmpfs mounted for the test; the refused writes come from libfiu's
+//! POSIX fault injector (Debian `fiu-utils`, installed by tests/deps.sh), switched on and off in
+//! the running server with `fiu-ctrl` (a filesystem cannot be remounted read-only under a process
+//! that holds files open for writing). Both need root, as CI runs; elsewhere the tests say so and
+//! pass without checking anything.
 
 mod common;
 
@@ -16,6 +18,16 @@ use std::time::{Duration, Instant};
 
 use common::{intent_body, Server};
 use serde_json::json;
+
+/// Says why a test did not run; under `AXME_REQUIRE_FAULT_TOOLS` (tests/run-all.sh as root)
+/// that is a failure instead.
+fn not_run(why: &str) {
+    assert!(
+        std::env::var_os("AXME_REQUIRE_FAULT_TOOLS").is_none(),
+        "{why}, and AXME_REQUIRE_FAULT_TOOLS is set"
+    );
+    eprintln!("{why}: storage fault test not run");
+}
 
 /// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
 struct SmallFs {
@@ -32,7 +44,7 @@ impl SmallFs {
             .map(|s| s.success())
             .unwrap_or(false);
         if !ok {
-            eprintln!("cannot mount a tmpfs here (needs root): storage fault test not run");
+            not_run("cannot mount a tmpfs here (needs root)");
             return None;
         }
         Some(SmallFs { dir })
@@ -143,4 +155,139 @@ fn a_full_disk_refuses_writes_with_503_and_recovers_without_a_restart() {
             .collect();
         assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
     }
+}
+
+/// The running server's libfiu control: turns failure points on and off through `fiu-ctrl`.
+struct Faults {
+    prefix: PathBuf,
+    pid: u32,
+}
+
+impl Faults {
+    fn run(&self, command: &str) {
+        let ok = Command::new("fiu-ctrl")
+            .arg("-f")
+            .arg(&self.prefix)
+            .args(["-c", command])
+            .arg(self.pid.to_string())
+            .status()
+            .expect("fiu-ctrl")
+            .success();
+        assert!(ok, "fiu-ctrl -c {command:?} failed");
+    }
+
+    /// Every positioned write of a file (how SQLite writes its database and log) fails with
+    /// `EROFS`, or works again.
+    fn refuse_writes(&self, on: bool) {
+        for point in ["pwrite", "pwrite64", "pwritev", "pwritev64"] {
+            let name = format!("posix/io/rw/{point}");
+            if on {
+                // failinfo is the errno the call fails with: 30 is EROFS.
+                self.run(&format!("enable name={name},failinfo=30"));
+            } else {
+                self.run(&format!("disable name={name}"));
+            }
+        }
+    }
+}
+
+fn fiu_available() -> bool {
+    let found = Command::new("fiu-run")
+        .arg("-h")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        not_run("fiu-run not found (Debian fiu-utils; tests/deps.sh installs it)");
+    }
+    found
+}
+
+fn intent_count(s: &Server) -> usize {
+    let r = s.get("/v1/intents?limit=200");
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json["intents"].as_array().unwrap().len()
+}
+
+#[test]
+fn a_storage_that_refuses_writes_gets_503_and_recovers_without_a_restart() {
+    if !fiu_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("axme.db");
+    let prefix = dir.path().join("fiu");
+    let prefix_arg = prefix.to_str().unwrap();
+    let mut s = Server::start_under(&["fiu-run", "-x", "-f", prefix_arg], &[], &db, &[]);
+    let faults = Faults {
+        prefix: prefix.clone(),
+        pid: s.pid(),
+    };
+
+    let mut acknowledged: Vec<String> = (0..20)
+        .map(|_| s.create_intent("agent://fault/worker"))
+        .collect();
+    let open = acknowledged[0].clone();
+    let before = intent_count(&s);
+
+    faults.refuse_writes(true);
+    for _ in 0..5 {
+        let r = s.post("/v1/intents", &intent_body("agent://fault/worker"));
+        assert_eq!(r.status, 503, "{}", r.text);
+        assert!(r.has_error_shape(), "{}", r.text);
+        assert_eq!(r.code(), "unavailable", "{}", r.text);
+        assert!(
+            r.text.contains("storage failed") && r.text.contains("write error"),
+            "the error should say the storage refused a write: {}",
+            r.text
+        );
+    }
+    let r = s.post(
+        &format!("/v1/intents/{open}/resolve"),
+        &json!({"status": "COMPLETED", "result": {"ok": 1}}),
+    );
+    assert_eq!(r.status, 503, "{}", r.text);
+    // Reads go on, and nothing refused was stored.
+    assert_eq!(s.get("/health").status, 200);
+    assert_eq!(intent_count(&s), before);
+    assert_eq!(
+        s.get(&format!("/v1/intents/{open}")).json["intent"]["status"],
+        "SUBMITTED"
+    );
+
+    // Write access returns: writes work again, no restart.
+    faults.refuse_writes(false);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = s.post(
+            &format!("/v1/intents/{open}/resolve"),
+            &json!({"status": "COMPLETED", "result": {"ok": 1}}),
+        );
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "writes did not recover once the storage took them again: {}",
+            r.text
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    acknowledged.push(s.create_intent("agent://fault/worker"));
+    assert_eq!(intent_count(&s), before + 1);
+
+    s.terminate();
+    integrity_check(&db);
+    let s = Server::start_on(&db, &[]);
+    assert_eq!(intent_count(&s), before + 1);
+    for id in &acknowledged {
+        let r = s.get(&format!("/v1/intents/{id}/events"));
+        assert_eq!(r.status, 200, "{}", r.text);
+        let events = r.json["events"].as_array().unwrap();
+        let seqs: Vec<i64> = events.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+        assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    }
+    let r = s.get(&format!("/v1/intents/{open}"));
+    assert_eq!(r.json["intent"]["status"], "COMPLETED", "{}", r.text);
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, the Rust integration tests (each starts the real binary on
-# 127.0.0.1:0 with a temporary database, the SIGKILL crash test among them), a WHATWG EventSource
+# 127.0.0.1:0 with a temporary database, the SIGKILL crash test among them; tests/deps.sh first
+# installs the Debian packages some of them drive the server with), a WHATWG EventSource
 # (npm `eventsource`, installed by tests/sse_node/run.sh) across forced disconnects, then the
 # interop suite that drives the server with the official Python SDK and verifies webhook
 # signatures with `standardwebhooks` (its virtualenv is created by tests/interop/run.sh), the
@@ -9,6 +10,11 @@
 # route against assets/openapi.json (tests/schemathesis/run.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash tests/deps.sh
+# As root (CI) the fault tests have all they need, so one that cannot run is a failure.
+if [[ "$(id -u)" == 0 ]]; then
+    export AXME_REQUIRE_FAULT_TOOLS=1
+fi
 cargo build --locked
 cargo test --locked
 AXME_BIN="$PWD/target/debug/axme" bash tests/sse_node/run.sh

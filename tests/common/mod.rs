@@ -119,8 +119,31 @@ impl Server {
         Self::start_with(data, extra, None)
     }
 
+    /// A server on the given database file, started through `wrapper` (a program and its
+    /// arguments that run the binary, such as a fault injector), with `env` set.
+    pub fn start_under(
+        wrapper: &[&str],
+        env: &[(&str, &str)],
+        data: &Path,
+        extra: &[&str],
+    ) -> Server {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(bin());
+                cmd
+            }
+            None => Command::new(bin()),
+        };
+        cmd.envs(env.iter().copied());
+        Self::spawn(cmd, data, extra, None)
+    }
+
     fn start_with(data: &Path, extra: &[&str], log: Option<std::fs::File>) -> Server {
-        let mut cmd = Command::new(bin());
+        Self::spawn(Command::new(bin()), data, extra, log)
+    }
+
+    fn spawn(mut cmd: Command, data: &Path, extra: &[&str], log: Option<std::fs::File>) -> Server {
         cmd.arg("serve")
             .arg("--data")
             .arg(data)
