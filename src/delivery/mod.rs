@@ -173,7 +173,7 @@ async fn dispatch(
     let busy = flight.busy(per_endpoint);
     let (prepared, next_due_ms, now_ms) = store
         .read(move |c| {
-            let now = now_ms();
+            let now = crate::clock::now_ms();
             let due = due_with_room(c, now, &busy, per_endpoint, free_workers)?;
             let mut prepared = Vec::with_capacity(due.len());
             let mut targets = domain::Targets::default();
@@ -299,10 +299,6 @@ pub(crate) fn count(metrics: &Metrics, settled: Settled) {
         Settled::Skipped => p.skipped.inc(),
         Settled::Stale => {}
     }
-}
-
-fn now_ms() -> i64 {
-    (crate::clock::now().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ pub async fn timers(store: Store, mut shutdown: watch::Receiver<bool>) {
                 tracing::warn!(error = %e, "reading the next timers failed; retrying");
                 (None, None, None)
             });
-        let now = claims::now_ms();
+        let now = crate::clock::now_ms();
         let deadline_ms = next
             .1
             .as_deref()
