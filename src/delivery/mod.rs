@@ -171,6 +171,10 @@ async fn dispatch(
     }
     let per_endpoint = settings.per_endpoint;
     let busy = flight.busy(per_endpoint);
+    // A step of the system clock re-anchors the server's clock in the write that shifts the
+    // pending deliveries; a read overlapping that (the clock's generation odd or moved) could
+    // pair the new time with rows not yet shifted, so it is thrown away and made again.
+    let generation = crate::clock::generation();
     let (prepared, next_due_ms, now_ms) = store
         .read(move |c| {
             let now = crate::clock::now_ms();
@@ -185,6 +189,9 @@ async fn dispatch(
             Ok((prepared, outbox::next_due_after(c, now)?, now))
         })
         .await?;
+    if generation % 2 == 1 || crate::clock::generation() != generation {
+        return Ok((Some(Instant::now() + Duration::from_millis(20)), Vec::new()));
+    }
     let mut unsendable = Vec::new();
     for (rowid, p) in prepared {
         let endpoint = p.delivery.endpoint.clone();
