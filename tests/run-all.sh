@@ -10,6 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --locked
+# tests/clock_jumps.rs steps the server's wall clock with libfaketime (Debian's `faketime`).
+if [[ -z "${AXME_FAKETIME_LIB:-}" ]] && ! compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null && [[ "$(id -u)" == 0 ]]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null
+fi
 cargo test --locked
 AXME_BIN="$PWD/target/debug/axme" bash tests/sse_node/run.sh
 AXME_BIN="$PWD/target/debug/axme" bash tests/interop/run.sh
