@@ -283,7 +283,7 @@ fn raw_create(conn: &Connection, correlation_id: String) -> Result<(), axme::Err
 }
 
 fn raw_claim(conn: &Connection, max: usize) -> Result<Vec<String>, axme::Error> {
-    let now_ms = claims::now_ms();
+    let now_ms = axme::clock::now_ms();
     let mut tokens = Vec::new();
     for id in leases::claimable(conn, AGENT, now_ms, max)? {
         let Some(mut i) = intents::get(conn, &id)? else {

@@ -171,9 +171,13 @@ async fn dispatch(
     }
     let per_endpoint = settings.per_endpoint;
     let busy = flight.busy(per_endpoint);
+    // A step of the system clock re-anchors the server's clock in the write that shifts the
+    // pending deliveries; a read overlapping that (the clock's generation odd or moved) could
+    // pair the new time with rows not yet shifted, so it is thrown away and made again.
+    let generation = crate::clock::generation();
     let (prepared, next_due_ms, now_ms) = store
         .read(move |c| {
-            let now = now_ms();
+            let now = crate::clock::now_ms();
             let due = due_with_room(c, now, &busy, per_endpoint, free_workers)?;
             let mut prepared = Vec::with_capacity(due.len());
             let mut targets = domain::Targets::default();
@@ -185,6 +189,9 @@ async fn dispatch(
             Ok((prepared, outbox::next_due_after(c, now)?, now))
         })
         .await?;
+    if generation % 2 == 1 || crate::clock::generation() != generation {
+        return Ok((Some(Instant::now() + Duration::from_millis(20)), Vec::new()));
+    }
     let mut unsendable = Vec::new();
     for (rowid, p) in prepared {
         let endpoint = p.delivery.endpoint.clone();
@@ -299,10 +306,6 @@ pub(crate) fn count(metrics: &Metrics, settled: Settled) {
         Settled::Skipped => p.skipped.inc(),
         Settled::Stale => {}
     }
-}
-
-fn now_ms() -> i64 {
-    (crate::clock::now().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 #[cfg(test)]

@@ -70,7 +70,7 @@ pub async fn claim(ctx: Ctx, body: Incoming) -> Result {
                 .read(move |c| claims::next_available_ms(c, &agent))
                 .await?;
             let recheck = next.map(|at| {
-                let ms = (at - claims::now_ms()).max(0) as u64;
+                let ms = (at - clock::now_ms()).max(0) as u64;
                 tokio::time::Instant::now() + Duration::from_millis(ms)
             });
             sse::long_poll(

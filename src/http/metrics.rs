@@ -13,7 +13,6 @@ use super::response::Body;
 use super::{router, AppState};
 use crate::metrics::{self, Exposition};
 use crate::model::Status;
-use crate::service::claims;
 use crate::store::stats;
 use crate::Error;
 
@@ -33,7 +32,7 @@ pub fn route_names() -> Vec<String> {
 
 /// Renders the exposition.
 pub async fn serve(state: &AppState) -> Result<Response<Body>, Error> {
-    let now = claims::now_ms();
+    let now = crate::clock::now_ms();
     let held = state.store.read(move |c| stats::snapshot(c, now)).await?;
     let mut out = Exposition::default();
     state.metrics.write(state.store.metrics(), &mut out);

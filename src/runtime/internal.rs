@@ -38,7 +38,7 @@ use crate::service::{inbox, timers};
 use crate::store::intents::IntentRow;
 use crate::store::notify::Topic;
 use crate::store::Store;
-use crate::Error;
+use crate::{clock, Error};
 
 /// One hand-over of an intent to a handler.
 #[derive(Debug, Clone)]
@@ -250,7 +250,7 @@ async fn work_queue(
                 .ok()
                 .flatten();
             let sleep = next.map_or(Duration::from_secs(1), |at| {
-                Duration::from_millis((at - claims::now_ms()).clamp(1, 1000) as u64)
+                Duration::from_millis((at - clock::now_ms()).clamp(1, 1000) as u64)
             });
             tokio::select! {
                 _ = wake.changed() => {}
@@ -394,7 +394,7 @@ fn settle(c: &rusqlite::Connection, f: &Finished) -> Result<(), Error> {
             let mut a = ack(Status::Waiting);
             a.waiting_reason = Some(WaitingReason::Time);
             let changed = claims::ack(c, &f.token, a, &f.actor)?;
-            let due = timers::now_ms() + delay.as_millis() as i64;
+            let due = clock::now_ms() + delay.as_millis() as i64;
             timers::complete_at(c, &changed.intent.intent_id, due, &result)?;
         }
         Step::AskHuman { owner, task } => {

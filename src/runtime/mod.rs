@@ -6,7 +6,8 @@
 //! a lifecycle move checked (and a timer row deleted) in the same transaction, so none fires twice. This task
 //! sleeps until the next one is due (at most a second, so a timer set meanwhile is noticed) and
 //! fires what is due through the domain; it sits beside `http` and calls `service`, never the
-//! reverse.
+//! reverse. On each pass it first looks for a step of the system clock (`jumps`), which shifts
+//! the relative timers before anything is fired against the new time.
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use crate::store::Store;
 
 pub mod builtin;
 pub mod internal;
+pub mod jumps;
 pub mod observe;
 
 /// How many due timers of each kind one write fires.
@@ -27,6 +29,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// Fires due timers until `shutdown` flips.
 pub async fn timers(store: Store, mut shutdown: watch::Receiver<bool>) {
     loop {
+        jumps::check(&store).await;
         let next = store
             .read(|c| {
                 Ok((
@@ -40,7 +43,7 @@ pub async fn timers(store: Store, mut shutdown: watch::Receiver<bool>) {
                 tracing::warn!(error = %e, "reading the next timers failed; retrying");
                 (None, None, None)
             });
-        let now = claims::now_ms();
+        let now = crate::clock::now_ms();
         let deadline_ms = next
             .1
             .as_deref()

@@ -26,10 +26,6 @@ const MAX_NACK_DELAY: Duration = Duration::from_secs(15 * 60);
 
 const ACTIVE: &str = "active";
 
-pub fn now_ms() -> i64 {
-    (clock::now().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
 /// A checked claim body.
 #[derive(Debug, Clone, Copy)]
 pub struct ClaimRequest {
@@ -79,7 +75,7 @@ pub fn claim(
         Some(a) if a.delivery_mode == "internal" => "internal",
         _ => "inbox",
     };
-    let now = now_ms();
+    let now = clock::now_ms();
     let mut out = Vec::new();
     for id in leases::claimable(conn, agent, now, req.max)? {
         let Some(mut intent) = intent_rows::get(conn, &id)? else {
@@ -121,7 +117,7 @@ fn live_lease(conn: &Connection, token: &str) -> Result<(LeaseRow, IntentRow), E
         what: "claim",
         id: token.to_string(),
     })?;
-    if lease.state != ACTIVE || lease.expires_at_ms <= now_ms() {
+    if lease.state != ACTIVE || lease.expires_at_ms <= clock::now_ms() {
         return Err(lost());
     }
     let intent = intents::get(conn, &lease.intent_id)?;
@@ -260,7 +256,7 @@ pub fn extend(
     lease_seconds: i64,
 ) -> Result<(LeaseRow, IntentRow), Error> {
     let (mut lease, intent) = live_lease(conn, token)?;
-    lease.expires_at_ms = now_ms() + lease_seconds * 1000;
+    lease.expires_at_ms = clock::now_ms() + lease_seconds * 1000;
     leases::set_state(conn, token, ACTIVE, lease.expires_at_ms)?;
     Ok((lease, intent))
 }
@@ -275,7 +271,7 @@ pub fn extend_request(body: &Value) -> Result<i64, Error> {
 /// Puts expired leases' intents back in the queue (run by the lease timer). Returns how many
 /// leases it handled.
 pub fn expire_due(conn: &Connection, limit: usize) -> Result<usize, Error> {
-    let due = leases::expired(conn, now_ms(), limit)?;
+    let due = leases::expired(conn, clock::now_ms(), limit)?;
     for lease in &due {
         leases::set_state(conn, &lease.lease_token, "expired", lease.expires_at_ms)?;
         let Some(mut intent) = intent_rows::get(conn, &lease.intent_id)? else {
@@ -297,7 +293,7 @@ pub fn expire_due(conn: &Connection, limit: usize) -> Result<usize, Error> {
 
 /// When the next intent of `agent` held back by a nack delay becomes claimable (Unix ms).
 pub fn next_available_ms(conn: &Connection, agent: &str) -> Result<Option<i64>, Error> {
-    leases::next_available_ms(conn, agent, now_ms())
+    leases::next_available_ms(conn, agent, clock::now_ms())
 }
 
 /// When the next lease expires (Unix ms).
@@ -333,7 +329,7 @@ fn requeue(
         let mut change = Change::to(Status::Submitted, actor);
         change.details = json!({"redelivery": true, "attempt": intent.delivery_attempt + 1});
         events.push(transition(conn, intent, change)?.0);
-        let at = (!delay.is_zero()).then(|| now_ms() + delay.as_millis() as i64);
+        let at = (!delay.is_zero()).then(|| clock::now_ms() + delay.as_millis() as i64);
         leases::set_available_at(conn, &intent.intent_id, at)?;
     }
     Ok(events)

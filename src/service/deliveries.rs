@@ -100,10 +100,6 @@ pub fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
         })
 }
 
-fn now_ms() -> i64 {
-    (clock::now().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
 /// The scheme, host and port of a URL: what a per-endpoint limit counts.
 pub fn endpoint(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
@@ -128,7 +124,7 @@ pub fn enqueue(conn: &Connection, intent: &IntentRow, event: &EventRow) -> Resul
         status: PENDING.to_string(),
         attempts: 0,
         max_attempts,
-        next_attempt_ms: Some(now_ms()),
+        next_attempt_ms: Some(clock::now_ms()),
         last_error: None,
         replay_of: None,
         created_at: now.clone(),
@@ -280,7 +276,7 @@ pub fn record(
                     throttled,
                 } if d.attempts < max => {
                     let delay = policy.backoff(d.attempts, *retry_after, *throttled);
-                    d.next_attempt_ms = Some(now_ms() + delay.as_millis() as i64);
+                    d.next_attempt_ms = Some(clock::now_ms() + delay.as_millis() as i64);
                     false
                 }
                 Verdict::Gone => {
@@ -498,7 +494,7 @@ pub fn replay(
     // Marks the delivery as replayed on purpose: it is sent even if its intent is terminal.
     d.replay_of = Some(d.delivery_id.clone());
     d.max_attempts = d.attempts + budget;
-    d.next_attempt_ms = Some(now_ms());
+    d.next_attempt_ms = Some(clock::now_ms());
     d.updated_at = clock::now_rfc3339();
     deliveries::update_state(conn, &d)?;
     Ok(d)

@@ -329,7 +329,7 @@ fn fan_out(
             status: PENDING.into(),
             attempts: 0,
             max_attempts: 0,
-            next_attempt_ms: Some(clock::now().unix_timestamp() * 1000),
+            next_attempt_ms: Some(clock::now_ms()),
             last_error: None,
             replay_of: None,
             created_at: event.created_at.clone(),

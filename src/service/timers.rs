@@ -25,14 +25,10 @@ pub const REMIND: &str = "remind";
 pub const ESCALATE: &str = "escalate";
 pub const COMPLETE: &str = "complete";
 
-pub fn now_ms() -> i64 {
-    (clock::now().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
 fn created_ms(intent: &IntentRow) -> i64 {
     clock::parse(&intent.created_at)
         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-        .unwrap_or_else(now_ms)
+        .unwrap_or_else(clock::now_ms)
 }
 
 /// Sets the first reminder of a new intent, if it asks for reminders.
@@ -75,7 +71,7 @@ fn max_reminders(intent: &IntentRow) -> Option<i64> {
 
 /// Fires every timer due now (at most `limit`); returns how many it handled.
 pub fn fire_due(conn: &Connection, limit: usize) -> Result<usize, Error> {
-    let due = timers::due(conn, now_ms(), limit)?;
+    let due = timers::due(conn, clock::now_ms(), limit)?;
     for t in &due {
         timers::delete(conn, t.timer_id)?;
         let Some(mut intent) = crate::store::intents::get(conn, &t.intent_id)? else {

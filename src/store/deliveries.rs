@@ -176,6 +176,17 @@ pub fn next_due_after(conn: &Connection, now_ms: i64) -> Result<Option<i64>, Err
         .query_row([now_ms], |r| r.get(0))?)
 }
 
+/// Moves the next attempt of every pending delivery by `by_ms` (a step of the system clock; see
+/// `runtime::jumps`). Returns how many moved.
+pub fn shift_pending(conn: &Connection, by_ms: i64) -> Result<usize, Error> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE deliveries SET next_attempt_ms = next_attempt_ms + ?1 \
+             WHERE status = 'pending' AND next_attempt_ms IS NOT NULL",
+        )?
+        .execute([by_ms])?)
+}
+
 /// Filters of the delivery listing.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {

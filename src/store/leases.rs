@@ -87,6 +87,26 @@ pub fn next_expiry_ms(conn: &Connection) -> Result<Option<i64>, Error> {
         .query_row([], |r| r.get(0))?)
 }
 
+/// Moves every active lease's expiry by `by_ms` (a step of the system clock; see
+/// `runtime::jumps`). Returns how many moved.
+pub fn shift_active(conn: &Connection, by_ms: i64) -> Result<usize, Error> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE leases SET expires_at_ms = expires_at_ms + ?1 WHERE state = 'active'",
+        )?
+        .execute([by_ms])?)
+}
+
+/// Moves the nack delays still running at `now_ms` by `by_ms` (see [`shift_active`]).
+pub fn shift_held_back(conn: &Connection, by_ms: i64, now_ms: i64) -> Result<usize, Error> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE intents SET available_at_ms = available_at_ms + ?1 \
+             WHERE status = 'SUBMITTED' AND available_at_ms > ?2",
+        )?
+        .execute(params![by_ms, now_ms])?)
+}
+
 /// Intents of `agent` that can be claimed at `now_ms`: SUBMITTED and not held back by a nack
 /// delay, oldest first.
 pub fn claimable(

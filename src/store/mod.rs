@@ -174,6 +174,18 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
     {
+        self.write_settled(f, |_| {}).await
+    }
+
+    /// Like [`write`](Self::write); `settled` runs on the writer thread with the outcome once the
+    /// transaction committed or failed, before any later write runs: where in-memory state
+    /// changed together with the rows is kept or undone (the clock's re-anchoring).
+    pub async fn write_settled<T, F, S>(&self, f: F, settled: S) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+        S: FnOnce(&Result<T, Error>) + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let res = conn.map(f);
@@ -185,6 +197,7 @@ impl Store {
                     (Ok(()), Some(Ok(v))) => Ok(v),
                     (Ok(()), None) => Err(Error::internal("write was not run")),
                 };
+                settled(&out);
                 let _ = tx.send(out);
             });
             (ok, done)

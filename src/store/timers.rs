@@ -74,6 +74,14 @@ pub fn next_due_ms(conn: &Connection) -> Result<Option<i64>, Error> {
         .query_row([], |r| r.get(0))?)
 }
 
+/// Moves every timer by `by_ms` (a step of the system clock; see `runtime::jumps`). Returns how
+/// many moved.
+pub fn shift_all(conn: &Connection, by_ms: i64) -> Result<usize, Error> {
+    Ok(conn
+        .prepare_cached("UPDATE timers SET due_ms = due_ms + ?1")?
+        .execute([by_ms])?)
+}
+
 /// The pending timers of an intent, earliest first.
 pub fn for_intent(conn: &Connection, intent_id: &str) -> Result<Vec<TimerRow>, Error> {
     let rows = conn

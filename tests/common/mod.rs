@@ -109,14 +109,14 @@ impl Server {
     pub fn start_logging_to(log: &Path, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = std::fs::File::create(log).expect("log file");
-        let mut s = Self::start_with(&dir.path().join("axme.db"), extra, Some(file));
+        let mut s = Self::start_with(&dir.path().join("axme.db"), extra, Some(file), &[]);
         s._dir = Some(dir);
         s
     }
 
     /// A server on the given database file (which may already exist), keeping it afterwards.
     pub fn start_on(data: &Path, extra: &[&str]) -> Server {
-        Self::start_with(data, extra, None)
+        Self::start_with(data, extra, None, &[])
     }
 
     /// A server on the given database file, started through `wrapper` (a program and its
@@ -139,8 +139,17 @@ impl Server {
         Self::spawn(cmd, data, extra, None)
     }
 
-    fn start_with(data: &Path, extra: &[&str], log: Option<std::fs::File>) -> Server {
-        Self::spawn(Command::new(bin()), data, extra, log)
+    /// A server on the given database file with extra environment variables (e.g. libfaketime's),
+    /// its log going to `log` if given.
+    pub fn start_with(
+        data: &Path,
+        extra: &[&str],
+        log: Option<std::fs::File>,
+        env: &[(&str, &str)],
+    ) -> Server {
+        let mut cmd = Command::new(bin());
+        cmd.envs(env.iter().copied());
+        Self::spawn(cmd, data, extra, log)
     }
 
     fn spawn(mut cmd: Command, data: &Path, extra: &[&str], log: Option<std::fs::File>) -> Server {
