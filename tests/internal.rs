@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axme::config::ServeConfig;
 use axme::model::WaitingReason;
@@ -178,15 +178,8 @@ impl Drop for Embedded {
 }
 
 /// Polls `f` until it returns `Some`, or fails naming `what` after `WAIT`.
-fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_until<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    common::poll_until(WAIT, what, f)
 }
 
 /// A fresh handler address for one test.

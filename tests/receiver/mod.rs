@@ -341,15 +341,8 @@ pub fn assert_signed(hit: &Hit, key: &[u8]) {
 // --- Reading what the server did -----------------------------------------------------------
 
 /// Polls `f` until it returns `Some`, or fails with `what` after `WAIT`.
-pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
+pub fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    crate::common::poll_until(WAIT, what, f)
 }
 
 /// Registers an http agent and returns the response's `agent`.
