@@ -40,13 +40,11 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use common::ChildServer;
+use common::{API_KEY, PAYLOAD};
 
-/// The admin key the benchmarked server is started with.
-const API_KEY: &str = "axme_bench_admin_key_0123456789abcdef";
 /// The inbox agent the workers claim for.
 const AGENT: &str = "agent://bench/claims/worker";
 const INTENT_TYPE: &str = "bench.claims.v1";
-const PAYLOAD: &str = prefill::PAYLOAD;
 
 fn main() {
     if let Err(e) = run(&Params::from_env()) {
@@ -83,40 +81,22 @@ pub struct Params {
 
 impl Params {
     fn from_env() -> Params {
-        let num = |name: &str, default: f64| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|v| *v > 0.0 && v.is_finite())
-                .unwrap_or(default)
-        };
-        let full = std::env::args().any(|a| a == "--bench");
-        let secs = |name: &str, bench: f64, smoke: f64| {
-            Duration::from_secs_f64(if full { num(name, bench) } else { smoke })
-        };
-        let count = |name: &str, bench: f64, smoke: f64| {
-            let n = num(name, bench) as usize;
-            if full {
-                n.max(1)
-            } else {
-                n.clamp(1, smoke as usize)
-            }
-        };
-        let claim_max = count("AXME_BENCH_CLAIM_MAX", 16.0, 4.0).min(100);
+        let k = common::Knobs::from_args();
+        let claim_max = k.count("AXME_BENCH_CLAIM_MAX", 16.0, 4.0).min(100);
         Params {
-            workers: count("AXME_BENCH_WORKERS", 8.0, 2.0),
+            workers: k.count("AXME_BENCH_WORKERS", 8.0, 2.0),
             claim_max,
-            ack_connections: count("AXME_BENCH_ACK_CONNECTIONS", claim_max as f64, 4.0),
+            ack_connections: k.count("AXME_BENCH_ACK_CONNECTIONS", claim_max as f64, 4.0),
             lease_seconds: 60,
             wait_seconds: 5,
-            producers: count("AXME_BENCH_PRODUCERS", 32.0, 4.0),
-            window: count("AXME_BENCH_WINDOW", 2048.0, 64.0) as u64,
-            warmup: secs("AXME_BENCH_WARMUP_SECS", 2.0, 0.2),
-            measure: secs("AXME_BENCH_SECS", 10.0, 0.5),
-            sqlite_batch: count("AXME_BENCH_SQLITE_BATCH", 64.0, 8.0),
-            prefill: count("AXME_BENCH_PREFILL", 1_000_000.0, 2_000.0) as u64,
+            producers: k.count("AXME_BENCH_PRODUCERS", 32.0, 4.0),
+            window: k.count("AXME_BENCH_WINDOW", 2048.0, 64.0) as u64,
+            warmup: k.secs("AXME_BENCH_WARMUP_SECS", 2.0, 0.2),
+            measure: k.secs("AXME_BENCH_SECS", 10.0, 0.5),
+            sqlite_batch: k.count("AXME_BENCH_SQLITE_BATCH", 64.0, 8.0),
+            prefill: k.count("AXME_BENCH_PREFILL", 1_000_000.0, 2_000.0) as u64,
             loadavg_before: common::loadavg(),
-            full,
+            full: k.full,
         }
     }
 }

@@ -55,11 +55,10 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::API_KEY;
 use common::{cpu_time, machine_busy, ChildServer};
 use receiver::BlackHole;
 
-/// The admin key the benchmarked server is started with.
-const API_KEY: &str = "axme_bench_admin_key_0123456789abcdef";
 /// The healthy agent's and the dead agent's signing secret (`whsec_` + base64 of 32 bytes).
 const WEBHOOK_SECRET: &str = "whsec_YXhtZSBiZW5jaCBwdXNoIHdlYmhvb2sgc2VjcmV0ISE=";
 const HEALTHY_AGENT: &str = "agent://bench/push/healthy";
@@ -113,41 +112,19 @@ pub struct Params {
 
 impl Params {
     fn from_env() -> Params {
-        let num = |name: &str, default: f64| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|v| *v > 0.0 && v.is_finite())
-                .unwrap_or(default)
-        };
-        let full = std::env::args().any(|a| a == "--bench");
-        let secs = |name: &str, bench: f64, smoke: f64| {
-            Duration::from_secs_f64(if full { num(name, bench) } else { smoke })
-        };
-        let count = |name: &str, bench: f64, smoke: f64| {
-            let n = num(name, bench) as usize;
-            if full {
-                n.max(1)
-            } else {
-                n.clamp(1, smoke as usize)
-            }
-        };
+        let k = common::Knobs::from_args();
         Params {
-            connections: count("AXME_BENCH_CONNECTIONS", 64.0, 8.0),
-            warmup: secs("AXME_BENCH_WARMUP_SECS", 2.0, 0.2),
-            measure: secs("AXME_BENCH_SECS", 10.0, 0.5),
-            window: count("AXME_BENCH_WINDOW", 64.0, 8.0) as u64,
-            deep_window: count("AXME_BENCH_DEEP_WINDOW", 1024.0, 64.0) as u64,
-            per_endpoint: count("AXME_BENCH_ENDPOINT_CONCURRENCY", 64.0, 8.0),
-            below: num("AXME_BENCH_BELOW", 0.7).min(1.0),
-            dead_rate: if full {
-                num("AXME_BENCH_DEAD_RATE", 100.0)
-            } else {
-                20.0
-            },
-            drain: secs("AXME_BENCH_DRAIN_SECS", 30.0, 10.0),
+            connections: k.count("AXME_BENCH_CONNECTIONS", 64.0, 8.0),
+            warmup: k.secs("AXME_BENCH_WARMUP_SECS", 2.0, 0.2),
+            measure: k.secs("AXME_BENCH_SECS", 10.0, 0.5),
+            window: k.count("AXME_BENCH_WINDOW", 64.0, 8.0) as u64,
+            deep_window: k.count("AXME_BENCH_DEEP_WINDOW", 1024.0, 64.0) as u64,
+            per_endpoint: k.count("AXME_BENCH_ENDPOINT_CONCURRENCY", 64.0, 8.0),
+            below: k.num("AXME_BENCH_BELOW", 0.7).min(1.0),
+            dead_rate: k.pick("AXME_BENCH_DEAD_RATE", 100.0, 20.0),
+            drain: k.secs("AXME_BENCH_DRAIN_SECS", 30.0, 10.0),
             loadavg_before: common::loadavg(),
-            full,
+            full: k.full,
         }
     }
 

@@ -54,11 +54,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::API_KEY;
 use common::{cpu_time, machine_busy, ChildServer};
 use polls::PollPaths;
 
-/// The admin key the benchmarked server is started with.
-const API_KEY: &str = "axme_bench_admin_key_0123456789abcdef";
 /// Set in the environment of the re-executed bench, so it never loops.
 const REEXEC_ENV: &str = "AXME_BENCH_NOFILE_RAISED";
 /// File descriptors the bench needs besides its idle connections (subscribers, polls, slack).
@@ -107,34 +106,19 @@ pub struct Params {
 
 impl Params {
     fn from_env() -> Params {
-        let num = |name: &str, default: f64| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|v| *v > 0.0 && v.is_finite())
-                .unwrap_or(default)
-        };
-        let full = std::env::args().any(|a| a == "--bench");
-        let scale = |name: &str, bench: usize, smoke: usize| {
-            let n = num(name, bench as f64) as usize;
-            if full {
-                n.max(1)
-            } else {
-                n.clamp(1, smoke)
-            }
-        };
-        let idle = scale("AXME_BENCH_IDLE", 10_000, 200);
+        let k = common::Knobs::from_args();
+        let idle = k.count("AXME_BENCH_IDLE", 10_000.0, 200.0);
         Params {
-            subscribers: scale("AXME_BENCH_SUBSCRIBERS", 1_000, 20),
-            events: scale("AXME_BENCH_EVENTS", 25, 4),
-            rate: num("AXME_BENCH_EVENT_RATE", 5.0),
-            polls: scale("AXME_BENCH_POLLS", 200, 10),
-            rounds: scale("AXME_BENCH_POLL_ROUNDS", 20, 2),
+            subscribers: k.count("AXME_BENCH_SUBSCRIBERS", 1_000.0, 20.0),
+            events: k.count("AXME_BENCH_EVENTS", 25.0, 4.0),
+            rate: k.num("AXME_BENCH_EVENT_RATE", 5.0),
+            polls: k.count("AXME_BENCH_POLLS", 200.0, 10.0),
+            rounds: k.count("AXME_BENCH_POLL_ROUNDS", 20.0, 2.0),
             idle,
             idle_asked: idle,
             nofile: nofile_limits().map(|(soft, _)| soft),
             loadavg_before: common::loadavg(),
-            full,
+            full: k.full,
         }
     }
 

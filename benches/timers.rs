@@ -42,9 +42,9 @@ use axme::store::events::{self, FirehoseFilter};
 use axme::store::{open_connection, Durability};
 use serde_json::Value;
 
+use common::API_KEY;
 use common::{cpu_time, machine, machine_busy, now, thousands, ChildServer};
 
-const API_KEY: &str = "axme_bench_admin_key_0123456789abcdef";
 /// How long after the period the server keeps running, so that late firings still happen.
 const SETTLE: Duration = Duration::from_secs(3);
 const TARGET_P99_MS: f64 = 50.0;
@@ -73,25 +73,15 @@ struct Params {
 
 impl Params {
     fn from_env() -> Params {
-        let num = |name: &str, default: f64| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|v| *v > 0.0 && v.is_finite())
-                .unwrap_or(default)
-        };
-        let full = std::env::args().any(|a| a == "--bench");
-        let pick = |name: &str, bench: f64, smoke: f64| if full { num(name, bench) } else { smoke };
-        let secs =
-            |name: &str, bench: f64, smoke: f64| Duration::from_secs_f64(pick(name, bench, smoke));
+        let k = common::Knobs::from_args();
         Params {
-            timers: pick("AXME_BENCH_TIMERS", 1_000_000.0, 2_000.0) as u64,
-            spread: secs("AXME_BENCH_SPREAD_SECS", 600.0, 4.0),
-            lead: secs("AXME_BENCH_LEAD_SECS", 15.0, 1.0),
-            warmup: secs("AXME_BENCH_WARMUP_SECS", 2.0, 0.2),
-            measure: secs("AXME_BENCH_SECS", 30.0, 1.0),
+            timers: k.pick("AXME_BENCH_TIMERS", 1_000_000.0, 2_000.0) as u64,
+            spread: k.secs("AXME_BENCH_SPREAD_SECS", 600.0, 4.0),
+            lead: k.secs("AXME_BENCH_LEAD_SECS", 15.0, 1.0),
+            warmup: k.secs("AXME_BENCH_WARMUP_SECS", 2.0, 0.2),
+            measure: k.secs("AXME_BENCH_SECS", 30.0, 1.0),
             loadavg_before: common::loadavg(),
-            full,
+            full: k.full,
         }
     }
 }

@@ -27,8 +27,8 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use super::common::http::{connect, exchange, find};
-use super::common::{cpu_time, machine_busy};
-use super::{Params, AGENT, API_KEY, INTENT_TYPE, PAYLOAD};
+use super::common::{cpu_time, machine_busy, CreateTemplate};
+use super::{Params, AGENT, API_KEY, INTENT_TYPE};
 
 /// What one run of the load measured.
 #[derive(Default)]
@@ -278,7 +278,7 @@ fn produce(
                 let (shared, window, limit) = (shared.clone(), window.clone(), p.window);
                 tokio::spawn(async move {
                     let mut conn = Conn::new(addr);
-                    let mut template = Template::new(addr);
+                    let mut template = CreateTemplate::new(addr, INTENT_TYPE, AGENT);
                     let mut rng = rng;
                     let mut tally = Tally::default();
                     loop {
@@ -445,48 +445,4 @@ pub fn lease_tokens(body: &[u8]) -> Vec<String> {
         at = from + len;
     }
     out
-}
-
-/// The create every producer sends, built once; each send writes a fresh random
-/// `correlation_id` over the placeholder, in place.
-pub struct Template {
-    bytes: Vec<u8>,
-    uuid_at: usize,
-}
-
-impl Template {
-    pub fn new(addr: SocketAddr) -> Template {
-        let placeholder = "00000000-0000-4000-8000-000000000000";
-        let body = format!(
-            r#"{{"intent_type":"{INTENT_TYPE}","correlation_id":"{placeholder}","to_agent":"{AGENT}","from_agent":"agent://bench/client","payload":{PAYLOAD}}}"#
-        );
-        let head = format!(
-            "POST /v1/intents HTTP/1.1\r\nhost: {addr}\r\nx-api-key: {API_KEY}\r\n\
-             content-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        );
-        let uuid_at = head.len() + body.find(placeholder).unwrap_or(0);
-        Template {
-            bytes: [head.as_bytes(), body.as_bytes()].concat(),
-            uuid_at,
-        }
-    }
-
-    /// Writes a random version-4 UUID over the placeholder.
-    pub fn next(&mut self, rng: &mut u64) -> &[u8] {
-        let bits = (u128::from(splitmix64(rng)) << 64) | u128::from(splitmix64(rng));
-        let uuid = uuid::Builder::from_random_bytes(bits.to_be_bytes()).into_uuid();
-        uuid.hyphenated()
-            .encode_lower(&mut self.bytes[self.uuid_at..self.uuid_at + 36]);
-        &self.bytes
-    }
-}
-
-/// A cheap source of distinct UUIDs, without a syscall per request.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }

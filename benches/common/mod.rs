@@ -13,6 +13,117 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// The admin key the benches start their servers with.
+pub const API_KEY: &str = "axme_bench_admin_key_0123456789abcdef";
+/// About 200 bytes of payload, shaped like real work: every bench's creates carry it.
+pub const PAYLOAD: &str = r#"{"job":"render-report","tenant":"acme-corp","priority":3,"attempt":1,"items":[{"sku":"A-1001","qty":2},{"sku":"B-2002","qty":1},{"sku":"C-3003","qty":5}],"note":"nightly batch, region eu-west, retry on failure"}"#;
+/// The sender of the benches' creates.
+pub const FROM_AGENT: &str = "agent://bench/client";
+
+/// Reads a run's knobs from `AXME_BENCH_*` variables. Run with `--bench` (`cargo bench`) it is a
+/// full run: each knob is its variable, or the default when that is unset or not a positive
+/// number. Run without (as a test) it is a smoke run: short times and small counts whose figures
+/// mean nothing.
+pub struct Knobs {
+    pub full: bool,
+}
+
+impl Knobs {
+    pub fn from_args() -> Knobs {
+        Knobs {
+            full: std::env::args().any(|a| a == "--bench"),
+        }
+    }
+
+    /// The variable `name` as a positive finite number, or `default`.
+    pub fn num(&self, name: &str, default: f64) -> f64 {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| *v > 0.0 && v.is_finite())
+            .unwrap_or(default)
+    }
+
+    /// [`Knobs::num`] in a full run, `smoke` in a smoke run.
+    pub fn pick(&self, name: &str, bench: f64, smoke: f64) -> f64 {
+        if self.full {
+            self.num(name, bench)
+        } else {
+            smoke
+        }
+    }
+
+    /// Seconds: [`Knobs::pick`] as a duration.
+    pub fn secs(&self, name: &str, bench: f64, smoke: f64) -> Duration {
+        Duration::from_secs_f64(self.pick(name, bench, smoke))
+    }
+
+    /// A count of at least 1; in a smoke run at most `smoke`.
+    pub fn count(&self, name: &str, bench: f64, smoke: f64) -> usize {
+        let n = self.num(name, bench) as usize;
+        if self.full {
+            n.max(1)
+        } else {
+            n.clamp(1, smoke as usize)
+        }
+    }
+}
+
+/// The `POST /v1/intents` a load connection sends, built once; each send writes a fresh random
+/// `correlation_id` over the placeholder, in place.
+#[derive(Clone)]
+pub struct CreateTemplate {
+    bytes: Vec<u8>,
+    uuid_at: usize,
+    /// The length of the JSON body.
+    pub body_len: usize,
+}
+
+impl CreateTemplate {
+    /// A create of `intent_type` from [`FROM_AGENT`] to `to_agent` with [`PAYLOAD`], to the server
+    /// at `addr` with [`API_KEY`].
+    pub fn new(addr: SocketAddr, intent_type: &str, to_agent: &str) -> CreateTemplate {
+        let placeholder = "00000000-0000-4000-8000-000000000000";
+        let body = format!(
+            r#"{{"intent_type":"{intent_type}","correlation_id":"{placeholder}","to_agent":"{to_agent}","from_agent":"{FROM_AGENT}","payload":{PAYLOAD}}}"#
+        );
+        let head = format!(
+            "POST /v1/intents HTTP/1.1\r\nhost: {addr}\r\nx-api-key: {API_KEY}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        let uuid_at = head.len() + body.find(placeholder).unwrap_or(0);
+        CreateTemplate {
+            bytes: [head.as_bytes(), body.as_bytes()].concat(),
+            uuid_at,
+            body_len: body.len(),
+        }
+    }
+
+    /// The length of the whole request.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Writes a random version-4 UUID over the placeholder.
+    pub fn next(&mut self, rng: &mut u64) -> &[u8] {
+        let bits = (u128::from(splitmix64(rng)) << 64) | u128::from(splitmix64(rng));
+        let uuid = uuid::Builder::from_random_bytes(bits.to_be_bytes()).into_uuid();
+        uuid.hyphenated()
+            .encode_lower(&mut self.bytes[self.uuid_at..self.uuid_at + 36]);
+        &self.bytes
+    }
+}
+
+/// A cheap source of distinct UUIDs, without a syscall per request.
+pub fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// A server child process; dropping it kills the process (also when unwinding from a panic).
 pub struct ChildServer {
     pub child: Child,

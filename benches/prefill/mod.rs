@@ -32,8 +32,7 @@ pub struct Filled {
 
 /// The admin key's address: the actor of the claims and acks the server would have recorded.
 const ADMIN: &str = "agent://admin";
-/// About 200 bytes of payload, as in every bench's creates.
-pub const PAYLOAD: &str = r#"{"job":"render-report","tenant":"acme-corp","priority":3,"attempt":1,"items":[{"sku":"A-1001","qty":2},{"sku":"B-2002","qty":1},{"sku":"C-3003","qty":5}],"note":"nightly batch, region eu-west, retry on failure"}"#;
+pub use super::common::PAYLOAD;
 
 fn err<E: std::fmt::Debug>(what: &'static str) -> impl Fn(E) -> String {
     move |e| format!("prefill: {what}: {e:?}")
