@@ -34,7 +34,6 @@ mod prefill;
 mod report;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -176,15 +175,8 @@ fn run(p: &Params) -> Result<(), String> {
 
 /// Starts the release server on `db`.
 fn start(db: &Path) -> Result<ChildServer, String> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axme"));
-    cmd.arg("serve")
-        .arg("--data")
-        .arg(db)
-        .args(["--listen", "127.0.0.1:0", "--api-key", API_KEY])
-        .env_remove("AXME_API_KEY")
-        .env_remove("AXME_LISTEN")
-        .env_remove("AXME_DATA")
-        .env_remove("AXME_DURABILITY");
+    let mut cmd = common::axme_serve(db);
+    cmd.env_remove("AXME_DURABILITY");
     ChildServer::spawn(&mut cmd, "axme")
 }
 
@@ -235,26 +227,7 @@ fn call(
     path: &str,
     body: Option<&Value>,
 ) -> Result<Value, String> {
-    let url = format!("http://{}{path}", axme.addr);
-    let req = ureq::request(method, &url)
-        .set("x-api-key", API_KEY)
-        .timeout(Duration::from_secs(10));
-    let resp = match body {
-        Some(b) => req
-            .set("content-type", "application/json")
-            .send_string(&b.to_string()),
-        None => req.call(),
-    };
-    let text = match resp {
-        Ok(r) => r.into_string(),
-        Err(ureq::Error::Status(code, r)) => {
-            let text = r.into_string().unwrap_or_default();
-            return Err(format!("{method} {path} answered {code}: {text}"));
-        }
-        Err(e) => return Err(format!("{method} {path}: {e}")),
-    };
-    let text = text.map_err(|e| format!("{method} {path}: reading the answer: {e}"))?;
-    serde_json::from_str(&text).map_err(|e| format!("{method} {path} answered {text}: {e}"))
+    common::api_call(method, &format!("http://{}{path}", axme.addr), body)
 }
 
 /// One line on stderr after each HTTP phase, so a long run shows where it is.

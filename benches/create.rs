@@ -33,7 +33,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{cpu_time, machine_busy, quantile_ms, ChildServer, CreateTemplate};
-use common::{API_KEY, FROM_AGENT, PAYLOAD};
+use common::{FROM_AGENT, PAYLOAD};
 
 /// The hidden argument that turns this binary into the bare hyper server.
 const BARE_HYPER_ARG: &str = "--axme-bench-bare-hyper-server";
@@ -113,15 +113,8 @@ fn run(params: &Params) -> Result<(), String> {
     bare_result.progress("bare hyper");
 
     eprintln!("[bench] axme ({}) ...", env!("CARGO_BIN_EXE_axme"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axme"));
-    cmd.arg("serve")
-        .arg("--data")
-        .arg(dir.path().join("axme.db"))
-        .args(["--listen", "127.0.0.1:0", "--api-key", API_KEY])
-        .env_remove("AXME_API_KEY")
-        .env_remove("AXME_LISTEN")
-        .env_remove("AXME_DATA");
-    let mut axme = ChildServer::spawn(&mut cmd, "axme")?;
+    let mut axme =
+        ChildServer::spawn(&mut common::axme_serve(&dir.path().join("axme.db")), "axme")?;
     let first = load::preflight(axme.addr)?;
     let axme_result = load::run(axme.addr, axme.child.id(), params)?;
     axme.stop();

@@ -55,8 +55,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::API_KEY;
-use common::{cpu_time, machine_busy, ChildServer};
+use common::{cpu_time, machine_busy, ChildServer, Errors};
 use receiver::BlackHole;
 
 /// The healthy agent's and the dead agent's signing secret (`whsec_` + base64 of 32 bytes).
@@ -243,35 +242,6 @@ pub struct Dead {
     pub timed_out: u64,
 }
 
-/// Failures seen in a phase, by kind; any makes the run invalid.
-#[derive(Default)]
-pub struct Errors {
-    pub by_kind: BTreeMap<String, u64>,
-    /// The first one, with detail.
-    pub first: Option<String>,
-}
-
-impl Errors {
-    pub fn add(&mut self, kind: &str, detail: &str) {
-        if self.first.is_none() {
-            let detail: String = detail.chars().take(300).collect();
-            self.first = Some(format!("{kind}: {detail}"));
-        }
-        *self.by_kind.entry(kind.to_string()).or_default() += 1;
-    }
-
-    pub fn merge(&mut self, other: Errors) {
-        for (kind, n) in other.by_kind {
-            *self.by_kind.entry(kind).or_default() += n;
-        }
-        self.first = self.first.take().or(other.first);
-    }
-
-    pub fn count(&self) -> u64 {
-        self.by_kind.values().sum()
-    }
-}
-
 /// CPU counters at one moment: of axme, the receiver, this bench, the whole machine, and every
 /// other process (to name what disturbed a phase on a shared machine).
 pub struct CpuMark {
@@ -380,15 +350,8 @@ fn run(params: &Params) -> Result<(), String> {
     // machine: both in turn, each next to its own ceiling).
     let server =
         std::env::var_os("AXME_BENCH_SERVER").unwrap_or_else(|| env!("CARGO_BIN_EXE_axme").into());
-    let mut cmd = Command::new(&server);
-    cmd.arg("serve")
-        .arg("--data")
-        .arg(dir.path().join("axme.db"))
-        .args(["--listen", "127.0.0.1:0", "--api-key", API_KEY])
-        .args(params.push_flags())
-        .env_remove("AXME_API_KEY")
-        .env_remove("AXME_LISTEN")
-        .env_remove("AXME_DATA");
+    let mut cmd = common::serve_command(&server, &dir.path().join("axme.db"));
+    cmd.args(params.push_flags());
     let axme = ChildServer::spawn(&mut cmd, "axme")?;
     let mut servers = Servers {
         axme,

@@ -55,7 +55,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::API_KEY;
-use common::{cpu_time, machine_busy, ChildServer};
+use common::{cpu_time, machine_busy, ChildServer, Errors};
 use polls::PollPaths;
 
 /// Set in the environment of the re-executed bench, so it never loops.
@@ -176,28 +176,6 @@ fn raise_nofile(params: &mut Params) -> Result<(), String> {
     );
     params.idle = room.max(1);
     Ok(())
-}
-
-/// Failures seen in a measurement, by kind; any makes the run invalid.
-#[derive(Default)]
-pub struct Errors {
-    pub by_kind: BTreeMap<String, u64>,
-    /// The first one, with detail.
-    pub first: Option<String>,
-}
-
-impl Errors {
-    pub fn add(&mut self, kind: &str, detail: &str) {
-        if self.first.is_none() {
-            let detail: String = detail.chars().take(300).collect();
-            self.first = Some(format!("{kind}: {detail}"));
-        }
-        *self.by_kind.entry(kind.to_string()).or_default() += 1;
-    }
-
-    pub fn count(&self) -> u64 {
-        self.by_kind.values().sum()
-    }
 }
 
 /// CPU counters at one moment: of the server, of this bench, of the whole machine, and of every
@@ -395,15 +373,8 @@ fn run(params: &Params) -> Result<(), String> {
 
 /// Starts `axme serve` on a fresh database at `db` with room for the bench's streams.
 fn spawn_axme(db: &Path, max_streams: usize, max_waiters: usize) -> Result<ChildServer, String> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axme"));
-    cmd.arg("serve")
-        .arg("--data")
-        .arg(db)
-        .args(["--listen", "127.0.0.1:0", "--api-key", API_KEY])
-        .args(["--max-streams", &max_streams.to_string()])
-        .args(["--max-waiters", &max_waiters.to_string()])
-        .env_remove("AXME_API_KEY")
-        .env_remove("AXME_LISTEN")
-        .env_remove("AXME_DATA");
+    let mut cmd = common::axme_serve(db);
+    cmd.args(["--max-streams", &max_streams.to_string()])
+        .args(["--max-waiters", &max_waiters.to_string()]);
     ChildServer::spawn(&mut cmd, "axme")
 }

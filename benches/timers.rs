@@ -33,7 +33,6 @@ mod prefill;
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,7 +41,6 @@ use axme::store::events::{self, FirehoseFilter};
 use axme::store::{open_connection, Durability};
 use serde_json::Value;
 
-use common::API_KEY;
 use common::{cpu_time, machine, machine_busy, now, thousands, ChildServer};
 
 /// How long after the period the server keeps running, so that late firings still happen.
@@ -106,15 +104,8 @@ fn memory_kb(pid: u32) -> Option<(u64, u64)> {
 }
 
 fn start(db: &Path) -> Result<ChildServer, String> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axme"));
-    cmd.arg("serve")
-        .arg("--data")
-        .arg(db)
-        .args(["--listen", "127.0.0.1:0", "--api-key", API_KEY])
-        .env_remove("AXME_API_KEY")
-        .env_remove("AXME_LISTEN")
-        .env_remove("AXME_DATA")
-        .env_remove("AXME_DURABILITY");
+    let mut cmd = common::axme_serve(db);
+    cmd.env_remove("AXME_DURABILITY");
     ChildServer::spawn(&mut cmd, "axme")
 }
 

@@ -69,6 +69,81 @@ impl Knobs {
     }
 }
 
+/// `axme serve` of `program` on `db`, on 127.0.0.1:0 with [`API_KEY`]; the `AXME_*` variables
+/// that would say otherwise are removed from its environment.
+pub fn serve_command(program: &std::ffi::OsStr, db: &std::path::Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.arg("serve")
+        .arg("--data")
+        .arg(db)
+        .args(["--listen", "127.0.0.1:0", "--api-key", API_KEY])
+        .env_remove("AXME_API_KEY")
+        .env_remove("AXME_LISTEN")
+        .env_remove("AXME_DATA");
+    cmd
+}
+
+/// [`serve_command`] of the axme binary of this build.
+pub fn axme_serve(db: &std::path::Path) -> Command {
+    serve_command(env!("CARGO_BIN_EXE_axme").as_ref(), db)
+}
+
+/// One API call with the admin key; a non-2xx answer is an error carrying its body.
+pub fn api_call(
+    method: &str,
+    url: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<serde_json::Value, String> {
+    let req = ureq::request(method, url)
+        .set("x-api-key", API_KEY)
+        .timeout(Duration::from_secs(10));
+    let resp = match body {
+        Some(b) => req
+            .set("content-type", "application/json")
+            .send_string(&b.to_string()),
+        None => req.call(),
+    };
+    let text = match resp {
+        Ok(r) => r.into_string(),
+        Err(ureq::Error::Status(code, r)) => {
+            let text = r.into_string().unwrap_or_default();
+            return Err(format!("{method} {url} answered {code}: {text}"));
+        }
+        Err(e) => return Err(format!("{method} {url}: {e}")),
+    };
+    let text = text.map_err(|e| format!("{method} {url}: reading the answer: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("{method} {url} answered {text}: {e}"))
+}
+
+/// Failures seen in a measurement, by kind; any makes the run invalid.
+#[derive(Default)]
+pub struct Errors {
+    pub by_kind: std::collections::BTreeMap<String, u64>,
+    /// The first one, with detail.
+    pub first: Option<String>,
+}
+
+impl Errors {
+    pub fn add(&mut self, kind: &str, detail: &str) {
+        if self.first.is_none() {
+            let detail: String = detail.chars().take(300).collect();
+            self.first = Some(format!("{kind}: {detail}"));
+        }
+        *self.by_kind.entry(kind.to_string()).or_default() += 1;
+    }
+
+    pub fn merge(&mut self, other: Errors) {
+        for (kind, n) in other.by_kind {
+            *self.by_kind.entry(kind).or_default() += n;
+        }
+        self.first = self.first.take().or(other.first);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.by_kind.values().sum()
+    }
+}
+
 /// The `POST /v1/intents` a load connection sends, built once; each send writes a fresh random
 /// `correlation_id` over the placeholder, in place.
 #[derive(Clone)]
