@@ -32,8 +32,8 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::FROM_AGENT;
 use common::{cpu_time, machine_busy, quantile_ms, ChildServer, CreateTemplate};
-use common::{FROM_AGENT, PAYLOAD};
 
 /// The hidden argument that turns this binary into the bare hyper server.
 const BARE_HYPER_ARG: &str = "--axme-bench-bare-hyper-server";
@@ -415,7 +415,7 @@ mod raw_sqlite {
     use super::*;
     use axme::model::Status;
     use axme::store::events::{self, EventRow};
-    use axme::store::intents::{self, IntentRow};
+    use axme::store::intents;
     use axme::store::wal::{self, Checkpointer};
     use axme::store::{migrations, open_connection, Durability};
     use rusqlite::{Connection, TransactionBehavior};
@@ -482,33 +482,8 @@ mod raw_sqlite {
     /// its `intent.created` and `intent.submitted` events.
     fn insert_create(conn: &Connection) -> Result<(), String> {
         let now = axme::clock::now_rfc3339();
-        let intent_id = uuid::Uuid::now_v7().to_string();
-        let intent = IntentRow {
-            id: 0,
-            intent_id: intent_id.clone(),
-            intent_type: INTENT_TYPE.into(),
-            correlation_id: uuid::Uuid::new_v4().to_string(),
-            from_agent: FROM_AGENT.into(),
-            to_agent: TO_AGENT.into(),
-            reply_to: None,
-            payload: PAYLOAD.into(),
-            status: Status::Submitted,
-            waiting_reason: None,
-            result: None,
-            error: None,
-            deadline_at: None,
-            remind_after_seconds: None,
-            remind_interval_seconds: None,
-            max_reminders: None,
-            remind_count: 0,
-            escalate_to: None,
-            max_delivery_attempts: None,
-            delivery_attempt: 0,
-            human_task: None,
-            last_seq: 2,
-            created_at: now.clone(),
-            updated_at: now.clone(),
-        };
+        let intent = common::submitted_intent(INTENT_TYPE, TO_AGENT, &now);
+        let intent_id = intent.intent_id.clone();
         intents::insert(conn, &intent).map_err(err("insert intent"))?;
         for (seq, status, details) in [
             (

@@ -13,6 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use axme::model::Status;
+use axme::store::intents::IntentRow;
+
 /// The admin key the benches start their servers with.
 pub const API_KEY: &str = "axme_bench_admin_key_0123456789abcdef";
 /// About 200 bytes of payload, shaped like real work: every bench's creates carry it.
@@ -141,6 +144,37 @@ impl Errors {
 
     pub fn count(&self) -> u64 {
         self.by_kind.values().sum()
+    }
+}
+
+/// An intent row as a create writes it: SUBMITTED with its `created` and `submitted` events and
+/// no attempt yet, from [`FROM_AGENT`] with [`PAYLOAD`], with fresh ids, at `at`.
+pub fn submitted_intent(intent_type: &str, to_agent: &str, at: &str) -> IntentRow {
+    IntentRow {
+        id: 0,
+        intent_id: uuid::Uuid::now_v7().to_string(),
+        intent_type: intent_type.into(),
+        correlation_id: uuid::Uuid::new_v4().to_string(),
+        from_agent: FROM_AGENT.into(),
+        to_agent: to_agent.into(),
+        reply_to: None,
+        payload: PAYLOAD.into(),
+        status: Status::Submitted,
+        waiting_reason: None,
+        result: None,
+        error: None,
+        deadline_at: None,
+        remind_after_seconds: None,
+        remind_interval_seconds: None,
+        max_reminders: None,
+        remind_count: 0,
+        escalate_to: None,
+        max_delivery_attempts: None,
+        delivery_attempt: 0,
+        human_task: None,
+        last_seq: 2,
+        created_at: at.into(),
+        updated_at: at.into(),
     }
 }
 
