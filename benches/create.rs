@@ -620,13 +620,7 @@ mod report {
                 "{name:<22}{server:>11}{client:>9}{machine:>15}{other:>9}"
             );
         }
-        if !disturbed.is_empty() {
-            let _ = writeln!(
-                w,
-                "!!!!! other work took CPU during: {}; those figures are suspect, rerun on a quiet machine",
-                disturbed.join(", ")
-            );
-        }
+        common::write_disturbed(&mut w, &disturbed);
 
         let p99 = axme.quantile_ms(0.99).unwrap_or(f64::INFINITY);
         let bare_ratio = axme.per_sec() / bare.per_sec();
@@ -671,19 +665,8 @@ mod report {
             let _ = writeln!(w, "{name:<24}{value:>12}{target:>12}{verdict:>8}");
         }
         for (name, r) in [("bare hyper", bare), ("axme", axme)] {
-            if r.error_count() > 0 {
-                let n = r.error_count();
-                let _ = writeln!(w, "\n!!!!! {name}: {n} ERRORS; THIS RUN IS NOT VALID !!!!!");
-                for (kind, n) in &r.errors {
-                    let _ = writeln!(w, "    {n:>9}  {kind}");
-                }
-                let _ = writeln!(w, "    first: {}", r.first_error.as_deref().unwrap_or("?"));
-            }
+            common::write_errors(&mut w, name, &r.errors, r.first_error.as_deref());
         }
-        // No trailing blanks from empty right-aligned cells.
-        w.lines().map(str::trim_end).collect::<Vec<_>>().join(
-            "
-",
-        )
+        common::trim_lines(&w)
     }
 }

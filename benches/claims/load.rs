@@ -15,7 +15,6 @@
 //! A request counts when its answer arrives within the measured period: the cycles are the
 //! acks answered 200 in it. Any other answer, or a broken connection, is an error.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,7 +26,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use super::common::http::{connect, exchange, find};
-use super::common::{cpu_time, machine_busy, CreateTemplate};
+use super::common::{cpu_time, machine_busy, CreateTemplate, Errors};
 use super::{Params, AGENT, API_KEY, INTENT_TYPE};
 
 /// What one run of the load measured.
@@ -56,34 +55,6 @@ pub struct Load {
 impl Load {
     pub fn per_sec(&self) -> f64 {
         self.cycles as f64 / self.secs
-    }
-}
-
-/// Failures by kind, and the first one in full.
-#[derive(Default)]
-pub struct Errors {
-    pub by_kind: BTreeMap<String, u64>,
-    pub first: Option<String>,
-}
-
-impl Errors {
-    fn add(&mut self, kind: String, detail: &str) {
-        if self.first.is_none() {
-            let detail: String = detail.chars().take(300).collect();
-            self.first = Some(format!("{kind}: {detail}"));
-        }
-        *self.by_kind.entry(kind).or_default() += 1;
-    }
-
-    fn merge(&mut self, other: Errors) {
-        for (kind, n) in other.by_kind {
-            *self.by_kind.entry(kind).or_default() += n;
-        }
-        self.first = self.first.take().or(other.first);
-    }
-
-    pub fn count(&self) -> u64 {
-        self.by_kind.values().sum()
     }
 }
 
@@ -309,7 +280,7 @@ fn produce(
                             }
                             Err((kind, detail)) => {
                                 shared.created.fetch_sub(1, Ordering::Relaxed);
-                                tally.errors.add(format!("create: {kind}"), &detail);
+                                tally.errors.add(&format!("create: {kind}"), &detail);
                                 tokio::time::sleep(Duration::from_millis(10)).await;
                             }
                         }
@@ -346,7 +317,7 @@ fn work(
             let body = match claimer.call(&claim).await {
                 Ok(body) => body,
                 Err((kind, detail)) => {
-                    tally.errors.add(format!("claim: {kind}"), &detail);
+                    tally.errors.add(&format!("claim: {kind}"), &detail);
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
@@ -409,7 +380,7 @@ async fn ack_all(
                     tally.ack_us.push(micros(done - sent));
                 }
             }
-            Err((kind, detail)) => tally.errors.add(format!("ack: {kind}"), &detail),
+            Err((kind, detail)) => tally.errors.add(&format!("ack: {kind}"), &detail),
         }
     }
     shared.room.notify_waiters();

@@ -616,3 +616,40 @@ pub fn loadavg() -> String {
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     loadavg.split(' ').next().unwrap_or("?").to_string()
 }
+
+/// Under a CPU table: the measurements during which other work took CPU, if any.
+pub fn write_disturbed(w: &mut String, disturbed: &[impl AsRef<str>]) {
+    use std::fmt::Write;
+    if !disturbed.is_empty() {
+        let names: Vec<&str> = disturbed.iter().map(AsRef::as_ref).collect();
+        let _ = writeln!(
+            w,
+            "!!!!! other work took CPU during: {}; those figures are suspect, rerun on a quiet machine",
+            names.join(", ")
+        );
+    }
+}
+
+/// After the checks: a measurement that saw errors, loudly, with the count of each kind and the
+/// first one in full; nothing when it saw none.
+pub fn write_errors(
+    w: &mut String,
+    name: &str,
+    by_kind: &std::collections::BTreeMap<String, u64>,
+    first: Option<&str>,
+) {
+    use std::fmt::Write;
+    let n: u64 = by_kind.values().sum();
+    if n > 0 {
+        let _ = writeln!(w, "\n!!!!! {name}: {n} ERRORS; THIS RUN IS NOT VALID !!!!!");
+        for (kind, n) in by_kind {
+            let _ = writeln!(w, "    {n:>9}  {kind}");
+        }
+        let _ = writeln!(w, "    first: {}", first.unwrap_or("?"));
+    }
+}
+
+/// The report without the trailing blanks of empty right-aligned cells.
+pub fn trim_lines(w: &str) -> String {
+    w.lines().map(str::trim_end).collect::<Vec<_>>().join("\n")
+}
