@@ -345,6 +345,17 @@ pub fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
     crate::common::poll_until(WAIT, what, f)
 }
 
+/// Waits until no delivery is pending, so that what a receiver got is all it will get.
+pub fn settle(s: &Server) {
+    eventually("no pending delivery", || {
+        let r = s.get("/v1/deliveries?status=pending");
+        r.json["deliveries"]
+            .as_array()
+            .is_some_and(|d| d.is_empty())
+            .then_some(())
+    });
+}
+
 /// Registers an http agent and returns the response's `agent`.
 pub fn register(s: &Server, address: &str, url: &str, extra: Value) -> Value {
     let mut body = serde_json::json!({
