@@ -34,19 +34,16 @@ mod prefill;
 mod report;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use common::ChildServer;
+use common::{API_KEY, PAYLOAD};
 
-/// The admin key the benchmarked server is started with.
-const API_KEY: &str = "axme_bench_admin_key_0123456789abcdef";
 /// The inbox agent the workers claim for.
 const AGENT: &str = "agent://bench/claims/worker";
 const INTENT_TYPE: &str = "bench.claims.v1";
-const PAYLOAD: &str = prefill::PAYLOAD;
 
 fn main() {
     if let Err(e) = run(&Params::from_env()) {
@@ -83,40 +80,22 @@ pub struct Params {
 
 impl Params {
     fn from_env() -> Params {
-        let num = |name: &str, default: f64| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|v| *v > 0.0 && v.is_finite())
-                .unwrap_or(default)
-        };
-        let full = std::env::args().any(|a| a == "--bench");
-        let secs = |name: &str, bench: f64, smoke: f64| {
-            Duration::from_secs_f64(if full { num(name, bench) } else { smoke })
-        };
-        let count = |name: &str, bench: f64, smoke: f64| {
-            let n = num(name, bench) as usize;
-            if full {
-                n.max(1)
-            } else {
-                n.clamp(1, smoke as usize)
-            }
-        };
-        let claim_max = count("AXME_BENCH_CLAIM_MAX", 16.0, 4.0).min(100);
+        let k = common::Knobs::from_args();
+        let claim_max = k.count("AXME_BENCH_CLAIM_MAX", 16.0, 4.0).min(100);
         Params {
-            workers: count("AXME_BENCH_WORKERS", 8.0, 2.0),
+            workers: k.count("AXME_BENCH_WORKERS", 8.0, 2.0),
             claim_max,
-            ack_connections: count("AXME_BENCH_ACK_CONNECTIONS", claim_max as f64, 4.0),
+            ack_connections: k.count("AXME_BENCH_ACK_CONNECTIONS", claim_max as f64, 4.0),
             lease_seconds: 60,
             wait_seconds: 5,
-            producers: count("AXME_BENCH_PRODUCERS", 32.0, 4.0),
-            window: count("AXME_BENCH_WINDOW", 2048.0, 64.0) as u64,
-            warmup: secs("AXME_BENCH_WARMUP_SECS", 2.0, 0.2),
-            measure: secs("AXME_BENCH_SECS", 10.0, 0.5),
-            sqlite_batch: count("AXME_BENCH_SQLITE_BATCH", 64.0, 8.0),
-            prefill: count("AXME_BENCH_PREFILL", 1_000_000.0, 2_000.0) as u64,
+            producers: k.count("AXME_BENCH_PRODUCERS", 32.0, 4.0),
+            window: k.count("AXME_BENCH_WINDOW", 2048.0, 64.0) as u64,
+            warmup: k.secs("AXME_BENCH_WARMUP_SECS", 2.0, 0.2),
+            measure: k.secs("AXME_BENCH_SECS", 10.0, 0.5),
+            sqlite_batch: k.count("AXME_BENCH_SQLITE_BATCH", 64.0, 8.0),
+            prefill: k.count("AXME_BENCH_PREFILL", 1_000_000.0, 2_000.0) as u64,
             loadavg_before: common::loadavg(),
-            full,
+            full: k.full,
         }
     }
 }
@@ -196,15 +175,8 @@ fn run(p: &Params) -> Result<(), String> {
 
 /// Starts the release server on `db`.
 fn start(db: &Path) -> Result<ChildServer, String> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axme"));
-    cmd.arg("serve")
-        .arg("--data")
-        .arg(db)
-        .args(["--listen", "127.0.0.1:0", "--api-key", API_KEY])
-        .env_remove("AXME_API_KEY")
-        .env_remove("AXME_LISTEN")
-        .env_remove("AXME_DATA")
-        .env_remove("AXME_DURABILITY");
+    let mut cmd = common::axme_serve(db);
+    cmd.env_remove("AXME_DURABILITY");
     ChildServer::spawn(&mut cmd, "axme")
 }
 
@@ -255,26 +227,7 @@ fn call(
     path: &str,
     body: Option<&Value>,
 ) -> Result<Value, String> {
-    let url = format!("http://{}{path}", axme.addr);
-    let req = ureq::request(method, &url)
-        .set("x-api-key", API_KEY)
-        .timeout(Duration::from_secs(10));
-    let resp = match body {
-        Some(b) => req
-            .set("content-type", "application/json")
-            .send_string(&b.to_string()),
-        None => req.call(),
-    };
-    let text = match resp {
-        Ok(r) => r.into_string(),
-        Err(ureq::Error::Status(code, r)) => {
-            let text = r.into_string().unwrap_or_default();
-            return Err(format!("{method} {path} answered {code}: {text}"));
-        }
-        Err(e) => return Err(format!("{method} {path}: {e}")),
-    };
-    let text = text.map_err(|e| format!("{method} {path}: reading the answer: {e}"))?;
-    serde_json::from_str(&text).map_err(|e| format!("{method} {path} answered {text}: {e}"))
+    common::api_call(method, &format!("http://{}{path}", axme.addr), body)
 }
 
 /// One line on stderr after each HTTP phase, so a long run shows where it is.

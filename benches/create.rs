@@ -32,21 +32,17 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{cpu_time, machine_busy, quantile_ms, ChildServer};
+use common::FROM_AGENT;
+use common::{cpu_time, machine_busy, quantile_ms, ChildServer, CreateTemplate};
 
 /// The hidden argument that turns this binary into the bare hyper server.
 const BARE_HYPER_ARG: &str = "--axme-bench-bare-hyper-server";
-/// The admin key the benchmarked server is started with.
-const API_KEY: &str = "axme_bench_admin_key_0123456789abcdef";
 /// Creates per transaction in the raw SQLite ceiling.
 const SQLITE_BATCH: usize = 64;
 /// Shaped like a create's answer; the bare hyper server sends it verbatim.
 const CONSTANT_RESPONSE: &str = r#"{"ok":true,"intent_id":"5f0c3a52-8d1e-4c2b-9a77-0e6f1d2c3b4a","status":"SUBMITTED","created_at":"2026-01-01T00:00:00.000000Z"}"#;
-/// About 200 bytes of payload, shaped like real work.
-const PAYLOAD: &str = r#"{"job":"render-report","tenant":"acme-corp","priority":3,"attempt":1,"items":[{"sku":"A-1001","qty":2},{"sku":"B-2002","qty":1},{"sku":"C-3003","qty":5}],"note":"nightly batch, region eu-west, retry on failure"}"#;
 const INTENT_TYPE: &str = "bench.load.v1";
 const TO_AGENT: &str = "agent://bench/worker";
-const FROM_AGENT: &str = "agent://bench/client";
 
 fn main() {
     if std::env::args().any(|a| a == BARE_HYPER_ARG) {
@@ -117,15 +113,8 @@ fn run(params: &Params) -> Result<(), String> {
     bare_result.progress("bare hyper");
 
     eprintln!("[bench] axme ({}) ...", env!("CARGO_BIN_EXE_axme"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axme"));
-    cmd.arg("serve")
-        .arg("--data")
-        .arg(dir.path().join("axme.db"))
-        .args(["--listen", "127.0.0.1:0", "--api-key", API_KEY])
-        .env_remove("AXME_API_KEY")
-        .env_remove("AXME_LISTEN")
-        .env_remove("AXME_DATA");
-    let mut axme = ChildServer::spawn(&mut cmd, "axme")?;
+    let mut axme =
+        ChildServer::spawn(&mut common::axme_serve(&dir.path().join("axme.db")), "axme")?;
     let first = load::preflight(axme.addr)?;
     let axme_result = load::run(axme.addr, axme.child.id(), params)?;
     axme.stop();
@@ -202,53 +191,6 @@ mod load {
     use common::http::{connect, exchange};
     use tokio::net::TcpStream;
 
-    /// The request every connection sends, built once; each send writes a fresh random
-    /// `correlation_id` over the placeholder, in place.
-    #[derive(Clone)]
-    struct Template {
-        bytes: Vec<u8>,
-        uuid_at: usize,
-        body_len: usize,
-    }
-
-    impl Template {
-        fn new(addr: SocketAddr) -> Template {
-            let placeholder = "00000000-0000-4000-8000-000000000000";
-            let body = format!(
-                r#"{{"intent_type":"{INTENT_TYPE}","correlation_id":"{placeholder}","to_agent":"{TO_AGENT}","from_agent":"{FROM_AGENT}","payload":{PAYLOAD}}}"#
-            );
-            let head = format!(
-                "POST /v1/intents HTTP/1.1\r\nhost: {addr}\r\nx-api-key: {API_KEY}\r\n\
-                 content-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                body.len()
-            );
-            let uuid_at = head.len() + body.find(placeholder).unwrap_or(0);
-            Template {
-                bytes: [head.as_bytes(), body.as_bytes()].concat(),
-                uuid_at,
-                body_len: body.len(),
-            }
-        }
-
-        /// Writes a random version-4 UUID over the placeholder.
-        fn next(&mut self, rng: &mut u64) -> &[u8] {
-            let bits = (u128::from(splitmix64(rng)) << 64) | u128::from(splitmix64(rng));
-            let uuid = uuid::Builder::from_random_bytes(bits.to_be_bytes()).into_uuid();
-            uuid.hyphenated()
-                .encode_lower(&mut self.bytes[self.uuid_at..self.uuid_at + 36]);
-            &self.bytes
-        }
-    }
-
-    /// A cheap source of distinct UUIDs, without a syscall per request.
-    fn splitmix64(state: &mut u64) -> u64 {
-        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = *state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
     /// What connection tasks saw; merged into one at the end.
     #[derive(Default)]
     struct Tally {
@@ -289,7 +231,9 @@ mod load {
         runtime()?.block_on(async {
             let mut stream = connect(addr).await?;
             let mut buf = BytesMut::with_capacity(8192);
-            let req = Template::new(addr).next(&mut 1).to_vec();
+            let req = CreateTemplate::new(addr, INTENT_TYPE, TO_AGENT)
+                .next(&mut 1)
+                .to_vec();
             let resp = exchange(&mut stream, &req, &mut buf)
                 .await
                 .map_err(|e| format!("first create: {e}"))?;
@@ -306,7 +250,7 @@ mod load {
     /// the measured period; `server_pid` is the process whose CPU time is reported.
     pub fn run(addr: SocketAddr, server_pid: u32, params: &Params) -> Result<LoadResult, String> {
         runtime()?.block_on(async {
-            let template = Template::new(addr);
+            let template = CreateTemplate::new(addr, INTENT_TYPE, TO_AGENT);
             let mut streams = Vec::with_capacity(params.connections);
             for _ in 0..params.connections {
                 streams.push(connect(addr).await?);
@@ -348,7 +292,7 @@ mod load {
                 server_cpu: used(server0, server1),
                 client_cpu: used(client0, client1),
                 machine_cpu: used(machine0, machine1),
-                request_len: template.bytes.len(),
+                request_len: template.len(),
                 body_len: template.body_len,
             })
         })
@@ -359,7 +303,7 @@ mod load {
     async fn drive(
         addr: SocketAddr,
         stream: TcpStream,
-        mut template: Template,
+        mut template: CreateTemplate,
         mut rng: u64,
         window: std::ops::Range<Instant>,
     ) -> Tally {
@@ -471,7 +415,7 @@ mod raw_sqlite {
     use super::*;
     use axme::model::Status;
     use axme::store::events::{self, EventRow};
-    use axme::store::intents::{self, IntentRow};
+    use axme::store::intents;
     use axme::store::wal::{self, Checkpointer};
     use axme::store::{migrations, open_connection, Durability};
     use rusqlite::{Connection, TransactionBehavior};
@@ -538,33 +482,8 @@ mod raw_sqlite {
     /// its `intent.created` and `intent.submitted` events.
     fn insert_create(conn: &Connection) -> Result<(), String> {
         let now = axme::clock::now_rfc3339();
-        let intent_id = uuid::Uuid::now_v7().to_string();
-        let intent = IntentRow {
-            id: 0,
-            intent_id: intent_id.clone(),
-            intent_type: INTENT_TYPE.into(),
-            correlation_id: uuid::Uuid::new_v4().to_string(),
-            from_agent: FROM_AGENT.into(),
-            to_agent: TO_AGENT.into(),
-            reply_to: None,
-            payload: PAYLOAD.into(),
-            status: Status::Submitted,
-            waiting_reason: None,
-            result: None,
-            error: None,
-            deadline_at: None,
-            remind_after_seconds: None,
-            remind_interval_seconds: None,
-            max_reminders: None,
-            remind_count: 0,
-            escalate_to: None,
-            max_delivery_attempts: None,
-            delivery_attempt: 0,
-            human_task: None,
-            last_seq: 2,
-            created_at: now.clone(),
-            updated_at: now.clone(),
-        };
+        let intent = common::submitted_intent(INTENT_TYPE, TO_AGENT, &now);
+        let intent_id = intent.intent_id.clone();
         intents::insert(conn, &intent).map_err(err("insert intent"))?;
         for (seq, status, details) in [
             (
@@ -701,13 +620,7 @@ mod report {
                 "{name:<22}{server:>11}{client:>9}{machine:>15}{other:>9}"
             );
         }
-        if !disturbed.is_empty() {
-            let _ = writeln!(
-                w,
-                "!!!!! other work took CPU during: {}; those figures are suspect, rerun on a quiet machine",
-                disturbed.join(", ")
-            );
-        }
+        common::write_disturbed(&mut w, &disturbed);
 
         let p99 = axme.quantile_ms(0.99).unwrap_or(f64::INFINITY);
         let bare_ratio = axme.per_sec() / bare.per_sec();
@@ -752,19 +665,8 @@ mod report {
             let _ = writeln!(w, "{name:<24}{value:>12}{target:>12}{verdict:>8}");
         }
         for (name, r) in [("bare hyper", bare), ("axme", axme)] {
-            if r.error_count() > 0 {
-                let n = r.error_count();
-                let _ = writeln!(w, "\n!!!!! {name}: {n} ERRORS; THIS RUN IS NOT VALID !!!!!");
-                for (kind, n) in &r.errors {
-                    let _ = writeln!(w, "    {n:>9}  {kind}");
-                }
-                let _ = writeln!(w, "    first: {}", r.first_error.as_deref().unwrap_or("?"));
-            }
+            common::write_errors(&mut w, name, &r.errors, r.first_error.as_deref());
         }
-        // No trailing blanks from empty right-aligned cells.
-        w.lines().map(str::trim_end).collect::<Vec<_>>().join(
-            "
-",
-        )
+        common::trim_lines(&w)
     }
 }

@@ -44,16 +44,13 @@ use axme::store::events::FirehoseFilter;
 use serde_json::json;
 
 use common::{cpu_time, machine_busy};
+use common::{API_KEY, PAYLOAD};
 use load::{Gate, IntentId, Tally};
 
-/// The admin key the server is opened with.
-const API_KEY: &str = "axme_bench_admin_key_0123456789abcdef";
 /// The address of the in-process handler.
 const HANDLED: &str = "agent://bench/internal/worker";
 /// An address nobody handles: creates for it are creates and nothing else.
 const UNHANDLED: &str = "agent://bench/internal/nobody";
-/// About 200 bytes of payload, as in every bench's creates.
-const PAYLOAD: &str = r#"{"job":"render-report","tenant":"acme-corp","priority":3,"attempt":1,"items":[{"sku":"A-1001","qty":2},{"sku":"B-2002","qty":1},{"sku":"C-3003","qty":5}],"note":"nightly batch, region eu-west, retry on failure"}"#;
 
 fn main() {
     if let Err(e) = run(&Params::from_env()) {
@@ -78,33 +75,15 @@ pub struct Params {
 
 impl Params {
     fn from_env() -> Params {
-        let num = |name: &str, default: f64| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|v| *v > 0.0 && v.is_finite())
-                .unwrap_or(default)
-        };
-        let full = std::env::args().any(|a| a == "--bench");
-        let secs = |name: &str, bench: f64, smoke: f64| {
-            Duration::from_secs_f64(if full { num(name, bench) } else { smoke })
-        };
-        let count = |name: &str, bench: f64, smoke: f64| {
-            let n = num(name, bench) as usize;
-            if full {
-                n.max(1)
-            } else {
-                n.clamp(1, smoke as usize)
-            }
-        };
+        let k = common::Knobs::from_args();
         Params {
-            connections: count("AXME_BENCH_CONNECTIONS", 64.0, 8.0),
-            window: count("AXME_BENCH_WINDOW", 256.0, 32.0) as u64,
-            warmup: secs("AXME_BENCH_WARMUP_SECS", 2.0, 0.2),
-            measure: secs("AXME_BENCH_SECS", 10.0, 0.5),
-            drain: secs("AXME_BENCH_DRAIN_SECS", 30.0, 10.0),
+            connections: k.count("AXME_BENCH_CONNECTIONS", 64.0, 8.0),
+            window: k.count("AXME_BENCH_WINDOW", 256.0, 32.0) as u64,
+            warmup: k.secs("AXME_BENCH_WARMUP_SECS", 2.0, 0.2),
+            measure: k.secs("AXME_BENCH_SECS", 10.0, 0.5),
+            drain: k.secs("AXME_BENCH_DRAIN_SECS", 30.0, 10.0),
             loadavg_before: common::loadavg(),
-            full,
+            full: k.full,
         }
     }
 }

@@ -55,11 +55,9 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{cpu_time, machine_busy, ChildServer};
+use common::{cpu_time, machine_busy, ChildServer, Errors};
 use receiver::BlackHole;
 
-/// The admin key the benchmarked server is started with.
-const API_KEY: &str = "axme_bench_admin_key_0123456789abcdef";
 /// The healthy agent's and the dead agent's signing secret (`whsec_` + base64 of 32 bytes).
 const WEBHOOK_SECRET: &str = "whsec_YXhtZSBiZW5jaCBwdXNoIHdlYmhvb2sgc2VjcmV0ISE=";
 const HEALTHY_AGENT: &str = "agent://bench/push/healthy";
@@ -113,41 +111,19 @@ pub struct Params {
 
 impl Params {
     fn from_env() -> Params {
-        let num = |name: &str, default: f64| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|v| *v > 0.0 && v.is_finite())
-                .unwrap_or(default)
-        };
-        let full = std::env::args().any(|a| a == "--bench");
-        let secs = |name: &str, bench: f64, smoke: f64| {
-            Duration::from_secs_f64(if full { num(name, bench) } else { smoke })
-        };
-        let count = |name: &str, bench: f64, smoke: f64| {
-            let n = num(name, bench) as usize;
-            if full {
-                n.max(1)
-            } else {
-                n.clamp(1, smoke as usize)
-            }
-        };
+        let k = common::Knobs::from_args();
         Params {
-            connections: count("AXME_BENCH_CONNECTIONS", 64.0, 8.0),
-            warmup: secs("AXME_BENCH_WARMUP_SECS", 2.0, 0.2),
-            measure: secs("AXME_BENCH_SECS", 10.0, 0.5),
-            window: count("AXME_BENCH_WINDOW", 64.0, 8.0) as u64,
-            deep_window: count("AXME_BENCH_DEEP_WINDOW", 1024.0, 64.0) as u64,
-            per_endpoint: count("AXME_BENCH_ENDPOINT_CONCURRENCY", 64.0, 8.0),
-            below: num("AXME_BENCH_BELOW", 0.7).min(1.0),
-            dead_rate: if full {
-                num("AXME_BENCH_DEAD_RATE", 100.0)
-            } else {
-                20.0
-            },
-            drain: secs("AXME_BENCH_DRAIN_SECS", 30.0, 10.0),
+            connections: k.count("AXME_BENCH_CONNECTIONS", 64.0, 8.0),
+            warmup: k.secs("AXME_BENCH_WARMUP_SECS", 2.0, 0.2),
+            measure: k.secs("AXME_BENCH_SECS", 10.0, 0.5),
+            window: k.count("AXME_BENCH_WINDOW", 64.0, 8.0) as u64,
+            deep_window: k.count("AXME_BENCH_DEEP_WINDOW", 1024.0, 64.0) as u64,
+            per_endpoint: k.count("AXME_BENCH_ENDPOINT_CONCURRENCY", 64.0, 8.0),
+            below: k.num("AXME_BENCH_BELOW", 0.7).min(1.0),
+            dead_rate: k.pick("AXME_BENCH_DEAD_RATE", 100.0, 20.0),
+            drain: k.secs("AXME_BENCH_DRAIN_SECS", 30.0, 10.0),
             loadavg_before: common::loadavg(),
-            full,
+            full: k.full,
         }
     }
 
@@ -266,35 +242,6 @@ pub struct Dead {
     pub timed_out: u64,
 }
 
-/// Failures seen in a phase, by kind; any makes the run invalid.
-#[derive(Default)]
-pub struct Errors {
-    pub by_kind: BTreeMap<String, u64>,
-    /// The first one, with detail.
-    pub first: Option<String>,
-}
-
-impl Errors {
-    pub fn add(&mut self, kind: &str, detail: &str) {
-        if self.first.is_none() {
-            let detail: String = detail.chars().take(300).collect();
-            self.first = Some(format!("{kind}: {detail}"));
-        }
-        *self.by_kind.entry(kind.to_string()).or_default() += 1;
-    }
-
-    pub fn merge(&mut self, other: Errors) {
-        for (kind, n) in other.by_kind {
-            *self.by_kind.entry(kind).or_default() += n;
-        }
-        self.first = self.first.take().or(other.first);
-    }
-
-    pub fn count(&self) -> u64 {
-        self.by_kind.values().sum()
-    }
-}
-
 /// CPU counters at one moment: of axme, the receiver, this bench, the whole machine, and every
 /// other process (to name what disturbed a phase on a shared machine).
 pub struct CpuMark {
@@ -403,15 +350,8 @@ fn run(params: &Params) -> Result<(), String> {
     // machine: both in turn, each next to its own ceiling).
     let server =
         std::env::var_os("AXME_BENCH_SERVER").unwrap_or_else(|| env!("CARGO_BIN_EXE_axme").into());
-    let mut cmd = Command::new(&server);
-    cmd.arg("serve")
-        .arg("--data")
-        .arg(dir.path().join("axme.db"))
-        .args(["--listen", "127.0.0.1:0", "--api-key", API_KEY])
-        .args(params.push_flags())
-        .env_remove("AXME_API_KEY")
-        .env_remove("AXME_LISTEN")
-        .env_remove("AXME_DATA");
+    let mut cmd = common::serve_command(&server, &dir.path().join("axme.db"));
+    cmd.args(params.push_flags());
     let axme = ChildServer::spawn(&mut cmd, "axme")?;
     let mut servers = Servers {
         axme,

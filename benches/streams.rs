@@ -54,11 +54,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{cpu_time, machine_busy, ChildServer};
+use common::API_KEY;
+use common::{cpu_time, machine_busy, ChildServer, Errors};
 use polls::PollPaths;
 
-/// The admin key the benchmarked server is started with.
-const API_KEY: &str = "axme_bench_admin_key_0123456789abcdef";
 /// Set in the environment of the re-executed bench, so it never loops.
 const REEXEC_ENV: &str = "AXME_BENCH_NOFILE_RAISED";
 /// File descriptors the bench needs besides its idle connections (subscribers, polls, slack).
@@ -107,34 +106,19 @@ pub struct Params {
 
 impl Params {
     fn from_env() -> Params {
-        let num = |name: &str, default: f64| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|v| *v > 0.0 && v.is_finite())
-                .unwrap_or(default)
-        };
-        let full = std::env::args().any(|a| a == "--bench");
-        let scale = |name: &str, bench: usize, smoke: usize| {
-            let n = num(name, bench as f64) as usize;
-            if full {
-                n.max(1)
-            } else {
-                n.clamp(1, smoke)
-            }
-        };
-        let idle = scale("AXME_BENCH_IDLE", 10_000, 200);
+        let k = common::Knobs::from_args();
+        let idle = k.count("AXME_BENCH_IDLE", 10_000.0, 200.0);
         Params {
-            subscribers: scale("AXME_BENCH_SUBSCRIBERS", 1_000, 20),
-            events: scale("AXME_BENCH_EVENTS", 25, 4),
-            rate: num("AXME_BENCH_EVENT_RATE", 5.0),
-            polls: scale("AXME_BENCH_POLLS", 200, 10),
-            rounds: scale("AXME_BENCH_POLL_ROUNDS", 20, 2),
+            subscribers: k.count("AXME_BENCH_SUBSCRIBERS", 1_000.0, 20.0),
+            events: k.count("AXME_BENCH_EVENTS", 25.0, 4.0),
+            rate: k.num("AXME_BENCH_EVENT_RATE", 5.0),
+            polls: k.count("AXME_BENCH_POLLS", 200.0, 10.0),
+            rounds: k.count("AXME_BENCH_POLL_ROUNDS", 20.0, 2.0),
             idle,
             idle_asked: idle,
             nofile: nofile_limits().map(|(soft, _)| soft),
             loadavg_before: common::loadavg(),
-            full,
+            full: k.full,
         }
     }
 
@@ -192,28 +176,6 @@ fn raise_nofile(params: &mut Params) -> Result<(), String> {
     );
     params.idle = room.max(1);
     Ok(())
-}
-
-/// Failures seen in a measurement, by kind; any makes the run invalid.
-#[derive(Default)]
-pub struct Errors {
-    pub by_kind: BTreeMap<String, u64>,
-    /// The first one, with detail.
-    pub first: Option<String>,
-}
-
-impl Errors {
-    pub fn add(&mut self, kind: &str, detail: &str) {
-        if self.first.is_none() {
-            let detail: String = detail.chars().take(300).collect();
-            self.first = Some(format!("{kind}: {detail}"));
-        }
-        *self.by_kind.entry(kind.to_string()).or_default() += 1;
-    }
-
-    pub fn count(&self) -> u64 {
-        self.by_kind.values().sum()
-    }
 }
 
 /// CPU counters at one moment: of the server, of this bench, of the whole machine, and of every
@@ -411,15 +373,8 @@ fn run(params: &Params) -> Result<(), String> {
 
 /// Starts `axme serve` on a fresh database at `db` with room for the bench's streams.
 fn spawn_axme(db: &Path, max_streams: usize, max_waiters: usize) -> Result<ChildServer, String> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axme"));
-    cmd.arg("serve")
-        .arg("--data")
-        .arg(db)
-        .args(["--listen", "127.0.0.1:0", "--api-key", API_KEY])
-        .args(["--max-streams", &max_streams.to_string()])
-        .args(["--max-waiters", &max_waiters.to_string()])
-        .env_remove("AXME_API_KEY")
-        .env_remove("AXME_LISTEN")
-        .env_remove("AXME_DATA");
+    let mut cmd = common::axme_serve(db);
+    cmd.args(["--max-streams", &max_streams.to_string()])
+        .args(["--max-waiters", &max_waiters.to_string()]);
     ChildServer::spawn(&mut cmd, "axme")
 }

@@ -33,7 +33,6 @@ mod prefill;
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,7 +43,6 @@ use serde_json::Value;
 
 use common::{cpu_time, machine, machine_busy, now, thousands, ChildServer};
 
-const API_KEY: &str = "axme_bench_admin_key_0123456789abcdef";
 /// How long after the period the server keeps running, so that late firings still happen.
 const SETTLE: Duration = Duration::from_secs(3);
 const TARGET_P99_MS: f64 = 50.0;
@@ -73,25 +71,15 @@ struct Params {
 
 impl Params {
     fn from_env() -> Params {
-        let num = |name: &str, default: f64| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|v| *v > 0.0 && v.is_finite())
-                .unwrap_or(default)
-        };
-        let full = std::env::args().any(|a| a == "--bench");
-        let pick = |name: &str, bench: f64, smoke: f64| if full { num(name, bench) } else { smoke };
-        let secs =
-            |name: &str, bench: f64, smoke: f64| Duration::from_secs_f64(pick(name, bench, smoke));
+        let k = common::Knobs::from_args();
         Params {
-            timers: pick("AXME_BENCH_TIMERS", 1_000_000.0, 2_000.0) as u64,
-            spread: secs("AXME_BENCH_SPREAD_SECS", 600.0, 4.0),
-            lead: secs("AXME_BENCH_LEAD_SECS", 15.0, 1.0),
-            warmup: secs("AXME_BENCH_WARMUP_SECS", 2.0, 0.2),
-            measure: secs("AXME_BENCH_SECS", 30.0, 1.0),
+            timers: k.pick("AXME_BENCH_TIMERS", 1_000_000.0, 2_000.0) as u64,
+            spread: k.secs("AXME_BENCH_SPREAD_SECS", 600.0, 4.0),
+            lead: k.secs("AXME_BENCH_LEAD_SECS", 15.0, 1.0),
+            warmup: k.secs("AXME_BENCH_WARMUP_SECS", 2.0, 0.2),
+            measure: k.secs("AXME_BENCH_SECS", 30.0, 1.0),
             loadavg_before: common::loadavg(),
-            full,
+            full: k.full,
         }
     }
 }
@@ -116,15 +104,8 @@ fn memory_kb(pid: u32) -> Option<(u64, u64)> {
 }
 
 fn start(db: &Path) -> Result<ChildServer, String> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_axme"));
-    cmd.arg("serve")
-        .arg("--data")
-        .arg(db)
-        .args(["--listen", "127.0.0.1:0", "--api-key", API_KEY])
-        .env_remove("AXME_API_KEY")
-        .env_remove("AXME_LISTEN")
-        .env_remove("AXME_DATA")
-        .env_remove("AXME_DURABILITY");
+    let mut cmd = common::axme_serve(db);
+    cmd.env_remove("AXME_DURABILITY");
     ChildServer::spawn(&mut cmd, "axme")
 }
 

@@ -55,6 +55,22 @@ fn call(s: &Server, key: &str, method: &str, path: &str, body: Option<Value>) ->
     send(req, body.map(|b| b.to_string()))
 }
 
+/// A fresh server with the three keys and one intent A sent to B.
+fn a_sent_to_b() -> (Server, Keys, String) {
+    let s = Server::start();
+    let k = setup(&s);
+    let id = send_a_to_b(&s, &k);
+    (s, k, id)
+}
+
+fn post_with(s: &Server, key: &str, path: &str, body: Value) -> Resp {
+    call(s, key, "POST", path, Some(body))
+}
+
+fn get_with(s: &Server, key: &str, path: &str) -> Resp {
+    call(s, key, "GET", path, None)
+}
+
 fn call_as(
     s: &Server,
     key: &str,
@@ -80,22 +96,20 @@ fn snapshot(s: &Server, id: &str) -> (Value, Value) {
 fn send_a_to_b(s: &Server, k: &Keys) -> String {
     let mut body = intent_body(B);
     body.as_object_mut().unwrap().remove("from_agent");
-    let r = call(s, &k.a, "POST", "/v1/intents", Some(body));
+    let r = post_with(s, &k.a, "/v1/intents", body);
     assert_eq!(r.status, 200, "{}", r.text);
     r.json["intent_id"].as_str().unwrap().to_string()
 }
 
 #[test]
 fn an_agent_key_sends_only_as_its_own_agents() {
-    let s = Server::start();
-    let k = setup(&s);
-    let id = send_a_to_b(&s, &k);
+    let (s, k, id) = a_sent_to_b();
     let i = s.get(&format!("/v1/intents/{id}")).json["intent"].clone();
     assert_eq!(i["from_agent"], A, "from_agent is derived from the key");
 
     let mut body = intent_body(B);
     body["from_agent"] = json!(C);
-    let r = call(&s, &k.a, "POST", "/v1/intents", Some(body));
+    let r = post_with(&s, &k.a, "/v1/intents", body);
     assert_error(&r, 403, "forbidden");
     // Admin may send as anyone.
     let mut body = intent_body(B);
@@ -105,19 +119,14 @@ fn an_agent_key_sends_only_as_its_own_agents() {
 
 #[test]
 fn a_stranger_learns_nothing_about_another_agents_intent() {
-    let s = Server::start();
-    let k = setup(&s);
-    let id = send_a_to_b(&s, &k);
+    let (s, k, id) = a_sent_to_b();
     let before = snapshot(&s, &id);
 
     // The sender and the handler see it.
     for key in [&k.a, &k.b] {
+        assert_eq!(get_with(&s, key, &format!("/v1/intents/{id}")).status, 200);
         assert_eq!(
-            call(&s, key, "GET", &format!("/v1/intents/{id}"), None).status,
-            200
-        );
-        assert_eq!(
-            call(&s, key, "GET", &format!("/v1/intents/{id}/events"), None).status,
+            get_with(&s, key, &format!("/v1/intents/{id}/events")).status,
             200
         );
     }
@@ -161,10 +170,10 @@ fn a_stranger_learns_nothing_about_another_agents_intent() {
         "/v1/agents/authz/b/intents/stream".to_string(),
         "/v1/deliveries".to_string(),
     ] {
-        let r = call(&s, &k.c, "GET", &path, None);
+        let r = get_with(&s, &k.c, &path);
         assert_error(&r, 403, "forbidden");
     }
-    let r = call(&s, &k.c, "GET", &format!("/v1/intents?to_agent={C}"), None);
+    let r = get_with(&s, &k.c, &format!("/v1/intents?to_agent={C}"));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["intents"], json!([]));
     // Nothing changed.
@@ -173,71 +182,41 @@ fn a_stranger_learns_nothing_about_another_agents_intent() {
 
 #[test]
 fn only_the_handler_handles_and_the_sender_may_cancel() {
-    let s = Server::start();
-    let k = setup(&s);
-    let id = send_a_to_b(&s, &k);
+    let (s, k, id) = a_sent_to_b();
     let before = snapshot(&s, &id);
     // The sender may read but not complete the work.
-    let r = call(
+    let r = post_with(
         &s,
         &k.a,
-        "POST",
         &format!("/v1/intents/{id}/resolve"),
-        Some(json!({"status": "COMPLETED", "result": {}})),
+        json!({"status": "COMPLETED", "result": {}}),
     );
     assert_error(&r, 403, "forbidden");
-    let r = call(
-        &s,
-        &k.a,
-        "POST",
-        &format!("/v1/intents/{id}/ack"),
-        Some(json!({})),
-    );
+    let r = post_with(&s, &k.a, &format!("/v1/intents/{id}/ack"), json!({}));
     assert_error(&r, 403, "forbidden");
     assert_eq!(snapshot(&s, &id), before);
     // The handler does.
-    let r = call(
-        &s,
-        &k.b,
-        "POST",
-        &format!("/v1/intents/{id}/ack"),
-        Some(json!({})),
-    );
+    let r = post_with(&s, &k.b, &format!("/v1/intents/{id}/ack"), json!({}));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["event"]["actor"], B, "the actor is the key's agent");
     // The sender cancels its own request.
     let id2 = send_a_to_b(&s, &k);
-    let r = call(
+    let r = post_with(
         &s,
         &k.a,
-        "POST",
         &format!("/v1/intents/{id2}/resolve"),
-        Some(json!({"status": "CANCELED", "reason": "changed my mind"})),
+        json!({"status": "CANCELED", "reason": "changed my mind"}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
 #[test]
 fn claims_belong_to_the_claiming_agents_key() {
-    let s = Server::start();
-    let k = setup(&s);
-    let id = send_a_to_b(&s, &k);
+    let (s, k, id) = a_sent_to_b();
     let claim = json!({"max": 1, "lease_seconds": 60});
-    let r = call(
-        &s,
-        &k.c,
-        "POST",
-        "/v1/agents/authz/b/inbox/claim",
-        Some(claim.clone()),
-    );
+    let r = post_with(&s, &k.c, "/v1/agents/authz/b/inbox/claim", claim.clone());
     assert_error(&r, 403, "forbidden");
-    let r = call(
-        &s,
-        &k.b,
-        "POST",
-        "/v1/agents/authz/b/inbox/claim",
-        Some(claim),
-    );
+    let r = post_with(&s, &k.b, "/v1/agents/authz/b/inbox/claim", claim);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["claims"][0]["intent"]["intent_id"], json!(id));
     let token = r.json["claims"][0]["lease_token"]
@@ -251,34 +230,25 @@ fn claims_belong_to_the_claiming_agents_key() {
         } else {
             json!({})
         };
-        let r = call(
-            &s,
-            &k.c,
-            "POST",
-            &format!("/v1/claims/{token}/{action}"),
-            Some(body),
-        );
+        let r = post_with(&s, &k.c, &format!("/v1/claims/{token}/{action}"), body);
         assert_eq!(r.status, 404, "{action}: {}", r.text);
     }
     assert_eq!(snapshot(&s, &id), before);
-    let r = call(
+    let r = post_with(
         &s,
         &k.b,
-        "POST",
         &format!("/v1/claims/{token}/ack"),
-        Some(json!({"status": "COMPLETED", "result": {}})),
+        json!({"status": "COMPLETED", "result": {}}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
 #[test]
 fn the_registry_subscriptions_deliveries_and_inbox_are_scoped() {
-    let s = Server::start();
-    let k = setup(&s);
-    let id = send_a_to_b(&s, &k);
+    let (s, k, id) = a_sent_to_b();
 
     // Registry: a key sees and changes only its own agents.
-    let r = call(&s, &k.c, "GET", "/v1/agents", None);
+    let r = get_with(&s, &k.c, "/v1/agents");
     let listed: Vec<&str> = r.json["agents"]
         .as_array()
         .unwrap()
@@ -286,16 +256,12 @@ fn the_registry_subscriptions_deliveries_and_inbox_are_scoped() {
         .map(|a| a["address"].as_str().unwrap())
         .collect();
     assert_eq!(listed, [C]);
-    assert_eq!(
-        call(&s, &k.c, "GET", "/v1/agents/authz/b", None).status,
-        404
-    );
-    let r = call(
+    assert_eq!(get_with(&s, &k.c, "/v1/agents/authz/b").status, 404);
+    let r = post_with(
         &s,
         &k.c,
-        "POST",
         "/v1/agents",
-        Some(json!({"address": B, "delivery_mode": "poll"})),
+        json!({"address": B, "delivery_mode": "poll"}),
     );
     assert_error(&r, 403, "forbidden");
     assert_error(
@@ -316,36 +282,32 @@ fn the_registry_subscriptions_deliveries_and_inbox_are_scoped() {
         }
         b
     };
-    let r = call(
+    let r = post_with(
         &s,
         &k.c,
-        "POST",
         "/v1/webhooks/subscriptions",
-        Some(sub(json!(["intent.*"]), json!({}))),
+        sub(json!(["intent.*"]), json!({})),
     );
     assert_error(&r, 403, "forbidden");
-    let r = call(
+    let r = post_with(
         &s,
         &k.c,
-        "POST",
         "/v1/webhooks/subscriptions",
-        Some(sub(json!(["intent.*"]), json!({"to_agent": B}))),
+        sub(json!(["intent.*"]), json!({"to_agent": B})),
     );
     assert_error(&r, 403, "forbidden");
-    let r = call(
+    let r = post_with(
         &s,
         &k.c,
-        "POST",
         "/v1/webhooks/subscriptions",
-        Some(sub(json!(["intent.*"]), json!({"intent_id": id}))),
+        sub(json!(["intent.*"]), json!({"intent_id": id})),
     );
     assert_eq!(r.status, 404, "{}", r.text);
-    let r = call(
+    let r = post_with(
         &s,
         &k.b,
-        "POST",
         "/v1/webhooks/subscriptions",
-        Some(sub(json!(["intent.*"]), json!({"to_agent": B}))),
+        sub(json!(["intent.*"]), json!({"to_agent": B})),
     );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["subscription"]["owner_agent"], B);
@@ -354,7 +316,7 @@ fn the_registry_subscriptions_deliveries_and_inbox_are_scoped() {
         &sub(json!(["intent.*"]), json!({})),
     );
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = call(&s, &k.c, "GET", "/v1/webhooks/subscriptions", None);
+    let r = get_with(&s, &k.c, "/v1/webhooks/subscriptions");
     assert_eq!(r.json["subscriptions"], json!([]), "{}", r.text);
     let r = call_as(&s, &k.c, B, "GET", "/v1/webhooks/subscriptions", None);
     assert_error(&r, 403, "forbidden");
@@ -362,25 +324,18 @@ fn the_registry_subscriptions_deliveries_and_inbox_are_scoped() {
     // The inbox: only one's own threads and tasks.
     let r = call_as(&s, &k.c, B, "GET", "/v1/inbox", None);
     assert_error(&r, 403, "forbidden");
-    assert_eq!(
-        call(&s, &k.c, "GET", &format!("/v1/inbox/{id}"), None).status,
-        404
-    );
-    let r = call(&s, &k.b, "GET", &format!("/v1/inbox/{id}"), None);
+    assert_eq!(get_with(&s, &k.c, &format!("/v1/inbox/{id}")).status, 404);
+    let r = get_with(&s, &k.b, &format!("/v1/inbox/{id}"));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["thread"]["owner_agent"], B);
-    let r = call(&s, &k.c, "GET", "/v1/inbox", None);
+    let r = get_with(&s, &k.c, "/v1/inbox");
     assert_eq!(r.json["threads"], json!([]), "{}", r.text);
-    let r = call(&s, &k.c, "GET", "/v1/me/tasks", None);
+    let r = get_with(&s, &k.c, "/v1/me/tasks");
     assert_eq!(r.json["tasks"], json!([]), "{}", r.text);
 
     // Keys and backups are the admin's.
-    assert_error(&call(&s, &k.c, "GET", "/v1/keys", None), 403, "forbidden");
-    assert_error(
-        &call(&s, &k.c, "GET", "/v1/admin/backup", None),
-        403,
-        "forbidden",
-    );
+    assert_error(&get_with(&s, &k.c, "/v1/keys"), 403, "forbidden");
+    assert_error(&get_with(&s, &k.c, "/v1/admin/backup"), 403, "forbidden");
 }
 
 #[test]
@@ -404,11 +359,7 @@ fn a_revoked_key_is_refused_at_once_and_its_streams_end_within_seconds() {
     });
     let r = s.post(&format!("/v1/keys/{}/revoke", k.b_id), &json!({}));
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_error(
-        &call(&s, &k.b, "GET", "/v1/agents", None),
-        401,
-        "auth_failed",
-    );
+    assert_error(&get_with(&s, &k.b, "/v1/agents"), 401, "auth_failed");
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut saw_error = false;
     loop {

@@ -230,9 +230,7 @@ fn a_used_token_is_409_lease_lost_and_changes_nothing() {
 
 #[test]
 fn a_claim_whose_intent_was_canceled_is_lost_and_never_requeued() {
-    let s = Server::start();
-    let to = inbox("canceled");
-    let id = s.create_intent(&to);
+    let (s, to, id) = with_one_intent("canceled");
     let c = claim_one(&s, &to, json!({"lease_seconds": 1}));
     let r = s.post(
         &format!("/v1/intents/{id}/resolve"),
@@ -250,9 +248,7 @@ fn a_claim_whose_intent_was_canceled_is_lost_and_never_requeued() {
 
 #[test]
 fn claim_bodies_are_checked_and_the_field_named() {
-    let s = Server::start();
-    let to = inbox("checked");
-    let id = s.create_intent(&to);
+    let (s, to, id) = with_one_intent("checked");
     for (body, field) in [
         (json!({"max": 0}), "max"),
         (json!({"max": 101}), "max"),
@@ -311,9 +307,7 @@ fn ack_nack_and_extend_bodies_are_checked() {
 
 #[test]
 fn claiming_needs_a_key() {
-    let s = Server::start();
-    let to = inbox("anon");
-    let id = s.create_intent(&to);
+    let (s, to, id) = with_one_intent("anon");
     let r = send(s.req_anon("POST", &claim_path(&to)), Some("{}".into()));
     assert_eq!(r.status, 401, "{}", r.text);
     assert_eq!(intent(&s, &id)["status"], "SUBMITTED");

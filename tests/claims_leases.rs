@@ -27,9 +27,7 @@ fn secs(t0: Instant) -> f64 {
 
 #[test]
 fn an_expired_lease_puts_the_intent_back_and_its_token_is_lost() {
-    let s = Server::start();
-    let to = inbox("expiry");
-    let id = s.create_intent(&to);
+    let (s, to, id) = with_one_intent("expiry");
     let t0 = Instant::now();
     let first = claim_one(&s, &to, json!({"lease_seconds": 1}));
     assert_lease_about(&first, 1.0);
@@ -82,9 +80,7 @@ fn an_expired_lease_puts_the_intent_back_and_its_token_is_lost() {
 
 #[test]
 fn a_lease_is_lost_the_moment_it_ends_even_before_the_intent_is_put_back() {
-    let s = Server::start();
-    let to = inbox("deadline");
-    let id = s.create_intent(&to);
+    let (s, to, id) = with_one_intent("deadline");
     let c = claim_one(&s, &to, json!({"lease_seconds": 1}));
     let left = secs_from_now(&c["lease_expires_at"]);
     thread::sleep(Duration::from_secs_f64(left.max(0.0) + 0.05));
@@ -97,9 +93,7 @@ fn a_lease_is_lost_the_moment_it_ends_even_before_the_intent_is_put_back() {
 
 #[test]
 fn extend_keeps_a_lease_alive_past_its_first_expiry() {
-    let s = Server::start();
-    let to = inbox("extend");
-    let id = s.create_intent(&to);
+    let (s, to, id) = with_one_intent("extend");
     let t0 = Instant::now();
     let c = claim_one(&s, &to, json!({"lease_seconds": 1}));
     sleep_until(t0, Duration::from_millis(400));
@@ -121,9 +115,7 @@ fn extend_keeps_a_lease_alive_past_its_first_expiry() {
 
 #[test]
 fn extend_on_a_lost_lease_is_409_and_changes_nothing() {
-    let s = Server::start();
-    let to = inbox("lapsed");
-    let id = s.create_intent(&to);
+    let (s, to, id) = with_one_intent("lapsed");
     let c = claim_one(&s, &to, json!({"lease_seconds": 1}));
     let back = wait_status(&s, &id, "SUBMITTED");
     assert_lease_lost(&extend(&s, token(&c), 60));
@@ -134,9 +126,7 @@ fn extend_on_a_lost_lease_is_409_and_changes_nothing() {
 
 #[test]
 fn a_nack_with_a_delay_holds_the_intent_back_that_long() {
-    let s = Server::start();
-    let to = inbox("delay");
-    let id = s.create_intent(&to);
+    let (s, to, id) = with_one_intent("delay");
     let c = claim_one(&s, &to, json!({"lease_seconds": 30}));
     let t0 = Instant::now();
     let error = json!({"code": "busy"});
@@ -167,9 +157,7 @@ fn a_nack_with_a_delay_holds_the_intent_back_that_long() {
 
 #[test]
 fn a_nack_without_a_delay_backs_off_about_a_second() {
-    let s = Server::start();
-    let to = inbox("backoff");
-    let id = s.create_intent(&to);
+    let (s, to, id) = with_one_intent("backoff");
     let c = claim_one(&s, &to, json!({"lease_seconds": 30}));
     let error = json!({"code": "db_locked", "message": "try again"});
     let t0 = Instant::now();
@@ -201,9 +189,7 @@ fn a_nack_without_a_delay_backs_off_about_a_second() {
 
 #[test]
 fn a_nack_with_no_delay_is_claimable_at_once() {
-    let s = Server::start();
-    let to = inbox("nodelay");
-    let id = s.create_intent(&to);
+    let (s, to, id) = with_one_intent("nodelay");
     let c = claim_one(&s, &to, json!({}));
     assert_ok(&nack(&s, token(&c), json!({"delay_seconds": 0})));
     let again = claim_one(&s, &to, json!({}));
@@ -305,9 +291,7 @@ fn the_agents_max_delivery_attempts_applies_unless_the_intent_says() {
 
 #[test]
 fn without_a_limit_an_intent_gets_five_attempts() {
-    let s = Server::start();
-    let to = inbox("five");
-    let id = s.create_intent(&to);
+    let (s, to, id) = with_one_intent("five");
     for attempt in 1..=5 {
         let c = claim_one(&s, &to, json!({}));
         assert_eq!(c["attempt"], attempt);

@@ -7,16 +7,13 @@ mod common;
 use std::time::Instant;
 
 use claims_support::*;
-use common::*;
 use serde_json::json;
 
 /// Broke: a long-polling claim is woken only by commits, and a nack delay ending commits
 /// nothing, so the waiting worker sat out its whole wait beside a claimable intent.
 #[test]
 fn r_nack_delay_end_wakes_a_waiting_claim() {
-    let s = Server::start();
-    let to = inbox("nack-wake");
-    let id = s.create_intent(&to);
+    let (s, to, id) = with_one_intent("nack-wake");
     let c = claim_one(&s, &to, json!({}));
     let t0 = Instant::now();
     assert_ok(&nack(&s, token(&c), json!({"delay_seconds": 1})));
@@ -36,9 +33,7 @@ fn r_nack_delay_end_wakes_a_waiting_claim() {
 /// `nack_request` means to take a string too: `obj_opt` rejects before the string fallback.
 #[test]
 fn r_nack_takes_a_string_error() {
-    let s = Server::start();
-    let to = inbox("nack-string");
-    let id = s.create_intent(&to);
+    let (s, to, id) = with_one_intent("nack-string");
     let c = claim_one(&s, &to, json!({}));
     let r = nack(&s, token(&c), json!({"delay_seconds": 0, "error": "busy"}));
     assert_ok(&r);

@@ -71,9 +71,7 @@ fn wait_seconds_zero_answers_at_once() {
 
 #[test]
 fn a_waiting_claim_is_woken_by_a_lapsed_lease() {
-    let s = Server::start();
-    let to = inbox("redelivery");
-    let id = s.create_intent(&to);
+    let (s, to, id) = with_one_intent("redelivery");
     let t0 = Instant::now();
     let first = claim_one(&s, &to, json!({"lease_seconds": 1}));
     let got = claim(&s, &to, json!({"wait_seconds": 8, "lease_seconds": 30}));

@@ -38,6 +38,14 @@ impl Run {
         assert_eq!(self.code, 0, "{self:?}");
         self
     }
+
+    /// Asserts the command exited with `code` and said `needle` on stderr.
+    fn fails(&self, code: i32, needle: &str) {
+        assert!(
+            self.code == code && self.stderr.contains(needle),
+            "{self:?}"
+        );
+    }
 }
 
 /// The client binary with a clean environment pointed at `server` with `key`.
@@ -130,6 +138,13 @@ impl Drop for Running {
     }
 }
 
+/// `send --to TO --type TYPE` followed by `rest`.
+fn send_args<'a>(to: &'a str, intent_type: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["send", "--to", to, "--type", intent_type];
+    args.extend_from_slice(rest);
+    args
+}
+
 /// A local address with nothing listening on it.
 fn dead_server() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -162,16 +177,10 @@ fn healthcheck_says_ok_or_why_not() {
 
     let dead = dead_server();
     let r = run_with(&dead, None, &["healthcheck"]);
-    assert_eq!(r.code, 1, "{r:?}");
-    assert!(
-        r.stderr
-            .contains(&format!("unhealthy: cannot reach the server at {dead}")),
-        "{r:?}"
-    );
+    r.fails(1, &format!("unhealthy: cannot reach the server at {dead}"));
     assert_eq!(r.stderr.lines().count(), 1, "one line: {r:?}");
     let r = run_with("ftp://x", None, &["healthcheck"]);
-    assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stderr.contains("--server must be an http"), "{r:?}");
+    r.fails(1, "--server must be an http");
 }
 
 #[test]
@@ -179,16 +188,11 @@ fn send_prints_the_intent_and_reports_errors_clearly() {
     let s = Server::start();
     let r = axme(
         &s,
-        &[
-            "send",
-            "--to",
+        &send_args(
             "team/w",
-            "--type",
             "demo.task.v1",
-            "--payload",
-            r#"{"n":1}"#,
-            "--json",
-        ],
+            &["--payload", r#"{"n":1}"#, "--json"],
+        ),
     )
     .ok();
     let created = r.json();
@@ -219,17 +223,11 @@ fn send_prints_the_intent_and_reports_errors_clearly() {
     let cid = uuid();
     let r = axme(
         &s,
-        &[
-            "send",
-            "--to",
+        &send_args(
             "team/w",
-            "--type",
             "demo.task.v1",
-            "--from",
-            "agent://me",
-            "--correlation-id",
-            &cid,
-        ],
+            &["--from", "agent://me", "--correlation-id", &cid],
+        ),
     )
     .ok();
     assert!(
@@ -243,76 +241,34 @@ fn send_prints_the_intent_and_reports_errors_clearly() {
         (&json!("agent://me"), &json!(cid))
     );
 
-    let r = axme(&s, &["send", "--to", "team/w", "--type", "not-a-type"]);
-    assert_eq!(r.code, 1, "{r:?}");
-    assert!(
-        r.stderr.contains("422 schema_invalid: intent_type"),
-        "{r:?}"
-    );
+    let r = axme(&s, &send_args("team/w", "not-a-type", &[]));
+    r.fails(1, "422 schema_invalid: intent_type");
     let r = axme(
         &s,
-        &[
-            "send",
-            "--to",
-            "team/w",
-            "--type",
-            "demo.task.v1",
-            "--payload",
-            "[1]",
-        ],
+        &send_args("team/w", "demo.task.v1", &["--payload", "[1]"]),
     );
-    assert!(
-        r.code == 1 && r.stderr.contains("--payload must be a JSON object"),
-        "{r:?}"
-    );
+    r.fails(1, "--payload must be a JSON object");
     let r = axme(
         &s,
-        &[
-            "send",
-            "--to",
-            "team/w",
-            "--type",
-            "demo.task.v1",
-            "--payload",
-            "{",
-        ],
+        &send_args("team/w", "demo.task.v1", &["--payload", "{"]),
     );
-    assert!(
-        r.code == 1 && r.stderr.contains("--payload is not valid JSON"),
-        "{r:?}"
-    );
+    r.fails(1, "--payload is not valid JSON");
 
     let r = run_with(
         &s.base,
         Some("axme_not_a_key_of_this_server"),
-        &["send", "--to", "w/x", "--type", "demo.task.v1"],
+        &send_args("w/x", "demo.task.v1", &[]),
     );
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         r.stderr.contains("refused the API key") && r.stderr.contains("401 auth_failed"),
         "{r:?}"
     );
-    let r = run_with(
-        &s.base,
-        None,
-        &["send", "--to", "w/x", "--type", "demo.task.v1"],
-    );
-    assert!(
-        r.code == 1 && r.stderr.contains("no API key was given"),
-        "{r:?}"
-    );
+    let r = run_with(&s.base, None, &send_args("w/x", "demo.task.v1", &[]));
+    r.fails(1, "no API key was given");
     let dead = dead_server();
-    let r = run_with(
-        &dead,
-        Some("k"),
-        &["send", "--to", "w/x", "--type", "demo.task.v1"],
-    );
-    assert!(
-        r.code == 1
-            && r.stderr
-                .contains(&format!("cannot reach the server at {dead}")),
-        "{r:?}"
-    );
+    let r = run_with(&dead, Some("k"), &send_args("w/x", "demo.task.v1", &[]));
+    r.fails(1, &format!("cannot reach the server at {dead}"));
     let listed = s.get("/v1/intents?to_agent=agent://w/x");
     assert_eq!(
         listed.json["intents"],
@@ -363,30 +319,16 @@ fn watch_follows_the_timeline_until_the_intent_ends() {
     );
 
     let r = axme(&s, &["watch", "8d7c3f43-5d1c-4a57-9a43-7e4f1f5a1b2c"]);
-    assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stderr.contains("404 intent_not_found"), "{r:?}");
+    r.fails(1, "404 intent_not_found");
     assert_eq!(r.stdout, "", "no header for an intent that does not exist");
     let r = axme(&s, &["watch", "nope"]);
-    assert!(
-        r.code == 1 && r.stderr.contains("422 schema_invalid: intent_id"),
-        "{r:?}"
-    );
+    r.fails(1, "422 schema_invalid: intent_id");
 }
 
 #[test]
 fn send_wait_prints_the_result_or_gives_up_at_the_timeout() {
     let s = Server::start();
-    let mut w = Running::start(
-        &s,
-        &[
-            "send",
-            "--to",
-            "team/wait",
-            "--type",
-            "demo.task.v1",
-            "--wait",
-        ],
-    );
+    let mut w = Running::start(&s, &send_args("team/wait", "demo.task.v1", &["--wait"]));
     let first = w.until(" sent to ");
     let id = first.split_whitespace().nth(1).unwrap().to_string();
     w.until("intent.submitted");
@@ -405,15 +347,7 @@ fn send_wait_prints_the_result_or_gives_up_at_the_timeout() {
     // With --json the one document printed is the final intent.
     let w = Running::start(
         &s,
-        &[
-            "send",
-            "--to",
-            "team/wait2",
-            "--type",
-            "demo.task.v1",
-            "--wait",
-            "--json",
-        ],
+        &send_args("team/wait2", "demo.task.v1", &["--wait", "--json"]),
     );
     let item = next_in_feed(&s, "team/wait2", 0);
     let id = item["intent_id"].as_str().unwrap();
@@ -432,16 +366,7 @@ fn send_wait_prints_the_result_or_gives_up_at_the_timeout() {
 
     let r = axme(
         &s,
-        &[
-            "send",
-            "--to",
-            "team/nobody",
-            "--type",
-            "demo.task.v1",
-            "--wait",
-            "--timeout",
-            "1",
-        ],
+        &send_args("team/nobody", "demo.task.v1", &["--wait", "--timeout", "1"]),
     );
     assert_eq!(r.code, 4, "{r:?}");
     assert!(
@@ -496,15 +421,9 @@ fn listen_prints_intents_as_they_arrive() {
     assert_eq!(r.json()["intent_id"], json!(second), "{r:?}");
 
     let r = axme(&s, &["listen", "team/l", "--status", "BOGUS", "--once"]);
-    assert!(
-        r.code == 1 && r.stderr.contains("422 schema_invalid: status"),
-        "{r:?}"
-    );
+    r.fails(1, "422 schema_invalid: status");
     let r = run_with(&dead_server(), Some("k"), &["listen", "team/l"]);
-    assert!(
-        r.code == 1 && r.stderr.contains("cannot reach the server"),
-        "{r:?}"
-    );
+    r.fails(1, "cannot reach the server");
 }
 
 #[test]
@@ -583,13 +502,9 @@ fn agents_are_added_listed_and_removed() {
     let r = axme(&s, &["agents", "rm", "team/s"]).ok();
     assert_eq!(r.stdout.trim(), "agent agent://team/s retired");
     let r = axme(&s, &["agents", "rm", "team/s"]);
-    assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stderr.contains("404 agent_not_found"), "{r:?}");
+    r.fails(1, "404 agent_not_found");
     let r = axme(&s, &["agents", "add", "team/x", "--mode", "http"]);
-    assert!(
-        r.code == 1 && r.stderr.contains("422 schema_invalid: webhook_url"),
-        "{r:?}"
-    );
+    r.fails(1, "422 schema_invalid: webhook_url");
     let r = axme(&s, &["agents", "add", "team/x", "--mode", "carrier-pigeon"]);
     assert_eq!(r.code, 2, "a usage error: {r:?}");
 }
@@ -634,38 +549,26 @@ fn keys_are_created_listed_and_revoked() {
 
     // An agent key may not manage keys.
     let r = run_with(&s.base, Some(&worker_key), &["keys", "list"]);
-    assert!(r.code == 1 && r.stderr.contains("403 forbidden"), "{r:?}");
+    r.fails(1, "403 forbidden");
 
     let r = axme(&s, &["keys", "revoke", &worker_id]).ok();
     assert!(r.stdout.contains("revoked at"), "{r:?}");
     let r = run_with(&s.base, Some(&worker_key), &["agents", "list"]);
-    assert!(
-        r.code == 1 && r.stderr.contains("refused the API key"),
-        "{r:?}"
-    );
+    r.fails(1, "refused the API key");
 
     // The last live admin key stays.
     let admin_id = list["keys"][0]["key_id"].as_str().unwrap().to_string();
     let ops_id = list["keys"][1]["key_id"].as_str().unwrap().to_string();
     axme(&s, &["keys", "revoke", &ops_id, "--json"]).ok();
     let r = axme(&s, &["keys", "revoke", &admin_id]);
-    assert!(
-        r.code == 1 && r.stderr.contains("409 last_admin_key"),
-        "{r:?}"
-    );
+    r.fails(1, "409 last_admin_key");
     let r = axme(
         &s,
         &["keys", "revoke", "8d7c3f43-5d1c-4a57-9a43-7e4f1f5a1b2c"],
     );
-    assert!(
-        r.code == 1 && r.stderr.contains("404 key_not_found"),
-        "{r:?}"
-    );
+    r.fails(1, "404 key_not_found");
     let r = axme(&s, &["keys", "create", "--name", "w", "--role", "agent"]);
-    assert!(
-        r.code == 1 && r.stderr.contains("422 schema_invalid: agents"),
-        "{r:?}"
-    );
+    r.fails(1, "422 schema_invalid: agents");
 }
 
 #[test]
@@ -774,25 +677,22 @@ fn backup_errors_leave_nothing_behind() {
         Some("axme_not_a_key_of_this_server"),
         &["backup", out.to_str().unwrap()],
     );
-    assert!(r.code == 1 && r.stderr.contains("401"), "{r:?}");
+    r.fails(1, "401");
     let w = s.post(
         "/v1/keys",
         &json!({"name": "w", "role": "agent", "agents": ["team/w"]}),
     );
     let agent_key = w.json["api_key"].as_str().unwrap();
     let r = run_with(&s.base, Some(agent_key), &["backup", out.to_str().unwrap()]);
-    assert!(r.code == 1 && r.stderr.contains("403 forbidden"), "{r:?}");
+    r.fails(1, "403 forbidden");
     let r = axme(&s, &["backup", dir.path().to_str().unwrap()]);
-    assert!(r.code == 1 && r.stderr.contains("is a directory"), "{r:?}");
+    r.fails(1, "is a directory");
     let r = run_with(
         &dead_server(),
         Some("k"),
         &["backup", out.to_str().unwrap()],
     );
-    assert!(
-        r.code == 1 && r.stderr.contains("cannot reach the server"),
-        "{r:?}"
-    );
+    r.fails(1, "cannot reach the server");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
@@ -803,16 +703,11 @@ fn tasks_are_listed_approved_and_rejected() {
     let payload = approval("Ship v2?");
     let mut sent = Running::start(
         &s,
-        &[
-            "send",
-            "--to",
+        &send_args(
             "agent://internal/approval",
-            "--type",
             "demo.approval.v1",
-            "--payload",
-            &payload,
-            "--wait",
-        ],
+            &["--payload", &payload, "--wait"],
+        ),
     );
     let id = sent
         .until(" sent to ")
@@ -867,16 +762,11 @@ fn tasks_are_listed_approved_and_rejected() {
     let rejected = {
         let r = axme(
             &s,
-            &[
-                "send",
-                "--to",
+            &send_args(
                 "agent://internal/approval",
-                "--type",
                 "demo.approval.v1",
-                "--payload",
-                &approval("Delete prod?"),
-                "--json",
-            ],
+                &["--payload", &approval("Delete prod?"), "--json"],
+            ),
         )
         .ok();
         r.json()["intent_id"].as_str().unwrap().to_string()
@@ -924,5 +814,5 @@ fn tasks_are_listed_approved_and_rejected() {
             "agent://alice",
         ],
     );
-    assert!(r.code == 1 && r.stderr.contains("404"), "{r:?}");
+    r.fails(1, "404");
 }

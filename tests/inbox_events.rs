@@ -10,7 +10,7 @@ mod receiver;
 use claims_support::{ack, assert_ok, claim_one, token};
 use common::*;
 use inbox_support::*;
-use receiver::{eventually, Receiver, Reply};
+use receiver::{settle, Receiver, Reply};
 use serde_json::{json, Value};
 
 const INBOX_TYPES: [&str; 3] = [
@@ -30,17 +30,6 @@ fn subscribe(s: &Server, owner: &str, rx: &Receiver) -> Value {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["subscription"]["owner_agent"], owner);
     r.json["subscription"].clone()
-}
-
-/// Waits until no delivery is pending, so that what a receiver got is all it will get.
-fn settle(s: &Server) {
-    eventually("no pending delivery", || {
-        let r = s.get("/v1/deliveries?status=pending");
-        r.json["deliveries"]
-            .as_array()
-            .is_some_and(|d| d.is_empty())
-            .then_some(())
-    });
 }
 
 /// The push bodies a receiver got, as `(type, payload)`.

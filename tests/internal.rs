@@ -9,11 +9,11 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axme::config::ServeConfig;
 use axme::model::WaitingReason;
-use axme::runtime::internal::{HandlerOptions, Step, Work};
+use axme::runtime::internal::{Handler, HandlerOptions, Step, Work};
 use axme::runtime::observe::{Events, From as Start};
 use axme::server::Server;
 use axme::store::events::{EventRow, FirehoseFilter};
@@ -178,21 +178,47 @@ impl Drop for Embedded {
 }
 
 /// Polls `f` until it returns `Some`, or fails naming `what` after `WAIT`.
-fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_until<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    common::poll_until(WAIT, what, f)
 }
 
 /// A fresh handler address for one test.
 fn address(name: &str) -> String {
     format!("agent://lib/{name}-{}", &uuid()[..8])
 }
+
+/// A setup for [`Embedded::start`] that registers `handler` at `addr`.
+fn register(
+    addr: &str,
+    opts: HandlerOptions,
+    handler: impl Handler,
+) -> impl FnOnce(&mut Server, &Runtime) {
+    let addr = addr.to_string();
+    move |server, _| {
+        server
+            .handle_with(&addr, handler, opts)
+            .map(|_| ())
+            .expect("handle")
+    }
+}
+
+/// A server with one handler at a fresh address named after `name`; returns both.
+fn serve_with(name: &str, opts: HandlerOptions, handler: impl Handler) -> (Embedded, String) {
+    let addr = address(name);
+    let (srv, ()) = Embedded::start(register(&addr, opts, handler));
+    (srv, addr)
+}
+
+/// [`serve_with`] with the default concurrency and lease.
+fn serve(name: &str, handler: impl Handler) -> (Embedded, String) {
+    serve_with(name, HandlerOptions::default(), handler)
+}
+
+/// A one-second lease, so that a hand-over that is not settled comes back quickly.
+const SHORT_LEASE: HandlerOptions = HandlerOptions {
+    concurrency: 4,
+    lease_seconds: 1,
+};
 
 /// Records every `Work` a handler was given.
 #[derive(Clone, Default)]
@@ -288,15 +314,8 @@ fn a_completed_step_completes_the_intent_with_the_handler_as_actor() {
 
 #[test]
 fn a_result_that_is_not_an_object_is_wrapped_as_value() {
-    let addr = address("wrap");
-    let a = addr.clone();
-    let (srv, ()) = Embedded::start(move |server, _| {
-        server
-            .handle(&a, |w: Work| async move {
-                Step::Completed(w.payload["give"].clone())
-            })
-            .map(|_| ())
-            .expect("handle")
+    let (srv, addr) = serve("wrap", |w: Work| async move {
+        Step::Completed(w.payload["give"].clone())
     });
     for give in [
         json!("hi"),
@@ -321,24 +340,17 @@ fn a_result_that_is_not_an_object_is_wrapped_as_value() {
 fn a_failure_that_is_not_retryable_fails_the_intent_at_once() {
     let calls = Arc::new(AtomicUsize::new(0));
     let c2 = calls.clone();
-    let addr = address("fail");
-    let a = addr.clone();
-    let (srv, ()) = Embedded::start(move |server, _| {
-        server
-            .handle(&a, move |w: Work| {
-                c2.fetch_add(1, Ordering::SeqCst);
-                async move {
-                    match w.payload["as"].as_str() {
-                        Some("text") => Step::failed(json!("the amount is missing"), false),
-                        _ => Step::failed(
-                            json!({"code": "bad_amount", "message": "amount must be positive"}),
-                            false,
-                        ),
-                    }
-                }
-            })
-            .map(|_| ())
-            .expect("handle")
+    let (srv, addr) = serve("fail", move |w: Work| {
+        c2.fetch_add(1, Ordering::SeqCst);
+        async move {
+            match w.payload["as"].as_str() {
+                Some("text") => Step::failed(json!("the amount is missing"), false),
+                _ => Step::failed(
+                    json!({"code": "bad_amount", "message": "amount must be positive"}),
+                    false,
+                ),
+            }
+        }
     });
     let id = srv.create(&addr, json!({"amount": -1}), json!({}));
     let failed = srv.wait_status(&id, "FAILED");
@@ -367,22 +379,15 @@ fn a_failure_that_is_not_retryable_fails_the_intent_at_once() {
 fn a_retryable_failure_is_handed_over_again_until_it_succeeds() {
     let seen = Seen::default();
     let s2 = seen.clone();
-    let addr = address("flaky");
-    let a = addr.clone();
-    let (srv, ()) = Embedded::start(move |server, _| {
-        server
-            .handle(&a, move |w: Work| {
-                s2.push(&w);
-                async move {
-                    if w.attempt < 3 {
-                        Step::failed(json!({"code": "busy", "message": "try later"}), true)
-                    } else {
-                        Step::Completed(json!({"on_attempt": w.attempt}))
-                    }
-                }
-            })
-            .map(|_| ())
-            .expect("handle")
+    let (srv, addr) = serve("flaky", move |w: Work| {
+        s2.push(&w);
+        async move {
+            if w.attempt < 3 {
+                Step::failed(json!({"code": "busy", "message": "try later"}), true)
+            } else {
+                Step::Completed(json!({"on_attempt": w.attempt}))
+            }
+        }
     });
     let id = srv.create(&addr, json!({}), json!({"max_delivery_attempts": 5}));
     let done = srv.wait_status(&id, "COMPLETED");
@@ -420,23 +425,16 @@ fn used_up_attempts_fail_with_delivery_failed_and_a_redrive_hands_it_over_again(
     let s2 = seen.clone();
     let failing = Arc::new(AtomicBool::new(true));
     let f2 = failing.clone();
-    let addr = address("down");
-    let a = addr.clone();
-    let (srv, ()) = Embedded::start(move |server, _| {
-        server
-            .handle(&a, move |w: Work| {
-                s2.push(&w);
-                let fail = f2.load(Ordering::SeqCst);
-                async move {
-                    if fail {
-                        Step::failed(json!({"code": "downstream_down"}), true)
-                    } else {
-                        Step::Completed(json!({"attempt": w.attempt}))
-                    }
-                }
-            })
-            .map(|_| ())
-            .expect("handle")
+    let (srv, addr) = serve("down", move |w: Work| {
+        s2.push(&w);
+        let fail = f2.load(Ordering::SeqCst);
+        async move {
+            if fail {
+                Step::failed(json!({"code": "downstream_down"}), true)
+            } else {
+                Step::Completed(json!({"attempt": w.attempt}))
+            }
+        }
     });
     let id = srv.create(&addr, json!({}), json!({"max_delivery_attempts": 2}));
     let failed = srv.wait_status(&id, "FAILED");
@@ -468,21 +466,14 @@ fn used_up_attempts_fail_with_delivery_failed_and_a_redrive_hands_it_over_again(
 fn a_handler_that_panics_is_a_failed_attempt_and_is_retried() {
     let seen = Seen::default();
     let s2 = seen.clone();
-    let addr = address("panics");
-    let a = addr.clone();
-    let (srv, ()) = Embedded::start(move |server, _| {
-        server
-            .handle(&a, move |w: Work| {
-                s2.push(&w);
-                async move {
-                    if w.attempt == 1 {
-                        panic!("boom at attempt {}", w.attempt);
-                    }
-                    Step::Completed(json!({"survived": true}))
-                }
-            })
-            .map(|_| ())
-            .expect("handle")
+    let (srv, addr) = serve("panics", move |w: Work| {
+        s2.push(&w);
+        async move {
+            if w.attempt == 1 {
+                panic!("boom at attempt {}", w.attempt);
+            }
+            Step::Completed(json!({"survived": true}))
+        }
     });
     let id = srv.create(&addr, json!({}), json!({"max_delivery_attempts": 3}));
     let done = srv.wait_status(&id, "COMPLETED");
@@ -506,29 +497,14 @@ fn a_handler_that_panics_is_a_failed_attempt_and_is_retried() {
 fn waiting_and_in_progress_leave_the_intent_to_be_continued_through_the_api() {
     let calls = Arc::new(AtomicUsize::new(0));
     let c2 = calls.clone();
-    let addr = address("later");
-    let a = addr.clone();
-    let (srv, ()) = Embedded::start(move |server, _| {
-        let opts = HandlerOptions {
-            concurrency: 4,
-            lease_seconds: 1,
-        };
-        server
-            .handle_with(
-                &a,
-                move |w: Work| {
-                    c2.fetch_add(1, Ordering::SeqCst);
-                    async move {
-                        match w.payload["step"].as_str() {
-                            Some("wait") => Step::Waiting(WaitingReason::Tool),
-                            _ => Step::InProgress,
-                        }
-                    }
-                },
-                opts,
-            )
-            .map(|_| ())
-            .expect("handle")
+    let (srv, addr) = serve_with("later", SHORT_LEASE, move |w: Work| {
+        c2.fetch_add(1, Ordering::SeqCst);
+        async move {
+            match w.payload["step"].as_str() {
+                Some("wait") => Step::Waiting(WaitingReason::Tool),
+                _ => Step::InProgress,
+            }
+        }
     });
     let waiting = srv.create(&addr, json!({"step": "wait"}), json!({}));
     let running = srv.create(&addr, json!({"step": "run"}), json!({}));
@@ -567,18 +543,11 @@ fn waiting_and_in_progress_leave_the_intent_to_be_continued_through_the_api() {
 
 #[test]
 fn complete_after_waits_for_time_then_completes() {
-    let addr = address("timer");
-    let a = addr.clone();
-    let (srv, ()) = Embedded::start(move |server, _| {
-        server
-            .handle(&a, |_w: Work| async move {
-                Step::CompleteAfter {
-                    delay: Duration::from_secs(1),
-                    result: json!({"done": true}),
-                }
-            })
-            .map(|_| ())
-            .expect("handle")
+    let (srv, addr) = serve("timer", |_w: Work| async move {
+        Step::CompleteAfter {
+            delay: Duration::from_secs(1),
+            result: json!({"done": true}),
+        }
     });
     let id = srv.create(&addr, json!({}), json!({}));
     let done = srv.wait_status(&id, "COMPLETED");
@@ -617,22 +586,16 @@ fn complete_after_waits_for_time_then_completes() {
 fn ask_human_puts_a_task_in_the_owners_inbox_until_it_is_decided() {
     let boss = address("boss");
     let other = address("other");
-    let addr = address("asks");
-    let (a, b) = (addr.clone(), boss.clone());
-    let (srv, ()) = Embedded::start(move |server, _| {
-        server
-            .handle(&a, move |w: Work| {
-                let owner = b.clone();
-                async move {
-                    let task = (w.payload["own_task"] == true).then(|| {
-                        json!({"title": "Approve the spend", "task_type": "approval",
+    let b = boss.clone();
+    let (srv, addr) = serve("asks", move |w: Work| {
+        let owner = b.clone();
+        async move {
+            let task = (w.payload["own_task"] == true).then(|| {
+                json!({"title": "Approve the spend", "task_type": "approval",
                                "description": "500 EUR for a conference"})
-                    });
-                    Step::AskHuman { owner, task }
-                }
-            })
-            .map(|_| ())
-            .expect("handle")
+            });
+            Step::AskHuman { owner, task }
+        }
     });
     let with_task = srv.create(&addr, json!({"own_task": true}), json!({}));
     let from_payload = srv.create(&addr, json!({"title": "Sign the contract"}), json!({}));
@@ -694,29 +657,14 @@ fn ask_human_puts_a_task_in_the_owners_inbox_until_it_is_decided() {
 fn ask_human_with_an_owner_that_is_not_an_address_fails_the_intent_naming_the_owner() {
     let calls = Arc::new(AtomicUsize::new(0));
     let c2 = calls.clone();
-    let addr = address("bad-owner");
-    let a = addr.clone();
-    let (srv, ()) = Embedded::start(move |server, _| {
-        let opts = HandlerOptions {
-            concurrency: 4,
-            lease_seconds: 1,
-        };
-        server
-            .handle_with(
-                &a,
-                move |_w: Work| {
-                    c2.fetch_add(1, Ordering::SeqCst);
-                    async move {
-                        Step::AskHuman {
-                            owner: "https://example.com/boss".into(),
-                            task: None,
-                        }
-                    }
-                },
-                opts,
-            )
-            .map(|_| ())
-            .expect("handle")
+    let (srv, addr) = serve_with("bad-owner", SHORT_LEASE, move |_w: Work| {
+        c2.fetch_add(1, Ordering::SeqCst);
+        async move {
+            Step::AskHuman {
+                owner: "https://example.com/boss".into(),
+                task: None,
+            }
+        }
     });
     let id = srv.create(&addr, json!({}), json!({"max_delivery_attempts": 3}));
     let failed = srv.wait_status(&id, "FAILED");
@@ -739,21 +687,15 @@ fn ask_human_with_an_owner_that_is_not_an_address_fails_the_intent_naming_the_ow
 #[test]
 fn ask_human_with_a_task_that_is_not_a_human_task_is_refused() {
     let boss = address("boss");
-    let addr = address("bad-task");
-    let (a, b) = (addr.clone(), boss.clone());
-    let (srv, ()) = Embedded::start(move |server, _| {
-        server
-            .handle(&a, move |_w: Work| {
-                let owner = b.clone();
-                async move {
-                    Step::AskHuman {
-                        owner,
-                        task: Some(json!("approve this, please")),
-                    }
-                }
-            })
-            .map(|_| ())
-            .expect("handle")
+    let b = boss.clone();
+    let (srv, addr) = serve("bad-task", move |_w: Work| {
+        let owner = b.clone();
+        async move {
+            Step::AskHuman {
+                owner,
+                task: Some(json!("approve this, please")),
+            }
+        }
     });
     let id = srv.create(&addr, json!({}), json!({}));
     let settled = wait_until("the step to be recorded", || {
@@ -779,32 +721,17 @@ fn a_handler_that_outlives_its_lease_loses_the_intent_to_the_next_attempt() {
     let s2 = seen.clone();
     let first_done = Arc::new(AtomicBool::new(false));
     let d2 = first_done.clone();
-    let addr = address("slow");
-    let a = addr.clone();
-    let (srv, ()) = Embedded::start(move |server, _| {
-        let opts = HandlerOptions {
-            concurrency: 4,
-            lease_seconds: 1,
-        };
-        server
-            .handle_with(
-                &a,
-                move |w: Work| {
-                    s2.push(&w);
-                    let done = d2.clone();
-                    async move {
-                        if w.attempt == 1 {
-                            tokio::time::sleep(Duration::from_secs(3)).await;
-                            done.store(true, Ordering::SeqCst);
-                            return Step::Completed(json!({"by": "first"}));
-                        }
-                        Step::Completed(json!({"by": "second"}))
-                    }
-                },
-                opts,
-            )
-            .map(|_| ())
-            .expect("handle")
+    let (srv, addr) = serve_with("slow", SHORT_LEASE, move |w: Work| {
+        s2.push(&w);
+        let done = d2.clone();
+        async move {
+            if w.attempt == 1 {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                done.store(true, Ordering::SeqCst);
+                return Step::Completed(json!({"by": "first"}));
+            }
+            Step::Completed(json!({"by": "second"}))
+        }
     });
     let id = srv.create(&addr, json!({}), json!({}));
     let done = srv.wait_status(&id, "COMPLETED");
@@ -827,16 +754,9 @@ fn a_handler_that_outlives_its_lease_loses_the_intent_to_the_next_attempt() {
 fn an_intent_escalated_to_a_handler_is_handed_to_it() {
     let seen = Seen::default();
     let s2 = seen.clone();
-    let addr = address("escalation");
-    let a = addr.clone();
-    let (srv, ()) = Embedded::start(move |server, _| {
-        server
-            .handle(&a, move |w: Work| {
-                s2.push(&w);
-                async move { Step::Completed(json!({"taken_over": true})) }
-            })
-            .map(|_| ())
-            .expect("handle")
+    let (srv, addr) = serve("escalation", move |w: Work| {
+        s2.push(&w);
+        async move { Step::Completed(json!({"taken_over": true})) }
     });
     let nobody = address("nobody");
     let id = srv.create(
@@ -871,20 +791,13 @@ fn an_intent_escalated_to_a_handler_is_handed_to_it() {
 fn a_call_in_flight_at_a_graceful_stop_is_recorded_and_not_repeated() {
     let started = Arc::new(AtomicBool::new(false));
     let s2 = started.clone();
-    let addr = address("in-flight");
-    let a = addr.clone();
-    let (srv, ()) = Embedded::start(move |server, _| {
-        server
-            .handle(&a, move |_w: Work| {
-                let started = s2.clone();
-                async move {
-                    started.store(true, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(800)).await;
-                    Step::Completed(json!({"finished": "during the stop"}))
-                }
-            })
-            .map(|_| ())
-            .expect("handle")
+    let (srv, addr) = serve("in-flight", move |_w: Work| {
+        let started = s2.clone();
+        async move {
+            started.store(true, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            Step::Completed(json!({"finished": "during the stop"}))
+        }
     });
     let id = srv.create(&addr, json!({}), json!({}));
     wait_until("the handler to start", || {
@@ -895,16 +808,13 @@ fn a_call_in_flight_at_a_graceful_stop_is_recorded_and_not_repeated() {
     // Started again on the same database: the result is there, and nothing is handed over again.
     let calls = Arc::new(AtomicUsize::new(0));
     let c2 = calls.clone();
-    let a = addr.clone();
-    let (srv, ()) = Embedded::start_in(dir, move |server, _| {
-        server
-            .handle(&a, move |_w: Work| {
-                c2.fetch_add(1, Ordering::SeqCst);
-                async move { Step::Completed(json!({"finished": "after the restart"})) }
-            })
-            .map(|_| ())
-            .expect("handle")
-    });
+    let (srv, ()) = Embedded::start_in(
+        dir,
+        register(&addr, HandlerOptions::default(), move |_w: Work| {
+            c2.fetch_add(1, Ordering::SeqCst);
+            async move { Step::Completed(json!({"finished": "after the restart"})) }
+        }),
+    );
     let i = srv.intent(&id);
     assert_eq!(i["status"], "COMPLETED", "{i}");
     assert_eq!(i["result"], json!({"finished": "during the stop"}));
@@ -917,30 +827,19 @@ fn a_handler_never_runs_more_calls_at_once_than_its_concurrency() {
     let in_flight = Arc::new(AtomicUsize::new(0));
     let most = Arc::new(AtomicUsize::new(0));
     let (f2, m2) = (in_flight.clone(), most.clone());
-    let addr = address("one-at-a-time");
-    let a = addr.clone();
-    let (srv, ()) = Embedded::start(move |server, _| {
-        let opts = HandlerOptions {
-            concurrency: 1,
-            lease_seconds: 60,
-        };
-        server
-            .handle_with(
-                &a,
-                move |_w: Work| {
-                    let (f, m) = (f2.clone(), m2.clone());
-                    async move {
-                        let now = f.fetch_add(1, Ordering::SeqCst) + 1;
-                        m.fetch_max(now, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        f.fetch_sub(1, Ordering::SeqCst);
-                        Step::Completed(json!({}))
-                    }
-                },
-                opts,
-            )
-            .map(|_| ())
-            .expect("handle")
+    let opts = HandlerOptions {
+        concurrency: 1,
+        lease_seconds: 60,
+    };
+    let (srv, addr) = serve_with("one-at-a-time", opts, move |_w: Work| {
+        let (f, m) = (f2.clone(), m2.clone());
+        async move {
+            let now = f.fetch_add(1, Ordering::SeqCst) + 1;
+            m.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            f.fetch_sub(1, Ordering::SeqCst);
+            Step::Completed(json!({}))
+        }
     });
     let ids: Vec<String> = (0..6)
         .map(|_| srv.create(&addr, json!({}), json!({})))
@@ -1016,14 +915,10 @@ fn registering_twice_or_a_bad_address_or_bad_options_is_an_error() {
 
 #[test]
 fn agents_and_capabilities_show_the_internal_binding() {
-    let addr = address("listed");
-    let a = addr.clone();
-    let (srv, ()) = Embedded::start(move |server, _| {
-        server
-            .handle(&a, |_w: Work| async move { Step::Completed(json!({})) })
-            .map(|_| ())
-            .expect("handle")
-    });
+    let (srv, addr) = serve(
+        "listed",
+        |_w: Work| async move { Step::Completed(json!({})) },
+    );
     let r = srv.get("/v1/agents");
     assert_eq!(r.status, 200, "{}", r.text);
     let modes: BTreeMap<String, String> = r.json["agents"]
@@ -1149,9 +1044,7 @@ fn events_follow_the_log_in_commit_order_from_any_position() {
     let handler = |w: Work| async move { Step::Completed(json!({"n": w.payload["n"]})) };
 
     // A first run leaves some history.
-    let o = obs.clone();
-    let (srv, ()) =
-        Embedded::start(move |server, _| server.handle(&o, handler).map(|_| ()).expect("handle"));
+    let (srv, ()) = Embedded::start(register(&obs, HandlerOptions::default(), handler));
     let before: Vec<String> = (0..3)
         .map(|n| srv.create(&obs, json!({ "n": n }), json!({})))
         .collect();

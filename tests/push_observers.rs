@@ -30,17 +30,6 @@ fn ack_and_complete(s: &Server, id: &str) {
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
-/// Waits until no delivery is pending, so that what a receiver got is all it will get.
-fn settle(s: &Server) {
-    eventually("no pending delivery", || {
-        let r = s.get("/v1/deliveries?status=pending");
-        r.json["deliveries"]
-            .as_array()
-            .is_some_and(|d| d.is_empty())
-            .then_some(())
-    });
-}
-
 /// `(intent_id, event_type)` of each push, sorted by event seq.
 fn seen(rx: &Receiver) -> Vec<(String, String)> {
     let mut bodies: Vec<Value> = rx.hits().iter().map(|h| h.json()).collect();

@@ -68,6 +68,19 @@ fn at_ms(v: &Value) -> i128 {
     millis(v["at"].as_str().expect("at"))
 }
 
+/// The timer events of an intent reminded twice, then escalated.
+const TWO_REMINDERS_THEN_ESCALATION: [&str; 4] = [
+    "intent.reminder",
+    "intent.reminder",
+    "intent.escalated",
+    "intent.transfer",
+];
+
+/// Waits until the intent has been reminded `n` times.
+fn wait_reminders(s: &Server, id: &str, n: i64, what: &str) {
+    eventually(what, || (intent(s, id)["remind_count"] == n).then_some(()));
+}
+
 /// The reminder, escalation and transfer events of an intent, in order.
 fn timer_events(s: &Server, id: &str) -> Vec<Value> {
     events(s, id)
@@ -148,22 +161,34 @@ fn delay_with_a_bad_payload_fails_with_invalid_payload() {
         json!({"seconds": -1}),
         json!({"seconds": 2_592_001}),
     ];
-    let ids: Vec<String> = bad
+    let cases = bad.map(|payload| (payload, "payload.seconds"));
+    for failed in assert_invalid_payloads(&s, DELAY, cases) {
+        assert_eq!(failed["delivery_attempt"], 1, "not retried: {failed}");
+    }
+}
+
+/// Sends each payload to `to` and checks that the intent FAILS with `invalid_payload` naming
+/// the field; returns the failed intents.
+fn assert_invalid_payloads<const N: usize>(
+    s: &Server,
+    to: &str,
+    cases: [(Value, &str); N],
+) -> Vec<Value> {
+    let ids: Vec<String> = cases
         .iter()
-        .map(|p| create(&s, DELAY, p.clone(), json!({})))
+        .map(|(payload, _)| create(s, to, payload.clone(), json!({})))
         .collect();
-    for (id, payload) in ids.iter().zip(&bad) {
-        let failed = wait_intent_status(&s, id, "FAILED");
+    let mut all = Vec::new();
+    for (id, (payload, field)) in ids.iter().zip(&cases) {
+        let failed = wait_intent_status(s, id, "FAILED");
         assert_eq!(
             failed["error"]["code"], "invalid_payload",
             "{payload}: {failed}"
         );
-        assert_eq!(
-            failed["error"]["details"]["field"], "payload.seconds",
-            "{failed}"
-        );
-        assert_eq!(failed["delivery_attempt"], 1, "not retried: {failed}");
+        assert_eq!(failed["error"]["details"]["field"], *field, "{failed}");
+        all.push(failed);
     }
+    all
 }
 
 // --- agent://internal/approval ---------------------------------------------------------------
@@ -173,6 +198,11 @@ fn tasks_of(s: &Server, owner: &str) -> Vec<Value> {
     let r = get_as(s, owner, "/v1/me/tasks");
     assert_eq!(r.status, 200, "{}", r.text);
     r.json["tasks"].as_array().expect("tasks").clone()
+}
+
+/// `owner` approves or rejects (`decision`) the task of intent `id`.
+fn decide(s: &Server, owner: &str, id: &str, decision: &str, body: Value) -> Resp {
+    post_as(s, owner, &format!("/v1/inbox/{id}/{decision}"), &body)
 }
 
 #[test]
@@ -200,15 +230,10 @@ fn an_approval_waits_for_the_approver_and_completes_with_the_decision() {
         "only the approver has the task"
     );
     // Someone else cannot decide it.
-    let r = post_as(&s, &bob, &format!("/v1/inbox/{id}/approve"), &json!({}));
+    let r = decide(&s, &bob, &id, "approve", json!({}));
     assert_error(&r, 404, "thread_not_found");
 
-    let r = post_as(
-        &s,
-        &ann,
-        &format!("/v1/inbox/{id}/approve"),
-        &json!({"comment": "go"}),
-    );
+    let r = decide(&s, &ann, &id, "approve", json!({"comment": "go"}));
     assert_eq!(r.status, 200, "{}", r.text);
     let done = wait_intent_status(&s, &id, "COMPLETED");
     assert_eq!(done["result"]["decision"], "approve", "{done}");
@@ -219,7 +244,7 @@ fn an_approval_waits_for_the_approver_and_completes_with_the_decision() {
     assert_eq!(last["actor"], ann.as_str());
     assert!(tasks_of(&s, &ann).is_empty());
     // Decided once.
-    let r = post_as(&s, &ann, &format!("/v1/inbox/{id}/reject"), &json!({}));
+    let r = decide(&s, &ann, &id, "reject", json!({}));
     assert_error(&r, 409, "intent_terminal");
 }
 
@@ -234,11 +259,12 @@ fn a_rejected_approval_fails_with_rejected() {
         json!({}),
     );
     wait_intent_status(&s, &id, "WAITING");
-    let r = post_as(
+    let r = decide(
         &s,
         &ann,
-        &format!("/v1/inbox/{id}/reject"),
-        &json!({"comment": "not before the audit"}),
+        &id,
+        "reject",
+        json!({"comment": "not before the audit"}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
     let failed = wait_intent_status(&s, &id, "FAILED");
@@ -262,14 +288,15 @@ fn an_approval_uses_the_intents_own_human_task_and_its_rules() {
     let tasks = tasks_of(&s, &ann);
     assert_eq!(tasks.len(), 1, "{tasks:?}");
     assert_eq!(tasks[0]["human_task"]["title"], "Budget 2027");
-    let r = post_as(&s, &ann, &format!("/v1/inbox/{id}/approve"), &json!({}));
+    let r = decide(&s, &ann, &id, "approve", json!({}));
     assert_error(&r, 422, "schema_invalid");
     assert_eq!(r.field(), "comment");
-    let r = post_as(
+    let r = decide(
         &s,
         &ann,
-        &format!("/v1/inbox/{id}/approve"),
-        &json!({"comment": "within limits"}),
+        &id,
+        "approve",
+        json!({"comment": "within limits"}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
     wait_intent_status(&s, &id, "COMPLETED");
@@ -278,25 +305,21 @@ fn an_approval_uses_the_intents_own_human_task_and_its_rules() {
 #[test]
 fn an_approval_without_a_valid_approver_fails_with_invalid_payload() {
     let s = Server::start();
-    for (payload, field) in [
-        (json!({"title": "x"}), "payload.approver"),
-        (
-            json!({"approver": "https://example.com/ann", "title": "x"}),
-            "payload.approver",
-        ),
-        (
-            json!({"approver": "agent://people/ann", "title": ""}),
-            "payload.title",
-        ),
-    ] {
-        let id = create(&s, APPROVAL, payload.clone(), json!({}));
-        let failed = wait_intent_status(&s, &id, "FAILED");
-        assert_eq!(
-            failed["error"]["code"], "invalid_payload",
-            "{payload}: {failed}"
-        );
-        assert_eq!(failed["error"]["details"]["field"], field, "{failed}");
-    }
+    assert_invalid_payloads(
+        &s,
+        APPROVAL,
+        [
+            (json!({"title": "x"}), "payload.approver"),
+            (
+                json!({"approver": "https://example.com/ann", "title": "x"}),
+                "payload.approver",
+            ),
+            (
+                json!({"approver": "agent://people/ann", "title": ""}),
+                "payload.title",
+            ),
+        ],
+    );
 }
 
 // --- agent://internal/notify -----------------------------------------------------------------
@@ -404,22 +427,18 @@ fn notify_that_keeps_failing_ends_in_delivery_failed() {
 #[test]
 fn notify_with_a_bad_payload_fails_with_invalid_payload() {
     let s = Server::start();
-    for (payload, field) in [
-        (json!({}), "payload.url"),
-        (json!({"url": "ftp://example.com/x"}), "payload.url"),
-        (
-            json!({"url": "http://127.0.0.1:9/x", "secret": "not-a-whsec"}),
-            "payload.secret",
-        ),
-    ] {
-        let id = create(&s, NOTIFY, payload.clone(), json!({}));
-        let failed = wait_intent_status(&s, &id, "FAILED");
-        assert_eq!(
-            failed["error"]["code"], "invalid_payload",
-            "{payload}: {failed}"
-        );
-        assert_eq!(failed["error"]["details"]["field"], field, "{failed}");
-    }
+    assert_invalid_payloads(
+        &s,
+        NOTIFY,
+        [
+            (json!({}), "payload.url"),
+            (json!({"url": "ftp://example.com/x"}), "payload.url"),
+            (
+                json!({"url": "http://127.0.0.1:9/x", "secret": "not-a-whsec"}),
+                "payload.secret",
+            ),
+        ],
+    );
 }
 
 #[test]
@@ -458,16 +477,7 @@ fn reminders_then_escalation_re_address_the_intent() {
     // Nothing more comes after the escalation.
     std::thread::sleep(Duration::from_millis(2500));
     let ev = timer_events(&s, &id);
-    assert_eq!(
-        types(&ev),
-        [
-            "intent.reminder",
-            "intent.reminder",
-            "intent.escalated",
-            "intent.transfer"
-        ],
-        "{ev:?}"
-    );
+    assert_eq!(types(&ev), TWO_REMINDERS_THEN_ESCALATION, "{ev:?}");
     for (n, r) in ev[..2].iter().enumerate() {
         assert_eq!(r["details"]["reminder"], n as i64 + 1, "{r}");
         assert_eq!(r["details"]["max_reminders"], 2);
@@ -511,9 +521,7 @@ fn a_terminal_intent_is_not_reminded_or_escalated() {
         assert_eq!(r.status, 200, "{}", r.text);
     };
     resolve(&early);
-    eventually("the first reminder", || {
-        (intent(&s, &late)["remind_count"] == 1).then_some(())
-    });
+    wait_reminders(&s, &late, 1, "the first reminder");
     resolve(&late);
     std::thread::sleep(Duration::from_millis(2500));
     assert!(
@@ -534,9 +542,7 @@ fn one_reminder_by_default_and_no_escalation_without_escalate_to() {
         json!({}),
         json!({"remind_after_seconds": 1}),
     );
-    eventually("the reminder", || {
-        (intent(&s, &id)["remind_count"] == 1).then_some(())
-    });
+    wait_reminders(&s, &id, 1, "the reminder");
     std::thread::sleep(Duration::from_millis(2500));
     let ev = timer_events(&s, &id);
     assert_eq!(types(&ev), ["intent.reminder"], "{ev:?}");
@@ -561,7 +567,7 @@ fn an_escalated_human_task_becomes_a_task_of_the_escalation_address() {
     assert_eq!(tasks.len(), 1, "{tasks:?}");
     assert_eq!(tasks[0]["intent_id"], id.as_str());
     assert_eq!(tasks[0]["human_task"]["title"], "Sign off the budget");
-    let r = post_as(&s, &boss, &format!("/v1/inbox/{id}/approve"), &json!({}));
+    let r = decide(&s, &boss, &id, "approve", json!({}));
     assert_eq!(r.status, 200, "{}", r.text);
     let done = wait_intent_status(&s, &id, "COMPLETED");
     assert_eq!(done["result"]["decided_by"], boss.as_str());
@@ -659,16 +665,7 @@ fn assert_fired_once(s: &Server, p: &Pending) {
     );
 
     let ev = timer_events(s, &p.reminded);
-    assert_eq!(
-        types(&ev),
-        [
-            "intent.reminder",
-            "intent.reminder",
-            "intent.escalated",
-            "intent.transfer"
-        ],
-        "{ev:?}"
-    );
+    assert_eq!(types(&ev), TWO_REMINDERS_THEN_ESCALATION, "{ev:?}");
     assert_eq!(ev[0]["details"]["reminder"], 1);
     assert_eq!(ev[1]["details"]["reminder"], 2);
     assert_eq!(ev[2]["details"]["from"], p.slow.as_str());
@@ -729,15 +726,11 @@ fn a_kill_between_two_reminders_neither_repeats_nor_loses_one() {
         json!({}),
         json!({"remind_after_seconds": 1, "remind_interval_seconds": 2, "max_reminders": 3}),
     );
-    eventually("the first reminder", || {
-        (intent(&s, &id)["remind_count"] == 1).then_some(())
-    });
+    wait_reminders(&s, &id, 1, "the first reminder");
     s.kill();
     drop(s);
     let s = Server::start_on(&db, &[]);
-    eventually("the third reminder", || {
-        (intent(&s, &id)["remind_count"] == 3).then_some(())
-    });
+    wait_reminders(&s, &id, 3, "the third reminder");
     std::thread::sleep(Duration::from_millis(2500));
     let ev = timer_events(&s, &id);
     assert_eq!(

@@ -244,30 +244,8 @@ fn event(i: &IntentRow, actor: &str, at: &str, details: String) -> EventRow {
 fn raw_create(conn: &Connection, correlation_id: String) -> Result<(), axme::Error> {
     let now = axme::clock::now_rfc3339();
     let mut i = IntentRow {
-        id: 0,
-        intent_id: uuid::Uuid::now_v7().to_string(),
-        intent_type: INTENT_TYPE.into(),
         correlation_id,
-        from_agent: "agent://bench/client".into(),
-        to_agent: AGENT.into(),
-        reply_to: None,
-        payload: PAYLOAD.into(),
-        status: Status::Submitted,
-        waiting_reason: None,
-        result: None,
-        error: None,
-        deadline_at: None,
-        remind_after_seconds: None,
-        remind_interval_seconds: None,
-        max_reminders: None,
-        remind_count: 0,
-        escalate_to: None,
-        max_delivery_attempts: None,
-        delivery_attempt: 0,
-        human_task: None,
-        last_seq: 2,
-        created_at: now.clone(),
-        updated_at: now.clone(),
+        ..super::common::submitted_intent(INTENT_TYPE, AGENT, &now)
     };
     intents::insert(conn, &i)?;
     let mut created = event(&i, "agent://bench/client", &now, String::new());

@@ -15,7 +15,6 @@
 //! A request counts when its answer arrives within the measured period: the cycles are the
 //! acks answered 200 in it. Any other answer, or a broken connection, is an error.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,8 +26,8 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use super::common::http::{connect, exchange, find};
-use super::common::{cpu_time, machine_busy};
-use super::{Params, AGENT, API_KEY, INTENT_TYPE, PAYLOAD};
+use super::common::{cpu_time, machine_busy, CreateTemplate, Errors};
+use super::{Params, AGENT, API_KEY, INTENT_TYPE};
 
 /// What one run of the load measured.
 #[derive(Default)]
@@ -56,34 +55,6 @@ pub struct Load {
 impl Load {
     pub fn per_sec(&self) -> f64 {
         self.cycles as f64 / self.secs
-    }
-}
-
-/// Failures by kind, and the first one in full.
-#[derive(Default)]
-pub struct Errors {
-    pub by_kind: BTreeMap<String, u64>,
-    pub first: Option<String>,
-}
-
-impl Errors {
-    fn add(&mut self, kind: String, detail: &str) {
-        if self.first.is_none() {
-            let detail: String = detail.chars().take(300).collect();
-            self.first = Some(format!("{kind}: {detail}"));
-        }
-        *self.by_kind.entry(kind).or_default() += 1;
-    }
-
-    fn merge(&mut self, other: Errors) {
-        for (kind, n) in other.by_kind {
-            *self.by_kind.entry(kind).or_default() += n;
-        }
-        self.first = self.first.take().or(other.first);
-    }
-
-    pub fn count(&self) -> u64 {
-        self.by_kind.values().sum()
     }
 }
 
@@ -278,7 +249,7 @@ fn produce(
                 let (shared, window, limit) = (shared.clone(), window.clone(), p.window);
                 tokio::spawn(async move {
                     let mut conn = Conn::new(addr);
-                    let mut template = Template::new(addr);
+                    let mut template = CreateTemplate::new(addr, INTENT_TYPE, AGENT);
                     let mut rng = rng;
                     let mut tally = Tally::default();
                     loop {
@@ -309,7 +280,7 @@ fn produce(
                             }
                             Err((kind, detail)) => {
                                 shared.created.fetch_sub(1, Ordering::Relaxed);
-                                tally.errors.add(format!("create: {kind}"), &detail);
+                                tally.errors.add(&format!("create: {kind}"), &detail);
                                 tokio::time::sleep(Duration::from_millis(10)).await;
                             }
                         }
@@ -346,7 +317,7 @@ fn work(
             let body = match claimer.call(&claim).await {
                 Ok(body) => body,
                 Err((kind, detail)) => {
-                    tally.errors.add(format!("claim: {kind}"), &detail);
+                    tally.errors.add(&format!("claim: {kind}"), &detail);
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
@@ -409,7 +380,7 @@ async fn ack_all(
                     tally.ack_us.push(micros(done - sent));
                 }
             }
-            Err((kind, detail)) => tally.errors.add(format!("ack: {kind}"), &detail),
+            Err((kind, detail)) => tally.errors.add(&format!("ack: {kind}"), &detail),
         }
     }
     shared.room.notify_waiters();
@@ -445,48 +416,4 @@ pub fn lease_tokens(body: &[u8]) -> Vec<String> {
         at = from + len;
     }
     out
-}
-
-/// The create every producer sends, built once; each send writes a fresh random
-/// `correlation_id` over the placeholder, in place.
-pub struct Template {
-    bytes: Vec<u8>,
-    uuid_at: usize,
-}
-
-impl Template {
-    pub fn new(addr: SocketAddr) -> Template {
-        let placeholder = "00000000-0000-4000-8000-000000000000";
-        let body = format!(
-            r#"{{"intent_type":"{INTENT_TYPE}","correlation_id":"{placeholder}","to_agent":"{AGENT}","from_agent":"agent://bench/client","payload":{PAYLOAD}}}"#
-        );
-        let head = format!(
-            "POST /v1/intents HTTP/1.1\r\nhost: {addr}\r\nx-api-key: {API_KEY}\r\n\
-             content-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        );
-        let uuid_at = head.len() + body.find(placeholder).unwrap_or(0);
-        Template {
-            bytes: [head.as_bytes(), body.as_bytes()].concat(),
-            uuid_at,
-        }
-    }
-
-    /// Writes a random version-4 UUID over the placeholder.
-    pub fn next(&mut self, rng: &mut u64) -> &[u8] {
-        let bits = (u128::from(splitmix64(rng)) << 64) | u128::from(splitmix64(rng));
-        let uuid = uuid::Builder::from_random_bytes(bits.to_be_bytes()).into_uuid();
-        uuid.hyphenated()
-            .encode_lower(&mut self.bytes[self.uuid_at..self.uuid_at + 36]);
-        &self.bytes
-    }
-}
-
-/// A cheap source of distinct UUIDs, without a syscall per request.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }

@@ -196,13 +196,7 @@ pub fn render(r: &Run<'_>) -> String {
         w,
         "  the ceilings run in the bench's process: their CPU is under \"server\""
     );
-    if !disturbed.is_empty() {
-        let _ = writeln!(
-            w,
-            "!!!!! other work took CPU during: {}; those figures are suspect, rerun on a quiet machine",
-            disturbed.join(", ")
-        );
-    }
+    super::common::write_disturbed(&mut w, &disturbed);
 
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     let ratio = |q: f64| {
@@ -281,14 +275,7 @@ pub fn render(r: &Run<'_>) -> String {
         ("empty database", r.empty),
         ("prefilled database", r.prefilled),
     ] {
-        if l.errors.count() > 0 {
-            let n = l.errors.count();
-            let _ = writeln!(w, "\n!!!!! {name}: {n} ERRORS; THIS RUN IS NOT VALID !!!!!");
-            for (kind, n) in &l.errors.by_kind {
-                let _ = writeln!(w, "    {n:>9}  {kind}");
-            }
-            let _ = writeln!(w, "    first: {}", l.errors.first.as_deref().unwrap_or("?"));
-        }
+        super::common::write_errors(&mut w, name, &l.errors.by_kind, l.errors.first.as_deref());
     }
-    w.lines().map(str::trim_end).collect::<Vec<_>>().join("\n")
+    super::common::trim_lines(&w)
 }

@@ -13,6 +13,226 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use axme::model::Status;
+use axme::store::intents::IntentRow;
+
+/// The admin key the benches start their servers with.
+pub const API_KEY: &str = "axme_bench_admin_key_0123456789abcdef";
+/// About 200 bytes of payload, shaped like real work: every bench's creates carry it.
+pub const PAYLOAD: &str = r#"{"job":"render-report","tenant":"acme-corp","priority":3,"attempt":1,"items":[{"sku":"A-1001","qty":2},{"sku":"B-2002","qty":1},{"sku":"C-3003","qty":5}],"note":"nightly batch, region eu-west, retry on failure"}"#;
+/// The sender of the benches' creates.
+pub const FROM_AGENT: &str = "agent://bench/client";
+
+/// Reads a run's knobs from `AXME_BENCH_*` variables. Run with `--bench` (`cargo bench`) it is a
+/// full run: each knob is its variable, or the default when that is unset or not a positive
+/// number. Run without (as a test) it is a smoke run: short times and small counts whose figures
+/// mean nothing.
+pub struct Knobs {
+    pub full: bool,
+}
+
+impl Knobs {
+    pub fn from_args() -> Knobs {
+        Knobs {
+            full: std::env::args().any(|a| a == "--bench"),
+        }
+    }
+
+    /// The variable `name` as a positive finite number, or `default`.
+    pub fn num(&self, name: &str, default: f64) -> f64 {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| *v > 0.0 && v.is_finite())
+            .unwrap_or(default)
+    }
+
+    /// [`Knobs::num`] in a full run, `smoke` in a smoke run.
+    pub fn pick(&self, name: &str, bench: f64, smoke: f64) -> f64 {
+        if self.full {
+            self.num(name, bench)
+        } else {
+            smoke
+        }
+    }
+
+    /// Seconds: [`Knobs::pick`] as a duration.
+    pub fn secs(&self, name: &str, bench: f64, smoke: f64) -> Duration {
+        Duration::from_secs_f64(self.pick(name, bench, smoke))
+    }
+
+    /// A count of at least 1; in a smoke run at most `smoke`.
+    pub fn count(&self, name: &str, bench: f64, smoke: f64) -> usize {
+        let n = self.num(name, bench) as usize;
+        if self.full {
+            n.max(1)
+        } else {
+            n.clamp(1, smoke as usize)
+        }
+    }
+}
+
+/// `axme serve` of `program` on `db`, on 127.0.0.1:0 with [`API_KEY`]; the `AXME_*` variables
+/// that would say otherwise are removed from its environment.
+pub fn serve_command(program: &std::ffi::OsStr, db: &std::path::Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.arg("serve")
+        .arg("--data")
+        .arg(db)
+        .args(["--listen", "127.0.0.1:0", "--api-key", API_KEY])
+        .env_remove("AXME_API_KEY")
+        .env_remove("AXME_LISTEN")
+        .env_remove("AXME_DATA");
+    cmd
+}
+
+/// [`serve_command`] of the axme binary of this build.
+pub fn axme_serve(db: &std::path::Path) -> Command {
+    serve_command(env!("CARGO_BIN_EXE_axme").as_ref(), db)
+}
+
+/// One API call with the admin key; a non-2xx answer is an error carrying its body.
+pub fn api_call(
+    method: &str,
+    url: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<serde_json::Value, String> {
+    let req = ureq::request(method, url)
+        .set("x-api-key", API_KEY)
+        .timeout(Duration::from_secs(10));
+    let resp = match body {
+        Some(b) => req
+            .set("content-type", "application/json")
+            .send_string(&b.to_string()),
+        None => req.call(),
+    };
+    let text = match resp {
+        Ok(r) => r.into_string(),
+        Err(ureq::Error::Status(code, r)) => {
+            let text = r.into_string().unwrap_or_default();
+            return Err(format!("{method} {url} answered {code}: {text}"));
+        }
+        Err(e) => return Err(format!("{method} {url}: {e}")),
+    };
+    let text = text.map_err(|e| format!("{method} {url}: reading the answer: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("{method} {url} answered {text}: {e}"))
+}
+
+/// Failures seen in a measurement, by kind; any makes the run invalid.
+#[derive(Default)]
+pub struct Errors {
+    pub by_kind: std::collections::BTreeMap<String, u64>,
+    /// The first one, with detail.
+    pub first: Option<String>,
+}
+
+impl Errors {
+    pub fn add(&mut self, kind: &str, detail: &str) {
+        if self.first.is_none() {
+            let detail: String = detail.chars().take(300).collect();
+            self.first = Some(format!("{kind}: {detail}"));
+        }
+        *self.by_kind.entry(kind.to_string()).or_default() += 1;
+    }
+
+    pub fn merge(&mut self, other: Errors) {
+        for (kind, n) in other.by_kind {
+            *self.by_kind.entry(kind).or_default() += n;
+        }
+        self.first = self.first.take().or(other.first);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.by_kind.values().sum()
+    }
+}
+
+/// An intent row as a create writes it: SUBMITTED with its `created` and `submitted` events and
+/// no attempt yet, from [`FROM_AGENT`] with [`PAYLOAD`], with fresh ids, at `at`.
+pub fn submitted_intent(intent_type: &str, to_agent: &str, at: &str) -> IntentRow {
+    IntentRow {
+        id: 0,
+        intent_id: uuid::Uuid::now_v7().to_string(),
+        intent_type: intent_type.into(),
+        correlation_id: uuid::Uuid::new_v4().to_string(),
+        from_agent: FROM_AGENT.into(),
+        to_agent: to_agent.into(),
+        reply_to: None,
+        payload: PAYLOAD.into(),
+        status: Status::Submitted,
+        waiting_reason: None,
+        result: None,
+        error: None,
+        deadline_at: None,
+        remind_after_seconds: None,
+        remind_interval_seconds: None,
+        max_reminders: None,
+        remind_count: 0,
+        escalate_to: None,
+        max_delivery_attempts: None,
+        delivery_attempt: 0,
+        human_task: None,
+        last_seq: 2,
+        created_at: at.into(),
+        updated_at: at.into(),
+    }
+}
+
+/// The `POST /v1/intents` a load connection sends, built once; each send writes a fresh random
+/// `correlation_id` over the placeholder, in place.
+#[derive(Clone)]
+pub struct CreateTemplate {
+    bytes: Vec<u8>,
+    uuid_at: usize,
+    /// The length of the JSON body.
+    pub body_len: usize,
+}
+
+impl CreateTemplate {
+    /// A create of `intent_type` from [`FROM_AGENT`] to `to_agent` with [`PAYLOAD`], to the server
+    /// at `addr` with [`API_KEY`].
+    pub fn new(addr: SocketAddr, intent_type: &str, to_agent: &str) -> CreateTemplate {
+        let placeholder = "00000000-0000-4000-8000-000000000000";
+        let body = format!(
+            r#"{{"intent_type":"{intent_type}","correlation_id":"{placeholder}","to_agent":"{to_agent}","from_agent":"{FROM_AGENT}","payload":{PAYLOAD}}}"#
+        );
+        let head = format!(
+            "POST /v1/intents HTTP/1.1\r\nhost: {addr}\r\nx-api-key: {API_KEY}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        let uuid_at = head.len() + body.find(placeholder).unwrap_or(0);
+        CreateTemplate {
+            bytes: [head.as_bytes(), body.as_bytes()].concat(),
+            uuid_at,
+            body_len: body.len(),
+        }
+    }
+
+    /// The length of the whole request.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Writes a random version-4 UUID over the placeholder.
+    pub fn next(&mut self, rng: &mut u64) -> &[u8] {
+        let bits = (u128::from(splitmix64(rng)) << 64) | u128::from(splitmix64(rng));
+        let uuid = uuid::Builder::from_random_bytes(bits.to_be_bytes()).into_uuid();
+        uuid.hyphenated()
+            .encode_lower(&mut self.bytes[self.uuid_at..self.uuid_at + 36]);
+        &self.bytes
+    }
+}
+
+/// A cheap source of distinct UUIDs, without a syscall per request.
+pub fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// A server child process; dropping it kills the process (also when unwinding from a panic).
 pub struct ChildServer {
     pub child: Child,
@@ -395,4 +615,41 @@ pub fn now() -> String {
 pub fn loadavg() -> String {
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     loadavg.split(' ').next().unwrap_or("?").to_string()
+}
+
+/// Under a CPU table: the measurements during which other work took CPU, if any.
+pub fn write_disturbed(w: &mut String, disturbed: &[impl AsRef<str>]) {
+    use std::fmt::Write;
+    if !disturbed.is_empty() {
+        let names: Vec<&str> = disturbed.iter().map(AsRef::as_ref).collect();
+        let _ = writeln!(
+            w,
+            "!!!!! other work took CPU during: {}; those figures are suspect, rerun on a quiet machine",
+            names.join(", ")
+        );
+    }
+}
+
+/// After the checks: a measurement that saw errors, loudly, with the count of each kind and the
+/// first one in full; nothing when it saw none.
+pub fn write_errors(
+    w: &mut String,
+    name: &str,
+    by_kind: &std::collections::BTreeMap<String, u64>,
+    first: Option<&str>,
+) {
+    use std::fmt::Write;
+    let n: u64 = by_kind.values().sum();
+    if n > 0 {
+        let _ = writeln!(w, "\n!!!!! {name}: {n} ERRORS; THIS RUN IS NOT VALID !!!!!");
+        for (kind, n) in by_kind {
+            let _ = writeln!(w, "    {n:>9}  {kind}");
+        }
+        let _ = writeln!(w, "    first: {}", first.unwrap_or("?"));
+    }
+}
+
+/// The report without the trailing blanks of empty right-aligned cells.
+pub fn trim_lines(w: &str) -> String {
+    w.lines().map(str::trim_end).collect::<Vec<_>>().join("\n")
 }

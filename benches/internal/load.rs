@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use tokio::sync::Notify;
 
-use super::common::cpu_time;
 use super::common::http::{connect, exchange, find};
-use super::{API_KEY, PAYLOAD};
+use super::common::{cpu_time, CreateTemplate};
 
 /// The intent id of a create's answer (a UUID, 36 bytes).
 pub type IntentId = [u8; 36];
@@ -135,7 +134,7 @@ pub fn run(
                 let tasks: Vec<_> = (0..connections)
                     .map(|i| {
                         let rng = seed ^ ((i as u64 + 1) << 48);
-                        let template = Template::new(addr, &to_agent);
+                        let template = CreateTemplate::new(addr, "bench.internal.v1", &to_agent);
                         tokio::spawn(drive(addr, template, rng, window.clone(), gate.clone()))
                     })
                     .collect();
@@ -160,7 +159,7 @@ pub fn run(
 
 async fn drive(
     addr: SocketAddr,
-    mut template: Template,
+    mut template: CreateTemplate,
     mut rng: u64,
     window: Range<Instant>,
     gate: Arc<Gate>,
@@ -225,49 +224,4 @@ async fn drive(
 pub fn intent_id(body: &[u8]) -> Option<IntentId> {
     let at = find(body, br#""intent_id":""#)? + 13;
     body.get(at..at + 36)?.try_into().ok()
-}
-
-/// The create a connection sends, built once; each send writes a fresh random
-/// `correlation_id` over the placeholder, in place.
-#[derive(Clone)]
-pub struct Template {
-    bytes: Vec<u8>,
-    uuid_at: usize,
-}
-
-impl Template {
-    pub fn new(addr: SocketAddr, to_agent: &str) -> Template {
-        let placeholder = "00000000-0000-4000-8000-000000000000";
-        let body = format!(
-            r#"{{"intent_type":"bench.internal.v1","correlation_id":"{placeholder}","to_agent":"{to_agent}","from_agent":"agent://bench/client","payload":{PAYLOAD}}}"#
-        );
-        let head = format!(
-            "POST /v1/intents HTTP/1.1\r\nhost: {addr}\r\nx-api-key: {API_KEY}\r\n\
-             content-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        );
-        let uuid_at = head.len() + body.find(placeholder).unwrap_or(0);
-        Template {
-            bytes: [head.as_bytes(), body.as_bytes()].concat(),
-            uuid_at,
-        }
-    }
-
-    /// Writes a random version-4 UUID over the placeholder.
-    fn next(&mut self, rng: &mut u64) -> &[u8] {
-        let bits = (u128::from(splitmix64(rng)) << 64) | u128::from(splitmix64(rng));
-        let uuid = uuid::Builder::from_random_bytes(bits.to_be_bytes()).into_uuid();
-        uuid.hyphenated()
-            .encode_lower(&mut self.bytes[self.uuid_at..self.uuid_at + 36]);
-        &self.bytes
-    }
-}
-
-/// A cheap source of distinct UUIDs, without a syscall per request.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }

@@ -101,13 +101,7 @@ pub fn render(p: &Params, first: &str, create_only: &Phase, round_trip: &Phase) 
         w,
         "  server = this process minus the client thread (the observer counts as server)"
     );
-    if !disturbed.is_empty() {
-        let _ = writeln!(
-            w,
-            "!!!!! other work took CPU during: {}; those figures are suspect, rerun on a quiet machine",
-            disturbed.join(", ")
-        );
-    }
+    super::common::write_disturbed(&mut w, &disturbed);
 
     let ratio = round_trip.per_sec / create_only.per_sec;
     let errors = create_only.tally.error_count() + round_trip.tally.error_count();
@@ -144,21 +138,12 @@ pub fn render(p: &Params, first: &str, create_only: &Phase, round_trip: &Phase) 
         let _ = writeln!(w, "{name:<26}{value:>12}{target:>10}{verdict:>8}");
     }
     for (name, ph) in [("create only", create_only), ("round trip", round_trip)] {
-        if ph.tally.error_count() > 0 {
-            let _ = writeln!(
-                w,
-                "\n!!!!! {name}: {} ERRORS; THIS RUN IS NOT VALID !!!!!",
-                ph.tally.error_count()
-            );
-            for (kind, n) in &ph.tally.errors {
-                let _ = writeln!(w, "    {n:>9}  {kind}");
-            }
-            let _ = writeln!(
-                w,
-                "    first: {}",
-                ph.tally.first_error.as_deref().unwrap_or("?")
-            );
-        }
+        super::common::write_errors(
+            &mut w,
+            name,
+            &ph.tally.errors,
+            ph.tally.first_error.as_deref(),
+        );
     }
-    w.lines().map(str::trim_end).collect::<Vec<_>>().join("\n")
+    super::common::trim_lines(&w)
 }

@@ -32,8 +32,6 @@ pub struct Filled {
 
 /// The admin key's address: the actor of the claims and acks the server would have recorded.
 const ADMIN: &str = "agent://admin";
-/// About 200 bytes of payload, as in every bench's creates.
-pub const PAYLOAD: &str = r#"{"job":"render-report","tenant":"acme-corp","priority":3,"attempt":1,"items":[{"sku":"A-1001","qty":2},{"sku":"B-2002","qty":1},{"sku":"C-3003","qty":5}],"note":"nightly batch, region eu-west, retry on failure"}"#;
 
 fn err<E: std::fmt::Debug>(what: &'static str) -> impl Fn(E) -> String {
     move |e| format!("prefill: {what}: {e:?}")
@@ -97,30 +95,10 @@ fn bulk(
 
 fn intent(to_agent: &str, status: Status, at: &str) -> IntentRow {
     IntentRow {
-        id: 0,
-        intent_id: uuid::Uuid::now_v7().to_string(),
-        intent_type: "bench.prefill.v1".into(),
-        correlation_id: uuid::Uuid::new_v4().to_string(),
-        from_agent: "agent://bench/client".into(),
-        to_agent: to_agent.into(),
-        reply_to: None,
-        payload: PAYLOAD.into(),
         status,
-        waiting_reason: None,
-        result: None,
-        error: None,
-        deadline_at: None,
-        remind_after_seconds: None,
-        remind_interval_seconds: None,
-        max_reminders: None,
-        remind_count: 0,
-        escalate_to: None,
-        max_delivery_attempts: None,
         delivery_attempt: 1,
-        human_task: None,
         last_seq: 4,
-        created_at: at.into(),
-        updated_at: at.into(),
+        ..super::common::submitted_intent("bench.prefill.v1", to_agent, at)
     }
 }
 

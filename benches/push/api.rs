@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{json, Value};
 
+use super::common::api_call as call;
 use super::load::{FROM_AGENT, INTENT_TYPE, PAYLOAD};
 use super::receiver::{control, Sample};
-use super::{Servers, API_KEY, DEAD_AGENT, HEALTHY_AGENT, WEBHOOK_SECRET};
+use super::{Servers, DEAD_AGENT, HEALTHY_AGENT, WEBHOOK_SECRET};
 
 /// What the first delivery showed.
 pub struct Preflight {
@@ -101,27 +102,4 @@ fn wait_for(what: &str, mut done: impl FnMut() -> Result<bool, String>) -> Resul
         std::thread::sleep(Duration::from_millis(5));
     }
     Ok(())
-}
-
-/// One API call with the admin key; a non-2xx answer is an error carrying its body.
-fn call(method: &str, url: &str, body: Option<&Value>) -> Result<Value, String> {
-    let req = ureq::request(method, url)
-        .set("x-api-key", API_KEY)
-        .timeout(Duration::from_secs(10));
-    let resp = match body {
-        Some(b) => req
-            .set("content-type", "application/json")
-            .send_string(&b.to_string()),
-        None => req.call(),
-    };
-    let text = match resp {
-        Ok(r) => r.into_string(),
-        Err(ureq::Error::Status(code, r)) => {
-            let text = r.into_string().unwrap_or_default();
-            return Err(format!("{method} {url} answered {code}: {text}"));
-        }
-        Err(e) => return Err(format!("{method} {url}: {e}")),
-    };
-    let text = text.map_err(|e| format!("{method} {url}: reading the answer: {e}"))?;
-    serde_json::from_str(&text).map_err(|e| format!("{method} {url} answered {text}: {e}"))
 }

@@ -17,16 +17,15 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use super::common::http::{connect, exchange, find};
+use super::common::CreateTemplate;
 use super::receiver::{control, IntentId};
 use super::{now_ns, CpuMark, Dead, Errors, Params, Phase, Servers};
-use super::{API_KEY, DEAD_AGENT, HEALTHY_AGENT, PUSH_TIMEOUT_SECS};
+use super::{DEAD_AGENT, HEALTHY_AGENT, PUSH_TIMEOUT_SECS};
 
 pub use super::api::preflight;
 
-/// About 200 bytes of payload, shaped like real work (the same as `benches/create.rs`).
-pub const PAYLOAD: &str = r#"{"job":"render-report","tenant":"acme-corp","priority":3,"attempt":1,"items":[{"sku":"A-1001","qty":2},{"sku":"B-2002","qty":1},{"sku":"C-3003","qty":5}],"note":"nightly batch, region eu-west, retry on failure"}"#;
+pub use super::common::{FROM_AGENT, PAYLOAD};
 pub const INTENT_TYPE: &str = "bench.push.v1";
-pub const FROM_AGENT: &str = "agent://bench/client";
 /// Connections creating intents for the dead agent.
 const DEAD_CONNECTIONS: usize = 4;
 /// How often the receiver's count is read to move the window.
@@ -42,51 +41,6 @@ pub enum Pace {
     Closed { window: u64 },
     /// Creates at `rate` per second, spread evenly over the connections.
     Open { rate: f64 },
-}
-
-/// The request a connection sends, built once; each send writes a fresh random
-/// `correlation_id` over the placeholder, in place.
-#[derive(Clone)]
-pub struct Template {
-    bytes: Vec<u8>,
-    uuid_at: usize,
-}
-
-impl Template {
-    pub fn new(addr: SocketAddr, to_agent: &str) -> Template {
-        let placeholder = "00000000-0000-4000-8000-000000000000";
-        let body = format!(
-            r#"{{"intent_type":"{INTENT_TYPE}","correlation_id":"{placeholder}","to_agent":"{to_agent}","from_agent":"{FROM_AGENT}","payload":{PAYLOAD}}}"#
-        );
-        let head = format!(
-            "POST /v1/intents HTTP/1.1\r\nhost: {addr}\r\nx-api-key: {API_KEY}\r\n\
-             content-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        );
-        let uuid_at = head.len() + body.find(placeholder).unwrap_or(0);
-        Template {
-            bytes: [head.as_bytes(), body.as_bytes()].concat(),
-            uuid_at,
-        }
-    }
-
-    /// Writes a random version-4 UUID over the placeholder.
-    fn next(&mut self, rng: &mut u64) -> &[u8] {
-        let bits = (u128::from(splitmix64(rng)) << 64) | u128::from(splitmix64(rng));
-        let uuid = uuid::Builder::from_random_bytes(bits.to_be_bytes()).into_uuid();
-        uuid.hyphenated()
-            .encode_lower(&mut self.bytes[self.uuid_at..self.uuid_at + 36]);
-        &self.bytes
-    }
-}
-
-/// A cheap source of distinct UUIDs, without a syscall per request.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// The first `"intent_id":"…"` of a body.
@@ -200,7 +154,7 @@ pub fn run(
                 let every = Duration::from_secs_f64(p.connections as f64 / r);
                 (begin + Duration::from_secs_f64(i as f64 / r), every)
             });
-            let template = Template::new(axme, HEALTHY_AGENT);
+            let template = CreateTemplate::new(axme, INTENT_TYPE, HEALTHY_AGENT);
             let rng = seed ^ ((i as u64 + 1) << 48);
             let g = Some(gate.clone()).filter(|_| rate.is_none());
             tasks.push(tokio::spawn(drive(
@@ -213,7 +167,7 @@ pub fn run(
             let r = dead_rate.unwrap_or(1.0);
             let every = Duration::from_secs_f64(DEAD_CONNECTIONS as f64 / r);
             let first = begin + Duration::from_secs_f64(i as f64 / r);
-            let template = Template::new(axme, DEAD_AGENT);
+            let template = CreateTemplate::new(axme, INTENT_TYPE, DEAD_AGENT);
             let rng = seed ^ ((i as u64 + 1001) << 48);
             let conn = drive(axme, stream, template, rng, end, None, Some((first, every)));
             dead_tasks.push(tokio::spawn(conn));
@@ -362,7 +316,7 @@ async fn poll(
 async fn drive(
     addr: SocketAddr,
     stream: TcpStream,
-    mut template: Template,
+    mut template: CreateTemplate,
     mut rng: u64,
     end: Instant,
     gate: Option<Arc<Gate>>,

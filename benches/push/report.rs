@@ -251,19 +251,12 @@ pub fn render(p: &Params, first: &Preflight, r: &Results) -> String {
         let _ = writeln!(w, "{name:<36}{value:>12}{target:>12}{verdict:>8}");
     }
     for r in phases {
-        if r.errors.count() > 0 {
-            let n = r.errors.count();
-            let _ = writeln!(
-                w,
-                "\n!!!!! {}: {n} ERRORS; THIS RUN IS NOT VALID !!!!!",
-                r.name
-            );
-            for (kind, n) in &r.errors.by_kind {
-                let _ = writeln!(w, "    {n:>9}  {kind}");
-            }
-            let _ = writeln!(w, "    first: {}", r.errors.first.as_deref().unwrap_or("?"));
-        }
+        super::common::write_errors(
+            &mut w,
+            &r.name,
+            &r.errors.by_kind,
+            r.errors.first.as_deref(),
+        );
     }
-    // No trailing blanks from empty right-aligned cells.
-    w.lines().map(str::trim_end).collect::<Vec<_>>().join("\n")
+    super::common::trim_lines(&w)
 }

@@ -192,13 +192,7 @@ pub fn render(p: &Params, r: &Results) -> String {
         "{:<26}(a busy machine does not change memory, so the idle rows are never flagged)",
         ""
     );
-    if !disturbed.is_empty() {
-        let _ = writeln!(
-            w,
-            "!!!!! other work took CPU during: {}; those figures are suspect, rerun on a quiet machine",
-            disturbed.join(", ")
-        );
-    }
+    super::common::write_disturbed(&mut w, &disturbed);
 
     checks(&mut w, r);
     let all_errors: [(&str, &Errors); 6] = [
@@ -210,20 +204,9 @@ pub fn render(p: &Params, r: &Results) -> String {
         ("long polls, bare", &r.polls_bare.errors),
     ];
     for (name, e) in all_errors {
-        if e.count() > 0 {
-            let _ = writeln!(
-                w,
-                "\n!!!!! {name}: {} ERRORS; THIS RUN IS NOT VALID !!!!!",
-                e.count()
-            );
-            for (kind, n) in &e.by_kind {
-                let _ = writeln!(w, "    {n:>9}  {kind}");
-            }
-            let _ = writeln!(w, "    first: {}", e.first.as_deref().unwrap_or("?"));
-        }
+        super::common::write_errors(&mut w, name, &e.by_kind, e.first.as_deref());
     }
-    // No trailing blanks from empty right-aligned cells.
-    w.lines().map(str::trim_end).collect::<Vec<_>>().join("\n")
+    super::common::trim_lines(&w)
 }
 
 fn ms(v: Option<f64>) -> String {

@@ -4,7 +4,6 @@
 
 #![allow(dead_code)]
 
-use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
@@ -67,6 +66,14 @@ impl Api for Remote {
 /// A fresh inbox address for one test.
 pub fn inbox(name: &str) -> String {
     format!("agent://inbox/{name}-{}", &uuid()[..8])
+}
+
+/// A fresh server with one intent waiting in a fresh inbox: (server, inbox address, intent id).
+pub fn with_one_intent(name: &str) -> (Server, String, String) {
+    let s = Server::start();
+    let to = inbox(name);
+    let id = s.create_intent(&to);
+    (s, to, id)
 }
 
 /// The address as it goes in a path: without its `agent://` prefix.
@@ -204,15 +211,8 @@ pub fn events_of(s: &impl Api, id: &str, event_type: &str) -> Vec<Value> {
 }
 
 /// Polls `f` every 20 ms until it returns `Some`, or fails with `what` after [`WAIT`].
-pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
+pub fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    crate::common::poll_until(WAIT, what, f)
 }
 
 pub fn wait_status(s: &impl Api, id: &str, status: &str) -> Value {

@@ -86,6 +86,21 @@ pub fn assert_error(r: &Resp, status: u16, code: &str) {
     assert_eq!(r.code(), code, "{}", r.text);
 }
 
+/// Polls `f` every 20 ms until it returns `Some`, or fails naming `what` after `wait`.
+pub fn poll_until<T>(wait: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_axme")
 }

@@ -341,15 +341,19 @@ pub fn assert_signed(hit: &Hit, key: &[u8]) {
 // --- Reading what the server did -----------------------------------------------------------
 
 /// Polls `f` until it returns `Some`, or fails with `what` after `WAIT`.
-pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
+pub fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    crate::common::poll_until(WAIT, what, f)
+}
+
+/// Waits until no delivery is pending, so that what a receiver got is all it will get.
+pub fn settle(s: &Server) {
+    eventually("no pending delivery", || {
+        let r = s.get("/v1/deliveries?status=pending");
+        r.json["deliveries"]
+            .as_array()
+            .is_some_and(|d| d.is_empty())
+            .then_some(())
+    });
 }
 
 /// Registers an http agent and returns the response's `agent`.

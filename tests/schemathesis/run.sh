@@ -22,41 +22,14 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 venv="$repo/target/schemathesis-venv"
-requirements="$here/requirements.txt"
-stamp="$venv/.requirements.sha256"
 api_key="axme_schemathesis_admin_key_0123456789"
+# shellcheck source=../lib.sh source-path=SCRIPTDIR
+. "$here/../lib.sh"
 
 if [[ -z "${AXME_ST_ISOLATED:-}" ]]; then
-    if [[ ! -x "$venv/bin/python" ]]; then
-        echo "schemathesis: creating virtualenv $venv" >&2
-        mkdir -p "$(dirname "$venv")"
-        python3 -m venv "$venv"
-    fi
-    want="$(sha256sum "$requirements" | cut -d' ' -f1)"
-    have=""
-    if [[ -f "$stamp" ]]; then
-        have="$(cat "$stamp")"
-    fi
-    if [[ "$want" != "$have" ]]; then
-        echo "schemathesis: installing $requirements" >&2
-        rm -f "$stamp"
-        PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install --quiet -r "$requirements"
-        printf '%s\n' "$want" >"$stamp"
-    fi
-
-    if [[ -z "${AXME_BIN:-}" ]]; then
-        echo "schemathesis: cargo build --locked" >&2
-        (cd "$repo" && cargo build --locked)
-        AXME_BIN="$target_dir/debug/axme"
-    fi
-    if [[ ! -x "$AXME_BIN" ]]; then
-        echo "schemathesis: AXME_BIN=$AXME_BIN is not an executable file" >&2
-        exit 2
-    fi
-    AXME_BIN="$(cd "$(dirname "$AXME_BIN")" && pwd)/$(basename "$AXME_BIN")"
-    export AXME_BIN
+    ensure_venv schemathesis "$venv" "$here/requirements.txt"
+    use_axme_bin schemathesis "$repo"
 
     # Everything that needs the network is done: go on without it where that is possible.
     if [[ "$(id -u)" == 0 ]] && command -v unshare >/dev/null && command -v ip >/dev/null \

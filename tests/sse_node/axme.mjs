@@ -3,16 +3,14 @@
 // connections a test can cut or point at another server, and an EventSource that records what
 // it saw and what it sent.
 
-import {spawn} from 'node:child_process';
 import {mkdtempSync, rmSync} from 'node:fs';
 import net from 'node:net';
 import {tmpdir} from 'node:os';
 import {join} from 'node:path';
-import {createInterface} from 'node:readline';
 import {EventSource} from 'eventsource';
+import {spawnServer} from '../axme_server.mjs';
 
 export const KEY = 'axme_node_admin_key_0123456789abcdef';
-const BIN = process.env.AXME_BIN;
 
 /** Every event type an intent can have, plus the stream's own control events. */
 export const EVENT_TYPES = [
@@ -30,35 +28,8 @@ export function tempDir() {
 }
 
 /** Starts `axme serve` on `data` with extra flags; resolves once it is listening. */
-export async function startServer(data, args = []) {
-  if (!BIN) throw new Error('AXME_BIN is not set (run tests/sse_node/run.sh)');
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AXME_')));
-  const proc = spawn(BIN, ['serve', '--data', data, '--listen', '127.0.0.1:0', '--api-key', KEY, ...args], {
-    env,
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-  const exited = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
-  const lines = createInterface({input: proc.stdout});
-  const base = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('axme did not print its listening line in 30 s')), 30_000);
-    lines.on('line', (line) => {
-      const m = line.match(/listening on (http:\/\/\S+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    exited.then((code) => reject(new Error(`axme exited with ${code} before listening`)));
-  });
-  return {
-    base,
-    port: Number(new URL(base).port),
-    /** SIGTERM, then the exit code once the process is gone. */
-    async stop() {
-      if (proc.exitCode === null) proc.kill('SIGTERM');
-      return exited;
-    },
-  };
+export function startServer(data, args = []) {
+  return spawnServer({data, key: KEY, args, runner: 'tests/sse_node/run.sh'});
 }
 
 /** A JSON call with the admin key; throws unless the answer is 200. */

@@ -12,31 +12,11 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-lock="$here/package-lock.json"
-stamp="$here/node_modules/.package-lock.sha256"
+# shellcheck source=../lib.sh source-path=SCRIPTDIR
+. "$here/../lib.sh"
 
-want="$(sha256sum "$lock" | cut -d' ' -f1)"
-have=""
-if [[ -f "$stamp" ]]; then
-    have="$(cat "$stamp")"
-fi
-if [[ "$want" != "$have" ]]; then
-    echo "sse_node: npm ci" >&2
-    (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
-    printf '%s\n' "$want" >"$stamp"
-fi
-
-if [[ -z "${AXME_BIN:-}" ]]; then
-    echo "sse_node: cargo build --locked" >&2
-    (cd "$repo" && cargo build --locked)
-    AXME_BIN="${CARGO_TARGET_DIR:-$repo/target}/debug/axme"
-fi
-if [[ ! -x "$AXME_BIN" ]]; then
-    echo "sse_node: AXME_BIN=$AXME_BIN is not an executable file" >&2
-    exit 2
-fi
-AXME_BIN="$(cd "$(dirname "$AXME_BIN")" && pwd)/$(basename "$AXME_BIN")"
-export AXME_BIN
+ensure_npm sse_node "$here"
+use_axme_bin sse_node "$repo"
 
 cd "$here"
 exec node --test --test-reporter=spec "$@" eventsource.test.mjs

@@ -2,37 +2,17 @@
 // (readiness is its "listening on http://..." line, never a sleep), JSON calls to its API, a
 // local port with nothing listening on it, and waiting for a condition of the API.
 
-import {spawn} from 'node:child_process';
 import net from 'node:net';
-import {createInterface} from 'node:readline';
+import {spawnServer} from '../axme_server.mjs';
 
 export const KEY = 'axme_ui_admin_key_0123456789abcdef';
 
 /** Starts `axme serve` on `data` with extra flags; resolves once it is listening. */
 export async function startServer(data, args = [], listen = '127.0.0.1:0') {
-  const bin = process.env.AXME_BIN;
-  if (!bin) throw new Error('AXME_BIN is not set (run tests/ui/run.sh)');
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AXME_')));
-  const proc = spawn(bin, ['serve', '--data', data, '--listen', listen, '--api-key', KEY, ...args], {
-    env,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const exited = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
-  const lines = createInterface({input: proc.stdout});
-  const base = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('axme did not print its listening line in 30 s')), 30_000);
-    lines.on('line', (line) => {
-      const m = line.match(/listening on (http:\/\/\S+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    exited.then((code) => reject(new Error(`axme exited with ${code} before listening`)));
-  });
+  const server = await spawnServer({data, key: KEY, args, listen, stderr: 'inherit', runner: 'tests/ui/run.sh'});
+  const {base} = server;
   return {
-    base,
-    port: Number(new URL(base).port),
+    ...server,
     /** A JSON call with the admin key; resolves to {status, body}. */
     async call(method, path, body, headers = {}) {
       const r = await fetch(base + path, {
@@ -70,11 +50,6 @@ export async function startServer(data, args = [], listen = '127.0.0.1:0') {
       } finally {
         ctl.abort();
       }
-    },
-    /** SIGTERM, then the exit code once the process is gone. */
-    async stop() {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
-      return exited;
     },
   };
 }

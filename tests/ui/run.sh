@@ -16,8 +16,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-lock="$here/package-lock.json"
-stamp="$here/node_modules/.package-lock.sha256"
+# shellcheck source=../lib.sh source-path=SCRIPTDIR
+. "$here/../lib.sh"
 
 export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 if [[ ! -x "$CHROMIUM" ]]; then
@@ -34,28 +34,8 @@ if [[ ! -x "$CHROMIUM" ]]; then
     fi
 fi
 
-want="$(sha256sum "$lock" | cut -d' ' -f1)"
-have=""
-if [[ -f "$stamp" ]]; then
-    have="$(cat "$stamp")"
-fi
-if [[ "$want" != "$have" ]]; then
-    echo "ui: npm ci" >&2
-    (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
-    printf '%s\n' "$want" >"$stamp"
-fi
-
-if [[ -z "${AXME_BIN:-}" ]]; then
-    echo "ui: cargo build --locked" >&2
-    (cd "$repo" && cargo build --locked)
-    AXME_BIN="${CARGO_TARGET_DIR:-$repo/target}/debug/axme"
-fi
-if [[ ! -x "$AXME_BIN" ]]; then
-    echo "ui: AXME_BIN=$AXME_BIN is not an executable file" >&2
-    exit 2
-fi
-AXME_BIN="$(cd "$(dirname "$AXME_BIN")" && pwd)/$(basename "$AXME_BIN")"
-export AXME_BIN
+ensure_npm ui "$here"
+use_axme_bin ui "$repo"
 
 export UI_ARTIFACTS="${UI_ARTIFACTS:-${CARGO_TARGET_DIR:-$repo/target}/ui-artifacts}"
 mkdir -p "$UI_ARTIFACTS"
