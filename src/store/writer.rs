@@ -50,12 +50,19 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
-        let committed = run_batch(&conn, &mut batch, &metrics);
-        // What the batch appended; published only if it committed.
+        let (outcome, completions) = run_batch(&conn, &mut batch, &metrics);
+        // What the batch appended; counted before the callers hear back (so a scrape right
+        // after an answer includes its events), published only if it committed.
         let appended = notify::take_recorded();
         let deliveries = notify::take_delivery_flag();
+        let committed = outcome.is_ok();
         if committed {
             metrics.events_written.add(appended.len() as u64);
+        }
+        for done in completions {
+            done(outcome.clone());
+        }
+        if committed {
             hub.publish(&appended);
             if deliveries {
                 hub.publish_deliveries();
@@ -65,14 +72,18 @@ pub(super) fn run(
     }
 }
 
-/// Runs one batch in one transaction; returns whether it committed.
-fn run_batch(conn: &Connection, batch: &mut Vec<Job>, metrics: &StoreMetrics) -> bool {
+/// Runs one batch in one transaction; returns how it ended and the answers its callers are
+/// owed (given that outcome).
+fn run_batch(
+    conn: &Connection,
+    batch: &mut Vec<Job>,
+    metrics: &StoreMetrics,
+) -> (Result<(), Error>, Vec<Completion>) {
     let size = batch.len();
     let began = Instant::now();
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         metrics.failed_batches.inc();
-        fail_all(batch.drain(..).map(fail_job), e);
-        return false;
+        return (Err(e), batch.drain(..).map(fail_job).collect());
     }
     let mut completions: Vec<Completion> = Vec::with_capacity(size);
     let mut pending = batch.drain(..);
@@ -113,11 +124,7 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, metrics: &StoreMetrics) ->
         metrics.failed_batches.inc();
         tracing::error!(error = %e, jobs = size, "write batch failed");
     }
-    let committed = outcome.is_ok();
-    for done in completions {
-        done(outcome.clone());
-    }
-    committed
+    (outcome, completions)
 }
 
 /// Runs one job, turning a panic into a failed job whose caller is told "internal error" (the
@@ -136,12 +143,6 @@ fn run_job(conn: &Connection, job: Job) -> (bool, Completion) {
 /// touching the database.
 fn fail_job(job: Job) -> Completion {
     job(None).1
-}
-
-fn fail_all(completions: impl Iterator<Item = Completion>, e: Error) {
-    for done in completions {
-        done(Err(e.clone()));
-    }
 }
 
 fn exec(conn: &Connection, sql: &str) -> Result<(), Error> {
