@@ -316,6 +316,11 @@ impl Store {
     }
 }
 
+/// The page cache of the writer connection (and of any connection not opened read-only), KiB.
+const WRITER_CACHE_KIB: i64 = 16_000;
+/// The page cache of each pooled read connection, KiB.
+const READER_CACHE_KIB: i64 = 2_000;
+
 /// Opens one connection with the PRAGMAs every connection of the program uses.
 pub fn open_connection(
     path: &Path,
@@ -330,6 +335,10 @@ pub fn open_connection(
     apply_pragmas(&conn, durability)?;
     if read_only {
         conn.pragma_update(None, "query_only", true)?;
+        // Readers are many (16 by default) and read mostly what was just written, which the
+        // operating system's page cache holds anyway: a small page cache each keeps the
+        // server's memory bounded by a few tens of MiB however large the database grows.
+        conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
     }
     Ok(conn)
 }
@@ -349,7 +358,7 @@ pub fn apply_pragmas(conn: &Connection, durability: Durability) -> Result<(), Er
     };
     conn.pragma_update(None, "synchronous", sync)?;
     conn.pragma_update(None, "foreign_keys", true)?;
-    conn.pragma_update(None, "cache_size", -16_000)?;
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // After the log restarts, trim its file back to 64 MiB.
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
