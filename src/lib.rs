@@ -10,6 +10,8 @@ pub mod clock;
 pub mod config;
 pub mod delivery;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod model;

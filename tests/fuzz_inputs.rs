@@ -13,6 +13,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
+use axme::fuzzing;
 use axme::http::request::Query;
 use axme::http::router;
 use axme::service::{agents, claims, requests, subscriptions, validate};
@@ -356,6 +357,12 @@ fn read_bodies(text: &str, v: &Value) {
     check_answer(text, agents::register_request(v));
     check_answer(text, subscriptions::upsert_request(v));
     check_answer(text, subscriptions::publish_request(v));
+    check_answer(text, fuzzing::reply_body(v));
+    check_answer(text, fuzzing::read_body(v));
+    check_answer(text, fuzzing::delegate_body(v));
+    check_answer(text, fuzzing::comment_body(v, 2000));
+    check_answer(text, fuzzing::delete_messages_body(v));
+    check_answer(text, fuzzing::decision_body(v));
     if let Some(s) = v.as_str() {
         check_answer(text, validate::address("address", s));
         check_answer(text, validate::uuid("id", s));

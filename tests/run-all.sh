@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, the Rust integration tests (each starts the real binary on
-# 127.0.0.1:0 with a temporary database, the SIGKILL crash test among them; tests/deps.sh first
-# installs the Debian packages some of them drive the server with), a WHATWG EventSource
+# 127.0.0.1:0 with a temporary database, the SIGKILL crash tests among them; tests/deps.sh first
+# installs the Debian packages some of them drive the server with), the cargo-fuzz targets of
+# fuzz/ for a bounded time each (tests/fuzz/run.sh), a WHATWG EventSource
 # (npm `eventsource`, installed by tests/sse_node/run.sh) across forced disconnects, then the
 # interop suite that drives the server with the official Python SDK and verifies webhook
 # signatures with `standardwebhooks` (its virtualenv is created by tests/interop/run.sh), the
@@ -17,6 +18,7 @@ if [[ "$(id -u)" == 0 ]]; then
 fi
 cargo build --locked
 cargo test --locked
+bash tests/fuzz/run.sh
 AXME_BIN="$PWD/target/debug/axme" bash tests/sse_node/run.sh
 AXME_BIN="$PWD/target/debug/axme" bash tests/interop/run.sh
 AXME_BIN="$PWD/target/debug/axme" bash tests/ui/run.sh

@@ -236,32 +236,17 @@ async fn act<T: Send + 'static>(
 
 /// `POST /v1/inbox/{id}/reply {message}`.
 pub async fn reply(ctx: Ctx, body: Incoming) -> Result {
-    act(
-        ctx,
-        body,
-        "reply",
-        |b| {
-            let f = Fields::body(b)?;
-            f.deny_unknown(&["message"])?;
-            Ok(f.str_req("message", 1, 5000)?.to_string())
-        },
-        |c, owner, id, message| inbox::reply(c, owner, id, &message),
-    )
+    act(ctx, body, "reply", reply_body, |c, owner, id, message| {
+        inbox::reply(c, owner, id, &message)
+    })
     .await
 }
 
 /// `POST /v1/inbox/{id}/read {}`.
 pub async fn read(ctx: Ctx, body: Incoming) -> Result {
-    act(
-        ctx,
-        body,
-        "read",
-        |b| {
-            let f = Fields::body(b)?;
-            f.deny_unknown(&[])
-        },
-        |c, owner, id, ()| inbox::read(c, owner, id),
-    )
+    act(ctx, body, "read", read_body, |c, owner, id, ()| {
+        inbox::read(c, owner, id)
+    })
     .await
 }
 
@@ -271,22 +256,74 @@ pub async fn delegate(ctx: Ctx, body: Incoming) -> Result {
         ctx,
         body,
         "delegate",
-        |b| {
-            let f = Fields::body(b)?;
-            f.deny_unknown(&["delegate_to", "note"])?;
-            let to = f.address_req("delegate_to")?;
-            let note = f.str_opt("note", 0, 2000)?.map(str::to_string);
-            Ok((to, note))
-        },
+        delegate_body,
         |c, owner, id, (to, note)| inbox::delegate(c, owner, id, &to, note.as_deref()),
     )
     .await
 }
 
-fn comment(b: &Value, max: usize) -> std::result::Result<Option<String>, Error> {
+// The body readers of the thread actions and of the approvals decision stand apart from their
+// handlers so that the fuzz targets reach them (`crate::fuzzing`); `http::inbox` is private, so
+// `pub` here means the crate and that module only.
+
+/// `{message}` of a reply.
+pub fn reply_body(b: &Value) -> std::result::Result<String, Error> {
+    let f = Fields::body(b)?;
+    f.deny_unknown(&["message"])?;
+    Ok(f.str_req("message", 1, 5000)?.to_string())
+}
+
+/// `{}` of a read.
+pub fn read_body(b: &Value) -> std::result::Result<(), Error> {
+    let f = Fields::body(b)?;
+    f.deny_unknown(&[])
+}
+
+/// `{delegate_to, note?}` of a delegation.
+pub fn delegate_body(b: &Value) -> std::result::Result<(String, Option<String>), Error> {
+    let f = Fields::body(b)?;
+    f.deny_unknown(&["delegate_to", "note"])?;
+    let to = f.address_req("delegate_to")?;
+    let note = f.str_opt("note", 0, 2000)?.map(str::to_string);
+    Ok((to, note))
+}
+
+/// `{comment?}` of an approve or reject, the comment at most `max` characters.
+pub fn comment_body(b: &Value, max: usize) -> std::result::Result<Option<String>, Error> {
     let f = Fields::body(b)?;
     f.deny_unknown(&["comment"])?;
     Ok(f.str_opt("comment", 0, max)?.map(str::to_string))
+}
+
+/// `{mode, message_ids?, limit?}` of a message deletion.
+pub fn delete_messages_body(
+    b: &Value,
+) -> std::result::Result<(DeleteMode, Option<Vec<String>>, usize), Error> {
+    let f = Fields::body(b)?;
+    f.deny_unknown(&["mode", "message_ids", "limit"])?;
+    let mode = match f.str_req("mode", 1, 10)? {
+        "self" => DeleteMode::OwnerOnly,
+        "both" => DeleteMode::Everyone,
+        _ => return Err(Error::invalid("mode", "must be self or both")),
+    };
+    let ids = f
+        .str_array_opt("message_ids", (1, 100), (1, 200))?
+        .map(|v| v.into_iter().map(str::to_string).collect::<Vec<_>>());
+    let limit = f.int_opt("limit", 1, 100)?.unwrap_or(1) as usize;
+    Ok((mode, ids, limit))
+}
+
+/// `{decision, comment?}` of `POST /v1/approvals/{id}/decision`.
+pub fn decision_body(b: &Value) -> std::result::Result<(Decision, Option<String>), Error> {
+    let f = Fields::body(b)?;
+    f.deny_unknown(&["decision", "comment"])?;
+    let decision = match f.str_req("decision", 1, 10)? {
+        "approve" => Decision::Approve,
+        "reject" => Decision::Reject,
+        _ => return Err(Error::invalid("decision", "must be approve or reject")),
+    };
+    let comment = f.str_opt("comment", 0, 1000)?.map(str::to_string);
+    Ok((decision, comment))
 }
 
 /// `POST /v1/inbox/{id}/approve {comment?}`.
@@ -295,7 +332,7 @@ pub async fn approve(ctx: Ctx, body: Incoming) -> Result {
         ctx,
         body,
         "approve",
-        |b| comment(b, 2000),
+        |b| comment_body(b, 2000),
         |c, owner, id, comment| {
             inbox::decide(c, owner, id, Decision::Approve, comment.as_deref()).map(|d| d.view)
         },
@@ -309,7 +346,7 @@ pub async fn reject(ctx: Ctx, body: Incoming) -> Result {
         ctx,
         body,
         "reject",
-        |b| comment(b, 2000),
+        |b| comment_body(b, 2000),
         |c, owner, id, comment| {
             inbox::decide(c, owner, id, Decision::Reject, comment.as_deref()).map(|d| d.view)
         },
@@ -322,17 +359,7 @@ pub async fn delete_messages(ctx: Ctx, body: Incoming) -> Result {
     let id = thread_id(&ctx)?;
     let owner = owner(&ctx)?;
     let body = ctx.json(body).await?;
-    let f = Fields::body(&body)?;
-    f.deny_unknown(&["mode", "message_ids", "limit"])?;
-    let mode = match f.str_req("mode", 1, 10)? {
-        "self" => DeleteMode::OwnerOnly,
-        "both" => DeleteMode::Everyone,
-        _ => return Err(Error::invalid("mode", "must be self or both")),
-    };
-    let ids = f
-        .str_array_opt("message_ids", (1, 100), (1, 200))?
-        .map(|v| v.into_iter().map(str::to_string).collect::<Vec<_>>());
-    let limit = f.int_opt("limit", 1, 100)?.unwrap_or(1) as usize;
+    let (mode, ids, limit) = delete_messages_body(&body)?;
     let scope = ctx.idempotency(
         endpoint(
             format!("POST /v1/inbox/{id}/messages/delete"),
@@ -370,14 +397,7 @@ pub async fn decision(ctx: Ctx, body: Incoming) -> Result {
     })?;
     let owner = owner(&ctx)?;
     let body = ctx.json(body).await?;
-    let f = Fields::body(&body)?;
-    f.deny_unknown(&["decision", "comment"])?;
-    let decision = match f.str_req("decision", 1, 10)? {
-        "approve" => Decision::Approve,
-        "reject" => Decision::Reject,
-        _ => return Err(Error::invalid("decision", "must be approve or reject")),
-    };
-    let comment = f.str_opt("comment", 0, 1000)?.map(str::to_string);
+    let (decision, comment) = decision_body(&body)?;
     let scope = ctx.idempotency(
         endpoint(
             format!("POST /v1/approvals/{id}/decision"),

@@ -6,7 +6,7 @@
 mod admin;
 mod agents;
 mod claims;
-mod inbox;
+pub(crate) mod inbox;
 mod intents;
 mod keys;
 pub mod limits;

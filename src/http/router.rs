@@ -200,8 +200,10 @@ pub fn percent_decode_with(s: &str, plus_is_space: bool) -> Option<String> {
     while i < b.len() {
         match b[i] {
             b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
+                // Two hex digits, nothing else: `u8::from_str_radix` would also take `+e`.
+                let hex = b.get(i + 1..i + 3)?;
+                let digit = |c: u8| (c as char).to_digit(16);
+                out.push((digit(hex[0])? * 16 + digit(hex[1])?) as u8);
                 i += 3;
             }
             b'+' if plus_is_space => {
@@ -283,5 +285,21 @@ mod tests {
         assert_eq!(percent_decode_with("a+b", false).unwrap(), "a+b");
         assert!(percent_decode_with("%zz", false).is_none());
         assert!(percent_decode_with("%4", false).is_none());
+    }
+
+    /// Regression (found by the `router` fuzz target): `%+e` decoded to the control byte 0x0E,
+    /// because the two hex digits went through `u8::from_str_radix`, which accepts a sign.
+    #[test]
+    fn a_percent_escape_with_a_sign_is_malformed() {
+        for bad in ["%+e", "%+0", "a%+Fb", "%-1", "% 1", "%é"] {
+            assert_eq!(percent_decode_with(bad, false), None, "{bad:?}");
+            assert_eq!(percent_decode_with(bad, true), None, "{bad:?}");
+        }
+        assert_eq!(route("GET", "/v1/intents/%+e"), Matched::NotFound);
+        assert_eq!(percent_decode_with("%0e%E9", false), None, "not UTF-8");
+        assert_eq!(
+            percent_decode_with("%0e%c3%A9", false).as_deref(),
+            Some("\u{e}é")
+        );
     }
 }
