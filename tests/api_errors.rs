@@ -338,6 +338,8 @@ fn bad_query_parameters_are_422_naming_the_parameter() {
         [format!("{events}?since=-1"), "since", bad],
         [format!("{events}?since=x"), "since", bad],
         [format!("{events}?since=1.5"), "since", bad],
+        [format!("{events}?since=%2B1"), "since", bad],
+        ["/v1/intents?limit=%2B5", "limit", bad],
     ]);
     let mut failures = Vec::new();
     for case in cases.as_array().unwrap() {

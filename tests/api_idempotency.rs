@@ -212,18 +212,19 @@ fn a_refused_request_does_not_use_up_its_key() {
 }
 
 #[test]
-fn an_overlong_key_is_400_naming_the_header() {
+fn an_overlong_key_or_one_with_blanks_is_400_naming_the_header() {
     let s = Server::start();
-    let key = "k".repeat(256);
-    let r = keyed(
-        &s,
-        "/v1/intents",
-        &key,
-        &intent_body("agent://w").to_string(),
-    );
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(r.code(), "bad_request");
-    assert_eq!(r.field(), "Idempotency-Key");
+    for key in ["k".repeat(256), "a key".into(), "a\tkey".into()] {
+        let r = keyed(
+            &s,
+            "/v1/intents",
+            &key,
+            &intent_body("agent://w").to_string(),
+        );
+        assert_eq!(r.status, 400, "{key:?}: {}", r.text);
+        assert_eq!(r.code(), "bad_request");
+        assert_eq!(r.field(), "Idempotency-Key");
+    }
     assert_eq!(intent_count(&s), 0);
 }
 

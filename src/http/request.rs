@@ -154,8 +154,11 @@ impl Query {
         let Some(v) = self.get(name) else {
             return Ok(None);
         };
+        // Digits with an optional minus, nothing else (`parse` would also take a leading `+`).
+        let digits = v.strip_prefix('-').unwrap_or(v);
+        let plain = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
         match v.parse::<i64>() {
-            Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            Ok(n) if plain && (min..=max).contains(&n) => Ok(Some(n)),
             _ => Err(Error::invalid(
                 name,
                 format!("must be an integer from {min} to {max}"),
@@ -182,7 +185,9 @@ pub fn idempotency_scope(
     let key = v
         .to_str()
         .ok()
-        .filter(|k| !k.is_empty() && k.len() <= 255)
+        // `^[!-~]{1,255}$`, as the OpenAPI document says: a header value may also hold spaces
+        // and tabs, which a key may not.
+        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
         .ok_or_else(|| Error::BadRequest {
             field: "Idempotency-Key".into(),
             reason: "must be 1 to 255 visible ASCII characters".into(),
