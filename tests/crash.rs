@@ -9,11 +9,13 @@
 //! operating system's and cannot be replayed.
 
 mod common;
+mod crash_support;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crash_support::{agent, base_seed, excerpt, Rng};
 use serde_json::{json, Value};
 
 const ROUNDS: usize = 5;
@@ -23,32 +25,6 @@ const READERS: usize = 8;
 /// How many acknowledged keyed requests of a round are re-sent after the restart (every
 /// unacknowledged keyed one is).
 const IDEMPOTENCY_SAMPLE: usize = 64;
-
-/// splitmix64: small and deterministic, enough to spread kill times and sizes.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % n
-    }
-}
-
-fn base_seed() -> u64 {
-    let Ok(s) = std::env::var("AXME_CRASH_SEED") else {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        return now.map_or(1, |d| d.as_nanos() as u64);
-    };
-    let s = s.trim();
-    match s.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => s.parse(),
-    }
-    .expect("AXME_CRASH_SEED must be a u64 (decimal or 0x-hex)")
-}
 
 /// What became of one create request, as far as the client knows and, after a restart, as far
 /// as the server says.
@@ -85,12 +61,6 @@ struct Sent {
 
 /// Every create request ever sent, by correlation id (each request has its own).
 type Ledger = HashMap<String, Sent>;
-
-fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(15))
-        .build()
-}
 
 /// A reply whose body may have been lost to the kill (`body_complete` false, `json` null).
 struct Reply {
@@ -136,14 +106,6 @@ fn get(a: &ureq::Agent, base: &str, path: &str) -> Result<Value, String> {
         return Err(format!("GET {path} -> {} {}", r.status, excerpt(&r.json)));
     }
     Ok(r.json)
-}
-
-fn excerpt(v: &Value) -> String {
-    let s = v.to_string();
-    match s.char_indices().nth(160) {
-        Some((cut, _)) => format!("{}... ({} bytes)", &s[..cut], s.len()),
-        None => s,
-    }
 }
 
 /// Runs `f` over `items` on `READERS` threads, each with its own keep-alive agent.

@@ -22,6 +22,7 @@
 //! system's and cannot be replayed.
 
 mod common;
+mod crash_support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -31,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crash_support::{agent, base_seed, excerpt, Rng};
 use serde_json::{json, Value};
 
 const ROUNDS: usize = 7;
@@ -61,55 +63,11 @@ const FLAGS: &[&str] = &[
 const MIN_ACKED: usize = 60;
 const TERMINAL: [&str; 4] = ["COMPLETED", "FAILED", "CANCELED", "TIMED_OUT"];
 
-/// splitmix64: small and deterministic, enough to spread kill times and choices.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % n
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
-
-fn base_seed() -> u64 {
-    let Ok(s) = std::env::var("AXME_CRASH_SEED") else {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH);
-        return now.map_or(1, |d| d.as_nanos() as u64);
-    };
-    let s = s.trim();
-    match s.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => s.parse(),
-    }
-    .expect("AXME_CRASH_SEED must be a u64 (decimal or 0x-hex)")
-}
-
 /// Wall-clock milliseconds: the clock the server's leases run on.
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn excerpt(v: &Value) -> String {
-    let s = v.to_string();
-    match s.char_indices().nth(200) {
-        Some((cut, _)) => format!("{}... ({} bytes)", &s[..cut], s.len()),
-        None => s,
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(15))
-        .build()
 }
 
 // --- The receiver of the push agent -------------------------------------------------------------
