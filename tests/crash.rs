@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crash_support::{agent, base_seed, excerpt, Rng};
+use crash_support::{agent, base_seed, excerpt, gap_free_from_creation, Rng};
 use serde_json::{json, Value};
 
 const ROUNDS: usize = 5;
@@ -296,34 +296,7 @@ fn same_fields(intent: &Value, sent: &Value) -> Result<(), String> {
 /// status is that of its last status-bearing event.
 fn check_events(id: &str, status: &Value, events: &Value) -> Result<(), String> {
     let events = events.as_array().ok_or("events is not an array")?;
-    if events.len() < 2 {
-        return Err(format!(
-            "{} event(s): {}",
-            events.len(),
-            excerpt(&json!(events))
-        ));
-    }
-    for (k, e) in events.iter().enumerate() {
-        if e["seq"] != json!(k + 1) || e["intent_id"] != json!(id) {
-            return Err(format!(
-                "event {k} is {}, expected seq {}",
-                excerpt(e),
-                k + 1
-            ));
-        }
-    }
-    let first = [
-        ("intent.created", "CREATED"),
-        ("intent.submitted", "SUBMITTED"),
-    ];
-    for (e, (ty, st)) in events.iter().zip(first) {
-        if e["event_type"] != ty || e["status"] != st {
-            return Err(format!(
-                "event {} is {} {}, expected {ty} {st}",
-                e["seq"], e["event_type"], e["status"]
-            ));
-        }
-    }
+    gap_free_from_creation(id, events)?;
     let last = events
         .iter()
         .rev()

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crash_support::{agent, base_seed, excerpt, Rng};
+use crash_support::{agent, base_seed, excerpt, gap_free_from_creation, Rng};
 use serde_json::{json, Value};
 
 const ROUNDS: usize = 7;
@@ -990,30 +990,7 @@ fn check_events(intent: &Value, events: &[Value]) -> Result<(), String> {
             intent["last_seq"]
         ));
     }
-    for (k, e) in events.iter().enumerate() {
-        if e["seq"] != json!(k + 1) || e["intent_id"] != id {
-            return Err(format!(
-                "event {k} is {}, expected seq {}",
-                excerpt(e),
-                k + 1
-            ));
-        }
-    }
-    let first = [
-        ("intent.created", "CREATED"),
-        ("intent.submitted", "SUBMITTED"),
-    ];
-    if events.len() < 2 {
-        return Err(format!("{} event(s)", events.len()));
-    }
-    for (e, (ty, st)) in events.iter().zip(first) {
-        if e["event_type"] != ty || e["status"] != st {
-            return Err(format!(
-                "event {} is {} {}",
-                e["seq"], e["event_type"], e["status"]
-            ));
-        }
-    }
+    gap_free_from_creation(id, events)?;
     for pair in events.windows(2) {
         let (before, e) = (pair[0]["status"].as_str().unwrap_or(""), &pair[1]);
         let ty = e["event_type"].as_str().unwrap_or("");

@@ -54,3 +54,38 @@ pub fn excerpt(v: &Value) -> String {
         None => s,
     }
 }
+
+/// The part of an intent's history every crash test checks: events numbered 1..=n without a gap
+/// or a duplicate, all of intent `id`, the first two `intent.created` (CREATED) and
+/// `intent.submitted` (SUBMITTED).
+pub fn gap_free_from_creation(id: &str, events: &[Value]) -> Result<(), String> {
+    if events.len() < 2 {
+        return Err(format!(
+            "{} event(s): {}",
+            events.len(),
+            excerpt(&Value::from(events.to_vec()))
+        ));
+    }
+    for (k, e) in events.iter().enumerate() {
+        if e["seq"] != k + 1 || e["intent_id"] != id {
+            return Err(format!(
+                "event {k} is {}, expected seq {}",
+                excerpt(e),
+                k + 1
+            ));
+        }
+    }
+    let first = [
+        ("intent.created", "CREATED"),
+        ("intent.submitted", "SUBMITTED"),
+    ];
+    for (e, (ty, st)) in events.iter().zip(first) {
+        if e["event_type"] != ty || e["status"] != st {
+            return Err(format!(
+                "event {} is {} {}, expected {ty} {st}",
+                e["seq"], e["event_type"], e["status"]
+            ));
+        }
+    }
+    Ok(())
+}
