@@ -32,10 +32,12 @@ pub fn route_names() -> Vec<String> {
 
 /// Renders the exposition.
 pub async fn serve(state: &AppState) -> Result<Response<Body>, Error> {
-    let now = crate::clock::now_ms();
-    let held = state.store.read(move |c| stats::snapshot(c, now)).await?;
+    // The counters first, the store after: a counter moves only after its commit, so whatever a
+    // counter in this scrape has seen committed, the store's counts below include too.
     let mut out = Exposition::default();
     state.metrics.write(state.store.metrics(), &mut out);
+    let now = crate::clock::now_ms();
+    let held = state.store.read(move |c| stats::snapshot(c, now)).await?;
 
     out.family(
         "axme_intents",
