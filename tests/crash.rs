@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crash_support::{agent, base_seed, excerpt, gap_free_from_creation, Rng};
+use crash_support::{agent, base_seed, excerpt, fail_if_any, gap_free_from_creation, Rng};
 use serde_json::{json, Value};
 
 const ROUNDS: usize = 5;
@@ -564,17 +564,6 @@ fn check_idempotency(base: &str, ledger: &mut Ledger, round: usize) -> Vec<Strin
         problems.len()
     );
     problems
-}
-
-fn fail_if_any(problems: Vec<String>, seed: u64, label: &str) {
-    if !problems.is_empty() {
-        let shown: Vec<&str> = problems.iter().take(30).map(String::as_str).collect();
-        panic!(
-            "{label}: {} problem(s), AXME_CRASH_SEED={seed:#x}:\n  {}",
-            problems.len(),
-            shown.join("\n  ")
-        );
-    }
 }
 
 #[test]

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crash_support::{agent, base_seed, excerpt, gap_free_from_creation, Rng};
+use crash_support::{agent, base_seed, excerpt, fail_if_any, gap_free_from_creation, Rng};
 use serde_json::{json, Value};
 
 const ROUNDS: usize = 7;
@@ -1388,17 +1388,6 @@ fn drain(
         got.len() - completed
     );
     problems
-}
-
-fn fail_if_any(problems: Vec<String>, seed: u64, label: &str) {
-    if !problems.is_empty() {
-        let shown: Vec<&str> = problems.iter().take(30).map(String::as_str).collect();
-        panic!(
-            "{label}: {} problem(s), AXME_CRASH_SEED={seed:#x}:\n  {}",
-            problems.len(),
-            shown.join("\n  ")
-        );
-    }
 }
 
 /// The file after the last kill: SQLite finds it whole, and every intent's `last_seq` is the

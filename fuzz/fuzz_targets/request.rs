@@ -18,30 +18,8 @@ use axme::Error;
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 
-fn strict_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hi = (*b.get(i + 1)? as char).to_digit(16)?;
-                let lo = (*b.get(i + 2)? as char).to_digit(16)?;
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
+mod oracle;
+use oracle::strict_decode;
 
 /// A rejection names what was wrong.
 fn named(e: &Error) {
@@ -85,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            Some((strict_decode(k)?, strict_decode(v)?))
+            Some((strict_decode(k, true)?, strict_decode(v, true)?))
         })
         .collect();
     let query = match (Query::parse(Some(&raw_query)), pairs) {

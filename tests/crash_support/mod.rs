@@ -89,3 +89,15 @@ pub fn gap_free_from_creation(id: &str, events: &[Value]) -> Result<(), String> 
     }
     Ok(())
 }
+
+/// Fails the test with the first 30 of `problems`, naming the seed that replays the run.
+pub fn fail_if_any(problems: Vec<String>, seed: u64, label: &str) {
+    if !problems.is_empty() {
+        let shown: Vec<&str> = problems.iter().take(30).map(String::as_str).collect();
+        panic!(
+            "{label}: {} problem(s), AXME_CRASH_SEED={seed:#x}:\n  {}",
+            problems.len(),
+            shown.join("\n  ")
+        );
+    }
+}
