@@ -151,6 +151,30 @@ pub struct ServeConfig {
     /// Seconds to wait at least after a 429 or a timeout, whatever the schedule says.
     #[arg(long, env = "AXME_PUSH_THROTTLE_FLOOR_SECONDS", default_value_t = 60)]
     pub push_throttle_floor_seconds: u64,
+
+    /// The URL clients reach this server at (e.g. https://axme.example.com), the base of invite
+    /// and upload links. Without it, `http://` and the address the server is bound to.
+    #[arg(long, env = "AXME_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+}
+
+/// Reads `--public-url`: an `http://` or `https://` URL, kept without a trailing `/`.
+fn parse_public_url(s: &str) -> Result<String, String> {
+    let t = s.trim().trim_end_matches('/');
+    let rest = t
+        .strip_prefix("https://")
+        .or_else(|| t.strip_prefix("http://"))
+        .ok_or_else(|| format!("{s:?}: must start with http:// or https://"))?;
+    if rest.is_empty()
+        || rest
+            .chars()
+            .any(|c| c.is_whitespace() || c == '?' || c == '#')
+    {
+        return Err(format!(
+            "{s:?}: must name a host, without a query or fragment"
+        ));
+    }
+    Ok(t.to_string())
 }
 
 /// The format of log lines.
@@ -199,6 +223,7 @@ impl fmt::Debug for ServeConfig {
             .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
             .field("stream", &self.stream_settings())
             .field("push", &self.push_settings())
+            .field("public_url", &self.public_url)
             .finish()
     }
 }
@@ -234,6 +259,7 @@ impl ServeConfig {
             push_endpoint_concurrency: 4,
             push_deny_private: false,
             push_throttle_floor_seconds: 60,
+            public_url: None,
         }
     }
 

@@ -101,6 +101,10 @@ impl Server {
                 rate: crate::http::limits::RateLimiter::new(config.rate_limit),
                 per_key_streams: Default::default(),
                 per_key_waiters: Default::default(),
+                public_url: match &config.public_url {
+                    Some(u) => std::sync::OnceLock::from(u.clone()),
+                    None => std::sync::OnceLock::new(),
+                },
             }),
             shutdown_tx,
             push,
@@ -152,6 +156,10 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), Error> {
+        if let Ok(addr) = listener.local_addr() {
+            // Without --public-url, links name the address the server is bound to.
+            let _ = self.state.public_url.set(format!("http://{addr}"));
+        }
         let graceful = GracefulShutdown::new();
         let maintenance = tokio::spawn(maintenance(self.state.store.clone()));
         let timers = tokio::spawn(runtime::timers(

@@ -18,6 +18,7 @@ pub mod router;
 pub mod sse;
 mod streams;
 mod ui;
+mod users;
 mod webhooks;
 pub mod wire;
 
@@ -82,6 +83,18 @@ pub struct AppState {
     pub per_key_streams: Arc<limits::PerKey>,
     /// Waiting long polls per agent key, under `streams.max_waiters_per_key`.
     pub per_key_waiters: Arc<limits::PerKey>,
+    /// The server's public URL (`--public-url`), the base of invite and upload links; set once,
+    /// from the bound address when the flag is not given (`server::Server::run`).
+    pub public_url: std::sync::OnceLock<String>,
+}
+
+impl AppState {
+    /// The base of links this server hands out, without a trailing `/`.
+    pub fn public_url(&self) -> &str {
+        self.public_url
+            .get()
+            .map_or("http://127.0.0.1:8080", String::as_str)
+    }
 }
 
 /// One request's context after routing and authentication.
@@ -212,6 +225,14 @@ async fn dispatch(
     if let Matched::Found(Route::OpenApi, _) = matched {
         return Ok(openapi::document());
     }
+    // The invite token is the credential of its routes: the newcomer has no key yet.
+    match &matched {
+        Matched::Found(Route::GetInvite, params) => return users::get_invite(state, params).await,
+        Matched::Found(Route::AcceptInvite, params) => {
+            return users::accept_invite(state, params, &parts.headers, body).await
+        }
+        _ => {}
+    }
     // Authenticated before anything else is said, even "no such route".
     let principal = request::authenticate(&state.keys, &parts.headers)?;
     let (route, params) = match matched {
@@ -294,6 +315,16 @@ async fn route_to(route: Route, ctx: Ctx, body: Incoming) -> Result<Response<Bod
         Route::RevokeKey => keys::revoke(ctx).await,
         Route::Backup => admin::backup(ctx).await,
         Route::Ui | Route::UiAsset => ui::serve(&ctx.params, &ctx.headers),
+        Route::CheckNick => users::check_nick(ctx).await,
+        Route::RegisterNick => users::register_nick(ctx, body).await,
+        Route::RenameNick => users::update(ctx, body, true).await,
+        Route::UserProfile => users::profile(ctx).await,
+        Route::UpdateProfile => users::update(ctx, body, false).await,
+        Route::CreateInvite => users::create_invite(ctx, body).await,
+        Route::GetInvite => users::get_invite(ctx.state, &ctx.params).await,
+        Route::AcceptInvite => {
+            users::accept_invite(ctx.state.clone(), &ctx.params, &ctx.headers, body).await
+        }
         Route::Metrics => {
             crate::service::auth::require_admin(&ctx.principal, "reading metrics")?;
             metrics::serve(&ctx.state).await

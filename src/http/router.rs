@@ -58,6 +58,14 @@ pub enum Route {
     Ui,
     UiAsset,
     Metrics,
+    CheckNick,
+    RegisterNick,
+    RenameNick,
+    UserProfile,
+    UpdateProfile,
+    CreateInvite,
+    GetInvite,
+    AcceptInvite,
 }
 
 #[rustfmt::skip]
@@ -112,6 +120,14 @@ const ROUTES: &[(&str, &str, Route)] = &[
     ("GET",    "/ui",                              Route::Ui),
     ("GET",    "/ui/*",                            Route::UiAsset),
     ("GET",    "/metrics",                         Route::Metrics),
+    ("GET",    "/v1/users/check-nick",             Route::CheckNick),
+    ("POST",   "/v1/users/register-nick",          Route::RegisterNick),
+    ("POST",   "/v1/users/rename-nick",            Route::RenameNick),
+    ("GET",    "/v1/users/profile",                Route::UserProfile),
+    ("POST",   "/v1/users/profile/update",         Route::UpdateProfile),
+    ("POST",   "/v1/invites/create",               Route::CreateInvite),
+    ("GET",    "/v1/invites/*",                    Route::GetInvite),
+    ("POST",   "/v1/invites/*/accept",             Route::AcceptInvite),
 ];
 
 /// What the table says about a request line.

@@ -5,6 +5,8 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+pub mod people;
+
 use crate::model::WaitingReason;
 use crate::store::agents::AgentRow;
 use crate::store::completions::CompletionRow;

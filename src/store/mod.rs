@@ -32,6 +32,7 @@ pub mod stats;
 pub mod subscriptions;
 pub mod threads;
 pub mod timers;
+pub mod users;
 pub mod wal;
 mod writer;
 
