@@ -15,6 +15,7 @@ mod openapi;
 pub mod request;
 pub mod response;
 pub mod router;
+mod schemas;
 pub mod sse;
 mod streams;
 mod ui;
@@ -325,6 +326,8 @@ async fn route_to(route: Route, ctx: Ctx, body: Incoming) -> Result<Response<Bod
         Route::AcceptInvite => {
             users::accept_invite(ctx.state.clone(), &ctx.params, &ctx.headers, body).await
         }
+        Route::UpsertSchema => schemas::upsert(ctx, body).await,
+        Route::GetSchema => schemas::get(ctx).await,
         Route::Metrics => {
             crate::service::auth::require_admin(&ctx.principal, "reading metrics")?;
             metrics::serve(&ctx.state).await

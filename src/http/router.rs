@@ -66,6 +66,8 @@ pub enum Route {
     CreateInvite,
     GetInvite,
     AcceptInvite,
+    UpsertSchema,
+    GetSchema,
 }
 
 #[rustfmt::skip]
@@ -128,6 +130,8 @@ const ROUTES: &[(&str, &str, Route)] = &[
     ("POST",   "/v1/invites/create",               Route::CreateInvite),
     ("GET",    "/v1/invites/*",                    Route::GetInvite),
     ("POST",   "/v1/invites/*/accept",             Route::AcceptInvite),
+    ("POST",   "/v1/schemas",                      Route::UpsertSchema),
+    ("GET",    "/v1/schemas/*",                    Route::GetSchema),
 ];
 
 /// What the table says about a request line.

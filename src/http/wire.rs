@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 pub mod people;
+pub mod schemas;
 
 use crate::model::WaitingReason;
 use crate::store::agents::AgentRow;

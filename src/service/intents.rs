@@ -258,6 +258,7 @@ pub fn create(conn: &Connection, req: CreateIntent, caller: &str) -> Result<Crea
     deliveries::enqueue(conn, &intent, &created)?;
     deliveries::enqueue(conn, &intent, &submitted)?;
     let mut appended = vec![created, submitted];
+    super::payloads::on_create(conn, &mut intent, &mut appended)?;
     if intent.human_task.is_some() && intent.to_agent != crate::runtime::builtin::APPROVAL {
         // A human task waits for a person from the start (the approval agent opens its task
         // in the approver's inbox itself).
