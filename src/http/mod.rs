@@ -10,6 +10,7 @@ pub(crate) mod inbox;
 mod intents;
 mod keys;
 pub mod limits;
+mod mcp;
 pub mod metrics;
 mod openapi;
 pub mod request;
@@ -124,7 +125,8 @@ impl Ctx {
             | Route::Progress
             | Route::AckClaim
             | Route::NackClaim
-            | Route::PublishEvent => self.state.limits.max_body_bytes,
+            | Route::PublishEvent
+            | Route::Mcp => self.state.limits.max_body_bytes,
             _ => limits::SMALL_BODY_BYTES.min(self.state.limits.max_body_bytes),
         };
         let v = request::json_body(body, &self.headers, limit).await?;
@@ -328,6 +330,7 @@ async fn route_to(route: Route, ctx: Ctx, body: Incoming) -> Result<Response<Bod
         }
         Route::UpsertSchema => schemas::upsert(ctx, body).await,
         Route::GetSchema => schemas::get(ctx).await,
+        Route::Mcp => mcp::handle(ctx, body).await,
         Route::Metrics => {
             crate::service::auth::require_admin(&ctx.principal, "reading metrics")?;
             metrics::serve(&ctx.state).await

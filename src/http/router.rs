@@ -68,6 +68,7 @@ pub enum Route {
     AcceptInvite,
     UpsertSchema,
     GetSchema,
+    Mcp,
 }
 
 #[rustfmt::skip]
@@ -132,6 +133,7 @@ const ROUTES: &[(&str, &str, Route)] = &[
     ("POST",   "/v1/invites/*/accept",             Route::AcceptInvite),
     ("POST",   "/v1/schemas",                      Route::UpsertSchema),
     ("GET",    "/v1/schemas/*",                    Route::GetSchema),
+    ("POST",   "/mcp",                             Route::Mcp),
 ];
 
 /// What the table says about a request line.
