@@ -156,6 +156,19 @@ pub struct ServeConfig {
     /// and upload links. Without it, `http://` and the address the server is bound to.
     #[arg(long, env = "AXME_PUBLIC_URL", value_parser = parse_public_url)]
     pub public_url: Option<String>,
+
+    /// Directory of uploaded media files (default: beside the database, `<data>.media`).
+    /// `axme backup` copies the database only: copy this directory after it (see README).
+    #[arg(long, env = "AXME_MEDIA_DIR")]
+    pub media_dir: Option<PathBuf>,
+
+    /// The largest media upload, in bytes.
+    #[arg(long, env = "AXME_MEDIA_MAX_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub media_max_bytes: i64,
+
+    /// What all media uploads of the server together may hold, in bytes.
+    #[arg(long, env = "AXME_MEDIA_QUOTA_BYTES", default_value_t = 10 * 1024 * 1024 * 1024)]
+    pub media_quota_bytes: i64,
 }
 
 /// Reads `--public-url`: an `http://` or `https://` URL, kept without a trailing `/`.
@@ -224,6 +237,7 @@ impl fmt::Debug for ServeConfig {
             .field("stream", &self.stream_settings())
             .field("push", &self.push_settings())
             .field("public_url", &self.public_url)
+            .field("media", &self.media_settings())
             .finish()
     }
 }
@@ -260,6 +274,9 @@ impl ServeConfig {
             push_deny_private: false,
             push_throttle_floor_seconds: 60,
             public_url: None,
+            media_dir: None,
+            media_max_bytes: 100 * 1024 * 1024,
+            media_quota_bytes: 10 * 1024 * 1024 * 1024,
         }
     }
 
@@ -276,6 +293,18 @@ impl ServeConfig {
             workers: self.push_workers.max(1),
             per_endpoint: self.push_endpoint_concurrency.max(1),
             deny_private: self.push_deny_private,
+        }
+    }
+
+    /// Where media uploads live and how much they may hold.
+    pub fn media_settings(&self) -> crate::service::media::MediaSettings {
+        crate::service::media::MediaSettings {
+            dir: self
+                .media_dir
+                .clone()
+                .unwrap_or_else(|| crate::service::media::default_dir(&self.data)),
+            max_bytes: self.media_max_bytes.max(1),
+            quota_bytes: self.media_quota_bytes.max(0),
         }
     }
 

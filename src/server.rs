@@ -105,6 +105,7 @@ impl Server {
                     Some(u) => std::sync::OnceLock::from(u.clone()),
                     None => std::sync::OnceLock::new(),
                 },
+                media: config.media_settings(),
             }),
             shutdown_tx,
             push,
@@ -161,7 +162,10 @@ impl Server {
             let _ = self.state.public_url.set(format!("http://{addr}"));
         }
         let graceful = GracefulShutdown::new();
-        let maintenance = tokio::spawn(maintenance(self.state.store.clone()));
+        let maintenance = tokio::spawn(maintenance(
+            self.state.store.clone(),
+            self.state.media.dir.clone(),
+        ));
         let timers = tokio::spawn(runtime::timers(
             self.state.store.clone(),
             self.state.shutdown.clone(),
@@ -281,10 +285,23 @@ async fn register_internal(store: &Store, registry: &Registry) -> Result<(), Err
 }
 
 /// Housekeeping every hour: drop idempotency records past their retention.
-async fn maintenance(store: Store) {
+async fn maintenance(store: Store, media_dir: std::path::PathBuf) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tick.tick().await;
+        // Files of uploads that retention removed, and partial files of ended uploads.
+        let (s, dir) = (store.clone(), media_dir.clone());
+        let swept = tokio::task::spawn_blocking(move || {
+            crate::service::media::collect(&dir, |id| {
+                s.read_blocking(|c| crate::store::media::known(c, id))
+            })
+        })
+        .await;
+        match swept {
+            Ok(Ok(n)) if n > 0 => tracing::info!(files = n, "removed media files no upload needs"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "sweeping the media directory failed"),
+            _ => {}
+        }
         loop {
             match idempotency::prune(&store).await {
                 Ok(n) if n > 0 => tokio::task::yield_now().await,

@@ -11,6 +11,7 @@ mod intents;
 mod keys;
 pub mod limits;
 mod mcp;
+mod media;
 pub mod metrics;
 mod openapi;
 pub mod request;
@@ -88,6 +89,8 @@ pub struct AppState {
     /// The server's public URL (`--public-url`), the base of invite and upload links; set once,
     /// from the bound address when the flag is not given (`server::Server::run`).
     pub public_url: std::sync::OnceLock<String>,
+    /// Where uploads live, how large one may be, what all may hold.
+    pub media: crate::service::media::MediaSettings,
 }
 
 impl AppState {
@@ -331,6 +334,11 @@ async fn route_to(route: Route, ctx: Ctx, body: Incoming) -> Result<Response<Bod
         Route::UpsertSchema => schemas::upsert(ctx, body).await,
         Route::GetSchema => schemas::get(ctx).await,
         Route::Mcp => mcp::handle(ctx, body).await,
+        Route::CreateUpload => media::create(ctx, body).await,
+        Route::FinalizeUpload => media::finalize(ctx, body).await,
+        Route::GetUpload => media::get(ctx).await,
+        Route::PutUpload => media::put(ctx, body).await,
+        Route::DownloadUpload => media::download(ctx).await,
         Route::Metrics => {
             crate::service::auth::require_admin(&ctx.principal, "reading metrics")?;
             metrics::serve(&ctx.state).await

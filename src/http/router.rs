@@ -69,6 +69,11 @@ pub enum Route {
     UpsertSchema,
     GetSchema,
     Mcp,
+    CreateUpload,
+    FinalizeUpload,
+    GetUpload,
+    PutUpload,
+    DownloadUpload,
 }
 
 #[rustfmt::skip]
@@ -134,6 +139,11 @@ const ROUTES: &[(&str, &str, Route)] = &[
     ("POST",   "/v1/schemas",                      Route::UpsertSchema),
     ("GET",    "/v1/schemas/*",                    Route::GetSchema),
     ("POST",   "/mcp",                             Route::Mcp),
+    ("POST",   "/v1/media/create-upload",          Route::CreateUpload),
+    ("POST",   "/v1/media/finalize-upload",        Route::FinalizeUpload),
+    ("GET",    "/v1/media/*",                      Route::GetUpload),
+    ("PUT",    "/v1/media/*/content",              Route::PutUpload),
+    ("GET",    "/v1/media/*/content",              Route::DownloadUpload),
 ];
 
 /// What the table says about a request line.

@@ -5,6 +5,7 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+pub mod media;
 pub mod people;
 pub mod schemas;
 

@@ -14,6 +14,7 @@ pub mod intents;
 pub mod invites;
 pub mod keys;
 pub mod lifecycle;
+pub mod media;
 pub mod payloads;
 pub mod requests;
 pub mod retention;

@@ -13,5 +13,6 @@ pub fn on_create(
     intent: &mut IntentRow,
     appended: &mut Vec<EventRow>,
 ) -> Result<(), Error> {
-    super::schemas::check_created(conn, intent, appended)
+    super::schemas::check_created(conn, intent, appended)?;
+    super::media::link(conn, intent)
 }

@@ -25,6 +25,7 @@ pub mod idempotency;
 pub mod intents;
 pub mod keys;
 pub mod leases;
+pub mod media;
 pub mod migrations;
 pub mod notify;
 pub mod retention;

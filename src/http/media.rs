@@ -1,0 +1,273 @@
+//! Handlers of media uploads (`/v1/media/...`): declaring, the PUT of the bytes to the
+//! `upload_url`, finalizing, reading the status, downloading. Bytes are streamed to and from
+//! the media directory on blocking threads, chunk by chunk; no file I/O runs on a tokio
+//! worker. A download is served as an attachment in a sandbox, so an uploaded page can never
+//! run as this origin.
+
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_DISPOSITION, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+use ring::digest;
+
+use super::response::{self, Body};
+use super::wire::media as wire;
+use super::{request, Ctx};
+use crate::clock;
+use crate::service::access::Access;
+use crate::service::media::{self, MediaSettings};
+use crate::service::validate;
+use crate::Error;
+
+type Result = std::result::Result<Response<Body>, Error>;
+
+fn io(e: std::io::Error) -> Error {
+    Error::Unavailable {
+        reason: format!("the media directory failed: {e}"),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::result::Result<T, Error> + Send + 'static,
+) -> std::result::Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::internal(format!("media task: {e}")))?
+}
+
+fn upload_id(ctx: &Ctx) -> std::result::Result<String, Error> {
+    validate::uuid("upload_id", ctx.param(0)).map_err(|_| Error::NotFound {
+        what: "upload",
+        id: ctx.param(0).to_string(),
+    })
+}
+
+fn settings(ctx: &Ctx) -> &MediaSettings {
+    &ctx.state.media
+}
+
+fn content_url(ctx: &Ctx, id: &str) -> String {
+    format!("{}/v1/media/{id}/content", ctx.state.public_url())
+}
+
+/// `POST /v1/media/create-upload {owner_agent, filename, mime_type, size_bytes, sha256?,
+/// ttl_seconds?}`.
+pub async fn create(ctx: Ctx, body: Incoming) -> Result {
+    let body = ctx.json(body).await?;
+    let req = media::create_request(&body, settings(&ctx))?;
+    let access = Access::of(&ctx.principal);
+    let s = settings(&ctx).clone();
+    let row = ctx
+        .state
+        .store
+        .write(move |c| media::create(c, &access, req, &s, clock::now()))
+        .await?;
+    let url = content_url(&ctx, &row.upload_id);
+    response::ok(&wire::Created::new(&row, url))
+}
+
+/// `PUT /v1/media/{upload_id}/content`: the bytes, exactly as many as declared, with the
+/// declared `Content-Type`.
+pub async fn put(ctx: Ctx, mut body: Incoming) -> Result {
+    let id = upload_id(&ctx)?;
+    let access = Access::of(&ctx.principal);
+    let row = match writable_as_sent(&ctx, &access, &id).await {
+        Ok(row) => row,
+        Err(e) => {
+            // Read what the client is sending before answering, so it sees the answer.
+            request::drain(&mut body, &ctx.headers).await;
+            return Err(e);
+        }
+    };
+    let dir = settings(&ctx).dir.clone();
+    let (_, part) = media::paths(&dir, &id);
+    let d = dir.clone();
+    let mut file = blocking(move || {
+        std::fs::create_dir_all(&d).map_err(io)?;
+        std::fs::File::create(&part).map_err(io)
+    })
+    .await?;
+    let mut hash = digest::Context::new(&digest::SHA256);
+    let mut total: i64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::Malformed {
+            reason: format!("the body could not be read: {e}"),
+        })?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        total += chunk.len() as i64;
+        if total > row.size_bytes {
+            request::drain(&mut body, &ctx.headers).await;
+            return Err(Error::TooLarge {
+                field: "body".into(),
+                limit: row.size_bytes as usize,
+            });
+        }
+        hash.update(&chunk);
+        file = blocking(move || {
+            use std::io::Write;
+            file.write_all(&chunk).map_err(io)?;
+            Ok(file)
+        })
+        .await?;
+    }
+    if total != row.size_bytes {
+        return Err(Error::invalid(
+            "body",
+            format!(
+                "is {total} bytes; the upload was declared with {}",
+                row.size_bytes
+            ),
+        ));
+    }
+    let sha: String = hash
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let i = id.clone();
+    blocking(move || media::commit_file(&dir, &i, file)).await?;
+    let s = sha.clone();
+    let row = ctx
+        .state
+        .store
+        .write(move |c| media::received(c, &access, &id, total, &s, clock::now()))
+        .await?;
+    response::ok(&wire::Received {
+        ok: true,
+        upload_id: &row.upload_id,
+        received_bytes: total,
+        sha256: &sha,
+        status: "pending",
+    })
+}
+
+/// The upload a PUT may write, if the `Content-Type` sent is its declared MIME type.
+async fn writable_as_sent(
+    ctx: &Ctx,
+    access: &Access,
+    id: &str,
+) -> std::result::Result<crate::store::media::MediaRow, Error> {
+    let (a, i) = (access.clone(), id.to_string());
+    let row = ctx
+        .state
+        .store
+        .read(move |c| media::writable(c, &a, &i, clock::now()))
+        .await?;
+    let sent = ctx
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    if sent.as_deref() != Some(row.mime_type.as_str()) {
+        return Err(Error::Invalid {
+            code: "mime_type_mismatch",
+            field: "Content-Type".into(),
+            reason: format!(
+                "must be {}, the MIME type the upload was declared with",
+                row.mime_type
+            ),
+        });
+    }
+    Ok(row)
+}
+
+/// `POST /v1/media/finalize-upload {upload_id, size_bytes, sha256?}`.
+pub async fn finalize(ctx: Ctx, body: Incoming) -> Result {
+    let body = ctx.json(body).await?;
+    let req = media::finalize_request(&body)?;
+    let access = Access::of(&ctx.principal);
+    let row = ctx
+        .state
+        .store
+        .write(move |c| media::finalize(c, &access, req, clock::now()))
+        .await?;
+    response::ok(&wire::Finalized::new(&row))
+}
+
+/// `GET /v1/media/{upload_id}`.
+pub async fn get(ctx: Ctx) -> Result {
+    let id = upload_id(&ctx)?;
+    let access = Access::of(&ctx.principal);
+    let row = ctx
+        .state
+        .store
+        .read(move |c| media::readable(c, &access, &id))
+        .await?;
+    let status = media::status_at(&row, clock::now());
+    let download = (status == "ready").then(|| content_url(&ctx, &row.upload_id));
+    response::ok(&wire::UploadEnvelope::new(&row, status, download))
+}
+
+/// `GET /v1/media/{upload_id}/content`: the bytes of a ready upload.
+pub async fn download(ctx: Ctx) -> Result {
+    let id = upload_id(&ctx)?;
+    let access = Access::of(&ctx.principal);
+    let row = ctx
+        .state
+        .store
+        .read(move |c| media::readable(c, &access, &id))
+        .await?;
+    if row.status != "ready" {
+        return Err(Error::conflict(
+            "upload_not_ready",
+            "this upload is not finalized yet",
+        ));
+    }
+    let (path, _) = media::paths(&settings(&ctx).dir, &row.upload_id);
+    let mut file = blocking(move || std::fs::File::open(&path).map_err(io)).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = file.read(&mut buf) {
+            if n == 0
+                || tx
+                    .blocking_send(bytes::Bytes::copy_from_slice(&buf[..n]))
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut resp = Response::new(Body::Stream {
+        chunks: rx,
+        _slot: Box::new(()),
+    });
+    *resp.status_mut() = StatusCode::OK;
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&row.mime_type) {
+        h.insert(CONTENT_TYPE, v);
+    }
+    let name: String = row
+        .filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        h.insert(CONTENT_DISPOSITION, v);
+    }
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static("sandbox"),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(resp)
+}
