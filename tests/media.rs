@@ -365,3 +365,35 @@ fn a_sigkill_during_an_upload_leaves_no_ready_record_of_a_partial_file() {
         "upload_not_ready",
     );
 }
+
+#[test]
+fn retention_removes_an_upload_with_the_intent_that_attaches_it() {
+    let s = Server::start_args(&["--retention", "1s"]);
+    let kept = ready_upload(&s, ADMIN_KEY, "agent://admin", b"kept");
+    let attached = ready_upload(&s, ADMIN_KEY, "agent://admin", b"attached");
+    let mut body = intent_body("agent://team/signer");
+    body["payload"] = json!({"attachments": [{"upload_id": attached}]});
+    let r = s.post("/v1/intents", &body);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.json["intent_id"].as_str().unwrap().to_string();
+    let r = s.post(
+        &format!("/v1/intents/{id}/resolve"),
+        &json!({"status": "COMPLETED", "result": {}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    // The newest intent is always kept; this one makes the first one removable.
+    s.create_intent("agent://team/later");
+    poll_until(Duration::from_secs(20), "the intent to be removed", || {
+        (s.get(&format!("/v1/intents/{id}")).status == 404).then_some(())
+    });
+    assert_error(
+        &s.get(&format!("/v1/media/{attached}")),
+        404,
+        "upload_not_found",
+    );
+    assert_eq!(
+        s.get(&format!("/v1/media/{kept}")).status,
+        200,
+        "an upload no intent attaches stays"
+    );
+}
