@@ -59,7 +59,7 @@ const TOOLS: &[Tool] = &[
     Tool { name: "axme.intents_list", title: "List intents", description: "Intents newest first, filtered by receiver, sender or status (an agent key must name one of its addresses).", properties: || json!({"to_agent": {"type": "string"}, "from_agent": {"type": "string"}, "status": {"type": "string"}, "limit": {"type": "integer", "minimum": 1, "maximum": 200}}), required: &[] },
     Tool { name: "axme.intents_log", title: "An intent's events", description: "The events of an intent after sequence number since (0 for all).", properties: || json!({"intent_id": {"type": "string", "description": INTENT_ID}, "since": {"type": "integer", "minimum": 0}}), required: &["intent_id"] },
     Tool { name: "axme.intents_watch", title: "Wait for an intent's next events", description: "Like axme.intents_log, but waits up to wait_seconds for an event after since.", properties: || json!({"intent_id": {"type": "string", "description": INTENT_ID}, "since": {"type": "integer", "minimum": 0}, "wait_seconds": {"type": "integer", "minimum": 0, "maximum": 30}}), required: &["intent_id"] },
-    Tool { name: "axme.intents_cancel", title: "Cancel an intent", description: "Cancels an intent this key sent or handles.", properties: || json!({"intent_id": {"type": "string", "description": INTENT_ID}, "reason": {"type": "string", "maxLength": 1000}}), required: &["intent_id"] },
+    Tool { name: "axme.intents_cancel", title: "Cancel an intent", description: "Cancels an intent this key sent or handles, with a reason.", properties: || json!({"intent_id": {"type": "string", "description": INTENT_ID}, "reason": {"type": "string", "maxLength": 1000}}), required: &["intent_id"] },
     Tool { name: "axme.intents_resume", title: "Resume a waiting intent", description: "Resumes a WAITING intent this key handles (approve_current_step, actor, reason, task_result, ...).", properties: || json!({"intent_id": {"type": "string", "description": INTENT_ID}, "approve_current_step": {"type": "boolean"}, "actor": {"type": "string"}, "reason": {"type": "string"}, "task_result": {"type": "object"}}), required: &["intent_id"] },
     Tool { name: "axme.tasks_list", title: "Pending human tasks", description: "Human tasks waiting in the inbox of owner_agent (by default, this key's own address).", properties: || json!({}), required: &[] },
     Tool { name: "axme.tasks_approve", title: "Approve a task", description: "Approves a waiting human task: the intent completes with the decision as its result.", properties: || json!({"intent_id": {"type": "string", "description": INTENT_ID}, "comment": {"type": "string", "maxLength": 1000}}), required: &["intent_id"] },
@@ -290,15 +290,12 @@ async fn send(ctx: &Ctx, access: Access, args: &Value) -> Outcome {
     }
     let mut req = requests::create_intent(&body, ctx.state.limits.max_payload_bytes)?;
     req.from_agent = access.from_agent(req.from_agent)?;
-    let scope = match str_arg(args, "idempotency_key") {
-        None => None,
-        Some(k) => Some(Scope {
-            key_id: ctx.principal.key_id.clone(),
-            endpoint: "POST /v1/intents".into(),
-            key: k.to_string(),
-            request_hash: idempotency::request_hash(&body),
-        }),
-    };
+    let scope = str_arg(args, "idempotency_key").map(|k| Scope {
+        key_id: ctx.principal.key_id.clone(),
+        endpoint: "POST /v1/intents".into(),
+        key: k.to_string(),
+        request_hash: idempotency::request_hash(&body),
+    });
     let caller = ctx.principal.address();
     let rendered = write_once(
         &ctx.state.store,
@@ -408,10 +405,9 @@ async fn change(ctx: &Ctx, access: Access, tool: &str, args: &Value) -> Outcome 
     let caller = ctx.principal.address();
     let cancel = tool == "axme.intents_cancel";
     let changed = if cancel {
-        let mut body = json!({"status": "CANCELED"});
-        if let Some(r) = str_arg(args, "reason") {
-            body["reason"] = json!(r);
-        }
+        // `resolve` needs a reason to cancel; a model that gives none cancels "by request".
+        let reason = str_arg(args, "reason").unwrap_or("canceled by request");
+        let body = json!({"status": "CANCELED", "reason": reason});
         let r = requests::resolve(&body)?;
         ctx.state
             .store
