@@ -432,3 +432,40 @@ async fn change(ctx: &Ctx, access: Access, tool: &str, args: &Value) -> Outcome 
     };
     Ok(json!({"intent": to_value(&wire::Intent::from_row(&changed.intent)?)?, "event": event}))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_input_schema_compiles_and_names_are_unique() {
+        assert_eq!(validators().len(), TOOLS.len());
+        let mut names: Vec<&str> = TOOLS.iter().map(|t| t.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), TOOLS.len());
+        for t in TOOLS {
+            for r in t.required {
+                assert!(
+                    input_schema(t)["properties"].get(*r).is_some(),
+                    "{}: {r}",
+                    t.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn arguments_are_checked_against_the_schema_with_pointers() {
+        let Some(t) = find("axme.intents_watch") else {
+            panic!("axme.intents_watch is a tool");
+        };
+        assert!(check_arguments(t, &json!({"intent_id": "x", "wait_seconds": 3})).is_ok());
+        let e = check_arguments(t, &json!({"wait_seconds": 99, "extra": true})).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("/wait_seconds") && text.contains("intent_id"),
+            "{text}"
+        );
+    }
+}
