@@ -407,3 +407,15 @@ fn invite_links_use_the_public_url() {
         json!(format!("https://axme.example.com/v1/invites/{token}"))
     );
 }
+
+#[test]
+fn capabilities_name_the_new_families() {
+    let s = Server::start();
+    let caps = s.get("/v1/capabilities").json["capabilities"].clone();
+    for c in ["users", "invites", "media", "schemas", "mcp"] {
+        assert!(
+            caps.as_array().unwrap().contains(&json!(c)),
+            "{c} missing from {caps}"
+        );
+    }
+}

@@ -393,6 +393,11 @@ fn capabilities() -> Result<Response<Body>, Error> {
             "events.subscribe",
             "keys",
             "admin.backup",
+            "users",
+            "invites",
+            "media",
+            "schemas",
+            "mcp",
         ],
         supported_intent_types: vec!["intent.ask.v1", "intent.reply.v1"],
     })
