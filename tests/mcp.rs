@@ -365,3 +365,50 @@ fn a_tool_call_reaches_what_its_key_reaches_over_rest() {
         "COMPLETED"
     );
 }
+
+#[test]
+fn invites_and_uploads_through_tools_follow_the_rest_rules() {
+    let s = Server::start();
+    let lead = agent_key(&s, "lead", &["team/lead"]);
+    let r = call_as(
+        &s,
+        &lead,
+        "axme.generate_invite_link",
+        json!({"recipient_hint": "Bob"}),
+    );
+    assert_eq!(r["isError"], false, "{r}");
+    let token = r["structuredContent"]["token"].as_str().unwrap();
+    assert_eq!(r["structuredContent"]["owner_agent"], "agent://team/lead");
+    assert_eq!(
+        s.get(&format!("/v1/invites/{token}")).json["recipient_hint"],
+        "Bob"
+    );
+    let r = call_as(
+        &s,
+        &lead,
+        "axme.generate_invite_link",
+        json!({"owner_agent": "team/boss"}),
+    );
+    assert_eq!(r["structuredContent"]["error"]["code"], "forbidden", "{r}");
+
+    let body = json!({"owner_agent": "team/lead", "filename": "a.txt", "mime_type": "text/plain", "size_bytes": 3});
+    let up = send(
+        s.req_anon("POST", "/v1/media/create-upload")
+            .set("x-api-key", &lead),
+        Some(body.to_string()),
+    );
+    let id = up.json["upload_id"].as_str().unwrap().to_string();
+    let r = call_as(&s, &lead, "axme.media_get_upload", json!({"upload_id": id}));
+    assert_eq!(r["structuredContent"]["upload"]["status"], "pending", "{r}");
+    let other = agent_key(&s, "other", &["team/other"]);
+    let r = call_as(
+        &s,
+        &other,
+        "axme.media_get_upload",
+        json!({"upload_id": id}),
+    );
+    assert_eq!(
+        r["structuredContent"]["error"]["code"], "upload_not_found",
+        "{r}"
+    );
+}

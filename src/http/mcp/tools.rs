@@ -64,6 +64,8 @@ const TOOLS: &[Tool] = &[
     Tool { name: "axme.tasks_list", title: "Pending human tasks", description: "Human tasks waiting in the inbox of owner_agent (by default, this key's own address).", properties: || json!({}), required: &[] },
     Tool { name: "axme.tasks_approve", title: "Approve a task", description: "Approves a waiting human task: the intent completes with the decision as its result.", properties: || json!({"intent_id": {"type": "string", "description": INTENT_ID}, "comment": {"type": "string", "maxLength": 1000}}), required: &["intent_id"] },
     Tool { name: "axme.tasks_reject", title: "Reject a task", description: "Rejects a waiting human task: the intent fails with code rejected.", properties: || json!({"intent_id": {"type": "string", "description": INTENT_ID}, "comment": {"type": "string", "maxLength": 1000}}), required: &["intent_id"] },
+    Tool { name: "axme.generate_invite_link", title: "Invite someone", description: "A one-time invite link from owner_agent (by default, this key's own address); whoever accepts it with a nick becomes a user with a key.", properties: || json!({"recipient_hint": {"type": "string", "minLength": 1, "maxLength": 255}, "ttl_seconds": {"type": "integer", "minimum": 60, "maximum": 1209600}}), required: &[] },
+    Tool { name: "axme.media_get_upload", title: "An upload's status", description: "A media upload's status and, once ready, its download_url.", properties: || json!({"upload_id": {"type": "string"}}), required: &["upload_id"] },
     Tool { name: "axme.agents_list", title: "List agents", description: "The registered agents this key may see, with their delivery modes.", properties: || json!({}), required: &[] },
 ];
 
@@ -262,6 +264,37 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
                 "decided_at": d.decided_at,
                 "intent_status": d.view.intent.status.as_str(),
             }))
+        }
+        "axme.generate_invite_link" => {
+            let owner = owner(&access, args)?
+                .ok_or_else(|| Error::invalid("owner_agent", "is required with an admin key"))?;
+            let mut body = body_of(args, &[]);
+            body["owner_agent"] = json!(owner);
+            let req = crate::service::invites::create_request(&body)?;
+            let token = crate::service::invites::new_token()?;
+            let t = token.clone();
+            let row = store
+                .write(move |c| {
+                    crate::service::invites::create(c, &access, req, &t, crate::clock::now())
+                })
+                .await?;
+            let url = format!("{}/v1/invites/{token}", ctx.state.public_url());
+            to_value(&wire::people::InviteCreated::new(&row, &token, url))
+        }
+        "axme.media_get_upload" => {
+            let id = validate::uuid("upload_id", str_arg(args, "upload_id").unwrap_or(""))?;
+            let row = store
+                .read(move |c| crate::service::media::readable(c, &access, &id))
+                .await?;
+            let status = crate::service::media::status_at(&row, crate::clock::now());
+            let url = (status == "ready").then(|| {
+                format!(
+                    "{}/v1/media/{}/content",
+                    ctx.state.public_url(),
+                    row.upload_id
+                )
+            });
+            to_value(&wire::media::UploadEnvelope::new(&row, status, url))
         }
         "axme.agents_list" => {
             let mut rows = store.read(agents::list).await?;
