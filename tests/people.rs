@@ -391,6 +391,17 @@ fn invites_refuse_unknown_tokens_bad_fields_and_foreign_owners() {
     let r = anon(&s, "GET", &format!("/v1/invites/{token}"), None);
     assert_eq!(r.json["status"], "pending");
 
+    let r = send(
+        s.req("POST", "/v1/invites/create")
+            .set("idempotency-key", "k1"),
+        Some(json!({"owner_agent": "a/b"}).to_string()),
+    );
+    assert_eq!(
+        (r.status, r.field()),
+        (400, "Idempotency-Key"),
+        "{}",
+        r.text
+    );
     let key = agent_key(&s, "fay", &["team/fay"]);
     assert_eq!(invite(&s, Some(&key), "team/fay").status, 200);
     assert_error(&invite(&s, Some(&key), "team/boss"), 403, "forbidden");

@@ -100,10 +100,24 @@ pub async fn profile(ctx: Ctx) -> Result {
     response::ok(&wire::User::from_row(&user, UserShape::Profile))
 }
 
-/// `POST /v1/invites/create {owner_agent, recipient_hint?, ttl_seconds?}`. Not replayable with
-/// an `Idempotency-Key`: its response holds a token that is never stored.
+/// Refuses an `Idempotency-Key` on a route whose answer holds a secret that is never stored
+/// (an invite token, an API key), so it could not be replayed.
+fn not_replayable(headers: &HeaderMap, route: &str) -> std::result::Result<(), Error> {
+    if headers.contains_key("idempotency-key") {
+        return Err(Error::BadRequest {
+            field: "Idempotency-Key".into(),
+            reason: format!(
+                "{route} cannot be replayed: its response holds a secret that is never stored"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// `POST /v1/invites/create {owner_agent, recipient_hint?, ttl_seconds?}`.
 pub async fn create_invite(ctx: Ctx, body: Incoming) -> Result {
     let body = ctx.json(body).await?;
+    not_replayable(&ctx.headers, "POST /v1/invites/create")?;
     let req = invites::create_request(&body)?;
     let token = invites::new_token()?;
     let access = Access::of(&ctx.principal);
@@ -136,6 +150,7 @@ pub async fn accept_invite(
 ) -> Result {
     let token = invites::token(params.first().map_or("", String::as_str))?;
     let body = request::json_body(body, headers, limits::SMALL_BODY_BYTES).await?;
+    not_replayable(headers, "POST /v1/invites/{token}/accept")?;
     let req = invites::accept_request(&body)?;
     let api_key = auth::generate_key()?;
     let t = token.clone();
