@@ -412,3 +412,66 @@ fn invites_and_uploads_through_tools_follow_the_rest_rules() {
         "{r}"
     );
 }
+
+#[test]
+fn the_per_request_protocol_is_discovered_and_marked_on_every_result() {
+    let s = Server::start();
+    let modern = |body: Value| {
+        send(
+            s.req("POST", "/mcp")
+                .set("mcp-protocol-version", "2026-07-28"),
+            Some(body.to_string()),
+        )
+    };
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28"});
+    let r = modern(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": meta}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let versions = r.json["result"]["supportedVersions"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(versions.contains(&json!("2024-11-05")) && versions.contains(&json!("2026-07-28")));
+    assert_eq!(r.json["result"]["resultType"], "complete");
+    let r = modern(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"_meta": meta}}),
+    );
+    let result = &r.json["result"];
+    assert_eq!(
+        (
+            &result["resultType"],
+            &result["ttlMs"],
+            &result["cacheScope"]
+        ),
+        (&json!("complete"), &json!(0), &json!("private"))
+    );
+    assert_eq!(
+        result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "axme"
+    );
+    // A handshake-era ping stays the empty result older SDKs expect.
+    assert_eq!(rpc(&s, "ping", json!({}))["result"], json!({}));
+    // A version nobody speaks, in the header or the envelope, is -32022 with the supported ones.
+    let r = send(
+        s.req("POST", "/mcp")
+            .set("mcp-protocol-version", "2099-01-01"),
+        Some(json!({"jsonrpc": "2.0", "id": 3, "method": "ping"}).to_string()),
+    );
+    assert_eq!(
+        (r.status, &r.json["error"]["code"]),
+        (400, &json!(-32022)),
+        "{}",
+        r.text
+    );
+    let r = rpc(
+        &s,
+        "ping",
+        json!({"_meta": {"io.modelcontextprotocol/protocolVersion": "2099-01-01"}}),
+    );
+    assert_eq!(
+        r["error"]["data"]["supported"].as_array().unwrap().len(),
+        5,
+        "{r}"
+    );
+}

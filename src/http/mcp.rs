@@ -1,7 +1,9 @@
 //! The MCP server at `POST /mcp`: JSON-RPC 2.0 over the MCP streamable HTTP transport, every
 //! answer a plain JSON body (never an SSE stream), without sessions. It speaks protocol
-//! versions 2024-11-05 through 2025-11-25 (`initialize` settles on the client's version when
-//! it is one of them, else the newest), and answers `initialize`, `ping`, `tools/list`,
+//! versions 2024-11-05 through 2025-11-25 through the `initialize` handshake (settling on the
+//! client's version when it is one of them, else the newest) and 2026-07-28 per request
+//! (`server/discover`, the version in `MCP-Protocol-Version` and `_meta`, results marked
+//! `resultType: complete`), and answers `initialize`, `server/discover`, `ping`, `tools/list`,
 //! `tools/call`, `resources/list`, `resources/templates/list` and `prompts/list`;
 //! notifications and client responses are taken with 202 and no body. A batch (a JSON array)
 //! is answered with an array of the answers to its requests.
@@ -26,8 +28,32 @@ use crate::Error;
 
 type Result = std::result::Result<Response<Body>, Error>;
 
-/// Protocol versions this server speaks, oldest first; the last is offered to newer clients.
-pub const PROTOCOL_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+/// Protocol versions negotiated with `initialize`, oldest first; the last is offered to newer
+/// clients.
+pub const HANDSHAKE_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+
+/// Protocol versions without a handshake: the client names the version on every request
+/// (`MCP-Protocol-Version` and `_meta`), and learns the server's with `server/discover`.
+pub const MODERN_VERSIONS: &[&str] = &["2026-07-28"];
+
+/// The reserved `_meta` keys of the per-request envelope.
+const PROTOCOL_VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
+const SERVER_INFO_META: &str = "io.modelcontextprotocol/serverInfo";
+
+/// The JSON-RPC error of a protocol version this server does not speak.
+const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+
+fn supported(v: &str) -> bool {
+    HANDSHAKE_VERSIONS.contains(&v) || MODERN_VERSIONS.contains(&v)
+}
+
+fn all_versions() -> Vec<&'static str> {
+    HANDSHAKE_VERSIONS
+        .iter()
+        .chain(MODERN_VERSIONS)
+        .copied()
+        .collect()
+}
 
 /// JSON-RPC error codes.
 const PARSE_ERROR: i64 = -32700;
@@ -39,17 +65,34 @@ const INVALID_PARAMS: i64 = -32602;
 struct RpcError {
     code: i64,
     message: String,
+    data: Option<Value>,
 }
 
 fn rpc_error(code: i64, message: impl Into<String>) -> RpcError {
     RpcError {
         code,
         message: message.into(),
+        data: None,
+    }
+}
+
+fn unsupported_version(v: &str) -> RpcError {
+    RpcError {
+        code: UNSUPPORTED_PROTOCOL_VERSION,
+        message: format!(
+            "protocol version {v:?} is not supported; supported: {}",
+            all_versions().join(", ")
+        ),
+        data: Some(json!({"supported": all_versions(), "requested": v})),
     }
 }
 
 fn error_body(id: Value, e: RpcError) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "error": {"code": e.code, "message": e.message}})
+    let mut error = json!({"code": e.code, "message": e.message});
+    if let Some(d) = e.data {
+        error["data"] = d;
+    }
+    json!({"jsonrpc": "2.0", "id": id, "error": error})
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
@@ -64,22 +107,20 @@ fn accepted() -> Response<Body> {
 
 /// `POST /mcp`.
 pub async fn handle(ctx: Ctx, body: Incoming) -> Result {
-    if let Some(v) = ctx.headers.get("mcp-protocol-version") {
-        let v = v.to_str().unwrap_or("");
-        if !PROTOCOL_VERSIONS.contains(&v) {
-            let e = rpc_error(
-                INVALID_REQUEST,
-                format!(
-                    "MCP-Protocol-Version {v:?} is not supported; supported: {}",
-                    PROTOCOL_VERSIONS.join(", ")
-                ),
-            );
-            return Ok(json_response(
-                StatusCode::BAD_REQUEST,
-                &error_body(Value::Null, e),
-            ));
-        }
+    let header = ctx
+        .headers
+        .get("mcp-protocol-version")
+        .map(|v| v.to_str().unwrap_or("").to_string());
+    if let Some(v) = header.as_deref().filter(|v| !supported(v)) {
+        let e = unsupported_version(v);
+        return Ok(json_response(
+            StatusCode::BAD_REQUEST,
+            &error_body(Value::Null, e),
+        ));
     }
+    let modern = header
+        .as_deref()
+        .is_some_and(|v| MODERN_VERSIONS.contains(&v));
     let message = match ctx.json(body).await {
         Ok(v) => v,
         Err(Error::Malformed { reason }) => {
@@ -102,7 +143,7 @@ pub async fn handle(ctx: Ctx, body: Incoming) -> Result {
         Value::Array(batch) => {
             let mut answers = Vec::new();
             for m in batch {
-                if let Some(a) = answer(&ctx, m).await {
+                if let Some(a) = answer(&ctx, m, modern).await {
                     answers.push(a);
                 }
             }
@@ -112,7 +153,7 @@ pub async fn handle(ctx: Ctx, body: Incoming) -> Result {
                 Ok(json_response(StatusCode::OK, &Value::Array(answers)))
             }
         }
-        m => match answer(&ctx, m).await {
+        m => match answer(&ctx, m, modern).await {
             Some(a) => Ok(json_response(StatusCode::OK, &a)),
             None => Ok(accepted()),
         },
@@ -120,7 +161,7 @@ pub async fn handle(ctx: Ctx, body: Incoming) -> Result {
 }
 
 /// The answer to one message; `None` for a notification or a client's response.
-async fn answer(ctx: &Ctx, m: Value) -> Option<Value> {
+async fn answer(ctx: &Ctx, m: Value, modern_header: bool) -> Option<Value> {
     let Value::Object(obj) = m else {
         return Some(error_body(
             Value::Null,
@@ -153,8 +194,18 @@ async fn answer(ctx: &Ctx, m: Value) -> Option<Value> {
         ));
     }
     let params = obj.get("params").cloned().unwrap_or_else(|| json!({}));
+    let asked = params["_meta"][PROTOCOL_VERSION_META].as_str();
+    if let Some(v) = asked.filter(|v| !supported(v)) {
+        return Some(error_body(id, unsupported_version(v)));
+    }
+    let modern = modern_header || asked.is_some_and(|v| MODERN_VERSIONS.contains(&v));
+    let listing = matches!(
+        method,
+        "tools/list" | "resources/list" | "resources/templates/list" | "prompts/list"
+    );
     let result = match method {
         "initialize" => Ok(initialize(&params)),
+        "server/discover" => Ok(discover()),
         "ping" => Ok(json!({})),
         "tools/list" => Ok(json!({"tools": tools::list()})),
         "tools/call" => call(ctx, &params).await,
@@ -167,29 +218,61 @@ async fn answer(ctx: &Ctx, m: Value) -> Option<Value> {
         )),
     };
     Some(match result {
-        Ok(r) => json!({"jsonrpc": "2.0", "id": id, "result": r}),
+        Ok(mut r) => {
+            if modern || method == "server/discover" {
+                // The per-request era: every result says it is complete, listings may not be
+                // cached, and the server names itself.
+                r["resultType"] = json!("complete");
+                r["_meta"] = json!({ SERVER_INFO_META: server_info() });
+                if listing {
+                    r["ttlMs"] = json!(0);
+                    r["cacheScope"] = json!("private");
+                }
+            }
+            json!({"jsonrpc": "2.0", "id": id, "result": r})
+        }
         Err(e) => error_body(id, e),
     })
 }
 
+fn server_info() -> Value {
+    json!({"name": "axme", "version": env!("CARGO_PKG_VERSION")})
+}
+
+fn capabilities() -> Value {
+    json!({"tools": {"listChanged": false}, "resources": {}, "prompts": {}})
+}
+
+const INSTRUCTIONS: &str = "Tools of an axme intent server: send intents to agents \
+    (axme.intents_send), follow them (axme.intents_get, axme.intents_log, axme.intents_watch), \
+    and decide human tasks (axme.tasks_list, axme.tasks_approve, axme.tasks_reject). Every call \
+    acts with the API key this connection was opened with.";
+
+/// `server/discover`: every version this server speaks, and what it offers.
+fn discover() -> Value {
+    json!({
+        "supportedVersions": all_versions(),
+        "capabilities": capabilities(),
+        "serverInfo": server_info(),
+        "instructions": INSTRUCTIONS,
+        "ttlMs": 0,
+        "cacheScope": "private",
+    })
+}
+
+/// `initialize`: the client's version when it is one of the handshake versions, else the
+/// newest of them.
 fn initialize(params: &Value) -> Value {
     let asked = params.get("protocolVersion").and_then(Value::as_str);
     let version = asked
-        .filter(|v| PROTOCOL_VERSIONS.contains(v))
-        .or(PROTOCOL_VERSIONS.last().copied())
+        .filter(|v| HANDSHAKE_VERSIONS.contains(v))
+        .or(HANDSHAKE_VERSIONS.last().copied())
         .unwrap_or("2024-11-05");
     json!({
         "protocolVersion": version,
-        "capabilities": {
-            "tools": {"listChanged": false},
-            "resources": {},
-            "prompts": {}
-        },
-        "serverInfo": {"name": "axme", "version": env!("CARGO_PKG_VERSION")},
-        "instructions": "Tools of an axme intent server: send intents to agents \
-            (axme.intents_send), follow them (axme.intents_get, axme.intents_log, \
-            axme.intents_watch), and decide human tasks (axme.tasks_list, axme.tasks_approve, \
-            axme.tasks_reject). Every call acts with the API key this connection was opened with."
+        "capabilities": capabilities(),
+        "serverInfo": server_info(),
+        "instructions": INSTRUCTIONS,
     })
 }
 

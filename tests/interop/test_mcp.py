@@ -102,3 +102,26 @@ def test_a_bad_argument_is_a_tool_error(server: AxmeServer) -> None:
     wrong_type, unknown = run(server, body)
     assert wrong_type.is_error and "intent_id" in wrong_type.content[0].text
     assert unknown.is_error and unknown.structured_content["error"]["code"] == "intent_not_found"
+
+
+def test_a_current_mcp_client_negotiates_the_per_request_protocol(server: AxmeServer) -> None:
+    """The SDK's default ``Client`` probes ``server/discover`` and, finding 2026-07-28, speaks it
+    on every request (no ``initialize``)."""
+    from mcp import Client
+
+    async def body() -> Any:
+        headers = {"Authorization": f"Bearer {server.api_key}"}
+        async with httpx2.AsyncClient(headers=headers, timeout=30.0) as http:
+            async with Client(streamable_http_client(server.url("/mcp"), http_client=http)) as client:
+                tools = await client.list_tools()
+                sent = await client.call_tool(
+                    "axme.intents_send", {"to_agent": "agent://interop/modern", "payload": {"m": 1}}
+                )
+                bad = await client.call_tool("axme.intents_get", {"intent_id": "nope"})
+                return client.protocol_version, tools, sent, bad
+
+    version, tools, sent, bad = asyncio.run(body())
+    assert version == "2026-07-28"
+    assert "axme.intents_send" in {t.name for t in tools.tools}
+    assert not sent.is_error and sent.structured_content["status"] == "SUBMITTED"
+    assert bad.is_error
