@@ -71,8 +71,12 @@ pub async fn create(ctx: Ctx, body: Incoming) -> Result {
 pub async fn put(ctx: Ctx, mut body: Incoming) -> Result {
     let id = upload_id(&ctx)?;
     let access = Access::of(&ctx.principal);
-    let row = match writable_as_sent(&ctx, &access, &id).await {
-        Ok(row) => row,
+    // The upload, and the right to write it (one PUT at a time).
+    let taken = writable_as_sent(&ctx, &access, &id)
+        .await
+        .and_then(|row| media::Writing::begin(&id).map(|w| (row, w)));
+    let (row, _writing) = match taken {
+        Ok(taken) => taken,
         Err(e) => {
             // Read what the client is sending before answering, so it sees the answer.
             request::drain(&mut body, &ctx.headers).await;

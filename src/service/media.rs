@@ -13,7 +13,6 @@
 //! attachments[].upload_id`); to any other key it does not exist (404). The server-wide quota
 //! counts ready uploads and pending ones that have not expired.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
@@ -26,6 +25,10 @@ use crate::clock;
 use crate::store::intents::IntentRow;
 use crate::store::media::{self, MediaRow};
 use crate::Error;
+
+pub mod files;
+
+pub use files::{collect, commit_file, paths, Writing};
 
 /// Default and bounds of `ttl_seconds` of a pending upload (the AXP schema's).
 pub const TTL_DEFAULT: i64 = 86_400;
@@ -354,58 +357,6 @@ pub fn link(conn: &Connection, intent: &IntentRow) -> Result<(), Error> {
     Ok(())
 }
 
-/// The final path of an upload's bytes, and the one they are written to first.
-pub fn paths(dir: &Path, upload_id: &str) -> (PathBuf, PathBuf) {
-    (dir.join(upload_id), dir.join(format!("{upload_id}.part")))
-}
-
-/// Moves a fully written, synced `.part` file to its final name and syncs the directory, so
-/// the name survives a crash too.
-pub fn commit_file(dir: &Path, upload_id: &str, mut file: std::fs::File) -> Result<(), Error> {
-    let io = |e: std::io::Error| Error::Unavailable {
-        reason: format!("the media directory failed: {e}"),
-    };
-    file.flush().map_err(io)?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    let (done, part) = paths(dir, upload_id);
-    std::fs::rename(&part, &done).map_err(io)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)
-}
-
-/// Removes files of the media directory that no row needs: finished files without a row
-/// (retention removed it) and `.part` files of uploads that are no longer pending. Returns how
-/// many went. `status_of` reads a row's status.
-pub fn collect(
-    dir: &Path,
-    mut status_of: impl FnMut(&str) -> Result<Option<String>, Error>,
-) -> Result<usize, Error> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(0);
-    };
-    let mut removed = 0;
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        let (id, part) = match name.strip_suffix(".part") {
-            Some(id) => (id.to_string(), true),
-            None => (name.clone(), false),
-        };
-        if uuid::Uuid::try_parse(&id).is_err() {
-            continue; // not ours
-        }
-        let stale = match status_of(&id)? {
-            None => true,
-            Some(s) => part && s != "pending",
-        };
-        if stale && std::fs::remove_file(e.path()).is_ok() {
-            removed += 1;
-        }
-    }
-    Ok(removed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,46 +403,5 @@ mod tests {
         let e = create(&c, &Access::all(), req.clone(), &settings(), t0).unwrap_err();
         assert_eq!(e.code(), "media_quota_exceeded");
         assert!(create(&c, &Access::all(), req, &settings(), later).is_ok());
-    }
-
-    #[test]
-    fn the_sweep_removes_only_files_no_upload_needs() {
-        let dir = tempfile::tempdir().unwrap();
-        let (live, gone, ended) = (
-            uuid::Uuid::new_v4().to_string(),
-            uuid::Uuid::new_v4().to_string(),
-            uuid::Uuid::new_v4().to_string(),
-        );
-        for name in [
-            live.clone(),
-            format!("{live}.part"),
-            gone.clone(),
-            format!("{ended}.part"),
-            "notes.txt".to_string(),
-        ] {
-            std::fs::write(dir.path().join(name), b"x").unwrap();
-        }
-        let status = |id: &str| {
-            Ok(if id == live {
-                Some("pending".to_string())
-            } else if id == ended {
-                Some("ready".to_string())
-            } else {
-                None
-            })
-        };
-        assert_eq!(collect(dir.path(), status).unwrap(), 2);
-        let mut left: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-            .collect();
-        left.sort();
-        let mut want = vec![
-            live.clone(),
-            format!("{live}.part"),
-            "notes.txt".to_string(),
-        ];
-        want.sort();
-        assert_eq!(left, want);
     }
 }
