@@ -13,7 +13,7 @@ use super::response::Body;
 use super::{router, AppState};
 use crate::metrics::{self, Exposition};
 use crate::model::Status;
-use crate::store::stats;
+use crate::service::operator;
 use crate::Error;
 
 /// The label of every route in metrics and logs (its name in the routing table), numbered like
@@ -30,6 +30,14 @@ pub fn route_names() -> Vec<String> {
     names
 }
 
+/// The routing table's handler of `GET /metrics`: an admin key, unless `--metrics-public`.
+pub async fn serve_scrape(ctx: super::Ctx) -> Result<Response<Body>, Error> {
+    if !ctx.state.metrics_public {
+        crate::service::auth::require_admin(&ctx.principal, "reading metrics")?;
+    }
+    serve(&ctx.state).await
+}
+
 /// Renders the exposition.
 pub async fn serve(state: &AppState) -> Result<Response<Body>, Error> {
     // The counters first, the store after: a counter moves only after its commit, so whatever a
@@ -37,7 +45,7 @@ pub async fn serve(state: &AppState) -> Result<Response<Body>, Error> {
     let mut out = Exposition::default();
     state.metrics.write(state.store.metrics(), &mut out);
     let now = crate::clock::now_ms();
-    let held = state.store.read(move |c| stats::snapshot(c, now)).await?;
+    let held = state.store.read(move |c| operator::gauges(c, now)).await?;
 
     out.family(
         "axme_intents",

@@ -3,15 +3,13 @@
 //! key: the newcomer has none yet, and the token (256 random bits, shown once) is the
 //! credential. Everything else goes through the caller's key and `service::access`.
 
-use std::sync::Arc;
-
 use hyper::body::Incoming;
 use hyper::header::HeaderMap;
 use hyper::Response;
 
 use super::response::{self, from_rendered, Body};
 use super::wire::people::{self as wire, UserShape};
-use super::{limits, request, AppState, Ctx};
+use super::Ctx;
 use crate::clock;
 use crate::service::access::Access;
 use crate::service::idempotency::write_once;
@@ -59,9 +57,17 @@ pub async fn register_nick(ctx: Ctx, body: Incoming) -> Result {
     Ok(from_rendered(rendered))
 }
 
-/// `POST /v1/users/rename-nick {owner_agent, nick, ...}` and
+/// `POST /v1/users/rename-nick {owner_agent, nick, ...}`.
+pub async fn rename_nick(ctx: Ctx, body: Incoming) -> Result {
+    update(ctx, body, true).await
+}
+
 /// `POST /v1/users/profile/update {owner_agent, nick?, ...}`.
-pub async fn update(ctx: Ctx, body: Incoming, rename: bool) -> Result {
+pub async fn update_profile(ctx: Ctx, body: Incoming) -> Result {
+    update(ctx, body, false).await
+}
+
+async fn update(ctx: Ctx, body: Incoming, rename: bool) -> Result {
     let body = ctx.json(body).await?;
     let req = users::update_request(&body, rename)?;
     let (endpoint, shape) = if rename {
@@ -132,28 +138,24 @@ pub async fn create_invite(ctx: Ctx, body: Incoming) -> Result {
 }
 
 /// `GET /v1/invites/{token}`, without an API key.
-pub async fn get_invite(state: Arc<AppState>, params: &[String]) -> Result {
-    let token = invites::token(params.first().map_or("", String::as_str))?;
+pub async fn get_invite(ctx: Ctx) -> Result {
+    let token = invites::token(ctx.param(0))?;
     let t = token.clone();
-    let view = state.store.read(move |c| invites::get(c, &t)).await?;
+    let view = ctx.state.store.read(move |c| invites::get(c, &t)).await?;
     let status = invites::status(&view.invite, clock::now());
     response::ok(&wire::Invite::new(&view, &token, status))
 }
 
 /// `POST /v1/invites/{token}/accept {nick, display_name?}`, without an API key: creates the
 /// user and their key; the key is live before the answer leaves.
-pub async fn accept_invite(
-    state: Arc<AppState>,
-    params: &[String],
-    headers: &HeaderMap,
-    body: Incoming,
-) -> Result {
-    let token = invites::token(params.first().map_or("", String::as_str))?;
-    let body = request::json_body(body, headers, limits::SMALL_BODY_BYTES).await?;
-    not_replayable(headers, "POST /v1/invites/{token}/accept")?;
+pub async fn accept_invite(ctx: Ctx, body: Incoming) -> Result {
+    let token = invites::token(ctx.param(0))?;
+    let body = ctx.json(body).await?;
+    not_replayable(&ctx.headers, "POST /v1/invites/{token}/accept")?;
     let req = invites::accept_request(&body)?;
     let api_key = auth::generate_key()?;
     let t = token.clone();
+    let state = &ctx.state;
     let accepted = state
         .store
         .write(move |c| invites::accept(c, &t, req, api_key, clock::now()))

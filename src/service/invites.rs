@@ -8,7 +8,6 @@
 //! tested without waiting.
 
 use base64::Engine;
-use rusqlite::Connection;
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -19,6 +18,7 @@ use super::validate::Fields;
 use crate::clock;
 use crate::store::keys::{self, KeyRow};
 use crate::store::users::{self as store, InviteRow, UserRow};
+use crate::store::Tx;
 use crate::Error;
 
 /// Default and bounds of `ttl_seconds` (the AXP schema's: one minute to 14 days).
@@ -115,7 +115,7 @@ fn not_found(token: &str) -> Error {
 
 /// Creates an invite from `owner_agent` (which an agent key must act for).
 pub fn create(
-    conn: &Connection,
+    conn: &Tx,
     access: &Access,
     req: Create,
     token: &str,
@@ -144,7 +144,7 @@ pub struct InviteView {
 }
 
 /// The invite of a token, or 404.
-pub fn get(conn: &Connection, token: &str) -> Result<InviteView, Error> {
+pub fn get(conn: &Tx, token: &str) -> Result<InviteView, Error> {
     let invite = store::invite(conn, &auth::hash_key(token))?.ok_or_else(|| not_found(token))?;
     let user = match &invite.user_id {
         Some(id) => store::by_id(conn, id)?,
@@ -166,7 +166,7 @@ pub struct Accepted {
 /// bound to it. 409 `invite_expired` / `invite_already_accepted` / `nick_taken` otherwise.
 /// The caller applies the key to the live key table after the commit.
 pub fn accept(
-    conn: &Connection,
+    conn: &Tx,
     token: &str,
     req: Accept,
     api_key: String,
@@ -223,8 +223,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn db() -> Connection {
-        let mut c = Connection::open_in_memory().expect("open");
+    fn db() -> rusqlite::Connection {
+        let mut c = rusqlite::Connection::open_in_memory().expect("open");
         crate::store::migrations::migrate(&mut c).expect("migrate");
         c
     }
@@ -235,7 +235,8 @@ mod tests {
 
     #[test]
     fn an_invite_is_accepted_once_and_refused_after_it_expires() {
-        let c = db();
+        let conn = db();
+        let c = Tx::sqlite(&conn);
         let t0 = clock::now();
         let req = create_request(&json!({"owner_agent": "team/lead", "ttl_seconds": 60})).unwrap();
         let used = new_token().unwrap();

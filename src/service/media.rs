@@ -15,7 +15,6 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -24,6 +23,7 @@ use super::validate::{self, Fields};
 use crate::clock;
 use crate::store::intents::IntentRow;
 use crate::store::media::{self, MediaRow};
+use crate::store::Tx;
 use crate::Error;
 
 pub mod files;
@@ -179,7 +179,7 @@ fn not_found(id: &str) -> Error {
 
 /// Declares an upload for `owner_agent` (which an agent key must act for), within the quota.
 pub fn create(
-    conn: &Connection,
+    conn: &Tx,
     access: &Access,
     req: CreateUpload,
     settings: &MediaSettings,
@@ -219,7 +219,7 @@ pub fn create(
 
 /// The upload, if the caller may see it: its owner, an admin, or a reader of an intent that
 /// attaches it. 404 otherwise, as if it did not exist.
-pub fn readable(conn: &Connection, access: &Access, upload_id: &str) -> Result<MediaRow, Error> {
+pub fn readable(conn: &Tx, access: &Access, upload_id: &str) -> Result<MediaRow, Error> {
     let m = media::get(conn, upload_id)?.ok_or_else(|| not_found(upload_id))?;
     if access.owns(&m.owner_agent) {
         return Ok(m);
@@ -234,7 +234,7 @@ pub fn readable(conn: &Connection, access: &Access, upload_id: &str) -> Result<M
 
 /// The upload, if the caller may write its bytes now: readable, owned, pending, not expired.
 pub fn writable(
-    conn: &Connection,
+    conn: &Tx,
     access: &Access,
     upload_id: &str,
     now: OffsetDateTime,
@@ -256,7 +256,7 @@ pub fn writable(
 
 /// Records the bytes of a PUT (after they are on disk).
 pub fn received(
-    conn: &Connection,
+    conn: &Tx,
     access: &Access,
     upload_id: &str,
     bytes: i64,
@@ -271,7 +271,7 @@ pub fn received(
 /// Marks an upload ready once its bytes arrived whole. Finalizing a ready upload again with the
 /// same size answers it as it is.
 pub fn finalize(
-    conn: &Connection,
+    conn: &Tx,
     access: &Access,
     req: Finalize,
     now: OffsetDateTime,
@@ -326,7 +326,7 @@ pub fn finalize(
 
 /// Records the uploads a new intent attaches (`payload.attachments[].upload_id`): each must be
 /// ready and belong to the intent's sender.
-pub fn link(conn: &Connection, intent: &IntentRow) -> Result<(), Error> {
+pub fn link(conn: &Tx, intent: &IntentRow) -> Result<(), Error> {
     if !intent.payload.contains("attachments") {
         return Ok(());
     }
@@ -362,8 +362,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn db() -> Connection {
-        let mut c = Connection::open_in_memory().expect("open");
+    fn db() -> rusqlite::Connection {
+        let mut c = rusqlite::Connection::open_in_memory().expect("open");
         crate::store::migrations::migrate(&mut c).expect("migrate");
         c
     }
@@ -378,7 +378,8 @@ mod tests {
 
     #[test]
     fn a_pending_upload_expires_and_leaves_the_quota() {
-        let c = db();
+        let conn = db();
+        let c = Tx::sqlite(&conn);
         let t0 = clock::now();
         let body = json!({"owner_agent": "a/b", "filename": "f", "mime_type": "text/plain", "size_bytes": 80, "ttl_seconds": 60});
         let req = create_request(&body, &settings()).unwrap();

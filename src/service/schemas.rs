@@ -16,15 +16,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
 use super::access::Access;
 use super::validate::Fields;
 use crate::clock;
-use crate::store::events::EventRow;
 use crate::store::intents::IntentRow;
 use crate::store::schemas::{self, SchemaRow};
+use crate::store::Tx;
 use crate::Error;
 
 /// How many stored payloads a `backward` upsert checks (the newest ones).
@@ -195,7 +194,7 @@ fn describe(found: &[(String, String)]) -> String {
 
 /// Stores a schema (admin keys only). A `backward` schema must accept the stored payloads of
 /// its type; the first one it refuses is named in the 409.
-pub fn upsert(conn: &Connection, access: &Access, req: Upsert) -> Result<SchemaRow, Error> {
+pub fn upsert(conn: &Tx, access: &Access, req: Upsert) -> Result<SchemaRow, Error> {
     if !access.is_admin() {
         return Err(Error::Forbidden {
             reason: "managing payload schemas needs an admin key".into(),
@@ -246,7 +245,7 @@ pub fn upsert(conn: &Connection, access: &Access, req: Upsert) -> Result<SchemaR
 }
 
 /// The schema of a semantic type, or 404.
-pub fn get(conn: &Connection, semantic_type: &str) -> Result<SchemaRow, Error> {
+pub fn get(conn: &Tx, semantic_type: &str) -> Result<SchemaRow, Error> {
     schemas::get(conn, semantic_type)?.ok_or_else(|| Error::NotFound {
         what: "schema",
         id: semantic_type.to_string(),
@@ -254,19 +253,16 @@ pub fn get(conn: &Connection, semantic_type: &str) -> Result<SchemaRow, Error> {
 }
 
 /// Checks a new intent's payload against the active schema of its type, inside its create:
-/// refuses it (strict, backward) or records the violations as an event (warn).
-pub fn check_created(
-    conn: &Connection,
-    intent: &mut IntentRow,
-    appended: &mut Vec<EventRow>,
-) -> Result<(), Error> {
+/// refuses it (strict, backward), or returns what the `intent.schema_warning` event of a `warn`
+/// schema records (its caller appends the event).
+pub fn check_created(conn: &Tx, intent: &IntentRow) -> Result<Option<Value>, Error> {
     let Some(row) = schemas::get(conn, &intent.intent_type)?.filter(|r| r.active) else {
-        return Ok(());
+        return Ok(None);
     };
     let payload: Value = serde_json::from_str(&intent.payload)?;
     let found = violations(&*validator_of(&row)?, &payload);
     if found.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     if row.compatibility_mode != "warn" {
         return Err(Error::Invalid {
@@ -280,18 +276,14 @@ pub fn check_created(
             ),
         });
     }
-    let details = json!({
+    Ok(Some(json!({
         "semantic_type": row.semantic_type,
         "schema_hash": row.schema_hash,
         "violations": found
             .iter()
             .map(|(p, m)| json!({"pointer": p, "message": m}))
             .collect::<Vec<_>>(),
-    });
-    let actor = intent.from_agent.clone();
-    let event = super::intents::note(conn, intent, WARNING_EVENT, &actor, details)?;
-    appended.push(event);
-    Ok(())
+    })))
 }
 
 #[cfg(test)]

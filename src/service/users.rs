@@ -8,13 +8,13 @@
 //! only for its own address and read or change only its own profile; an admin key may do it
 //! for anyone. This module never runs SQL itself (`store::users` does).
 
-use rusqlite::Connection;
 use serde_json::Value;
 
 use super::access::Access;
 use super::validate::Fields;
 use crate::clock;
 use crate::store::users::{self, UserRow};
+use crate::store::Tx;
 use crate::Error;
 
 /// The domain of public addresses (`alice@ax`), as AXME spells them.
@@ -136,14 +136,14 @@ fn nick_taken(n: &Nick) -> Error {
 }
 
 /// Whether a nick is free.
-pub fn available(conn: &Connection, n: &Nick) -> Result<bool, Error> {
+pub fn available(conn: &Tx, n: &Nick) -> Result<bool, Error> {
     Ok(users::by_nick(conn, &n.normalized)?.is_none())
 }
 
 /// A new user row for `nick` whose inbox is `owner_agent` (or `agent://user/<nick>`, made
 /// unique if another user already has that address from an earlier nick).
 pub fn new_user(
-    conn: &Connection,
+    conn: &Tx,
     nick: Nick,
     owner_agent: Option<String>,
     profile: Profile,
@@ -189,13 +189,13 @@ pub fn new_user(
 
 /// Registers a nick: for an agent key, as the user of its own address; for an admin key, a new
 /// user with a new owner address.
-pub fn register(conn: &Connection, access: &Access, req: Register) -> Result<UserRow, Error> {
+pub fn register(conn: &Tx, access: &Access, req: Register) -> Result<UserRow, Error> {
     let own = access.owner_scope(None)?;
     new_user(conn, req.nick, own, req.profile)
 }
 
 /// The user of `owner_agent`, if the caller may act for it (403) and it exists (404).
-pub fn profile_of(conn: &Connection, access: &Access, owner_agent: &str) -> Result<UserRow, Error> {
+pub fn profile_of(conn: &Tx, access: &Access, owner_agent: &str) -> Result<UserRow, Error> {
     access.require(owner_agent, "reading the profile of")?;
     users::by_owner(conn, owner_agent)?.ok_or_else(|| Error::NotFound {
         what: "user",
@@ -204,7 +204,7 @@ pub fn profile_of(conn: &Connection, access: &Access, owner_agent: &str) -> Resu
 }
 
 /// Renames a user and/or changes their profile fields; fields not given stay as they are.
-pub fn update(conn: &Connection, access: &Access, req: Update) -> Result<UserRow, Error> {
+pub fn update(conn: &Tx, access: &Access, req: Update) -> Result<UserRow, Error> {
     access.require(&req.owner_agent, "changing the profile of")?;
     let mut user = users::by_owner(conn, &req.owner_agent)?.ok_or_else(|| Error::NotFound {
         what: "user",

@@ -2,7 +2,8 @@
 //! completion is stored here for the `reply_to` address's inbox (one message per completion;
 //! the thread id is the intent id).
 
-use rusqlite::{params, Connection};
+use super::Tx;
+use rusqlite::params;
 
 use crate::Error;
 
@@ -18,7 +19,7 @@ pub struct CompletionRow {
     pub created_at: String,
 }
 
-pub fn insert(conn: &Connection, c: &CompletionRow) -> Result<(), Error> {
+pub fn insert(conn: &Tx, c: &CompletionRow) -> Result<(), Error> {
     conn.prepare_cached(
         "INSERT INTO completions (message_id, intent_id, reply_to, status, event_seq, body, \
          created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -33,26 +34,4 @@ pub fn insert(conn: &Connection, c: &CompletionRow) -> Result<(), Error> {
         c.created_at
     ])?;
     Ok(())
-}
-
-/// The completions stored for an address, oldest first.
-pub fn list_for_address(conn: &Connection, reply_to: &str) -> Result<Vec<CompletionRow>, Error> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT message_id, intent_id, reply_to, status, event_seq, body, created_at \
-         FROM completions WHERE reply_to = ?1 ORDER BY created_at",
-    )?;
-    let rows = stmt
-        .query_map([reply_to], |r| {
-            Ok(CompletionRow {
-                message_id: r.get(0)?,
-                intent_id: r.get(1)?,
-                reply_to: r.get(2)?,
-                status: r.get(3)?,
-                event_seq: r.get(4)?,
-                body: r.get(5)?,
-                created_at: r.get(6)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
 }

@@ -2,7 +2,8 @@
 //! `media_refs` (which intents attach which uploads). The bytes themselves are files beside the
 //! database (see `service::media`), never rows.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::Tx;
+use rusqlite::{params, OptionalExtension, Row};
 
 use crate::Error;
 
@@ -47,7 +48,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<MediaRow> {
     })
 }
 
-pub fn insert(conn: &Connection, m: &MediaRow) -> Result<(), Error> {
+pub fn insert(conn: &Tx, m: &MediaRow) -> Result<(), Error> {
     conn.prepare_cached(&format!(
         "INSERT INTO media ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
     ))?
@@ -68,7 +69,7 @@ pub fn insert(conn: &Connection, m: &MediaRow) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn get(conn: &Connection, upload_id: &str) -> Result<Option<MediaRow>, Error> {
+pub fn get(conn: &Tx, upload_id: &str) -> Result<Option<MediaRow>, Error> {
     Ok(conn
         .prepare_cached(&format!("SELECT {COLUMNS} FROM media WHERE upload_id = ?1"))?
         .query_row([upload_id], from_row)
@@ -76,12 +77,7 @@ pub fn get(conn: &Connection, upload_id: &str) -> Result<Option<MediaRow>, Error
 }
 
 /// Records the bytes that arrived (already synced to disk) for a pending upload.
-pub fn set_received(
-    conn: &Connection,
-    upload_id: &str,
-    bytes: i64,
-    sha256: &str,
-) -> Result<(), Error> {
+pub fn set_received(conn: &Tx, upload_id: &str, bytes: i64, sha256: &str) -> Result<(), Error> {
     conn.prepare_cached(
         "UPDATE media SET received_bytes = ?2, sha256 = ?3 WHERE upload_id = ?1 AND status = 'pending'",
     )?
@@ -89,7 +85,7 @@ pub fn set_received(
     Ok(())
 }
 
-pub fn set_ready(conn: &Connection, upload_id: &str, at: &str) -> Result<(), Error> {
+pub fn set_ready(conn: &Tx, upload_id: &str, at: &str) -> Result<(), Error> {
     conn.prepare_cached(
         "UPDATE media SET status = 'ready', finalized_at = ?2 WHERE upload_id = ?1",
     )?
@@ -98,7 +94,7 @@ pub fn set_ready(conn: &Connection, upload_id: &str, at: &str) -> Result<(), Err
 }
 
 /// Bytes the quota counts at `now`: ready uploads, and pending ones that have not expired.
-pub fn reserved_bytes(conn: &Connection, now: &str) -> Result<i64, Error> {
+pub fn reserved_bytes(conn: &Tx, now: &str) -> Result<i64, Error> {
     Ok(conn
         .prepare_cached(
             "SELECT COALESCE(SUM(size_bytes), 0) FROM media \
@@ -108,14 +104,14 @@ pub fn reserved_bytes(conn: &Connection, now: &str) -> Result<i64, Error> {
 }
 
 /// Records that `intent_id` attaches `upload_id`.
-pub fn insert_ref(conn: &Connection, intent_id: &str, upload_id: &str) -> Result<(), Error> {
+pub fn insert_ref(conn: &Tx, intent_id: &str, upload_id: &str) -> Result<(), Error> {
     conn.prepare_cached("INSERT OR IGNORE INTO media_refs (intent_id, upload_id) VALUES (?1, ?2)")?
         .execute(params![intent_id, upload_id])?;
     Ok(())
 }
 
 /// The intents that attach an upload.
-pub fn intents_of(conn: &Connection, upload_id: &str) -> Result<Vec<String>, Error> {
+pub fn intents_of(conn: &Tx, upload_id: &str) -> Result<Vec<String>, Error> {
     let mut stmt = conn.prepare_cached(
         "SELECT intent_id FROM media_refs WHERE upload_id = ?1 ORDER BY intent_id",
     )?;
@@ -126,7 +122,7 @@ pub fn intents_of(conn: &Connection, upload_id: &str) -> Result<Vec<String>, Err
 }
 
 /// The status of an upload, if it still has a row.
-pub fn known(conn: &Connection, upload_id: &str) -> Result<Option<String>, Error> {
+pub fn known(conn: &Tx, upload_id: &str) -> Result<Option<String>, Error> {
     Ok(conn
         .prepare_cached("SELECT status FROM media WHERE upload_id = ?1")?
         .query_row([upload_id], |r| r.get(0))

@@ -1,7 +1,8 @@
 //! The `payload_schemas` table: one JSON Schema per semantic type (an intent type), and the
 //! payloads of stored intents of a type, read when a `backward` schema must keep accepting them.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::Tx;
+use rusqlite::{params, OptionalExtension, Row};
 
 use crate::Error;
 
@@ -42,7 +43,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SchemaRow> {
     })
 }
 
-pub fn get(conn: &Connection, semantic_type: &str) -> Result<Option<SchemaRow>, Error> {
+pub fn get(conn: &Tx, semantic_type: &str) -> Result<Option<SchemaRow>, Error> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM payload_schemas WHERE semantic_type = ?1"
@@ -52,7 +53,7 @@ pub fn get(conn: &Connection, semantic_type: &str) -> Result<Option<SchemaRow>, 
 }
 
 /// Inserts the schema or replaces every field of it but `created_at`.
-pub fn upsert(conn: &Connection, s: &SchemaRow) -> Result<(), Error> {
+pub fn upsert(conn: &Tx, s: &SchemaRow) -> Result<(), Error> {
     conn.prepare_cached(&format!(
         "INSERT INTO payload_schemas ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
          ON CONFLICT (semantic_type) DO UPDATE SET schema_json = excluded.schema_json, \
@@ -78,7 +79,7 @@ pub fn upsert(conn: &Connection, s: &SchemaRow) -> Result<(), Error> {
 
 /// The newest `limit` payloads of intents of `intent_type`, as `(intent_id, payload JSON)`.
 pub fn payloads_of_type(
-    conn: &Connection,
+    conn: &Tx,
     intent_type: &str,
     limit: usize,
 ) -> Result<Vec<(String, String)>, Error> {

@@ -1,7 +1,8 @@
 //! The `users` table (people: a nick, an inbox address, a profile) and the `invites` table (one
 //! row per invite, found by the SHA-256 of its token; the token itself is never stored).
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::Tx;
+use rusqlite::{params, OptionalExtension, Row};
 
 use crate::Error;
 
@@ -39,7 +40,7 @@ fn user_from_row(r: &Row<'_>) -> rusqlite::Result<UserRow> {
     })
 }
 
-pub fn insert(conn: &Connection, u: &UserRow) -> Result<(), Error> {
+pub fn insert(conn: &Tx, u: &UserRow) -> Result<(), Error> {
     conn.prepare_cached(&format!(
         "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
     ))?
@@ -58,7 +59,7 @@ pub fn insert(conn: &Connection, u: &UserRow) -> Result<(), Error> {
 }
 
 /// Writes every field but the id, the owner address and the creation time.
-pub fn update(conn: &Connection, u: &UserRow) -> Result<(), Error> {
+pub fn update(conn: &Tx, u: &UserRow) -> Result<(), Error> {
     conn.prepare_cached(
         "UPDATE users SET nick = ?2, normalized_nick = ?3, display_name = ?4, phone = ?5, \
          email = ?6, updated_at = ?7 WHERE user_id = ?1",
@@ -75,7 +76,7 @@ pub fn update(conn: &Connection, u: &UserRow) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn by_nick(conn: &Connection, normalized_nick: &str) -> Result<Option<UserRow>, Error> {
+pub fn by_nick(conn: &Tx, normalized_nick: &str) -> Result<Option<UserRow>, Error> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {USER_COLUMNS} FROM users WHERE normalized_nick = ?1"
@@ -84,7 +85,7 @@ pub fn by_nick(conn: &Connection, normalized_nick: &str) -> Result<Option<UserRo
         .optional()?)
 }
 
-pub fn by_id(conn: &Connection, user_id: &str) -> Result<Option<UserRow>, Error> {
+pub fn by_id(conn: &Tx, user_id: &str) -> Result<Option<UserRow>, Error> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {USER_COLUMNS} FROM users WHERE user_id = ?1"
@@ -93,7 +94,7 @@ pub fn by_id(conn: &Connection, user_id: &str) -> Result<Option<UserRow>, Error>
         .optional()?)
 }
 
-pub fn by_owner(conn: &Connection, owner_agent: &str) -> Result<Option<UserRow>, Error> {
+pub fn by_owner(conn: &Tx, owner_agent: &str) -> Result<Option<UserRow>, Error> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {USER_COLUMNS} FROM users WHERE owner_agent = ?1"
@@ -134,7 +135,7 @@ fn invite_from_row(r: &Row<'_>) -> rusqlite::Result<InviteRow> {
     })
 }
 
-pub fn insert_invite(conn: &Connection, i: &InviteRow) -> Result<(), Error> {
+pub fn insert_invite(conn: &Tx, i: &InviteRow) -> Result<(), Error> {
     conn.prepare_cached(&format!(
         "INSERT INTO invites ({INVITE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
     ))?
@@ -151,7 +152,7 @@ pub fn insert_invite(conn: &Connection, i: &InviteRow) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn invite(conn: &Connection, token_hash: &[u8]) -> Result<Option<InviteRow>, Error> {
+pub fn invite(conn: &Tx, token_hash: &[u8]) -> Result<Option<InviteRow>, Error> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {INVITE_COLUMNS} FROM invites WHERE token_hash = ?1"
@@ -161,12 +162,7 @@ pub fn invite(conn: &Connection, token_hash: &[u8]) -> Result<Option<InviteRow>,
 }
 
 /// Marks a pending invite accepted by `user_id`; returns whether it was still pending.
-pub fn accept_invite(
-    conn: &Connection,
-    token_hash: &[u8],
-    user_id: &str,
-    at: &str,
-) -> Result<bool, Error> {
+pub fn accept_invite(conn: &Tx, token_hash: &[u8], user_id: &str, at: &str) -> Result<bool, Error> {
     let n = conn
         .prepare_cached(
             "UPDATE invites SET accepted_at = ?3, user_id = ?2 \

@@ -2,8 +2,6 @@
 //! the spec checkout beside the repository (or `AXME_AXP_SPEC`), validated with the same JSON
 //! Schema crate the server uses.
 
-#![allow(dead_code)]
-
 use std::path::PathBuf;
 
 use serde_json::Value;

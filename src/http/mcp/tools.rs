@@ -18,8 +18,7 @@ use serde_json::{json, Map, Value};
 use crate::http::{request, wire, Ctx};
 use crate::service::access::Access;
 use crate::service::inbox::{self, Decision};
-use crate::service::{agents, users, validate};
-use crate::store::migrations;
+use crate::service::{agents, inbox_view, operator, users, validate};
 use crate::Error;
 
 mod intents;
@@ -163,7 +162,7 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
     let store = &ctx.state.store;
     match t.name {
         "axme.status" => {
-            let schema_version = store.read(migrations::current_version).await?;
+            let schema_version = store.read(operator::schema_version).await?;
             Ok(json!({"version": env!("CARGO_PKG_VERSION"), "schema_version": schema_version}))
         }
         "axme.whoami" => {
@@ -223,7 +222,7 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
         "axme.tasks_list" => {
             let owner = owner(&access, args)?;
             let views = store
-                .read(move |c| inbox::tasks(c, owner.as_deref()))
+                .read(move |c| inbox_view::tasks(c, owner.as_deref()))
                 .await?;
             let mut seen = std::collections::HashSet::new();
             let tasks = views
@@ -237,7 +236,7 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
                         from_agent: &v.intent.from_agent,
                         assigned_at: &v.thread.created_at,
                         due_at: v.intent.deadline_at.as_deref(),
-                        human_task: inbox::task_spec(&v.intent)?,
+                        human_task: inbox_view::task_spec(&v.intent)?,
                     })
                 })
                 .collect::<Result<Vec<_>, Error>>()?;
