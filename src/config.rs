@@ -152,7 +152,7 @@ pub struct ServeConfig {
     #[arg(long, env = "AXME_PUSH_THROTTLE_FLOOR_SECONDS", default_value_t = 60)]
     pub push_throttle_floor_seconds: u64,
 
-    /// The URL clients reach this server at (e.g. https://axme.example.com), the base of invite
+    /// The URL clients reach this server at (e.g. `https://axme.example.com`), the base of invite
     /// and upload links. Without it, `http://` and the address the server is bound to.
     #[arg(long, env = "AXME_PUBLIC_URL", value_parser = parse_public_url)]
     pub public_url: Option<String>,
