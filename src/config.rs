@@ -374,6 +374,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_public_url_is_an_http_url_kept_without_its_trailing_slash() {
+        assert_eq!(
+            parse_public_url("https://axme.example.com/").as_deref(),
+            Ok("https://axme.example.com")
+        );
+        assert_eq!(
+            parse_public_url("http://10.0.0.2:8080").as_deref(),
+            Ok("http://10.0.0.2:8080")
+        );
+        for bad in [
+            "axme.example.com",
+            "ftp://x",
+            "https://",
+            "https://a b",
+            "http://x/?q",
+        ] {
+            assert!(parse_public_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn debug_output_never_shows_the_api_key() {
         let mut c = ServeConfig::new("x.db");
         c.api_key = Some("super-secret-key-123".into());
