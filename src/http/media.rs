@@ -85,52 +85,14 @@ pub async fn put(ctx: Ctx, mut body: Incoming) -> Result {
     };
     let dir = settings(&ctx).dir.clone();
     let (_, part) = media::paths(&dir, &id);
-    let d = dir.clone();
-    let mut file = blocking(move || {
-        std::fs::create_dir_all(&d).map_err(io)?;
-        std::fs::File::create(&part).map_err(io)
-    })
-    .await?;
-    let mut hash = digest::Context::new(&digest::SHA256);
-    let mut total: i64 = 0;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| Error::Malformed {
-            reason: format!("the body could not be read: {e}"),
-        })?;
-        let Ok(chunk) = frame.into_data() else {
-            continue;
-        };
-        total += chunk.len() as i64;
-        if total > row.size_bytes {
-            request::drain(&mut body, &ctx.headers).await;
-            return Err(Error::TooLarge {
-                field: "body".into(),
-                limit: row.size_bytes as usize,
-            });
+    let (file, total, sha) = match receive(&ctx, &mut body, &dir, &part, row.size_bytes).await {
+        Ok(received) => received,
+        Err(e) => {
+            // Nothing of a refused body stays behind (the sweep would find it otherwise).
+            let _ = blocking(move || std::fs::remove_file(&part).map_err(io)).await;
+            return Err(e);
         }
-        hash.update(&chunk);
-        file = blocking(move || {
-            use std::io::Write;
-            file.write_all(&chunk).map_err(io)?;
-            Ok(file)
-        })
-        .await?;
-    }
-    if total != row.size_bytes {
-        return Err(Error::invalid(
-            "body",
-            format!(
-                "is {total} bytes; the upload was declared with {}",
-                row.size_bytes
-            ),
-        ));
-    }
-    let sha: String = hash
-        .finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    };
     let i = id.clone();
     blocking(move || media::commit_file(&dir, &i, file)).await?;
     let s = sha.clone();
@@ -146,6 +108,61 @@ pub async fn put(ctx: Ctx, mut body: Incoming) -> Result {
         sha256: &sha,
         status: "pending",
     })
+}
+
+/// Streams a PUT body into the `.part` file: exactly `size` bytes, hashed as they pass. Returns
+/// the file (not yet synced), the byte count and the hex SHA-256.
+async fn receive(
+    ctx: &Ctx,
+    body: &mut Incoming,
+    dir: &std::path::Path,
+    part: &std::path::Path,
+    size: i64,
+) -> std::result::Result<(std::fs::File, i64, String), Error> {
+    let (d, p) = (dir.to_path_buf(), part.to_path_buf());
+    let mut file = blocking(move || {
+        std::fs::create_dir_all(&d).map_err(io)?;
+        std::fs::File::create(&p).map_err(io)
+    })
+    .await?;
+    let mut hash = digest::Context::new(&digest::SHA256);
+    let mut total: i64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::Malformed {
+            reason: format!("the body could not be read: {e}"),
+        })?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        total += chunk.len() as i64;
+        if total > size {
+            request::drain(body, &ctx.headers).await;
+            return Err(Error::TooLarge {
+                field: "body".into(),
+                limit: size as usize,
+            });
+        }
+        hash.update(&chunk);
+        file = blocking(move || {
+            use std::io::Write;
+            file.write_all(&chunk).map_err(io)?;
+            Ok(file)
+        })
+        .await?;
+    }
+    if total != size {
+        return Err(Error::invalid(
+            "body",
+            format!("is {total} bytes; the upload was declared with {size}"),
+        ));
+    }
+    let sha = hash
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((file, total, sha))
 }
 
 /// The upload a PUT may write, if the `Content-Type` sent is its declared MIME type.

@@ -221,6 +221,8 @@ fn size_mime_sha_and_order_are_enforced_naming_the_field() {
     );
     let r = put(&s, ADMIN_KEY, &id, "application/pdf", b"01234");
     assert_eq!((r.status, r.field()), (422, "body"), "{}", r.text);
+    let part = media_dir(&s).join(format!("{id}.part"));
+    assert!(!part.exists(), "a refused body leaves no partial file");
     assert_error(
         &finalize(&s, ADMIN_KEY, &id, 10, None),
         409,
