@@ -34,7 +34,7 @@ pub async fn check_nick(ctx: Ctx) -> Result {
         .await?;
     response::ok(&wire::NickCheck {
         ok: true,
-        nick: &raw,
+        nick: &nick.display,
         normalized_nick: &nick.normalized,
         public_address: users::public_address(&nick.normalized),
         available,
@@ -96,7 +96,7 @@ pub async fn profile(ctx: Ctx) -> Result {
             field: "owner_agent".into(),
             reason: "is required".into(),
         })?;
-    let owner = crate::service::validate::address("owner_agent", raw)?;
+    let owner = crate::service::validate::owner_address("owner_agent", raw)?;
     let access = Access::of(&ctx.principal);
     let user = ctx
         .state

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use super::access::Access;
 use super::auth;
 use super::users::{self, Nick};
-use super::validate::Fields;
+use super::validate::{self, Fields};
 use crate::clock;
 use crate::store::keys::{self, KeyRow};
 use crate::store::users::{self as store, InviteRow, UserRow};
@@ -67,7 +67,7 @@ pub fn create_request(body: &Value) -> Result<Create, Error> {
     let f = Fields::body(body)?;
     f.deny_unknown(&["owner_agent", "recipient_hint", "ttl_seconds"])?;
     Ok(Create {
-        owner_agent: f.address_req("owner_agent")?,
+        owner_agent: validate::owner_address("owner_agent", &f.address_req("owner_agent")?)?,
         recipient_hint: f.str_opt("recipient_hint", 1, 255)?.map(str::to_string),
         ttl_seconds: f
             .int_opt("ttl_seconds", TTL_MIN, TTL_MAX)?

@@ -100,7 +100,7 @@ pub fn create_request(body: &Value, settings: &MediaSettings) -> Result<CreateUp
         "sha256",
         "ttl_seconds",
     ])?;
-    let owner_agent = f.address_req("owner_agent")?;
+    let owner_agent = validate::owner_address("owner_agent", &f.address_req("owner_agent")?)?;
     let filename = f.str_req("filename", 1, 255)?;
     if filename
         .chars()

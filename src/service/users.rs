@@ -11,7 +11,7 @@
 use serde_json::Value;
 
 use super::access::Access;
-use super::validate::Fields;
+use super::validate::{self, Fields};
 use crate::clock;
 use crate::store::users::{self, UserRow};
 use crate::store::Tx;
@@ -115,7 +115,7 @@ pub struct Update {
 pub fn update_request(body: &Value, nick_required: bool) -> Result<Update, Error> {
     let f = Fields::body(body)?;
     f.deny_unknown(&["owner_agent", "nick", "display_name", "phone", "email"])?;
-    let owner_agent = f.address_req("owner_agent")?;
+    let owner_agent = validate::owner_address("owner_agent", &f.address_req("owner_agent")?)?;
     let raw = if nick_required {
         Some(f.str_req("nick", 1, 64)?)
     } else {

@@ -50,6 +50,10 @@ fn users_register_rename_and_update_in_the_axp_shapes() {
         (&json!("@Alice"), &json!("alice"), &json!(true))
     );
     assert_eq!(r.json["public_address"], "alice@ax");
+    // A nick asked for without its @ is answered with it (the AXP shape).
+    let r = s.get("/v1/users/check-nick?nick=bob");
+    assert_axp("api.users.check_nick.response.v1", &r.json);
+    assert_eq!(r.json["nick"], "@bob");
 
     let r = s.post(
         "/v1/users/register-nick",
@@ -373,6 +377,8 @@ fn invites_refuse_unknown_tokens_bad_fields_and_foreign_owners() {
             "ttl_seconds",
         ),
         (json!({"owner_agent": "a/b", "recipient": "x"}), "recipient"),
+        // The AXP bound of an owner address, 255 characters with its agent://.
+        (json!({"owner_agent": "o".repeat(248)}), "owner_agent"),
     ] {
         let r = s.post("/v1/invites/create", &body);
         assert_eq!((r.status, r.field()), (422, field), "{body}: {}", r.text);
