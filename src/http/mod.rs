@@ -198,7 +198,7 @@ async fn dispatch(
         });
     }
     match matched {
-        Matched::Found(Route::Health, _) => return health(&state).await,
+        Matched::Found(Route::Health | Route::HealthV1, _) => return health(&state).await,
         Matched::Found(Route::Metrics, _) if state.metrics_public => {
             return metrics::serve(&state).await
         }
@@ -246,7 +246,8 @@ async fn dispatch(
 
 async fn route_to(route: Route, ctx: Ctx, body: Incoming) -> Result<Response<Body>, Error> {
     match route {
-        Route::Health => health(&ctx.state).await,
+        Route::Health | Route::HealthV1 => health(&ctx.state).await,
+        Route::BulkCancel => intents::bulk_cancel(ctx, body).await,
         Route::OpenApi => Ok(openapi::document()),
         Route::Capabilities => capabilities(),
         Route::CreateIntent => intents::create(ctx, body).await,
@@ -301,7 +302,8 @@ async fn route_to(route: Route, ctx: Ctx, body: Incoming) -> Result<Response<Bod
     }
 }
 
-/// `GET /health`: open to everyone; 503 when the database cannot be read.
+/// `GET /health` and `GET /v1/health` (AXME's Go and .NET SDKs): open to everyone; 503 when the
+/// database cannot be read.
 async fn health(state: &AppState) -> Result<Response<Body>, Error> {
     let schema_version = state.store.read(migrations::current_version).await?;
     response::ok(&wire::Health {

@@ -1,7 +1,9 @@
 //! The routing table: one line per `(method, path pattern)`, readable in one screen. `*` matches
 //! exactly one path segment; `**` matches one or more (an agent address such as
 //! `team/billing/worker` sits in the path with its slashes, as the AXME SDK sends it). Matched
-//! parts are handed to the handler, percent-decoded, in order. The first matching line wins, so
+//! parts are handed to the handler, percent-decoded, in order. An address typed with its scheme
+//! (`/v1/agents/agent://team/w/intents`) keeps it: the empty segment after `agent:` is the
+//! scheme's `//`. The first matching line wins, so
 //! longer patterns stand above shorter ones. A path that matches no pattern is 404; one that
 //! matches only with another method is 405 with `Allow`.
 
@@ -9,10 +11,12 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Health,
+    HealthV1,
     OpenApi,
     Capabilities,
     CreateIntent,
     ListIntents,
+    BulkCancel,
     GetIntent,
     ListEvents,
     IntentEventsStream,
@@ -63,10 +67,12 @@ pub enum Route {
 #[rustfmt::skip]
 const ROUTES: &[(&str, &str, Route)] = &[
     ("GET",    "/health",                          Route::Health),
+    ("GET",    "/v1/health",                       Route::HealthV1),
     ("GET",    "/openapi.json",                    Route::OpenApi),
     ("GET",    "/v1/capabilities",                 Route::Capabilities),
     ("POST",   "/v1/intents",                      Route::CreateIntent),
     ("GET",    "/v1/intents",                      Route::ListIntents),
+    ("POST",   "/v1/intents/bulk-cancel",          Route::BulkCancel),
     ("GET",    "/v1/intents/*",                    Route::GetIntent),
     ("GET",    "/v1/intents/*/events",             Route::ListEvents),
     ("GET",    "/v1/intents/*/events/stream",      Route::IntentEventsStream),
@@ -174,9 +180,12 @@ fn match_path(pattern: &str, path: &str) -> Option<Vec<String>> {
         segment(w, g, &mut params)?;
     }
     if head.len() < want.len() {
-        // A `**` pattern: the middle (at least one non-empty segment) is one parameter.
+        // A `**` pattern: the middle (at least one non-empty segment) is one parameter. Its only
+        // empty segment may be the `//` of a scheme typed in the path (`agent://a/b`).
         let middle = &got[head.len()..got.len() - tail.len()];
-        if middle.is_empty() || middle.iter().any(|g| g.is_empty()) {
+        let scheme = middle.len() > 2 && middle[0].ends_with(':') && middle[1].is_empty();
+        let empty_at = |i: usize| middle[i].is_empty() && !(scheme && i == 1);
+        if middle.is_empty() || (0..middle.len()).any(empty_at) {
             return None;
         }
         let decoded = middle
@@ -264,6 +273,37 @@ mod tests {
             Matched::Found(Route::GetAgent, vec!["agent://team/w".into()])
         );
         assert_eq!(route("GET", "/v1/agents/a//b"), Matched::NotFound);
+    }
+
+    #[test]
+    fn an_address_typed_with_its_scheme_keeps_it() {
+        assert_eq!(
+            route("GET", "/v1/agents/agent://team/w/intents/stream"),
+            Matched::Found(Route::AgentFeedStream, vec!["agent://team/w".into()])
+        );
+        assert_eq!(
+            route("GET", "/v1/agents/agent://checker"),
+            Matched::Found(Route::GetAgent, vec!["agent://checker".into()])
+        );
+        for bad in [
+            "/v1/agents/agent://",
+            "/v1/agents/agent:///a",
+            "/v1/agents/a://b//c",
+        ] {
+            assert_eq!(route("GET", bad), Matched::NotFound, "{bad}");
+        }
+    }
+
+    #[test]
+    fn bulk_cancel_is_not_an_intent_id() {
+        assert_eq!(
+            route("POST", "/v1/intents/bulk-cancel"),
+            Matched::Found(Route::BulkCancel, vec![])
+        );
+        assert_eq!(
+            route("GET", "/v1/health"),
+            Matched::Found(Route::HealthV1, vec![])
+        );
     }
 
     #[test]

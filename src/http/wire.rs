@@ -34,6 +34,8 @@ pub struct PendingWith<'a> {
 pub struct Intent<'a> {
     pub intent_id: &'a str,
     pub status: &'static str,
+    /// The same as `status`: AXME's clients and example programs read this name.
+    pub lifecycle_status: &'static str,
     pub legacy_status: &'static str,
     pub created_at: &'a str,
     pub updated_at: &'a str,
@@ -85,6 +87,7 @@ impl<'a> Intent<'a> {
         Ok(Intent {
             intent_id: &r.intent_id,
             status: r.status.as_str(),
+            lifecycle_status: r.status.as_str(),
             legacy_status: r.status.legacy(),
             created_at: &r.created_at,
             updated_at: &r.updated_at,
@@ -165,6 +168,18 @@ pub struct IntentList<'a> {
     pub intents: Vec<Intent<'a>>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
+}
+
+/// The answer to `POST /v1/intents/bulk-cancel`, as AXME's CLI reads it.
+#[derive(Serialize)]
+pub struct BulkCanceled<'a> {
+    pub ok: bool,
+    pub dry_run: bool,
+    /// Dry runs only: how many would be canceled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_cancel: Option<usize>,
+    pub canceled: usize,
+    pub intent_ids: &'a [String],
 }
 
 #[derive(Serialize)]

@@ -6,6 +6,7 @@ pub mod access;
 pub mod agents;
 pub mod auth;
 pub mod claims;
+pub mod cleanup;
 pub mod deliveries;
 pub mod feed;
 pub mod idempotency;
