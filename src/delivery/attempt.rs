@@ -46,8 +46,11 @@ struct ObserverData<'a> {
     intent: wire::Intent<'a>,
 }
 
+/// A push body. `intent_id` is AXME's: its http agents read the intent id at the top.
 #[derive(Serialize)]
 struct Envelope<'a, D: Serialize> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    intent_id: Option<&'a str>,
     #[serde(rename = "type")]
     kind: &'a str,
     timestamp: String,
@@ -69,6 +72,7 @@ pub fn render(p: &Prepared) -> Result<Request, Error> {
     let timestamp = clock::now_rfc3339();
     if let Some(e) = &p.webhook_event {
         let body = serde_json::to_vec(&Envelope {
+            intent_id: None,
             kind: &d.event_type,
             timestamp,
             data: PublishedData {
@@ -93,6 +97,7 @@ pub fn render(p: &Prepared) -> Result<Request, Error> {
         .ok_or_else(|| Error::internal("the delivery's intent is gone"))?;
     let body = if d.kind == KIND_HANDLER {
         serde_json::to_vec(&Envelope {
+            intent_id: Some(&intent.intent_id),
             kind: &d.event_type,
             timestamp,
             data: HandlerData {
@@ -109,6 +114,7 @@ pub fn render(p: &Prepared) -> Result<Request, Error> {
             .as_ref()
             .ok_or_else(|| Error::internal("the delivery's event is gone"))?;
         serde_json::to_vec(&Envelope {
+            intent_id: Some(&intent.intent_id),
             kind: &d.event_type,
             timestamp,
             data: ObserverData {
@@ -131,14 +137,20 @@ pub fn render(p: &Prepared) -> Result<Request, Error> {
 pub fn send(agent: &ureq::Agent, req: &Request) -> Outcome {
     let ts = clock::unix_seconds();
     let signature = sign::signature(&req.secrets, &req.delivery_id, ts, &req.body);
-    let started = Instant::now();
-    let result = agent
+    let mut post = agent
         .post(&req.url)
         .set("content-type", "application/json")
         .set("webhook-id", &req.delivery_id)
         .set("webhook-timestamp", &ts.to_string())
-        .set("webhook-signature", &signature)
-        .send_bytes(&req.body);
+        .set("webhook-signature", &signature);
+    if let Some(current) = req.secrets.first() {
+        post = post.set(
+            "x-axme-signature",
+            &sign::axme_signature(current, &req.body),
+        );
+    }
+    let started = Instant::now();
+    let result = post.send_bytes(&req.body);
     let mut outcome = Outcome {
         attempt: req.attempt,
         status_code: None,

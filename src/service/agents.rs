@@ -64,6 +64,7 @@ pub fn register_request(body: &Value) -> Result<RegisterAgent, Error> {
         "delivery_mode",
         "display_name",
         "webhook_url",
+        "callback_url",
         "webhook_secret",
         "lease_seconds",
         "max_delivery_attempts",
@@ -75,14 +76,26 @@ pub fn register_request(body: &Value) -> Result<RegisterAgent, Error> {
             "must be one of stream, poll, http (or push), inbox, internal",
         )
     })?;
+    // AXME's agents register a `callback_url`: the same thing.
     let webhook_url = f.str_opt("webhook_url", 1, 2048)?.map(str::to_string);
     if let Some(url) = &webhook_url {
         check_url("webhook_url", url)?;
     }
+    let callback_url = f.str_opt("callback_url", 1, 2048)?.map(str::to_string);
+    if let Some(url) = &callback_url {
+        check_url("callback_url", url)?;
+        if webhook_url.as_ref().is_some_and(|w| w != url) {
+            return Err(Error::invalid(
+                "callback_url",
+                "names another URL than webhook_url; send one of them",
+            ));
+        }
+    }
+    let webhook_url = webhook_url.or(callback_url);
     if mode == DeliveryMode::Http && webhook_url.is_none() {
         return Err(Error::invalid(
             "webhook_url",
-            "is required when delivery_mode is http",
+            "is required when delivery_mode is http (or its synonym callback_url)",
         ));
     }
     let webhook_secret = f.str_opt("webhook_secret", 1, 256)?.map(str::to_string);
