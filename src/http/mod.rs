@@ -15,6 +15,7 @@ mod openapi;
 pub mod request;
 pub mod response;
 pub mod router;
+mod service_accounts;
 pub mod sse;
 mod streams;
 mod ui;
@@ -293,6 +294,12 @@ async fn route_to(route: Route, ctx: Ctx, body: Incoming) -> Result<Response<Bod
         Route::CreateKey => keys::create(ctx, body).await,
         Route::ListKeys => keys::list(ctx).await,
         Route::RevokeKey => keys::revoke(ctx).await,
+        Route::CreateServiceAccount => service_accounts::create(ctx, body).await,
+        Route::ListServiceAccounts => service_accounts::list(ctx).await,
+        Route::GetServiceAccount => service_accounts::get(ctx).await,
+        Route::DeleteServiceAccount => service_accounts::delete(ctx).await,
+        Route::CreateServiceAccountKey => service_accounts::create_key(ctx, body).await,
+        Route::RevokeServiceAccountKey => service_accounts::revoke_key(ctx).await,
         Route::Backup => admin::backup(ctx).await,
         Route::Ui | Route::UiAsset => ui::serve(&ctx.params, &ctx.headers),
         Route::Metrics => {
@@ -349,6 +356,8 @@ fn capabilities() -> Result<Response<Body>, Error> {
             "runtime.escalation",
             "events.subscribe",
             "keys",
+            "service_accounts",
+            "intents.bulk_cancel",
             "admin.backup",
         ],
         supported_intent_types: vec!["intent.ask.v1", "intent.reply.v1"],

@@ -5,8 +5,10 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+pub mod accounts;
+
 use crate::model::WaitingReason;
-use crate::store::agents::AgentRow;
+use crate::service::agents;
 use crate::store::completions::CompletionRow;
 use crate::store::deliveries::{AttemptRow, DeliveryRow};
 use crate::store::events::EventRow;
@@ -243,11 +245,17 @@ pub struct ChangedIntent<'a> {
     pub completion_delivery: Option<CompletionDelivery<'a>>,
 }
 
-/// A registered agent. The webhook secret is shown in full only in the response that generated
-/// it (`webhook_secret`); otherwise only its last four characters (`secret_hint`).
+/// A registered agent (or a service account, which is one). The webhook secret is shown in full
+/// only in the response that generated it (`webhook_secret`); otherwise only its last four
+/// characters (`secret_hint`). `status`, `service_account_id` and `service_account_name` are
+/// AXME's (`api.agents.get.response.v1.json`); the last two are `null` for an agent registered
+/// without a service account.
 #[derive(Serialize)]
 pub struct Agent<'a> {
     pub address: &'a str,
+    pub status: &'static str,
+    pub service_account_id: Option<&'a str>,
+    pub service_account_name: Option<&'a str>,
     pub delivery_mode: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub display_name: Option<&'a str>,
@@ -269,13 +277,17 @@ pub struct Agent<'a> {
 }
 
 impl<'a> Agent<'a> {
-    pub fn from_row(r: &'a AgentRow, generated_secret: Option<&'a str>) -> Agent<'a> {
+    pub fn from_entry(e: &'a agents::Entry, generated_secret: Option<&'a str>) -> Agent<'a> {
+        let r = &e.agent;
         let secret_hint = r
             .webhook_secret
             .as_deref()
             .map(|s| &s[s.len().saturating_sub(4)..]);
         Agent {
             address: &r.address,
+            status: e.status(),
+            service_account_id: e.account.as_ref().map(|a| a.service_account_id.as_str()),
+            service_account_name: e.account.as_ref().map(|a| a.name.as_str()),
             delivery_mode: &r.delivery_mode,
             display_name: r.display_name.as_deref(),
             webhook_url: r.webhook_url.as_deref(),

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod requests;
 pub mod retention;
+pub mod service_accounts;
 pub mod subscriptions;
 pub mod timers;
 pub mod validate;
