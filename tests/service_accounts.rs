@@ -101,7 +101,10 @@ fn a_service_account_is_an_agent_with_keys_of_its_own() {
 
     // It is an agent: a pull agent until it registers a binding, which keeps the account.
     let agents = s.get("/v1/agents");
-    let a = &agents.json["agents"][0];
+    let a = agents.json["agents"]
+        .as_array()
+        .and_then(|all| all.iter().find(|a| a["address"] == "agent://checker"))
+        .expect("the account is listed as an agent");
     assert_eq!(
         (&a["address"], &a["status"], &a["delivery_mode"]),
         (
@@ -133,6 +136,18 @@ fn a_service_account_is_an_agent_with_keys_of_its_own() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["agent"]["service_account_id"], Value::Null);
     assert_eq!(r.json["agent"]["status"], "active");
+    let all = s.get("/v1/agents").json["agents"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert!(all >= 2, "{all}");
+    let r = s.get("/v1/agents?org_id=6f1c9a4e-1d2b-4c3d-8e9f-0a1b2c3d4e5f&limit=1");
+    assert_eq!(
+        r.json["agents"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        r.text
+    );
+    assert_eq!(s.get("/v1/agents?limit=0").field(), "limit");
 
     // Its key sees only its agent's work.
     let (key_id, token) = mint(&s, &id);

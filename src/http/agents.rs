@@ -38,10 +38,16 @@ pub async fn register(ctx: Ctx, body: Incoming) -> Result {
     Ok(from_rendered(rendered))
 }
 
+/// `GET /v1/agents?limit=`: registered agents and service accounts, by address.
 pub async fn list(ctx: Ctx) -> Result {
     let access = Access::of(&ctx.principal);
+    // AXME's `org_id` and `workspace_id` name the one organization there is; `limit` is kept.
+    let limit = ctx.query.int("limit", 1, 1000)?;
     let mut entries = ctx.state.store.read(agents::entries).await?;
     entries.retain(|e| access.owns(&e.agent.address));
+    if let Some(n) = limit {
+        entries.truncate(n as usize);
+    }
     response::ok(&wire::AgentList {
         ok: true,
         agents: entries
