@@ -3,8 +3,8 @@
 //! registry shows service accounts (`service_accounts`) as agents too: registered or not, each
 //! is the agent of its address.
 
+use crate::store::Tx;
 use base64::Engine;
-use rusqlite::Connection;
 use serde_json::Value;
 
 use super::auth;
@@ -148,10 +148,7 @@ fn check_webhook_secret(secret: &str) -> Result<(), Error> {
 
 /// Registers or updates an agent. An http agent without a secret keeps the one it had, or gets
 /// a generated one, returned here in full and never again.
-pub fn register(
-    conn: &Connection,
-    req: RegisterAgent,
-) -> Result<(AgentRow, Option<String>), Error> {
+pub fn register(conn: &Tx, req: RegisterAgent) -> Result<(AgentRow, Option<String>), Error> {
     let existing = agents::get(conn, &req.address)?;
     let now = clock::now_rfc3339();
     let mut generated = None;
@@ -238,14 +235,14 @@ pub fn path_address(raw: &str) -> Result<String, Error> {
     validate::address("address", raw)
 }
 
-pub fn get(conn: &Connection, address: &str) -> Result<AgentRow, Error> {
+pub fn get(conn: &Tx, address: &str) -> Result<AgentRow, Error> {
     agents::get(conn, address)?.ok_or_else(|| Error::NotFound {
         what: "agent",
         id: address.to_string(),
     })
 }
 
-pub fn list(conn: &Connection) -> Result<Vec<AgentRow>, Error> {
+pub fn list(conn: &Tx) -> Result<Vec<AgentRow>, Error> {
     agents::list(conn)
 }
 
@@ -287,7 +284,7 @@ fn unregistered(account: &ServiceAccountRow) -> AgentRow {
 }
 
 /// Every registered agent and every service account, by address.
-pub fn entries(conn: &Connection) -> Result<Vec<Entry>, Error> {
+pub fn entries(conn: &Tx) -> Result<Vec<Entry>, Error> {
     let mut accounts: std::collections::BTreeMap<String, ServiceAccountRow> =
         service_accounts::list(conn)?
             .into_iter()
@@ -309,7 +306,7 @@ pub fn entries(conn: &Connection) -> Result<Vec<Entry>, Error> {
 }
 
 /// The registry entry of one address: registered, or a service account; 404 otherwise.
-pub fn entry(conn: &Connection, address: &str) -> Result<Entry, Error> {
+pub fn entry(conn: &Tx, address: &str) -> Result<Entry, Error> {
     let account = service_accounts::get_by_address(conn, address)?;
     let agent = match (agents::get(conn, address)?, &account) {
         (Some(agent), _) => agent,
@@ -326,7 +323,7 @@ pub fn entry(conn: &Connection, address: &str) -> Result<Entry, Error> {
 
 /// Retires an agent; intents already addressed to it stay, and the address becomes a pull
 /// agent again.
-pub fn retire(conn: &Connection, address: &str) -> Result<(), Error> {
+pub fn retire(conn: &Tx, address: &str) -> Result<(), Error> {
     if agents::delete(conn, address)? {
         Ok(())
     } else {

@@ -4,7 +4,6 @@
 //! transaction. A dry run only names them. An agent key reaches only the intents it sent or
 //! handles; it never decides a lifecycle rule of its own.
 
-use rusqlite::Connection;
 use serde_json::Value;
 
 use super::access::Access;
@@ -14,6 +13,7 @@ use super::validate::Fields;
 use crate::clock;
 use crate::model::Status;
 use crate::store::intents as stored;
+use crate::store::Tx;
 use crate::Error;
 
 /// The most intents one bulk cancel reaches (the CLI asks for 500 by default).
@@ -102,12 +102,7 @@ pub struct Outcome {
 }
 
 /// Finds the stale intents the caller may cancel and, unless `dry_run`, cancels them.
-pub fn run(
-    conn: &Connection,
-    req: &BulkCancel,
-    access: &Access,
-    caller: &str,
-) -> Result<Outcome, Error> {
+pub fn run(conn: &Tx, req: &BulkCancel, access: &Access, caller: &str) -> Result<Outcome, Error> {
     let cutoff = clock::now() - time::Duration::seconds_f64(req.older_than_hours * 3600.0);
     let before = clock::format(cutoff);
     let intent_ids = stored::inactive(conn, &req.statuses, &before, access.parties(), req.limit)?;

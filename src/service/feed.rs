@@ -8,10 +8,11 @@
 //! DELIVERED, CREATED and IN_PROGRESS). Items whose intent is terminal are left out unless a
 //! `status` filter names their status, as the AXME SDK documents for `listen()`.
 
-use rusqlite::Connection;
+use crate::store::Tx;
 use serde_json::json;
 
-use super::intents::{transition, Change};
+use super::effects::transition;
+use super::history::Change;
 use crate::model::Status;
 use crate::store::events::{self, EventRow, FirehoseFilter};
 use crate::store::intents::{self, IntentRow};
@@ -42,7 +43,7 @@ pub struct FeedPage {
 /// this read hands over passes a filter naming SUBMITTED or DELIVERED (it is the first, and
 /// shows the second).
 pub fn agent_feed(
-    conn: &Connection,
+    conn: &Tx,
     address: &str,
     after: i64,
     limit: usize,
@@ -93,7 +94,7 @@ pub fn handed_over(page: &FeedPage) -> Vec<String> {
 /// handler already moved it on). Returns every one of them as it is after the marking, which is
 /// what the items that handed them over show.
 pub fn mark_delivered(
-    conn: &Connection,
+    conn: &Tx,
     intent_ids: &[String],
     actor: &str,
     via: &str,
@@ -129,7 +130,7 @@ pub fn show_handed_over(page: &mut FeedPage, after: Vec<IntentRow>) {
 
 /// Events of all intents after the global cursor `after`, filtered.
 pub fn firehose(
-    conn: &Connection,
+    conn: &Tx,
     after: i64,
     filter: &FirehoseFilter,
     limit: usize,
@@ -138,6 +139,6 @@ pub fn firehose(
 }
 
 /// The newest event id (the end of the log), to tell a cursor from the future.
-pub fn log_end(conn: &Connection) -> Result<i64, Error> {
+pub fn log_end(conn: &Tx) -> Result<i64, Error> {
     events::max_event_id(conn)
 }

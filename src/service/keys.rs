@@ -5,7 +5,7 @@
 //! without it nobody could manage keys any more. What an `agent` key may do beyond this is not
 //! decided here; its role and agents are recorded for that.
 
-use rusqlite::Connection;
+use crate::store::Tx;
 use serde_json::Value;
 
 use super::auth::{self, Keys};
@@ -153,13 +153,13 @@ pub fn new_key(req: CreateKey) -> Result<(KeyInfo, String), Error> {
 }
 
 /// Stores a new key with its agent bindings.
-pub fn insert(conn: &Connection, info: &KeyInfo) -> Result<(), Error> {
+pub fn insert(conn: &Tx, info: &KeyInfo) -> Result<(), Error> {
     keys::insert(conn, &info.row)?;
     keys::insert_agents(conn, &info.row.key_id, &info.agents)
 }
 
 /// Every key, revoked ones included, oldest first.
-pub fn list(conn: &Connection) -> Result<Vec<KeyInfo>, Error> {
+pub fn list(conn: &Tx) -> Result<Vec<KeyInfo>, Error> {
     let rows = keys::list_all(conn)?;
     let mut by_key = std::collections::HashMap::<String, Vec<String>>::new();
     for (key_id, address) in keys::all_agents(conn)? {

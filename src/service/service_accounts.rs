@@ -7,7 +7,6 @@
 //! The server has one organization and one workspace: `org_id` and `workspace_id` are kept as
 //! sent (or [`DEFAULT_SCOPE`]) and shown back, but never filter anything.
 
-use rusqlite::Connection;
 use serde_json::Value;
 
 use super::access::Access;
@@ -15,7 +14,7 @@ use super::keys::{self, CreateKey, KeyInfo, Role};
 use super::validate::{self, Fields};
 use crate::clock;
 use crate::store::service_accounts::{self, ServiceAccountRow};
-use crate::store::{agents, keys as stored_keys};
+use crate::store::{agents, keys as stored_keys, Tx};
 use crate::Error;
 
 /// The `org_id` and `workspace_id` of an account created without them.
@@ -80,11 +79,7 @@ pub fn key_request(body: &Value) -> Result<(), Error> {
 }
 
 /// Creates a service account; 409 `service_account_exists` when its name is taken.
-pub fn create(
-    conn: &Connection,
-    req: CreateAccount,
-    caller: &str,
-) -> Result<ServiceAccountRow, Error> {
+pub fn create(conn: &Tx, req: CreateAccount, caller: &str) -> Result<ServiceAccountRow, Error> {
     let address = validate::address("name", &req.name)?;
     if service_accounts::get_by_address(conn, &address)?.is_some() {
         return Err(Error::conflict(
@@ -119,7 +114,7 @@ fn not_found(id: &str) -> Error {
 }
 
 /// One account, if the caller may see it (404 otherwise, as if it did not exist).
-pub fn get(conn: &Connection, access: &Access, id: &str) -> Result<ServiceAccountRow, Error> {
+pub fn get(conn: &Tx, access: &Access, id: &str) -> Result<ServiceAccountRow, Error> {
     match service_accounts::get(conn, id)? {
         Some(a) if access.owns(&a.address) => Ok(a),
         _ => Err(not_found(id)),
@@ -127,14 +122,14 @@ pub fn get(conn: &Connection, access: &Access, id: &str) -> Result<ServiceAccoun
 }
 
 /// The accounts the caller may see, by name.
-pub fn list(conn: &Connection, access: &Access) -> Result<Vec<ServiceAccountRow>, Error> {
+pub fn list(conn: &Tx, access: &Access) -> Result<Vec<ServiceAccountRow>, Error> {
     let mut rows = service_accounts::list(conn)?;
     rows.retain(|a| access.owns(&a.address));
     Ok(rows)
 }
 
 /// The account of an agent address, if it has one.
-pub fn of_address(conn: &Connection, address: &str) -> Result<Option<ServiceAccountRow>, Error> {
+pub fn of_address(conn: &Tx, address: &str) -> Result<Option<ServiceAccountRow>, Error> {
     service_accounts::get_by_address(conn, address)
 }
 
@@ -148,7 +143,7 @@ pub struct Deleted {
 /// Deletes an account: its own keys (bound to its address alone) are revoked, its registry
 /// entry retired; intents already addressed to it stay. The caller removes the revoked keys
 /// from the live table after the commit.
-pub fn delete(conn: &Connection, id: &str) -> Result<Deleted, Error> {
+pub fn delete(conn: &Tx, id: &str) -> Result<Deleted, Error> {
     let account = service_accounts::get(conn, id)?.ok_or_else(|| not_found(id))?;
     let revoked_keys = service_accounts::live_keys_of(conn, &account.address)?;
     let now = clock::now_rfc3339();
@@ -174,7 +169,7 @@ pub fn new_key(account: &ServiceAccountRow) -> Result<(KeyInfo, String), Error> 
 }
 
 /// Stores a key made by [`new_key`], if its account still exists.
-pub fn store_key(conn: &Connection, id: &str, key: &KeyInfo) -> Result<(), Error> {
+pub fn store_key(conn: &Tx, id: &str, key: &KeyInfo) -> Result<(), Error> {
     let account = service_accounts::get(conn, id)?.ok_or_else(|| not_found(id))?;
     if key.agents != [account.address] {
         return Err(Error::internal(
@@ -186,7 +181,7 @@ pub fn store_key(conn: &Connection, id: &str, key: &KeyInfo) -> Result<(), Error
 
 /// Revokes one key of an account; a key that is not the account's is 404. Revoking a revoked
 /// key changes nothing. Returns the key as it is after.
-pub fn revoke_key(conn: &Connection, id: &str, key_id: &str) -> Result<KeyInfo, Error> {
+pub fn revoke_key(conn: &Tx, id: &str, key_id: &str) -> Result<KeyInfo, Error> {
     let account = service_accounts::get(conn, id)?.ok_or_else(|| not_found(id))?;
     let missing = || Error::NotFound {
         what: "key",

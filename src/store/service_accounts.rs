@@ -1,7 +1,8 @@
 //! The `service_accounts` table: AXME's agent identities. A service account names one agent
 //! address; its keys are ordinary agent-role keys bound to that address (`api_key_agents`).
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::Tx;
+use rusqlite::{params, OptionalExtension, Row};
 
 use crate::Error;
 
@@ -39,7 +40,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ServiceAccountRow> {
     })
 }
 
-pub fn insert(conn: &Connection, a: &ServiceAccountRow) -> Result<(), Error> {
+pub fn insert(conn: &Tx, a: &ServiceAccountRow) -> Result<(), Error> {
     conn.prepare_cached(&format!(
         "INSERT INTO service_accounts ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
     ))?
@@ -58,7 +59,7 @@ pub fn insert(conn: &Connection, a: &ServiceAccountRow) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn get(conn: &Connection, id: &str) -> Result<Option<ServiceAccountRow>, Error> {
+pub fn get(conn: &Tx, id: &str) -> Result<Option<ServiceAccountRow>, Error> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM service_accounts WHERE service_account_id = ?1"
@@ -67,10 +68,7 @@ pub fn get(conn: &Connection, id: &str) -> Result<Option<ServiceAccountRow>, Err
         .optional()?)
 }
 
-pub fn get_by_address(
-    conn: &Connection,
-    address: &str,
-) -> Result<Option<ServiceAccountRow>, Error> {
+pub fn get_by_address(conn: &Tx, address: &str) -> Result<Option<ServiceAccountRow>, Error> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM service_accounts WHERE address = ?1"
@@ -80,7 +78,7 @@ pub fn get_by_address(
 }
 
 /// Every service account, by name.
-pub fn list(conn: &Connection) -> Result<Vec<ServiceAccountRow>, Error> {
+pub fn list(conn: &Tx) -> Result<Vec<ServiceAccountRow>, Error> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM service_accounts ORDER BY name"
     ))?;
@@ -91,7 +89,7 @@ pub fn list(conn: &Connection) -> Result<Vec<ServiceAccountRow>, Error> {
 }
 
 /// Deletes a service account; returns whether it existed.
-pub fn delete(conn: &Connection, id: &str) -> Result<bool, Error> {
+pub fn delete(conn: &Tx, id: &str) -> Result<bool, Error> {
     Ok(conn
         .prepare_cached("DELETE FROM service_accounts WHERE service_account_id = ?1")?
         .execute([id])?
@@ -99,7 +97,7 @@ pub fn delete(conn: &Connection, id: &str) -> Result<bool, Error> {
 }
 
 /// The live keys bound to `address` and to nothing else: the keys of its service account.
-pub fn live_keys_of(conn: &Connection, address: &str) -> Result<Vec<String>, Error> {
+pub fn live_keys_of(conn: &Tx, address: &str) -> Result<Vec<String>, Error> {
     let mut stmt = conn.prepare_cached(
         "SELECT k.key_id FROM api_keys k JOIN api_key_agents a ON a.key_id = k.key_id \
          WHERE a.address = ?1 AND k.revoked_at IS NULL \
