@@ -64,12 +64,8 @@ impl Targets {
     }
 }
 
-/// Reads what the attempt of a due delivery needs.
-pub fn prepare(conn: &Tx, d: DeliveryRow) -> Result<Prepared, Error> {
-    prepare_with(conn, d, &mut Targets::default())
-}
-
-/// [`prepare`], reading each agent and subscription once per `targets`.
+/// Reads what the attempt of a due delivery needs, each agent and subscription once per
+/// `targets`.
 pub fn prepare_with(conn: &Tx, d: DeliveryRow, targets: &mut Targets) -> Result<Prepared, Error> {
     let intent = match &d.intent_id {
         Some(id) => crate::store::intents::get(conn, id)?,
