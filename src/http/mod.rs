@@ -10,21 +10,22 @@ mod firehose;
 pub(crate) mod inbox;
 mod intents;
 mod keys;
-pub mod limits;
+pub(crate) mod limits;
 mod mcp;
 mod media;
-pub mod metrics;
+pub(crate) mod metrics;
 mod openapi;
 pub mod request;
-pub mod response;
+pub(crate) mod response;
 pub mod router;
 mod schemas;
-pub mod sse;
+mod service_accounts;
+pub(crate) mod sse;
 mod streams;
 mod ui;
 mod users;
 mod webhooks;
-pub mod wire;
+pub(crate) mod wire;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -250,7 +251,8 @@ async fn dispatch(
     Ok(resp)
 }
 
-/// `GET /health`: open to everyone; 503 when the database cannot be read.
+/// `GET /health` and `GET /v1/health` (AXME's Go and .NET SDKs): open to everyone; 503 when the
+/// database cannot be read.
 async fn health(ctx: Ctx) -> Result<Response<Body>, Error> {
     let state = &ctx.state;
     let schema_version = state.store.read(operator::schema_version).await?;
@@ -297,6 +299,8 @@ async fn capabilities(_ctx: Ctx) -> Result<Response<Body>, Error> {
             "runtime.escalation",
             "events.subscribe",
             "keys",
+            "service_accounts",
+            "intents.bulk_cancel",
             "admin.backup",
             "users",
             "invites",

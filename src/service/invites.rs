@@ -223,6 +223,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// What an admin key may reach.
+    fn admin() -> Access {
+        Access::of(&crate::service::auth::Principal {
+            key_id: "k".into(),
+            name: "admin".into(),
+            role: "admin".into(),
+            agents: Vec::new(),
+        })
+    }
+
     fn db() -> rusqlite::Connection {
         let mut c = rusqlite::Connection::open_in_memory().expect("open");
         crate::store::migrations::migrate(&mut c).expect("migrate");
@@ -240,7 +250,7 @@ mod tests {
         let t0 = clock::now();
         let req = create_request(&json!({"owner_agent": "team/lead", "ttl_seconds": 60})).unwrap();
         let used = new_token().unwrap();
-        let row = create(&c, &Access::all(), req.clone(), &used, t0).unwrap();
+        let row = create(&c, &admin(), req.clone(), &used, t0).unwrap();
         assert_eq!(status(&row, t0), Status::Pending);
         assert_eq!(
             status(&row, t0 + time::Duration::seconds(60)),
@@ -261,7 +271,7 @@ mod tests {
         );
 
         let late = new_token().unwrap();
-        create(&c, &Access::all(), req, &late, t0).unwrap();
+        create(&c, &admin(), req, &late, t0).unwrap();
         let e = accept(
             &c,
             &late,

@@ -31,6 +31,7 @@ pub mod migrations;
 pub mod notify;
 pub mod retention;
 pub mod schemas;
+pub mod service_accounts;
 pub mod stats;
 pub mod subscriptions;
 pub mod threads;

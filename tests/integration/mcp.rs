@@ -331,7 +331,16 @@ fn a_tool_call_reaches_what_its_key_reaches_over_rest() {
         "axme.intents_send",
         json!({"to_agent": "team/x", "from_agent": "team/alice"}),
     );
-    assert_eq!(r["structuredContent"]["error"]["code"], "forbidden", "{r}");
+    // As over REST, a from_agent the key may not send as is ignored: it sends as itself.
+    let sent = r["structuredContent"]["intent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let got = call_as(&s, &bob, "axme.intents_get", json!({"intent_id": sent}));
+    assert_eq!(
+        got["structuredContent"]["intent"]["from_agent"], "agent://team/bob",
+        "{got}"
+    );
     assert_eq!(
         call_as(&s, &bob, "axme.agents_list", json!({}))["isError"],
         false

@@ -57,12 +57,19 @@ const SERVICE_LAYERS: &[&[&str]] = &[
         "retry",
     ],
     &["requests", "access", "agents", "keys", "history"],
-    &["outbox", "schedule", "users", "schemas", "media"],
+    &[
+        "outbox",
+        "schedule",
+        "service_accounts",
+        "users",
+        "schemas",
+        "media",
+    ],
     &["thread_hooks", "push_targets", "invites"],
     &["effects"],
     &["payloads"],
     &["intents", "feed", "timers", "retention"],
-    &["claims", "deliveries", "inbox_view"],
+    &["claims", "deliveries", "inbox_view", "cleanup"],
     &["inbox", "subscriptions"],
 ];
 

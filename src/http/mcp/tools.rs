@@ -296,11 +296,11 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
             to_value(&wire::media::UploadEnvelope::new(&row, status, url))
         }
         "axme.agents_list" => {
-            let mut rows = store.read(agents::list).await?;
-            rows.retain(|r| access.owns(&r.address));
-            let list = rows
+            let mut entries = store.read(agents::entries).await?;
+            entries.retain(|e| access.owns(&e.agent.address));
+            let list = entries
                 .iter()
-                .map(|r| to_value(&wire::Agent::from_row(r, None)))
+                .map(|e| to_value(&wire::Agent::from_entry(e, None)))
                 .collect::<Result<Vec<_>, Error>>()?;
             Ok(json!({"agents": list}))
         }

@@ -28,7 +28,7 @@ pub async fn send(ctx: &Ctx, access: Access, args: &Value) -> Outcome {
             .or_insert_with(|| json!(uuid::Uuid::new_v4().to_string()));
     }
     let mut req = requests::create_intent(&body, ctx.state.limits.max_payload_bytes)?;
-    req.from_agent = access.from_agent(req.from_agent)?;
+    req.from_agent = access.sender(req.from_agent);
     let scope = str_arg(args, "idempotency_key").map(|k| Scope {
         key_id: ctx.principal.key_id.clone(),
         endpoint: "POST /v1/intents".into(),
