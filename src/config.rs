@@ -98,6 +98,11 @@ pub struct ServeConfig {
     #[arg(long, env = "AXME_STREAM_QUEUE", default_value_t = 256)]
     pub stream_queue: usize,
 
+    /// Bytes queued per stream connection (one frame larger than this still goes out alone); a
+    /// reader that leaves it full past the write deadline is cut off and its connection closed.
+    #[arg(long, env = "AXME_STREAM_BUFFER_BYTES", default_value_t = 1024 * 1024)]
+    pub stream_buffer_bytes: usize,
+
     /// Most open stream connections (more get 503 with Retry-After).
     #[arg(long, env = "AXME_MAX_STREAMS", default_value_t = 10_000)]
     pub max_streams: usize,
@@ -221,6 +226,7 @@ impl ServeConfig {
             stream_max_lifetime_seconds: 1800,
             stream_write_deadline_seconds: 10,
             stream_queue: 256,
+            stream_buffer_bytes: 1024 * 1024,
             max_streams: 10_000,
             max_waiters: 10_000,
             max_streams_per_key: 100,
@@ -260,6 +266,7 @@ impl ServeConfig {
             max_lifetime: Duration::from_secs(self.stream_max_lifetime_seconds.max(1)),
             write_deadline: Duration::from_secs(self.stream_write_deadline_seconds.max(1)),
             queue: self.stream_queue.max(1),
+            buffer_bytes: self.stream_buffer_bytes.max(1),
             retry_ms: 2000,
             max_streams: self.max_streams,
             max_waiters: self.max_waiters,

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::config::ServeConfig;
 use crate::delivery::{self, PushSettings};
+use crate::http::outbox::Hangup;
 use crate::http::sse::Gauges;
 use crate::http::{self, AppState, Limits};
 use crate::metrics::Metrics;
@@ -193,6 +194,9 @@ impl Server {
                     };
                     let _ = stream.set_nodelay(true);
                     let state = self.state.clone();
+                    // A stream that cuts off a slow reader closes the connection through this.
+                    let hangup = Hangup::default();
+                    let for_requests = hangup.clone();
                     let conn = http1::Builder::new()
                         .timer(TokioTimer::new())
                         .header_read_timeout(crate::http::limits::HEADER_READ_TIMEOUT)
@@ -200,12 +204,20 @@ impl Server {
                         .keep_alive(true)
                         .serve_connection(
                             TokioIo::new(stream),
-                            service_fn(move |req| http::handle(state.clone(), req)),
+                            service_fn(move |mut req| {
+                                req.extensions_mut().insert(for_requests.clone());
+                                http::handle(state.clone(), req)
+                            }),
                         );
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
+                        tokio::select! {
+                            ended = conn => if let Err(e) = ended {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            },
+                            _ = hangup.requested() => {
+                                tracing::debug!("connection closed: its stream's reader was cut off");
+                            }
                         }
                     });
                 }

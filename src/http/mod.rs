@@ -12,6 +12,7 @@ mod keys;
 pub mod limits;
 pub mod metrics;
 mod openapi;
+pub mod outbox;
 pub mod request;
 pub mod response;
 pub mod router;
@@ -92,6 +93,8 @@ pub struct Ctx {
     pub params: Vec<String>,
     pub query: Query,
     pub headers: HeaderMap,
+    /// Closes this request's connection (set by `server` on every connection).
+    pub hangup: Option<outbox::Hangup>,
 }
 
 impl Ctx {
@@ -190,7 +193,7 @@ async fn dispatch(
     req: Request<Incoming>,
     matched: Matched,
 ) -> Result<Response<Body>, Error> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let target = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
     if target > limits::MAX_URI_BYTES {
         return Err(Error::UriTooLong {
@@ -236,6 +239,7 @@ async fn dispatch(
         params,
         query: Query::parse(parts.uri.query())?,
         headers: parts.headers,
+        hangup: parts.extensions.remove::<outbox::Hangup>(),
     };
     let mut resp = route_to(route, ctx, body).await?;
     if let Some(q) = quota {

@@ -15,20 +15,23 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::outbox;
 use crate::service::idempotency::Rendered;
 use crate::Error;
 
 /// A response body: a whole buffer, or a stream of chunks (Server-Sent Events) fed by a
-/// producer task through a bounded channel.
+/// producer task through a queue bounded in bytes (`outbox`).
 pub enum Body {
     Full(Option<Bytes>),
     /// The producer task holds the sender; when the client goes away hyper drops this body, the
     /// receiver closes, and the producer sees it. `_slot` releases the connection's place in
     /// the stream cap when dropped.
     Stream {
-        chunks: mpsc::Receiver<Bytes>,
+        chunks: outbox::Receiver,
         _slot: Box<dyn Send + Sync>,
     },
+    /// A download (the backup) fed from a blocking thread through a small channel.
+    Download(mpsc::Receiver<Bytes>),
 }
 
 impl Body {
@@ -50,6 +53,7 @@ impl hyper::body::Body for Body {
             Body::Stream { chunks, .. } => {
                 chunks.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b))))
             }
+            Body::Download(chunks) => chunks.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b)))),
         }
     }
 
@@ -61,7 +65,7 @@ impl hyper::body::Body for Body {
         match self {
             Body::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Body::Full(None) => SizeHint::with_exact(0),
-            Body::Stream { .. } => SizeHint::default(),
+            Body::Stream { .. } | Body::Download(_) => SizeHint::default(),
         }
     }
 }
