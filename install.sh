@@ -55,6 +55,7 @@ ExecStart=$bin serve --data /var/lib/axme/axme.db --listen 127.0.0.1:8080
 Restart=on-failure
 KillSignal=SIGTERM
 TimeoutStopSec=30
+LimitNOFILE=65536
 NoNewPrivileges=true
 ProtectSystem=strict
 ProtectHome=true

@@ -120,6 +120,20 @@ pub struct ServeConfig {
     #[arg(long, env = "AXME_MAX_WAITERS_PER_KEY", default_value_t = 100)]
     pub max_waiters_per_key: usize,
 
+    /// Most open connections; past it a connection gets `/health` or 503 and is closed. Kept
+    /// under three quarters of the open-file limit (raised to its hard limit at start).
+    #[arg(long, env = "AXME_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Seconds a request's body may take to arrive after its head (then 408 and the connection
+    /// closes).
+    #[arg(long, env = "AXME_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub request_timeout_seconds: u64,
+
+    /// Requests one agent key may have in flight at once (more get 429).
+    #[arg(long, env = "AXME_MAX_IN_FLIGHT_PER_KEY", default_value_t = 256)]
+    pub max_in_flight_per_key: usize,
+
     /// Requests per second one agent key may make on average (bursts of twice that); more get
     /// 429 with Retry-After. 0 turns the limit off. Admin keys are not limited.
     #[arg(long, env = "AXME_RATE_LIMIT", default_value_t = 1000)]
@@ -231,6 +245,9 @@ impl ServeConfig {
             max_waiters: 10_000,
             max_streams_per_key: 100,
             max_waiters_per_key: 100,
+            max_connections: 10_000,
+            request_timeout_seconds: 30,
+            max_in_flight_per_key: 256,
             rate_limit: 1000,
             push_retry_schedule: parse_schedule("5s,5m,30m,2h,5h,10h,14h,20h,24h")
                 .unwrap_or_default(),

@@ -141,3 +141,146 @@ fn f1_slow_stream_readers_hold_bounded_memory() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(s.get("/health").status, 200);
 }
+
+/// Sends raw bytes on a new connection (no read).
+fn raw(addr: &str, bytes: &str) -> TcpStream {
+    let mut c = TcpStream::connect(addr).expect("connect");
+    if !bytes.is_empty() {
+        c.write_all(bytes.as_bytes()).expect("write");
+    }
+    c
+}
+
+/// Reads what the server answers on `c` until it closes the connection.
+fn read_to_close(c: &mut TcpStream, wait: Duration) -> String {
+    c.set_read_timeout(Some(wait)).expect("timeout");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the server kept the connection open: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `(soft, hard)` of "Max open files" in `/proc/PID/limits`.
+fn open_file_limit(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files");
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (n[0], n[1])
+}
+
+/// F2: requests whose body never came held their connection and task forever, and enough of
+/// them (or of idle sockets) under a 1,024 open-file limit kept `/health` unreachable. Now a
+/// body has a deadline (408, connection closed), an agent key a cap on requests in flight (429),
+/// and connections a cap below the open-file limit past which `/health` still answers.
+#[test]
+fn f2_body_less_requests_and_idle_sockets_leave_health_reachable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start_under(
+        &["prlimit", "--nofile=512:512", "--"],
+        &[],
+        &dir.path().join("axme.db"),
+        &[
+            "--request-timeout-seconds",
+            "3",
+            "--max-in-flight-per-key",
+            "50",
+            "--durability",
+            "normal",
+        ],
+    );
+    assert_eq!(open_file_limit(s.pid()), (512, 512));
+    let key = agent_key(&s, "agent://fd/x");
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let head = format!(
+        "POST /v1/agents HTTP/1.1\r\nhost: x\r\nx-api-key: {key}\r\n\
+         content-type: application/json\r\ncontent-length: 100\r\n\r\n"
+    );
+    let sent = Instant::now();
+    let mut bodyless: Vec<TcpStream> = (0..200).map(|_| raw(&addr, &head)).collect();
+    let _idle: Vec<TcpStream> = (0..400).map(|_| raw(&addr, "")).collect();
+    // 600 connections against 512 descriptors (the cap is 384): /health still answers.
+    for _ in 0..3 {
+        let started = Instant::now();
+        let r = send(
+            agent()
+                .request("GET", &s.url("/health"))
+                .timeout(Duration::from_secs(5)),
+            None,
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    // 50 bodies are awaited until their deadline, then 408 and the connection closes; the
+    // other 150 were refused at once, naming the limit.
+    let (mut timed_out, mut refused) = (0, 0);
+    for c in &mut bodyless {
+        let answer = read_to_close(c, Duration::from_secs(15));
+        let status = answer.split(' ').nth(1).unwrap_or("");
+        match status {
+            "408" => {
+                assert!(answer.contains("request_timeout"), "{answer}");
+                assert!(answer.to_ascii_lowercase().contains("connection: close"));
+                timed_out += 1;
+            }
+            "429" => {
+                assert!(answer.contains("--max-in-flight-per-key"), "{answer}");
+                refused += 1;
+            }
+            _ => panic!("unexpected answer: {answer}"),
+        }
+    }
+    assert_eq!((timed_out, refused), (50, 150));
+    assert!(
+        sent.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(s.get("/health").status, 200);
+}
+
+/// F2: a connection past the cap is answered at once with 503 and `Retry-After` (only
+/// `/health` is served there), and closed.
+#[test]
+fn f2_connections_past_the_cap_get_503_with_retry_after() {
+    let s = Server::start_args(&["--max-connections", "20"]);
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let _held: Vec<TcpStream> = (0..20).map(|_| raw(&addr, "")).collect();
+    poll_until(Duration::from_secs(10), "the cap reached", || {
+        let mut c = raw(&addr, "GET /v1/agents HTTP/1.1\r\nhost: x\r\n\r\n");
+        let answer = read_to_close(&mut c, Duration::from_secs(5));
+        answer.starts_with("HTTP/1.1 503").then_some(answer)
+    });
+    let r = send(s.req("GET", "/v1/agents"), None);
+    assert_error(&r, 503, "unavailable");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(r.text.contains("--max-connections"), "{}", r.text);
+    let h = send(s.req_anon("GET", "/health"), None);
+    assert_eq!(h.status, 200, "{}", h.text);
+}
+
+/// F2: the soft open-file limit is raised to the hard limit at start.
+#[test]
+fn f2_the_open_file_limit_is_raised_to_the_hard_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start_under(
+        &["prlimit", "--nofile=256:4096", "--"],
+        &[],
+        &dir.path().join("axme.db"),
+        &[],
+    );
+    assert_eq!(open_file_limit(s.pid()), (4096, 4096));
+}

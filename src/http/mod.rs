@@ -6,6 +6,7 @@
 mod admin;
 mod agents;
 mod claims;
+pub mod connections;
 pub(crate) mod inbox;
 mod intents;
 mod keys;
@@ -46,6 +47,10 @@ pub struct Limits {
     pub max_payload_bytes: usize,
     /// The largest request body: the payload limit plus room for the other fields.
     pub max_body_bytes: usize,
+    /// How long a request's body may take to arrive after its head (408 after that).
+    pub request_timeout: std::time::Duration,
+    /// Requests one agent key may have in flight at once (429 past it).
+    pub max_in_flight_per_key: usize,
 }
 
 impl Limits {
@@ -53,6 +58,8 @@ impl Limits {
         Limits {
             max_payload_bytes,
             max_body_bytes: max_payload_bytes + 64 * 1024,
+            request_timeout: std::time::Duration::from_secs(30),
+            max_in_flight_per_key: 256,
         }
     }
 }
@@ -83,6 +90,10 @@ pub struct AppState {
     pub per_key_streams: Arc<limits::PerKey>,
     /// Waiting long polls per agent key, under `streams.max_waiters_per_key`.
     pub per_key_waiters: Arc<limits::PerKey>,
+    /// Requests in flight per agent key, under `limits.max_in_flight_per_key`.
+    pub per_key_in_flight: Arc<limits::PerKey>,
+    /// Open connections, under the connection cap.
+    pub connections: connections::Connections,
 }
 
 /// One request's context after routing and authentication.
@@ -95,6 +106,8 @@ pub struct Ctx {
     pub headers: HeaderMap,
     /// Closes this request's connection (set by `server` on every connection).
     pub hangup: Option<outbox::Hangup>,
+    /// When the body must have arrived.
+    pub deadline: request::Deadline,
 }
 
 impl Ctx {
@@ -116,7 +129,7 @@ impl Ctx {
             | Route::PublishEvent => self.state.limits.max_body_bytes,
             _ => limits::SMALL_BODY_BYTES.min(self.state.limits.max_body_bytes),
         };
-        let v = request::json_body(body, &self.headers, limit).await?;
+        let v = request::json_body(body, &self.headers, limit, self.deadline).await?;
         if limits::depth(&v) > limits::MAX_JSON_DEPTH {
             return Err(Error::Malformed {
                 reason: format!(
@@ -173,6 +186,7 @@ pub async fn handle(
     let h = resp.headers_mut();
     h.insert(X_REQUEST_ID.clone(), request_id);
     h.insert(X_TRACE_ID.clone(), trace_id);
+    response::secure(h);
     Ok(resp)
 }
 
@@ -193,6 +207,10 @@ async fn dispatch(
     req: Request<Incoming>,
     matched: Matched,
 ) -> Result<Response<Body>, Error> {
+    let deadline = request::Deadline {
+        at: tokio::time::Instant::now() + state.limits.request_timeout,
+        seconds: state.limits.request_timeout.as_secs(),
+    };
     let (mut parts, body) = req.into_parts();
     let target = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
     if target > limits::MAX_URI_BYTES {
@@ -232,6 +250,22 @@ async fn dispatch(
     } else {
         None
     };
+    let _in_flight = if principal.is_admin() {
+        None
+    } else {
+        let max = state.limits.max_in_flight_per_key;
+        Some(
+            state
+                .per_key_in_flight
+                .acquire(&principal.key_id, max, "requests")
+                .map_err(|_| Error::TooMany {
+                    reason: format!(
+                        "this key already has {max} requests in flight, its limit \
+                         (--max-in-flight-per-key); wait for one to finish"
+                    ),
+                })?,
+        )
+    };
     let ctx = Ctx {
         route,
         state,
@@ -240,6 +274,7 @@ async fn dispatch(
         query: Query::parse(parts.uri.query())?,
         headers: parts.headers,
         hangup: parts.extensions.remove::<outbox::Hangup>(),
+        deadline,
     };
     let mut resp = route_to(route, ctx, body).await?;
     if let Some(q) = quota {
@@ -306,7 +341,7 @@ async fn route_to(route: Route, ctx: Ctx, body: Incoming) -> Result<Response<Bod
 }
 
 /// `GET /health`: open to everyone; 503 when the database cannot be read.
-async fn health(state: &AppState) -> Result<Response<Body>, Error> {
+pub(crate) async fn health(state: &AppState) -> Result<Response<Body>, Error> {
     let schema_version = state.store.read(migrations::current_version).await?;
     response::ok(&wire::Health {
         ok: true,

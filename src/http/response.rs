@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 use serde_json::json;
@@ -70,6 +70,15 @@ impl hyper::body::Body for Body {
     }
 }
 
+/// Headers every response carries: no content sniffing (a JSON answer that reflects input is
+/// never rendered as HTML).
+pub fn secure(h: &mut hyper::HeaderMap) {
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+}
+
 /// A JSON response with the given status.
 pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response<Body> {
     let mut resp = Response::new(Body::full(body));
@@ -117,6 +126,7 @@ impl Error {
             Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited { .. } | Error::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            Error::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -134,6 +144,7 @@ impl Error {
                 json!({"limit_per_second": limit, "retry_after_seconds": retry_after})
             }
             Error::NotFound { what, id } => json!({"resource": what, "id": id}),
+            Error::RequestTimeout { seconds } => json!({"limit_seconds": seconds}),
             _ => json!({}),
         };
         if let Error::Internal { reason } = &self {
@@ -165,6 +176,11 @@ impl Error {
             Error::TooMany { .. } => {
                 resp.headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            // The rest of the body may still come; the connection cannot be reused.
+            Error::RequestTimeout { .. } => {
+                resp.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }
