@@ -284,3 +284,44 @@ fn f2_the_open_file_limit_is_raised_to_the_hard_limit() {
     );
     assert_eq!(open_file_limit(s.pid()), (4096, 4096));
 }
+
+/// The permission bits of `path`.
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// F9: the database, its `-wal` and `-shm`, and backups were created 0644 under a usual umask,
+/// readable by every local user although they hold webhook secrets and every payload. Now
+/// they are 0600, and an existing database made readable by others is narrowed at start.
+#[test]
+fn f9_database_wal_shm_and_backups_are_private() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("axme.db");
+    let mut s = Server::start_on(&data, &[]);
+    s.create_intent("agent://files/a");
+    let side = |suffix: &str| dir.path().join(format!("axme.db{suffix}"));
+    for f in ["", "-wal", "-shm"] {
+        assert_eq!(mode(&side(f)), 0o600, "axme.db{f}");
+    }
+    let out = dir.path().join("copy.db");
+    let run = std::process::Command::new(bin())
+        .args(["backup", out.to_str().expect("path")])
+        .env("AXME_SERVER", &s.base)
+        .env("AXME_API_KEY", &s.api_key)
+        .output()
+        .expect("axme backup");
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(mode(&out), 0o600, "the backup file");
+    s.terminate();
+    // A database left readable by others (an older version, a copy) is narrowed at start.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let s = Server::start_on(&data, &[]);
+    assert_eq!(s.get("/health").status, 200);
+    assert_eq!(mode(&data), 0o600);
+}
