@@ -164,7 +164,7 @@ pub async fn handle(
         _ => None,
     };
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let path = logged_path(route, req.uri().path());
     let metrics = state.metrics.clone();
     let mut resp = match dispatch(state, req, matched).await {
         Ok(r) => r,
@@ -188,6 +188,18 @@ pub async fn handle(
     h.insert(X_TRACE_ID.clone(), trace_id);
     response::secure(h);
     Ok(resp)
+}
+
+/// The path as logged: a lease token (a claim's capability) is left out.
+fn logged_path(route: Option<usize>, path: &str) -> String {
+    let with_lease = [Route::AckClaim, Route::NackClaim, Route::ExtendClaim].map(|r| r as usize);
+    match (route, path.strip_prefix("/v1/claims/")) {
+        (Some(r), Some(rest)) if with_lease.contains(&r) => {
+            let action = rest.rsplit('/').next().unwrap_or("");
+            format!("/v1/claims/-/{action}")
+        }
+        _ => path.to_string(),
+    }
 }
 
 /// The id a client sent in `name`, or a new UUID.
@@ -216,6 +228,12 @@ async fn dispatch(
     if target > limits::MAX_URI_BYTES {
         return Err(Error::UriTooLong {
             limit: limits::MAX_URI_BYTES,
+        });
+    }
+    // hyper bounds the head by its read buffer, which lets somewhat more through.
+    if limits::head_bytes(&parts.method, target, &parts.headers) > limits::MAX_HEAD_BYTES {
+        return Err(Error::HeadTooLarge {
+            limit: limits::MAX_HEAD_BYTES,
         });
     }
     match matched {

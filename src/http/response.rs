@@ -127,6 +127,7 @@ impl Error {
             Error::RateLimited { .. } | Error::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Error::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Error::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
