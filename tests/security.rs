@@ -379,3 +379,46 @@ fn f14_every_response_is_nosniff_and_lease_tokens_stay_out_of_the_log() {
     });
     assert!(!logged.contains(&token), "the lease token was logged");
 }
+
+/// F10: an idempotent retry of `POST /v1/agents` replayed the generated webhook secret (kept
+/// 24 h in the stored response, and in every backup). Now the replay, and what is stored for
+/// it, shows only the secret's hint; the same for subscriptions.
+#[test]
+fn f10_an_idempotent_replay_never_shows_a_generated_secret_again() {
+    let s = Server::start();
+    let post = |path: &str, body: &serde_json::Value| {
+        send(
+            s.req("POST", path).set("idempotency-key", "reg-1"),
+            Some(body.to_string()),
+        )
+    };
+    let agent = json!({"address": "agent://sec/hook", "delivery_mode": "http",
+                       "webhook_url": "http://127.0.0.1:9/hook"});
+    let sub = json!({"callback_url": "http://127.0.0.1:9/sub", "event_types": ["intent.created"]});
+    for (path, body, field, hint) in [
+        (
+            "/v1/agents",
+            &agent,
+            "/agent/webhook_secret",
+            "/agent/secret_hint",
+        ),
+        (
+            "/v1/webhooks/subscriptions",
+            &sub,
+            "/subscription/secret",
+            "/subscription/secret_hint",
+        ),
+    ] {
+        let first = post(path, body);
+        assert_eq!(first.status, 200, "{}", first.text);
+        let secret = first.json.pointer(field).and_then(|v| v.as_str());
+        let secret = secret.unwrap_or_else(|| panic!("no {field}: {}", first.text));
+        assert!(secret.starts_with("whsec_"), "{secret}");
+        let again = post(path, body);
+        assert_eq!(again.status, 200, "{}", again.text);
+        assert_eq!(again.header("idempotent-replayed"), Some("true"));
+        assert!(!again.text.contains(secret), "replayed: {}", again.text);
+        assert!(!again.text.contains("whsec_"), "replayed: {}", again.text);
+        assert!(again.json.pointer(hint).is_some(), "{}", again.text);
+    }
+}

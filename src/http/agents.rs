@@ -8,7 +8,7 @@ use super::response::{self, from_rendered, Body};
 use super::wire;
 use super::Ctx;
 use crate::service::agents;
-use crate::service::idempotency::write_once;
+use crate::service::idempotency::write_once_disclosing;
 use crate::Error;
 
 type Result = std::result::Result<Response<Body>, Error>;
@@ -18,15 +18,20 @@ pub async fn register(ctx: Ctx, body: Incoming) -> Result {
     let req = agents::register_request(&body)?;
     Access::of(&ctx.principal).require(&req.address, "registering")?;
     let scope = ctx.idempotency("POST /v1/agents".into(), &body)?;
-    let rendered = write_once(
+    let rendered = write_once_disclosing(
         &ctx.state.store,
         scope,
         move |c| agents::register(c, req),
         |(row, generated)| {
-            response::render(&wire::AgentEnvelope {
-                ok: true,
-                agent: wire::Agent::from_row(row, generated.as_deref()),
-            })
+            let render = |secret: Option<&str>| {
+                response::render(&wire::AgentEnvelope {
+                    ok: true,
+                    agent: wire::Agent::from_row(row, secret),
+                })
+            };
+            // A replay says the agent is registered, never the generated secret again.
+            let kept = generated.is_some().then(|| render(None)).transpose()?;
+            Ok((render(generated.as_deref())?, kept))
         },
     )
     .await?;

@@ -11,7 +11,7 @@ use super::response::{self, from_rendered, Body};
 use super::wire;
 use super::{request, Ctx};
 use crate::service::deliveries as domain;
-use crate::service::idempotency::write_once;
+use crate::service::idempotency::{write_once, write_once_disclosing};
 use crate::service::subscriptions::{self, Counters};
 use crate::store::deliveries::ListFilter;
 use crate::store::subscriptions::{SubscriptionRow, WebhookEventRow};
@@ -111,7 +111,7 @@ pub async fn upsert_subscription(ctx: Ctx, body: Incoming) -> Result {
     let owner = owner(&ctx)?;
     let access = Access::of(&ctx.principal);
     let scope = ctx.idempotency("POST /v1/webhooks/subscriptions".into(), &body)?;
-    let rendered = write_once(
+    let rendered = write_once_disclosing(
         &ctx.state.store,
         scope,
         move |c| {
@@ -129,10 +129,15 @@ pub async fn upsert_subscription(ctx: Ctx, body: Incoming) -> Result {
             subscriptions::upsert(c, &owner, req)
         },
         |(row, generated)| {
-            response::render(&SubscriptionEnvelope {
-                ok: true,
-                subscription: Subscription::from_row(row, generated.as_deref()),
-            })
+            let render = |secret: Option<&str>| {
+                response::render(&SubscriptionEnvelope {
+                    ok: true,
+                    subscription: Subscription::from_row(row, secret),
+                })
+            };
+            // A replay says the subscription exists, never the generated secret again.
+            let kept = generated.is_some().then(|| render(None)).transpose()?;
+            Ok((render(generated.as_deref())?, kept))
         },
     )
     .await?;
