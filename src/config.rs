@@ -45,10 +45,17 @@ pub struct ServeConfig {
     #[arg(long, env = "AXME_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
 
-    /// Admin API key to store if the database does not have it yet (at least 16 characters).
-    /// Without it, a new database gets a generated key, printed once.
+    /// Admin API key to store if the database does not have it yet (at least 32 visible
+    /// characters, 16 of them different). Without it, a new database gets a generated key,
+    /// printed once (or written to --api-key-file).
     #[arg(long, env = "AXME_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+
+    /// A file holding the admin API key (kept out of the command line and the log): read if it
+    /// exists; otherwise a new database's generated key is written to it, readable by its owner
+    /// only (0600), instead of to stdout.
+    #[arg(long, env = "AXME_API_KEY_FILE", conflicts_with = "api_key")]
+    pub api_key_file: Option<PathBuf>,
 
     /// How hard a commit waits for the disk: `full` survives power loss, `normal` survives a
     /// crash of the process.
@@ -229,6 +236,7 @@ impl ServeConfig {
             data: data.into(),
             listen: "127.0.0.1:8080".into(),
             api_key: None,
+            api_key_file: None,
             durability: Durability::Full,
             max_payload_bytes: 128 * 1024,
             log: "info".into(),

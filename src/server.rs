@@ -37,6 +37,8 @@ pub struct Server {
     retention: Option<Duration>,
     /// The admin key generated for a new database, to be shown to the operator once.
     pub generated_key: Option<String>,
+    /// Where the generated admin key was written instead (`--api-key-file`).
+    pub generated_key_file: Option<std::path::PathBuf>,
 }
 
 impl Server {
@@ -50,9 +52,17 @@ impl Server {
         let store = tokio::task::spawn_blocking(move || Store::open(&path, opts))
             .await
             .map_err(|e| Error::internal(format!("open task: {e}")))??;
-        let generated_key = match auth::bootstrap(&store, config.api_key.as_deref()).await? {
+        let (given, write_to) = admin_key_source(config)?;
+        let generated_key = match auth::bootstrap(&store, given.as_deref()).await? {
             Bootstrap::Generated(k) => Some(k),
             Bootstrap::Stored | Bootstrap::Unchanged => None,
+        };
+        let (generated_key, generated_key_file) = match (generated_key, write_to) {
+            (Some(key), Some(path)) => {
+                write_key_file(&path, &key)?;
+                (None, Some(path))
+            }
+            (key, _) => (key, None),
         };
         let keys = Keys::load(&store).await?;
         let nofile = raise_open_file_limit();
@@ -119,6 +129,7 @@ impl Server {
             registry,
             retention: config.retention.0,
             generated_key,
+            generated_key_file,
         })
     }
 
@@ -281,6 +292,46 @@ async fn maintenance(store: Store) {
             }
         }
     }
+}
+
+/// The admin key given (`--api-key`, or the contents of an existing `--api-key-file`), and the
+/// key file to write a generated key to when there is none yet.
+fn admin_key_source(
+    config: &ServeConfig,
+) -> Result<(Option<String>, Option<std::path::PathBuf>), Error> {
+    let Some(path) = &config.api_key_file else {
+        return Ok((config.api_key.clone(), None));
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let key = text.trim();
+            if key.is_empty() {
+                return Err(Error::invalid("--api-key-file", "the file is empty"));
+            }
+            Ok((Some(key.to_string()), None))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((None, Some(path.clone()))),
+        Err(e) => Err(Error::invalid(
+            "--api-key-file",
+            format!("cannot read {}: {e}", path.display()),
+        )),
+    }
+}
+
+/// Writes a generated admin key to a new file readable by its owner only.
+fn write_key_file(path: &std::path::Path, key: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let fail = |e: std::io::Error| {
+        Error::internal(format!(
+            "cannot write the generated admin key to {}: {e}; remove the new database and \
+             start again",
+            path.display()
+        ))
+    };
+    let mut file = crate::store::create_private(path).map_err(fail)?;
+    file.write_all(format!("{key}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(fail)
 }
 
 /// Raises the soft open-file limit to the hard one (a systemd unit without `LimitNOFILE=` starts

@@ -422,3 +422,92 @@ fn f10_an_idempotent_replay_never_shows_a_generated_secret_again() {
         assert!(again.json.pointer(hint).is_some(), "{}", again.text);
     }
 }
+
+/// Starts `axme serve` on `data` with exactly `args` (no `--api-key`), returning the child and
+/// what it printed up to its listening line.
+fn serve_plain(data: &std::path::Path, args: &[&str]) -> (std::process::Child, String, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(bin())
+        .args(["serve", "--data", data.to_str().expect("path")])
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("AXME_API_KEY")
+        .env_remove("AXME_API_KEY_FILE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut printed = String::new();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        printed.push_str(&line);
+        printed.push('\n');
+        if let Some(base) = line.split("listening on ").nth(1) {
+            let base = base.trim().to_string();
+            return (child, base, printed);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("no listening line: {printed}");
+}
+
+/// F8: the generated admin key went to stdout (the journal, under install.sh's unit), and
+/// `--api-key` shows in `ps`. Now `--api-key-file` takes a generated key into a 0600 file
+/// (stdout names only the file) and gives a chosen one without a command-line argument.
+#[test]
+fn f8_a_generated_admin_key_goes_to_a_private_key_file_not_stdout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("axme.db");
+    let key_file = dir.path().join("admin.key");
+    let file_arg = key_file.to_str().expect("path");
+    let (mut child, base, printed) = serve_plain(&data, &["--api-key-file", file_arg]);
+    let key = std::fs::read_to_string(&key_file).expect("key file");
+    let key = key.trim().to_string();
+    assert!(key.starts_with("axme_"), "{key}");
+    assert_eq!(mode(&key_file), 0o600);
+    assert!(!printed.contains(&key), "the key was printed: {printed}");
+    assert!(printed.contains(file_arg), "{printed}");
+    let keyed = |base: &str| {
+        send(
+            agent()
+                .get(&format!("{base}/v1/keys"))
+                .set("x-api-key", &key),
+            None,
+        )
+        .status
+    };
+    assert_eq!(keyed(&base), 200);
+    let _ = child.kill();
+    let _ = child.wait();
+    // Started again with the same file: the key is read from it, nothing is printed.
+    let (mut child, base, printed) = serve_plain(&data, &["--api-key-file", file_arg]);
+    assert!(!printed.contains("admin API key"), "{printed}");
+    assert_eq!(keyed(&base), 200);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// F11: an operator-chosen `--api-key` of 16 characters was accepted and stored as an unsalted
+/// SHA-256, guessable offline from a leaked database. Now a chosen key must be at least 32
+/// visible characters with 16 different ones; the server refuses to start otherwise.
+#[test]
+fn f11_a_weak_operator_chosen_admin_key_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for weak in ["adminkey_0123456789abcdef0123", &"ab".repeat(20)] {
+        let out = std::process::Command::new(bin())
+            .args(["serve", "--data"])
+            .arg(dir.path().join("weak.db"))
+            .args(["--listen", "127.0.0.1:0", "--api-key", weak])
+            .env_remove("AXME_API_KEY")
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "started with {weak}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("at least 32"), "{err}");
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(!said.contains("listening"), "{said}");
+    }
+}
