@@ -135,6 +135,14 @@ pub mod event_type {
     pub const DELIVERY_FAILED: &str = "intent.delivery_failed";
 }
 
+/// The addresses of the built-in internal agents (served by `runtime::builtin`). The domain
+/// names them for the rules that single them out (the approval agent opens its own task).
+pub mod builtin {
+    pub const DELAY: &str = "agent://internal/delay";
+    pub const APPROVAL: &str = "agent://internal/approval";
+    pub const NOTIFY: &str = "agent://internal/notify";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,7 +40,7 @@ fn a_push_is_signed_and_carries_the_intent_and_the_delivery() {
     let ts: i64 = hit.header("webhook-timestamp").unwrap().parse().unwrap();
     assert_eq!(
         hit.header("webhook-signature").unwrap(),
-        axme::delivery::sign::signature(std::slice::from_ref(&secret), hit.id(), ts, &hit.body)
+        axme::webhook::sign::signature(std::slice::from_ref(&secret), hit.id(), ts, &hit.body)
     );
 
     let body = hit.json();

@@ -20,11 +20,28 @@ use hyper::{Method, Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
-use super::outbox::Hangup;
 use super::response::Body;
 use super::{limits, AppState};
 use crate::Error;
+
+/// Asks one connection's task (in `server`) to close its socket. The task waits on it beside
+/// the connection; a stream's producer fires it when it cuts a slow reader off.
+#[derive(Debug, Clone, Default)]
+pub struct Hangup(Arc<Notify>);
+
+impl Hangup {
+    /// Asks for the connection to be closed (remembered if its task is not waiting yet).
+    pub fn hang_up(&self) {
+        self.0.notify_one();
+    }
+
+    /// Resolves once [`Hangup::hang_up`] was called.
+    pub async fn requested(&self) {
+        self.0.notified().await
+    }
+}
 
 /// How long a connection past the cap may take to send its request head.
 pub const OVER_CAP_HEAD_TIMEOUT: Duration = Duration::from_millis(500);

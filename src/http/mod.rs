@@ -7,17 +7,18 @@ mod admin;
 mod agents;
 mod claims;
 pub mod connections;
+mod firehose;
 pub(crate) mod inbox;
 mod intents;
 mod keys;
 pub mod limits;
 pub mod metrics;
 mod openapi;
-pub mod outbox;
 pub mod request;
 pub mod response;
 pub mod router;
 pub mod sse;
+pub mod stream_queue;
 mod streams;
 mod ui;
 mod webhooks;
@@ -37,7 +38,8 @@ use self::response::Body;
 use self::router::{Matched, Route};
 use crate::service::auth::{Keys, Principal};
 use crate::service::idempotency::Scope;
-use crate::store::{migrations, Store};
+use crate::service::operator;
+use crate::store::Store;
 use crate::Error;
 
 /// Size limits of request bodies.
@@ -105,7 +107,7 @@ pub struct Ctx {
     pub query: Query,
     pub headers: HeaderMap,
     /// Closes this request's connection (set by `server` on every connection).
-    pub hangup: Option<outbox::Hangup>,
+    pub hangup: Option<connections::Hangup>,
     /// When the body must have arrived.
     pub deadline: request::Deadline,
 }
@@ -291,7 +293,7 @@ async fn dispatch(
         params,
         query: Query::parse(parts.uri.query())?,
         headers: parts.headers,
-        hangup: parts.extensions.remove::<outbox::Hangup>(),
+        hangup: parts.extensions.remove::<connections::Hangup>(),
         deadline,
     };
     let mut resp = route_to(route, ctx, body).await?;
@@ -313,7 +315,7 @@ async fn route_to(route: Route, ctx: Ctx, body: Incoming) -> Result<Response<Bod
         Route::IntentEventsStream => streams::intent_events_stream(ctx).await,
         Route::AgentFeed => streams::agent_feed_poll(ctx).await,
         Route::AgentFeedStream => streams::agent_feed_stream(ctx).await,
-        Route::Firehose => streams::firehose_stream(ctx).await,
+        Route::Firehose => firehose::firehose_stream(ctx).await,
         Route::UpsertSubscription => webhooks::upsert_subscription(ctx, body).await,
         Route::ListSubscriptions => webhooks::list_subscriptions(ctx).await,
         Route::DeleteSubscription => webhooks::delete_subscription(ctx).await,
@@ -360,7 +362,7 @@ async fn route_to(route: Route, ctx: Ctx, body: Incoming) -> Result<Response<Bod
 
 /// `GET /health`: open to everyone; 503 when the database cannot be read.
 pub(crate) async fn health(state: &AppState) -> Result<Response<Body>, Error> {
-    let schema_version = state.store.read(migrations::current_version).await?;
+    let schema_version = state.store.read(operator::schema_version).await?;
     response::ok(&wire::Health {
         ok: true,
         status: "ok",

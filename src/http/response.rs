@@ -15,19 +15,19 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::outbox;
+use super::stream_queue;
 use crate::service::idempotency::Rendered;
 use crate::Error;
 
 /// A response body: a whole buffer, or a stream of chunks (Server-Sent Events) fed by a
-/// producer task through a queue bounded in bytes (`outbox`).
+/// producer task through a queue bounded in bytes (`stream_queue`).
 pub enum Body {
     Full(Option<Bytes>),
     /// The producer task holds the sender; when the client goes away hyper drops this body, the
     /// receiver closes, and the producer sees it. `_slot` releases the connection's place in
     /// the stream cap when dropped.
     Stream {
-        chunks: outbox::Receiver,
+        chunks: stream_queue::Receiver,
         _slot: Box<dyn Send + Sync>,
     },
     /// A download (the backup) fed from a blocking thread through a small channel.

@@ -28,8 +28,9 @@ use serde_json::Value;
 use tokio::sync::{watch, OnceCell};
 use tokio::time::{sleep_until, Instant};
 
-use super::outbox::{self, Hangup, Refused};
+use super::connections::Hangup;
 use super::response::Body;
+use super::stream_queue::{self, Refused};
 use super::AppState;
 use crate::service::auth::Principal;
 use crate::store::notify::{Subscription, Topic};
@@ -240,7 +241,8 @@ pub fn start<S: Source>(
         None
     };
     let slot = Slot::acquire(&state.gauges.streams, settings.max_streams, "streams")?;
-    let (tx, rx) = outbox::channel(settings.buffer_bytes, settings.queue, opts.hangup.clone());
+    let (tx, rx) =
+        stream_queue::channel(settings.buffer_bytes, settings.queue, opts.hangup.clone());
     let producer = Producer {
         tx,
         store: state.store.clone(),
@@ -266,7 +268,7 @@ pub fn start<S: Source>(
 /// The task behind one stream.
 struct Producer {
     /// Frames to the response body; the body (hyper) holds the receiver.
-    tx: outbox::Sender,
+    tx: stream_queue::Sender,
     store: Store,
     keys: Arc<crate::service::auth::Keys>,
     commits: Subscription,

@@ -1,5 +1,5 @@
 //! The queue between a stream's producer task and its response body, bounded in bytes (and in
-//! chunks), and the hang-up signal of one connection.
+//! chunks).
 //!
 //! A stream's memory must not grow with a reader that stops reading: the producer waits for room
 //! at most its write deadline, then cuts the stream off. Cutting drops what is queued at once and
@@ -16,22 +16,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::{timeout_at, Instant};
 
-/// Asks one connection's task (in `server`) to close its socket. The task waits on it beside
-/// the connection; a stream's producer fires it when it cuts a slow reader off.
-#[derive(Debug, Clone, Default)]
-pub struct Hangup(Arc<Notify>);
-
-impl Hangup {
-    /// Asks for the connection to be closed (remembered if its task is not waiting yet).
-    pub fn hang_up(&self) {
-        self.0.notify_one();
-    }
-
-    /// Resolves once [`Hangup::hang_up`] was called.
-    pub async fn requested(&self) {
-        self.0.notified().await
-    }
-}
+use super::connections::Hangup;
 
 /// Why a chunk was not queued.
 #[derive(Debug, PartialEq, Eq)]
