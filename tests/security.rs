@@ -511,3 +511,60 @@ fn f11_a_weak_operator_chosen_admin_key_is_refused() {
         assert!(!said.contains("listening"), "{said}");
     }
 }
+
+/// F7: an agent key could write any `actor` into the audit trail, and the caller's real
+/// identity was recorded nowhere on the event. Now the claimed actor stays (AXME's field) and
+/// the authenticated principal goes beside it as `details.by`, which a client cannot forge.
+#[test]
+fn f7_the_authenticated_principal_is_recorded_beside_a_claimed_actor() {
+    let s = Server::start();
+    let alice = agent_key(&s, "agent://team/alice");
+    let as_alice = |path: &str, body: serde_json::Value| {
+        send(
+            s.req_anon("POST", path).set("x-api-key", &alice),
+            Some(body.to_string()),
+        )
+    };
+    let id = s.create_intent("agent://team/alice");
+    let forged = as_alice(
+        &format!("/v1/intents/{id}/progress"),
+        json!({"status": "IN_PROGRESS", "actor": "agent://admin"}),
+    );
+    assert_eq!(forged.status, 200, "{}", forged.text);
+    assert_eq!(forged.json["event"]["actor"], "agent://admin");
+    assert_eq!(forged.json["event"]["details"]["by"], "agent://team/alice");
+    // A `by` smuggled into the details is replaced by the caller.
+    let smuggled = as_alice(
+        &format!("/v1/intents/{id}/progress"),
+        json!({"status": "WAITING", "waiting_reason": "WAITING_FOR_TOOL",
+               "details": {"by": "agent://admin", "step": 2}}),
+    );
+    assert_eq!(smuggled.status, 200, "{}", smuggled.text);
+    assert_eq!(
+        smuggled.json["event"]["details"]["by"],
+        "agent://team/alice"
+    );
+    assert_eq!(smuggled.json["event"]["details"]["step"], 2);
+    // Without a claim nothing changes: the actor is the caller, no `by`.
+    let plain = as_alice(&format!("/v1/intents/{id}/resume"), json!({}));
+    assert_eq!(plain.status, 200, "{}", plain.text);
+    assert_eq!(plain.json["event"]["actor"], "agent://team/alice");
+    assert!(
+        plain.json["event"]["details"].get("by").is_none(),
+        "{}",
+        plain.text
+    );
+    let done = as_alice(
+        &format!("/v1/intents/{id}/resolve"),
+        json!({"status": "COMPLETED", "result": {"ok": true}, "actor": "agent://team/bob"}),
+    );
+    assert_eq!(done.status, 200, "{}", done.text);
+    let events = s.get(&format!("/v1/intents/{id}/events"));
+    let last = events.json["events"]
+        .as_array()
+        .and_then(|e| e.last())
+        .cloned()
+        .expect("events");
+    assert_eq!(last["actor"], "agent://team/bob");
+    assert_eq!(last["details"]["by"], "agent://team/alice");
+}
