@@ -568,3 +568,103 @@ fn f7_the_authenticated_principal_is_recorded_beside_a_claimed_actor() {
     assert_eq!(last["actor"], "agent://team/bob");
     assert_eq!(last["details"]["by"], "agent://team/alice");
 }
+
+/// F3: an agent key that could see an intent listed every delivery of it, other owners'
+/// webhook URLs (tokens in the query) and their receivers' answers included, and could replay
+/// them. Now it sees and replays only pushes to its own agents and subscriptions.
+#[test]
+fn f3_an_agent_key_sees_only_deliveries_to_targets_it_owns() {
+    let s = Server::start();
+    let alice = agent_key(&s, "agent://team/alice");
+    let bob = agent_key(&s, "agent://team/bob");
+    let with = |key: &str, method: &str, path: &str, body: Option<serde_json::Value>| {
+        send(
+            s.req_anon(method, path).set("x-api-key", key),
+            body.map(|b| b.to_string()),
+        )
+    };
+    let r = s.post(
+        "/v1/webhooks/subscriptions",
+        &json!({"callback_url": "http://127.0.0.1:9/admin-hook?token=ADMIN-ONLY",
+                "event_types": ["intent.created"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = with(
+        &bob,
+        "POST",
+        "/v1/agents",
+        Some(
+            json!({"address": "agent://team/bob", "delivery_mode": "http",
+                    "webhook_url": "http://127.0.0.1:9/bob?token=BOB-SECRET"}),
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut body = intent_body("agent://team/bob");
+    body["from_agent"] = json!("agent://team/alice");
+    let r = with(&alice, "POST", "/v1/intents", Some(body));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.json["intent_id"].as_str().expect("id").to_string();
+    // Alice's own subscription to her intent.
+    let r = with(
+        &alice,
+        "POST",
+        "/v1/webhooks/subscriptions",
+        Some(
+            json!({"callback_url": "http://127.0.0.1:9/alice-hook", "event_types": ["intent.*"],
+                    "intent_id": id}),
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    s.post(
+        &format!("/v1/intents/{id}/progress"),
+        &json!({"status": "IN_PROGRESS"}),
+    );
+    let listed = |key: &str| {
+        let r = with(key, "GET", &format!("/v1/deliveries?intent_id={id}"), None);
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json["deliveries"].as_array().cloned().unwrap_or_default()
+    };
+    let all = listed(&s.api_key);
+    let admins = all
+        .iter()
+        .find(|d| {
+            d["target_url"]
+                .as_str()
+                .unwrap_or("")
+                .contains("admin-hook")
+        })
+        .expect("the admin's delivery")["delivery_id"]
+        .as_str()
+        .expect("delivery_id")
+        .to_string();
+    let urls = |ds: &[serde_json::Value]| -> Vec<String> {
+        ds.iter()
+            .map(|d| d["target_url"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let alices = urls(&listed(&alice));
+    assert!(
+        !alices.is_empty(),
+        "alice sees her own subscription's pushes"
+    );
+    assert!(
+        alices.iter().all(|u| u.contains("alice-hook")),
+        "{alices:?}"
+    );
+    let bobs = urls(&listed(&bob));
+    assert!(!bobs.is_empty(), "bob sees the pushes to his agent");
+    assert!(bobs.iter().all(|u| u.contains("BOB-SECRET")), "{bobs:?}");
+    // Another owner's delivery does not exist for an agent key: no read, no replay.
+    for key in [&alice, &bob] {
+        let r = with(key, "GET", &format!("/v1/deliveries/{admins}"), None);
+        assert_eq!(r.status, 404, "{}", r.text);
+        let r = with(
+            key,
+            "POST",
+            &format!("/v1/deliveries/{admins}/replay"),
+            None,
+        );
+        assert_eq!(r.status, 404, "{}", r.text);
+    }
+    assert_eq!(s.get(&format!("/v1/deliveries/{admins}")).status, 200);
+}

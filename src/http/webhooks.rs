@@ -285,7 +285,15 @@ pub async fn list_deliveries(ctx: Ctx) -> Result {
                     None => access.require_filter(&[None], "listing deliveries")?,
                 }
             }
-            domain::list(c, filter)
+            let (mut rows, next) = domain::list(c, filter)?;
+            // Only pushes to the key's own agents and subscriptions (see `Access::delivery`).
+            let mut kept = Vec::with_capacity(rows.len());
+            for row in rows.drain(..) {
+                if access.delivery(c, &row.0).is_ok() {
+                    kept.push(row);
+                }
+            }
+            Ok((kept, next))
         })
         .await?;
     #[derive(Serialize)]
