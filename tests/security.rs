@@ -4,6 +4,7 @@
 
 mod claims_support;
 mod common;
+mod receiver;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -667,4 +668,68 @@ fn f3_an_agent_key_sees_only_deliveries_to_targets_it_owns() {
         assert_eq!(r.status, 404, "{}", r.text);
     }
     assert_eq!(s.get(&format!("/v1/deliveries/{admins}")).status, 200);
+}
+
+/// F4: a push's first 2 KiB of answer and its transport error were readable by the agent key
+/// that owns the target, so a webhook URL on a loopback or private address was a read oracle
+/// into the host's network and its connect errors a port scanner. Now agent keys see each
+/// attempt's status code and latency only; admin keys see everything.
+#[test]
+fn f4_an_agent_key_cannot_read_answers_or_errors_of_its_pushes() {
+    let s = Server::start_args(&["--push-retry-schedule", "100ms"]);
+    let inside = receiver::Receiver::start(
+        receiver::Reply::ok().body(r#"{"internal_service": "SECRET-INTERNAL-DATA"}"#),
+    );
+    let with = |key: &str, method: &str, path: &str, body: Option<serde_json::Value>| {
+        send(
+            s.req_anon(method, path).set("x-api-key", key),
+            body.map(|b| b.to_string()),
+        )
+    };
+    for (address, url) in [
+        ("agent://team/alice", inside.url()),
+        (
+            "agent://team/alice/closed",
+            format!("http://127.0.0.1:{}/x", receiver::closed_port()),
+        ),
+    ] {
+        let key = agent_key(&s, address);
+        let r = with(
+            &key,
+            "POST",
+            "/v1/agents",
+            Some(json!({"address": address, "delivery_mode": "http", "webhook_url": url})),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        let r = with(&key, "POST", "/v1/intents", Some(intent_body(address)));
+        assert_eq!(r.status, 200, "{}", r.text);
+        let id = r.json["intent_id"].as_str().expect("id").to_string();
+        let path = format!("/v1/deliveries?intent_id={id}");
+        let admin_view = poll_until(Duration::from_secs(20), "an attempt", || {
+            let r = s.get(&path);
+            let d = r.json["deliveries"][0].clone();
+            d["attempts"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+                .then_some(d)
+        });
+        let attempt = &admin_view["attempts"][0];
+        assert!(
+            attempt["response_excerpt"]
+                .as_str()
+                .is_some_and(|e| e.contains("SECRET"))
+                || attempt["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("refused")),
+            "the admin sees the answer or the error: {admin_view}"
+        );
+        let r = with(&key, "GET", &path, None);
+        assert_eq!(r.status, 200, "{}", r.text);
+        let text = r.text.clone();
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(!text.contains("Connection refused"), "{text}");
+        let seen = &r.json["deliveries"][0]["attempts"][0];
+        assert!(seen["response_excerpt"].is_null(), "{text}");
+        assert_eq!(seen["status_code"], attempt["status_code"]);
+    }
 }

@@ -253,6 +253,15 @@ const STATUSES: &[&str] = &[
     outbox::DEAD_LETTERED,
 ];
 
+/// A delivery as the caller may see it (agent keys: without answers and error details).
+fn shown<'a>(ctx: &Ctx, d: wire::Delivery<'a>) -> wire::Delivery<'a> {
+    if ctx.principal.is_admin() {
+        d
+    } else {
+        d.for_agent_key()
+    }
+}
+
 pub async fn list_deliveries(ctx: Ctx) -> Result {
     let q = &ctx.query;
     let status = match q.get("status") {
@@ -306,7 +315,7 @@ pub async fn list_deliveries(ctx: Ctx) -> Result {
         ok: true,
         deliveries: rows
             .iter()
-            .map(|(d, a)| wire::Delivery::from_rows(d, a))
+            .map(|(d, a)| shown(&ctx, wire::Delivery::from_rows(d, a)))
             .collect(),
         next_cursor: next.map(|n| n.to_string()),
     })
@@ -326,7 +335,7 @@ pub async fn get_delivery(ctx: Ctx) -> Result {
         .await?;
     response::ok(&wire::DeliveryEnvelope {
         ok: true,
-        delivery: wire::Delivery::from_rows(&d, &a),
+        delivery: shown(&ctx, wire::Delivery::from_rows(&d, &a)),
     })
 }
 
@@ -345,6 +354,6 @@ pub async fn replay_delivery(ctx: Ctx) -> Result {
         .await?;
     response::ok(&wire::DeliveryEnvelope {
         ok: true,
-        delivery: wire::Delivery::from_rows(&d, &a),
+        delivery: shown(&ctx, wire::Delivery::from_rows(&d, &a)),
     })
 }
