@@ -158,7 +158,7 @@ async fn over_cap(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let mut resp = if req.method() == Method::GET && req.uri().path() == "/health" {
-        super::health(&state)
+        super::health_of(&state)
             .await
             .unwrap_or_else(Error::into_response)
     } else {

@@ -133,6 +133,7 @@ pub async fn firehose_stream(ctx: Ctx) -> Result {
             key_id: ctx.principal.key_id.clone(),
             capped: !ctx.principal.is_admin(),
             hangup: ctx.hangup.clone(),
+            wait_bounds_response: false,
         },
     )
 }

@@ -9,7 +9,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
 /// The marker of a refusal in the error ureq reports, so the attempt can say what happened.
-pub const REFUSED: &str = "refused by axme";
+pub const REFUSED: &str = crate::model::PUSH_REFUSED;
 
 /// A ureq resolver that drops forbidden addresses.
 #[derive(Debug, Clone, Copy)]
