@@ -141,6 +141,11 @@ pub struct ServeConfig {
     #[arg(long, env = "AXME_MAX_IN_FLIGHT_PER_KEY", default_value_t = 256)]
     pub max_in_flight_per_key: usize,
 
+    /// Active webhook subscriptions one owner may hold (more get 429); each multiplies the
+    /// events it matches into pushes. 0 turns the cap off.
+    #[arg(long, env = "AXME_MAX_SUBSCRIPTIONS_PER_OWNER", default_value_t = 100)]
+    pub max_subscriptions_per_owner: usize,
+
     /// Requests per second one agent key may make on average (bursts of twice that); more get
     /// 429 with Retry-After. 0 turns the limit off. Admin keys are not limited.
     #[arg(long, env = "AXME_RATE_LIMIT", default_value_t = 1000)]
@@ -301,6 +306,7 @@ impl ServeConfig {
             max_connections: 10_000,
             request_timeout_seconds: 30,
             max_in_flight_per_key: 256,
+            max_subscriptions_per_owner: 100,
             rate_limit: 1000,
             push_retry_schedule: parse_schedule("5s,5m,30m,2h,5h,10h,14h,20h,24h")
                 .unwrap_or_default(),

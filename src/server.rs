@@ -107,6 +107,7 @@ impl Server {
                 limits: Limits {
                     request_timeout: Duration::from_secs(config.request_timeout_seconds.max(1)),
                     max_in_flight_per_key: config.max_in_flight_per_key.max(1),
+                    max_subscriptions_per_owner: config.max_subscriptions_per_owner,
                     ..Limits::for_payload(config.max_payload_bytes)
                 },
                 streams: config.stream_settings(),

@@ -54,6 +54,8 @@ pub struct Limits {
     pub request_timeout: std::time::Duration,
     /// Requests one agent key may have in flight at once (429 past it).
     pub max_in_flight_per_key: usize,
+    /// Active webhook subscriptions one owner may hold (429 past it; 0: no cap).
+    pub max_subscriptions_per_owner: usize,
 }
 
 impl Limits {
@@ -63,6 +65,7 @@ impl Limits {
             max_body_bytes: max_payload_bytes + 64 * 1024,
             request_timeout: std::time::Duration::from_secs(30),
             max_in_flight_per_key: 256,
+            max_subscriptions_per_owner: 100,
         }
     }
 }

@@ -86,6 +86,7 @@ pub async fn upsert_subscription(ctx: Ctx, body: Incoming) -> Result {
     let owner = owner(&ctx)?;
     let access = Access::of(&ctx.principal);
     let scope = ctx.idempotency("POST /v1/webhooks/subscriptions".into(), &body)?;
+    let max_per_owner = ctx.state.limits.max_subscriptions_per_owner;
     let rendered = write_once_disclosing(
         &ctx.state.store,
         scope,
@@ -101,7 +102,7 @@ pub async fn upsert_subscription(ctx: Ctx, body: Incoming) -> Result {
                     "observing intent events",
                 )?;
             }
-            subscriptions::upsert(c, &owner, req)
+            subscriptions::upsert(c, &owner, req, max_per_owner)
         },
         |(row, generated)| {
             let render = |secret: Option<&str>| {

@@ -732,3 +732,50 @@ fn f4_an_agent_key_cannot_read_answers_or_errors_of_its_pushes() {
         assert_eq!(seen["status_code"], attempt["status_code"]);
     }
 }
+
+/// F5 (in part): one agent key made 300 subscriptions in 0.3 s, after which one intent wrote
+/// 600 delivery rows. Now an owner holds at most `--max-subscriptions-per-owner` active ones
+/// (429 naming the flag); updating one it has, or deleting one, is always possible.
+#[test]
+fn f5_subscriptions_per_owner_are_capped() {
+    let s = Server::start_args(&["--max-subscriptions-per-owner", "3"]);
+    let alice = agent_key(&s, "agent://team/alice");
+    let subscribe = |n: usize| {
+        send(
+            s.req_anon("POST", "/v1/webhooks/subscriptions")
+                .set("x-api-key", &alice),
+            Some(
+                json!({"callback_url": format!("http://127.0.0.1:9/x{n}"),
+                       "event_types": ["intent.*"], "to_agent": "agent://team/alice"})
+                .to_string(),
+            ),
+        )
+    };
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let r = subscribe(n);
+        assert_eq!(r.status, 200, "{}", r.text);
+        ids.push(
+            r.json["subscription"]["subscription_id"]
+                .as_str()
+                .map(str::to_string),
+        );
+    }
+    let r = subscribe(3);
+    assert_error(&r, 429, "rate_limited");
+    assert!(
+        r.text.contains("--max-subscriptions-per-owner"),
+        "{}",
+        r.text
+    );
+    // The same URL again updates the subscription it names.
+    assert_eq!(subscribe(0).status, 200);
+    let id = ids[0].clone().expect("subscription_id");
+    let r = send(
+        s.req_anon("DELETE", &format!("/v1/webhooks/subscriptions/{id}"))
+            .set("x-api-key", &alice),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(subscribe(3).status, 200, "room again after a delete");
+}
