@@ -232,6 +232,10 @@ pub mod builtin {
     pub const NOTIFY: &str = "agent://internal/notify";
 }
 
+/// How a push the address guard refused says so in its error (`webhook::target`), which agent
+/// keys are shown as it is (`http::wire`).
+pub const PUSH_REFUSED: &str = "refused by axme";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -189,6 +189,8 @@ async fn change(
     request::owner_agent(&ctx.headers, &ctx.query)?;
     let scope = ctx.idempotency(format!("POST /v1/intents/{id}/{action}"), &body)?;
     let caller = ctx.principal.address();
+    // An agent key's real identity is recorded beside an actor it claims (`details.by`).
+    let by = (!ctx.principal.is_admin()).then(|| caller.clone());
     let is_resolve = matches!(op, Op::Resolve(_));
     let cancels = matches!(&op, Op::Resolve(r) if r.status == Status::Canceled);
     let access = Access::of(&ctx.principal);
@@ -198,12 +200,13 @@ async fn change(
         move |c| {
             access.handle(c, &id, cancels)?;
             match op {
-                Op::Resolve(r) => intents::resolve(c, &id, r, &caller),
-                Op::Resume(r) => intents::resume(c, &id, r, &caller),
-                Op::Ack(actor) => intents::ack(c, &id, actor, &caller),
-                Op::Progress(p) => intents::progress(c, &id, p, &caller),
+                Op::Resolve(r) => intents::resolve(c, &id, r, &caller, by.as_deref()),
+                Op::Resume(r) => intents::resume(c, &id, r, &caller, by.as_deref()),
+                Op::Ack(actor) => intents::ack(c, &id, actor, &caller, by.as_deref()),
+                Op::Progress(p) => intents::progress(c, &id, p, &caller, by.as_deref()),
                 Op::Redrive(actor) => {
-                    crate::service::inbox::redrive(c, &id, actor.as_deref().unwrap_or(&caller))
+                    let actor = actor.as_deref().unwrap_or(&caller);
+                    crate::service::inbox::redrive(c, &id, actor, by.as_deref())
                 }
             }
         },

@@ -79,7 +79,7 @@ pub async fn put(ctx: Ctx, mut body: Incoming) -> Result {
         Ok(taken) => taken,
         Err(e) => {
             // Read what the client is sending before answering, so it sees the answer.
-            request::drain(&mut body, &ctx.headers).await;
+            request::drain(&mut body, &ctx.headers, ctx.deadline).await;
             return Err(e);
         }
     };
@@ -127,7 +127,17 @@ async fn receive(
     .await?;
     let mut hash = digest::Context::new(&digest::SHA256);
     let mut total: i64 = 0;
-    while let Some(frame) = body.frame().await {
+    // The body must arrive within the request's deadline, like every body (a large upload over
+    // a slow link needs a larger --request-timeout-seconds).
+    loop {
+        let next = tokio::time::timeout_at(ctx.deadline.at, body.frame())
+            .await
+            .map_err(|_| Error::RequestTimeout {
+                seconds: ctx.deadline.seconds,
+            })?;
+        let Some(frame) = next else {
+            break;
+        };
         let frame = frame.map_err(|e| Error::Malformed {
             reason: format!("the body could not be read: {e}"),
         })?;
@@ -136,7 +146,7 @@ async fn receive(
         };
         total += chunk.len() as i64;
         if total > size {
-            request::drain(body, &ctx.headers).await;
+            request::drain(body, &ctx.headers, ctx.deadline).await;
             return Err(Error::TooLarge {
                 field: "body".into(),
                 limit: size as usize,
@@ -259,10 +269,7 @@ pub async fn download(ctx: Ctx) -> Result {
             }
         }
     });
-    let mut resp = Response::new(Body::Stream {
-        chunks: rx,
-        _slot: Box::new(()),
-    });
+    let mut resp = Response::new(Body::Download(rx));
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&row.mime_type) {

@@ -240,7 +240,7 @@ fn handler_delivered(
                 "error": reply.get("error").cloned().or_else(|| (status == "FAILED").then(|| json!({"code": "handler_failed"}))),
                 "reason": reply.get("reason").cloned().or_else(|| (status == "CANCELED").then(|| json!("canceled by the handler"))),
             }));
-            req.and_then(|r| intents::resolve(conn, &intent.intent_id, r, &actor))
+            req.and_then(|r| intents::resolve(conn, &intent.intent_id, r, &actor, None))
         }
         "IN_PROGRESS" | "WAITING" => {
             let mut body = json!({"status": status});
@@ -248,9 +248,9 @@ fn handler_delivered(
                 body["waiting_reason"] = w.clone();
             }
             super::requests::progress(&body)
-                .and_then(|p| intents::progress(conn, &intent.intent_id, p, &actor))
+                .and_then(|p| intents::progress(conn, &intent.intent_id, p, &actor, None))
         }
-        "ACKNOWLEDGED" => intents::ack(conn, &intent.intent_id, None, &actor),
+        "ACKNOWLEDGED" => intents::ack(conn, &intent.intent_id, None, &actor, None),
         other => {
             return Ok(Some(format!(
                 "the reply's status {other:?} was not applied: use COMPLETED, FAILED, CANCELED, \

@@ -380,7 +380,12 @@ pub fn delete_messages(
 /// exhausted by leases or pushes) back in its handler's queue: SUBMITTED again with a fresh
 /// attempt budget (`intent.submitted`, details `redrive: true`). This is the one way out of a
 /// terminal status, and only for that failure.
-pub fn redrive(conn: &Tx, intent_id: &str, actor: &str) -> Result<Changed, Error> {
+pub fn redrive(
+    conn: &Tx,
+    intent_id: &str,
+    actor: &str,
+    by: Option<&str>,
+) -> Result<Changed, Error> {
     let mut intent = ops::get(conn, intent_id)?;
     let code = intent
         .error
@@ -400,12 +405,9 @@ pub fn redrive(conn: &Tx, intent_id: &str, actor: &str) -> Result<Changed, Error
     let previous = intent.delivery_attempt;
     intent.delivery_attempt = 0;
     intent.error = None;
-    let event = effects::redrive(
-        conn,
-        &mut intent,
-        actor,
-        json!({"redrive": true, "previous_attempts": previous}),
-    )?;
+    let mut details = json!({"redrive": true, "previous_attempts": previous});
+    ops::vouch(&mut details, actor, by);
+    let event = effects::redrive(conn, &mut intent, actor, details)?;
     Ok(Changed {
         intent,
         events: vec![event],

@@ -102,8 +102,28 @@ pub fn events_since(conn: &Tx, intent_id: &str, since: i64) -> Result<Vec<EventR
     Ok(rows)
 }
 
+/// Records who really made a change requested with an agent key (`by`, its address): an
+/// `actor` the request named stays the event's actor (AXME's field, a label), and when it is
+/// not `by`, `by` goes beside it as `details.by`. A `by` the client put into `details` is
+/// replaced, so on an agent key's events `details.by`, when present, is always the principal.
+/// Admin keys (the operator) and the server's own moves pass `None`.
+pub fn vouch(details: &mut Value, actor: &str, by: Option<&str>) {
+    let (Some(by), Some(map)) = (by, details.as_object_mut()) else {
+        return;
+    };
+    if actor != by || map.contains_key("by") {
+        map.insert("by".into(), json!(by));
+    }
+}
+
 /// Resolves an intent to COMPLETED, FAILED or CANCELED (AXME `resolve`).
-pub fn resolve(conn: &Tx, intent_id: &str, req: Resolve, caller: &str) -> Result<Changed, Error> {
+pub fn resolve(
+    conn: &Tx,
+    intent_id: &str,
+    req: Resolve,
+    caller: &str,
+    by: Option<&str>,
+) -> Result<Changed, Error> {
     let mut intent = get(conn, intent_id)?;
     let actor = req.actor.as_deref().unwrap_or(caller);
     let mut details = json!({});
@@ -116,6 +136,7 @@ pub fn resolve(conn: &Tx, intent_id: &str, req: Resolve, caller: &str) -> Result
     if let Some(reason) = &req.reason {
         details["reason"] = json!(reason);
     }
+    vouch(&mut details, actor, by);
     let change = Change {
         to: req.status,
         waiting_reason: None,
@@ -134,7 +155,13 @@ pub fn resolve(conn: &Tx, intent_id: &str, req: Resolve, caller: &str) -> Result
 
 /// Continues a WAITING intent (AXME `resume`): it moves to IN_PROGRESS. When the intent carries
 /// a human task, `task_result` must satisfy the task's `allowed_outcomes` and `required_comment`.
-pub fn resume(conn: &Tx, intent_id: &str, req: Resume, caller: &str) -> Result<Changed, Error> {
+pub fn resume(
+    conn: &Tx,
+    intent_id: &str,
+    req: Resume,
+    caller: &str,
+    by: Option<&str>,
+) -> Result<Changed, Error> {
     let mut intent = get(conn, intent_id)?;
     if intent.status != Status::Waiting {
         lifecycle::check(intent.status, Status::InProgress)?;
@@ -157,6 +184,7 @@ pub fn resume(conn: &Tx, intent_id: &str, req: Resume, caller: &str) -> Result<C
     if let Some(tr) = &req.task_result {
         details["task_result"] = Value::Object(tr.clone());
     }
+    vouch(&mut details, actor, by);
     let mut change = Change::to(Status::InProgress, actor);
     change.details = details;
     let (event, completion) = transition(conn, &mut intent, change)?;
@@ -225,15 +253,21 @@ pub fn ack(
     intent_id: &str,
     actor: Option<String>,
     caller: &str,
+    by: Option<&str>,
 ) -> Result<Changed, Error> {
     let mut intent = get(conn, intent_id)?;
     let actor = actor.as_deref().unwrap_or(caller);
     let mut appended = Vec::with_capacity(2);
+    let change = |to| {
+        let mut c = Change::to(to, actor);
+        vouch(&mut c.details, actor, by);
+        c
+    };
     if intent.status == Status::Submitted {
-        let (e, _) = transition(conn, &mut intent, Change::to(Status::Delivered, actor))?;
+        let (e, _) = transition(conn, &mut intent, change(Status::Delivered))?;
         appended.push(e);
     }
-    let (e, completion) = transition(conn, &mut intent, Change::to(Status::Acknowledged, actor))?;
+    let (e, completion) = transition(conn, &mut intent, change(Status::Acknowledged))?;
     appended.push(e);
     Ok(Changed {
         intent,
@@ -243,7 +277,13 @@ pub fn ack(
 }
 
 /// The handler reports progress: IN_PROGRESS, or WAITING with a reason.
-pub fn progress(conn: &Tx, intent_id: &str, req: Progress, caller: &str) -> Result<Changed, Error> {
+pub fn progress(
+    conn: &Tx,
+    intent_id: &str,
+    req: Progress,
+    caller: &str,
+    by: Option<&str>,
+) -> Result<Changed, Error> {
     let mut intent = get(conn, intent_id)?;
     let actor = req.actor.as_deref().unwrap_or(caller);
     let mut change = Change::to(req.status, actor);
@@ -251,6 +291,7 @@ pub fn progress(conn: &Tx, intent_id: &str, req: Progress, caller: &str) -> Resu
     if let Some(d) = req.details {
         change.details = d;
     }
+    vouch(&mut change.details, actor, by);
     let (event, completion) = transition(conn, &mut intent, change)?;
     Ok(Changed {
         intent,

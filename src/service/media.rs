@@ -46,6 +46,18 @@ pub struct MediaSettings {
     pub quota_bytes: i64,
 }
 
+impl MediaSettings {
+    /// The settings of the flags: the directory given, else the database file's (see
+    /// [`default_dir`]); a size of at least one byte; a quota of at least none.
+    pub fn new(dir: Option<&Path>, data: &Path, max_bytes: i64, quota_bytes: i64) -> Self {
+        MediaSettings {
+            dir: dir.map_or_else(|| default_dir(data), Path::to_path_buf),
+            max_bytes: max_bytes.max(1),
+            quota_bytes: quota_bytes.max(0),
+        }
+    }
+}
+
 /// The media directory of a database file: `axme.db` keeps its uploads in `axme.db.media/`.
 pub fn default_dir(data: &Path) -> PathBuf {
     let mut name = data

@@ -131,8 +131,25 @@ pub fn upsert(
     conn: &Tx,
     owner: &str,
     req: Upsert,
+    max_per_owner: usize,
 ) -> Result<(SubscriptionRow, Option<String>), Error> {
     let existing = store::find(conn, owner, &req.callback_url)?;
+    // Each subscription multiplies the events it matches into delivery rows, written in the
+    // event's own transaction: an owner's count is capped (0: no cap).
+    if existing.is_none() && max_per_owner > 0 {
+        let held = store::list(conn, Some(owner))?
+            .iter()
+            .filter(|s| s.active)
+            .count();
+        if held >= max_per_owner {
+            return Err(Error::TooMany {
+                reason: format!(
+                    "{owner} already has {held} subscriptions, its limit \
+                     (--max-subscriptions-per-owner); delete one first"
+                ),
+            });
+        }
+    }
     let now = clock::now_rfc3339();
     let mut generated = None;
     let secret = match (req.secret, &existing) {

@@ -62,6 +62,7 @@ mod redrive;
 mod request_logs;
 mod retention;
 mod runtime_timers;
+mod security;
 mod service_accounts;
 mod streams;
 mod tidy;

@@ -142,6 +142,8 @@ pub async fn events(ctx: &Ctx, access: Access, args: &Value, wait: Duration) -> 
 pub async fn change(ctx: &Ctx, access: Access, tool: &str, args: &Value) -> Outcome {
     let id = intent_id(args)?;
     let caller = ctx.principal.address();
+    // An agent key's real identity is recorded beside an actor it claims, as over REST.
+    let by = (!ctx.principal.is_admin()).then(|| caller.clone());
     let cancel = tool == "axme.intents_cancel";
     let changed = if cancel {
         // `resolve` needs a reason to cancel; a model that gives none cancels "by request".
@@ -152,7 +154,7 @@ pub async fn change(ctx: &Ctx, access: Access, tool: &str, args: &Value) -> Outc
             .store
             .write(move |c| {
                 access.handle(c, &id, true)?;
-                intents::resolve(c, &id, r, &caller)
+                intents::resolve(c, &id, r, &caller, by.as_deref())
             })
             .await?
     } else {
@@ -161,7 +163,7 @@ pub async fn change(ctx: &Ctx, access: Access, tool: &str, args: &Value) -> Outc
             .store
             .write(move |c| {
                 access.handle(c, &id, false)?;
-                intents::resume(c, &id, r, &caller)
+                intents::resume(c, &id, r, &caller, by.as_deref())
             })
             .await?
     };
