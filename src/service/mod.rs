@@ -46,6 +46,7 @@ pub(crate) mod testing {
 
     pub const SENDER: &str = "agent://test/sender";
     pub const HANDLER: &str = "agent://test/handler";
+    pub const BOB: &str = "agent://test/bob";
     pub const CORRELATION: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
 
     /// A fresh database with the whole schema (wrap it with `Tx::sqlite`).
@@ -66,6 +67,15 @@ pub(crate) mod testing {
         }
         let req = requests::create_intent(&body, 64 * 1024).expect("a valid create");
         intents::create(tx, req, SENDER).expect("created").intent
+    }
+
+    /// A human task for `HANDLER` with `rules` (allowed_outcomes, required_comment, ...); its id.
+    pub fn task(tx: &Tx, rules: Value) -> String {
+        let mut spec = json!({"title": "approve the invoice"});
+        for (k, v) in rules.as_object().into_iter().flatten() {
+            spec[k] = v.clone();
+        }
+        intent(tx, json!({"human_task": spec})).intent_id
     }
 
     /// The intent as stored now.
