@@ -57,11 +57,11 @@ const SERVICE_LAYERS: &[&[&str]] = &[
         "retry",
     ],
     &["requests", "access", "agents", "keys", "history"],
-    &["outbox", "schedule"],
+    &["outbox", "schedule", "service_accounts"],
     &["thread_hooks", "push_targets"],
     &["effects"],
     &["intents", "feed", "timers", "retention"],
-    &["claims", "deliveries", "inbox_view"],
+    &["claims", "deliveries", "inbox_view", "cleanup"],
     &["inbox", "subscriptions"],
 ];
 
