@@ -184,15 +184,27 @@ mod tests {
         let conn = testing::db();
         let tx = Tx::sqlite(&conn);
         let id = testing::intent(&tx, json!({})).intent_id;
-        let ids = [id.clone(), id.clone(), "no-such-intent".to_string()];
-        let appended = mark_delivered(&tx, &ids, HANDLER, "stream").expect("first");
-        assert_eq!(appended.len(), 1);
+        let mut page = agent_feed(&tx, HANDLER, 0, 10, None).expect("page");
+        let ids = handed_over(&page);
+        assert_eq!(ids, [id.clone()]);
+        let after = mark_delivered(&tx, &ids, HANDLER, "stream").expect("first");
+        show_handed_over(&mut page, after);
+        assert_eq!(
+            page.items[0].intent.status,
+            Status::Delivered,
+            "shown as handed over"
+        );
         let before = conn.total_changes();
-        assert!(mark_delivered(&tx, &ids, HANDLER, "poll")
-            .expect("again")
-            .is_empty());
-        assert_eq!(conn.total_changes(), before);
-        assert_eq!(testing::reload(&tx, &id).status, Status::Delivered);
-        assert_eq!(log_end(&tx).expect("end"), appended[0].event_id);
+        let again = [id.clone(), "no-such-intent".to_string()];
+        let after = mark_delivered(&tx, &again, HANDLER, "poll").expect("again");
+        assert_eq!((after.len(), conn.total_changes()), (1, before));
+        let h = testing::history(&tx, &id);
+        assert_eq!(
+            h.iter().filter(|t| *t == "intent.delivered").count(),
+            1,
+            "{h:?}"
+        );
+        let later = agent_feed(&tx, HANDLER, 0, 10, None).expect("page");
+        assert!(handed_over(&later).is_empty(), "handed over once");
     }
 }
