@@ -186,7 +186,7 @@ mod tests {
         let id = testing::intent(&tx, json!({})).intent_id;
         let mut page = agent_feed(&tx, HANDLER, 0, 10, None).expect("page");
         let ids = handed_over(&page);
-        assert_eq!(ids, [id.clone()]);
+        assert_eq!(ids, std::slice::from_ref(&id));
         let after = mark_delivered(&tx, &ids, HANDLER, "stream").expect("first");
         show_handed_over(&mut page, after);
         assert_eq!(
