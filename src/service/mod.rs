@@ -2,32 +2,32 @@
 //! It stands between `http` (which only parses and renders) and `store` (which only stores):
 //! it never imports hyper, and never writes SQL itself.
 
-pub mod access;
+pub(crate) mod access;
 pub mod agents;
-pub mod auth;
+pub(crate) mod auth;
 pub mod claims;
-pub mod cleanup;
-pub mod deliveries;
+pub(crate) mod cleanup;
+pub(crate) mod deliveries;
 pub mod effects;
-pub mod feed;
+pub(crate) mod feed;
 pub mod history;
-pub mod idempotency;
+pub(crate) mod idempotency;
 pub mod inbox;
-pub mod inbox_view;
+pub(crate) mod inbox_view;
 pub mod intents;
 pub mod keys;
-pub mod lifecycle;
-pub mod operator;
-pub mod outbox;
-pub mod push_targets;
+pub(crate) mod lifecycle;
+pub(crate) mod operator;
+pub(crate) mod outbox;
+pub(crate) mod push_targets;
 pub mod requests;
 pub mod retention;
-pub mod retry;
-pub mod schedule;
-pub mod service_accounts;
+pub(crate) mod retry;
+pub(crate) mod schedule;
+pub(crate) mod service_accounts;
 pub mod subscriptions;
-pub mod thread_hooks;
-pub mod timers;
+pub(crate) mod thread_hooks;
+pub(crate) mod timers;
 pub mod validate;
 
 /// What the service tests share: a migrated in-memory database, and the few steps most tests
