@@ -414,8 +414,8 @@ mod tests {
         assert_eq!(testing::reload(&tx, &i.intent_id).status, Status::Submitted);
         let (row, settled) = send(&tx, &d, 2, RETRY, None);
         assert_eq!(
-            (settled, row.status.as_str(), row.next_attempt_ms),
-            (Settled::DeadLettered, DEAD_LETTERED, None)
+            (settled, row.status, row.next_attempt_ms),
+            (Settled::DeadLettered, DeliveryStatus::DeadLettered, None)
         );
         let i = testing::reload(&tx, &i.intent_id);
         assert_eq!(i.status, Status::Failed);
@@ -486,12 +486,8 @@ mod tests {
         );
         send(&tx, &d, 1, RETRY, None);
         let row = replay(&tx, &d, &testing::policy()).expect("replayed");
-        let replayed = (
-            row.status.as_str(),
-            row.max_attempts,
-            row.replay_of.as_deref(),
-        );
-        assert_eq!(replayed, (PENDING, 2, Some(d.as_str())));
+        let replayed = (row.status, row.max_attempts, row.replay_of.as_deref());
+        assert_eq!(replayed, (DeliveryStatus::Pending, 2, Some(d.as_str())));
         send(&tx, &d, 2, Verdict::Delivered, None);
         // A finished delivery only keeps the record of a late attempt.
         assert_eq!(send(&tx, &d, 3, Verdict::Delivered, None).1, Settled::Stale);

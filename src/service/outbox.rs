@@ -221,8 +221,8 @@ mod tests {
             Some(mine.subscription_id.as_str())
         );
         assert_eq!(
-            (d[0].endpoint.as_str(), d[0].status.as_str()),
-            ("http://obs.test", PENDING)
+            (d[0].endpoint.as_str(), d[0].status),
+            ("http://obs.test", crate::model::DeliveryStatus::Pending)
         );
     }
 
