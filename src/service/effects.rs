@@ -151,7 +151,7 @@ mod tests {
         assert_eq!(d[0].agent_address.as_deref(), Some(HANDLER));
         assert!(testing::deliveries(&tx, Some(&pulled.intent_id)).is_empty());
         // Later events of the pushed intent owe its handler nothing more.
-        intents::ack(&tx, &pushed.intent_id, None, HANDLER).expect("ack");
+        intents::ack(&tx, &pushed.intent_id, None, HANDLER, None).expect("ack");
         assert_eq!(testing::deliveries(&tx, Some(&pushed.intent_id)).len(), 1);
     }
 
@@ -186,8 +186,8 @@ mod tests {
             &tx,
             json!({"correlation_id": other_correlation, "to_agent": "agent://test/other"}),
         );
-        intents::ack(&tx, &first.intent_id, None, HANDLER).expect("ack first");
-        intents::ack(&tx, &second.intent_id, None, HANDLER).expect("ack second");
+        intents::ack(&tx, &first.intent_id, None, HANDLER, None).expect("ack first");
+        intents::ack(&tx, &second.intent_id, None, HANDLER, None).expect("ack second");
         let got = |sub: &str| -> Vec<(String, String)> {
             testing::deliveries(&tx, None)
                 .into_iter()
@@ -250,11 +250,11 @@ mod tests {
             "reply_to waits for the end"
         );
         let before = thread(HANDLER, &to_inbox.intent_id).map(|t| t.change_id);
-        intents::ack(&tx, &to_inbox.intent_id, None, HANDLER).expect("ack");
+        intents::ack(&tx, &to_inbox.intent_id, None, HANDLER, None).expect("ack");
         assert!(thread(HANDLER, &to_inbox.intent_id).map(|t| t.change_id) > before);
         let cancel =
             requests::resolve(&json!({"status": "CANCELED", "reason": "no"})).expect("body");
-        let done = intents::resolve(&tx, &task.intent_id, cancel, SENDER).expect("cancel");
+        let done = intents::resolve(&tx, &task.intent_id, cancel, SENDER, None).expect("cancel");
         let completion = done.completion.expect("a completion for reply_to");
         assert_eq!(
             (completion.reply_to.as_str(), completion.status.as_str()),

@@ -476,11 +476,11 @@ mod tests {
         let tx = Tx::sqlite(&conn);
         let (i, d) = pushed(&tx, 1);
         let before = conn.total_changes();
-        let e = redrive(&tx, &i.intent_id, HANDLER).expect_err("live");
+        let e = redrive(&tx, &i.intent_id, HANDLER, None).expect_err("live");
         assert_eq!((e.code(), conn.total_changes()), ("not_redrivable", before));
         let outcome = testing::outcome(1, Verdict::Permanent, None);
         deliveries::record(&tx, &d, outcome, &testing::policy()).expect("dead");
-        let changed = redrive(&tx, &i.intent_id, HANDLER).expect("redriven");
+        let changed = redrive(&tx, &i.intent_id, HANDLER, None).expect("redriven");
         assert_eq!(
             (changed.intent.status, changed.intent.error),
             (Status::Submitted, None)

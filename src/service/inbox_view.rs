@@ -237,7 +237,7 @@ mod tests {
         inbox::read(&tx, Some(HANDLER), &first).expect("read");
         let (after, _) = changes(&tx, Some(HANDLER), all[1].0, 10).expect("after");
         assert_eq!((after.len(), after[0].1.unread()), (1, false));
-        crate::service::intents::ack(&tx, &first, None, HANDLER).expect("ack");
+        crate::service::intents::ack(&tx, &first, None, HANDLER, None).expect("ack");
         let (after, _) = changes(&tx, Some(HANDLER), all[1].0, 10).expect("after");
         assert_eq!(
             (after.len(), after[0].1.unread()),

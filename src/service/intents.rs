@@ -336,7 +336,7 @@ mod tests {
 
     fn resume_with(tx: &Tx, id: &str, task_result: Value) -> Result<Changed, Error> {
         let req = requests::resume(&json!({"task_result": task_result})).expect("body");
-        resume(tx, id, req, HANDLER)
+        resume(tx, id, req, HANDLER, None)
     }
 
     #[test]
@@ -395,7 +395,7 @@ mod tests {
         let conn = testing::db();
         let tx = Tx::sqlite(&conn);
         let id = testing::intent(&tx, json!({})).intent_id;
-        let changed = ack(&tx, &id, None, HANDLER).expect("ack");
+        let changed = ack(&tx, &id, None, HANDLER, None).expect("ack");
         let types: Vec<&str> = changed
             .events
             .iter()
@@ -404,7 +404,9 @@ mod tests {
         assert_eq!(types, ["intent.delivered", "intent.acknowledged"]);
         let before = conn.total_changes();
         assert_eq!(
-            ack(&tx, &id, None, HANDLER).expect_err("twice").code(),
+            ack(&tx, &id, None, HANDLER, None)
+                .expect_err("twice")
+                .code(),
             "invalid_transition"
         );
         assert_eq!(conn.total_changes(), before);
@@ -419,7 +421,7 @@ mod tests {
         let done = testing::intent(&tx, past).intent_id;
         let cancel =
             requests::resolve(&json!({"status": "CANCELED", "reason": "x"})).expect("body");
-        resolve(&tx, &done, cancel, SENDER).expect("canceled");
+        resolve(&tx, &done, cancel, SENDER, None).expect("canceled");
         assert_eq!(
             time_out_due(&tx, 10).expect("due"),
             1,

@@ -102,7 +102,9 @@ pub(crate) mod testing {
             body[k] = v.clone();
         }
         let req = subscriptions::upsert_request(&body).expect("a valid subscription");
-        subscriptions::upsert(tx, owner, req).expect("subscribed").0
+        subscriptions::upsert(tx, owner, req, 100)
+            .expect("subscribed")
+            .0
     }
 
     /// An http handler's intent (at most `attempts` pushes) and the id of its one pending push.

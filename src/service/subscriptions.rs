@@ -317,15 +317,15 @@ mod tests {
             let body = json!({"callback_url": "http://obs.test/a", "event_types": ["intent.*"], "active": active});
             upsert_request(&body).expect("body")
         };
-        let (first, secret) = upsert(&tx, HANDLER, req(true)).expect("created");
-        let (again, none) = upsert(&tx, HANDLER, req(false)).expect("updated");
+        let (first, secret) = upsert(&tx, HANDLER, req(true), 100).expect("created");
+        let (again, none) = upsert(&tx, HANDLER, req(false), 100).expect("updated");
         assert_eq!(
             (&again.subscription_id, &again.secret),
             (&first.subscription_id, &first.secret)
         );
         assert_eq!((secret.as_ref(), none), (Some(&first.secret), None));
         assert!(!again.active);
-        let (other, _) = upsert(&tx, BOB, req(true)).expect("another owner's");
+        let (other, _) = upsert(&tx, BOB, req(true), 100).expect("another owner's");
         assert_ne!(other.subscription_id, first.subscription_id);
     }
 

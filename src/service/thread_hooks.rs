@@ -141,10 +141,10 @@ mod tests {
         };
         assert_eq!(status(&tx), "pending");
         let req = requests::resume(&json!({})).expect("body");
-        intents::resume(&tx, &id, req, HANDLER).expect("resumed");
+        intents::resume(&tx, &id, req, HANDLER, None).expect("resumed");
         assert_eq!(status(&tx), "active");
         let done = requests::resolve(&json!({"status": "COMPLETED", "result": {}})).expect("body");
-        intents::resolve(&tx, &id, done, HANDLER).expect("completed");
+        intents::resolve(&tx, &id, done, HANDLER, None).expect("completed");
         assert_eq!(status(&tx), "done");
     }
 
@@ -156,7 +156,7 @@ mod tests {
         let types = json!({"event_types": ["inbox.thread_created", "inbox.thread_updated"]});
         testing::subscribe(&tx, HANDLER, "http://obs.test/1", types);
         let id = testing::intent(&tx, json!({})).intent_id;
-        intents::ack(&tx, &id, None, HANDLER).expect("ack");
+        intents::ack(&tx, &id, None, HANDLER, None).expect("ack");
         let types: Vec<String> = testing::deliveries(&tx, None)
             .into_iter()
             .map(|d| d.event_type)

@@ -194,7 +194,7 @@ mod tests {
         let id = testing::intent(&tx, json!({"remind_after_seconds": 60})).intent_id;
         let cancel =
             crate::service::requests::resolve(&json!({"status": "CANCELED", "reason": "x"}));
-        intents::resolve(&tx, &id, cancel.expect("body"), HANDLER).expect("canceled");
+        intents::resolve(&tx, &id, cancel.expect("body"), HANDLER, None).expect("canceled");
         assert_eq!(an_hour_later(&tx), 1, "the timer is taken");
         assert_eq!(
             testing::history(&tx, &id).last().map(String::as_str),
@@ -210,7 +210,7 @@ mod tests {
         let wait = |id: &str, reason: &str| {
             let body = json!({"status": "WAITING", "waiting_reason": reason});
             let req = crate::service::requests::progress(&body).expect("body");
-            intents::progress(&tx, id, req, HANDLER).expect("waiting");
+            intents::progress(&tx, id, req, HANDLER, None).expect("waiting");
         };
         let timed = testing::intent(&tx, json!({})).intent_id;
         wait(&timed, "WAITING_FOR_TIME");
