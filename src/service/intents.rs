@@ -328,3 +328,110 @@ pub fn time_out_due(conn: &Tx, limit: usize) -> Result<usize, Error> {
 pub fn next_deadline(conn: &Tx) -> Result<Option<String>, Error> {
     intents::next_deadline(conn)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::requests;
+    use crate::service::testing::{self, task, HANDLER, SENDER};
+
+    fn resume_with(tx: &Tx, id: &str, task_result: Value) -> Result<Changed, Error> {
+        let req = requests::resume(&json!({"task_result": task_result})).expect("body");
+        resume(tx, id, req, HANDLER, None)
+    }
+
+    #[test]
+    fn a_new_intent_is_submitted_at_seq_2_and_a_human_task_waits_for_a_person() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let plain = testing::intent(&tx, json!({}));
+        assert_eq!(
+            (plain.status, plain.last_seq, plain.from_agent.as_str()),
+            (Status::Submitted, 2, SENDER)
+        );
+        assert_eq!(
+            testing::history(&tx, &plain.intent_id),
+            ["intent.created", "intent.submitted"]
+        );
+        let waiting = testing::reload(&tx, &task(&tx, json!({})));
+        assert_eq!(
+            (waiting.status, waiting.waiting_reason),
+            (Status::Waiting, Some(WaitingReason::Human))
+        );
+        assert_eq!(
+            events_since(&tx, &waiting.intent_id, 2)
+                .expect("tail")
+                .len(),
+            1
+        );
+        let e = events_since(&tx, "no-such-intent", 0).expect_err("unknown");
+        assert_eq!(e.code(), "intent_not_found");
+    }
+
+    #[test]
+    fn a_resume_outside_the_tasks_rules_is_422_and_writes_nothing() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let rules = json!({"allowed_outcomes": ["done"], "required_comment": true, "evidence_required": true});
+        let id = task(&tx, rules);
+        let before = conn.total_changes();
+        let fields = |r: Value| resume_with(&tx, &id, r).expect_err("refused").to_string();
+        assert!(fields(json!({"outcome": "nope"})).starts_with("task_result.outcome:"));
+        let no_evidence = json!({"outcome": "done", "comment": "c", "data": {"evidence": []}});
+        assert!(fields(no_evidence).starts_with("task_result.data.evidence:"));
+        let no_comment = json!({"outcome": "done", "data": {"evidence": "photo"}});
+        assert!(fields(no_comment).starts_with("task_result.comment:"));
+        assert_eq!(conn.total_changes(), before);
+        let ok = json!({"outcome": "done", "comment": "c", "data": {"evidence": "photo"}});
+        assert_eq!(
+            resume_with(&tx, &id, ok).expect("resumed").intent.status,
+            Status::InProgress
+        );
+        let e = resume_with(&tx, &id, json!({})).expect_err("not waiting");
+        assert_eq!(e.code(), "invalid_transition");
+    }
+
+    #[test]
+    fn an_ack_from_submitted_records_the_hand_over_first() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let id = testing::intent(&tx, json!({})).intent_id;
+        let changed = ack(&tx, &id, None, HANDLER, None).expect("ack");
+        let types: Vec<&str> = changed
+            .events
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect();
+        assert_eq!(types, ["intent.delivered", "intent.acknowledged"]);
+        let before = conn.total_changes();
+        assert_eq!(
+            ack(&tx, &id, None, HANDLER, None)
+                .expect_err("twice")
+                .code(),
+            "invalid_transition"
+        );
+        assert_eq!(conn.total_changes(), before);
+    }
+
+    #[test]
+    fn a_passed_deadline_times_out_a_live_intent_once() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let past = json!({"deadline_at": "2020-01-01T00:00:00Z"});
+        let live = testing::intent(&tx, past.clone()).intent_id;
+        let done = testing::intent(&tx, past).intent_id;
+        let cancel =
+            requests::resolve(&json!({"status": "CANCELED", "reason": "x"})).expect("body");
+        resolve(&tx, &done, cancel, SENDER, None).expect("canceled");
+        assert_eq!(
+            time_out_due(&tx, 10).expect("due"),
+            1,
+            "a terminal intent is not due"
+        );
+        let i = testing::reload(&tx, &live);
+        assert_eq!(i.status, Status::TimedOut);
+        assert!(i.error.unwrap_or_default().contains("intent_timeout"));
+        assert_eq!(time_out_due(&tx, 10).expect("again"), 0);
+        assert_eq!(next_deadline(&tx).expect("next"), None);
+    }
+}
