@@ -182,6 +182,39 @@ pub struct ServeConfig {
     /// Seconds to wait at least after a 429 or a timeout, whatever the schedule says.
     #[arg(long, env = "AXME_PUSH_THROTTLE_FLOOR_SECONDS", default_value_t = 60)]
     pub push_throttle_floor_seconds: u64,
+
+    /// The URL clients reach this server at (e.g. `https://axme.example.com`), the base of invite
+    /// and upload links. Without it, `http://` and the address the server is bound to.
+    #[arg(long, env = "AXME_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+
+    /// Directory of uploaded media files (default `<data>.media`); back it up after the database.
+    #[arg(long, env = "AXME_MEDIA_DIR")]
+    pub media_dir: Option<PathBuf>,
+
+    /// The largest media upload, in bytes.
+    #[arg(long, env = "AXME_MEDIA_MAX_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub media_max_bytes: i64,
+
+    /// What all media uploads of the server together may hold, in bytes.
+    #[arg(long, env = "AXME_MEDIA_QUOTA_BYTES", default_value_t = 10 * 1024 * 1024 * 1024)]
+    pub media_quota_bytes: i64,
+}
+
+/// Reads `--public-url`: an `http://` or `https://` URL, kept without a trailing `/`.
+fn parse_public_url(s: &str) -> Result<String, String> {
+    let t = s.trim().trim_end_matches('/');
+    let rest = t
+        .strip_prefix("https://")
+        .or_else(|| t.strip_prefix("http://"))
+        .ok_or_else(|| format!("{s:?}: must start with http:// or https://"))?;
+    let bad = |c: char| c.is_whitespace() || c == '?' || c == '#';
+    if rest.is_empty() || rest.chars().any(bad) {
+        return Err(format!(
+            "{s:?}: must name a host, without a query or fragment"
+        ));
+    }
+    Ok(t.to_string())
 }
 
 /// The format of log lines.
@@ -275,6 +308,8 @@ impl fmt::Debug for ServeConfig {
             .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
             .field("stream", &self.stream_settings())
             .field("push", &self.push_settings())
+            .field("public_url", &self.public_url)
+            .field("media", &self.media_settings())
             .finish()
     }
 }
@@ -316,6 +351,10 @@ impl ServeConfig {
             push_endpoint_concurrency: 4,
             push_deny_private: false,
             push_throttle_floor_seconds: 60,
+            public_url: None,
+            media_dir: None,
+            media_max_bytes: 100 * 1024 * 1024,
+            media_quota_bytes: 10 * 1024 * 1024 * 1024,
         }
     }
 
@@ -333,6 +372,17 @@ impl ServeConfig {
             per_endpoint: self.push_endpoint_concurrency.max(1),
             deny_private: self.push_deny_private,
         }
+    }
+
+    /// Where media uploads live and how much they may hold.
+    pub fn media_settings(&self) -> crate::service::media::MediaSettings {
+        let dir = self.media_dir.as_deref();
+        crate::service::media::MediaSettings::new(
+            dir,
+            &self.data,
+            self.media_max_bytes,
+            self.media_quota_bytes,
+        )
     }
 
     /// The stream and long-poll tunables.
@@ -355,6 +405,28 @@ impl ServeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_public_url_is_an_http_url_kept_without_its_trailing_slash() {
+        let ok = |s: &str| parse_public_url(s).ok();
+        assert_eq!(
+            ok("https://a.example/").as_deref(),
+            Some("https://a.example")
+        );
+        assert_eq!(
+            ok("http://10.0.0.2:80").as_deref(),
+            Some("http://10.0.0.2:80")
+        );
+        for bad in [
+            "a.example",
+            "ftp://x",
+            "https://",
+            "https://a b",
+            "http://x/?q",
+        ] {
+            assert!(ok(bad).is_none(), "{bad}");
+        }
+    }
 
     #[test]
     fn debug_output_never_shows_the_api_key() {

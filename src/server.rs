@@ -123,6 +123,11 @@ impl Server {
                 per_key_waiters: Default::default(),
                 per_key_in_flight: Default::default(),
                 connections: Connections::new(max_connections),
+                public_url: match &config.public_url {
+                    Some(u) => std::sync::OnceLock::from(u.clone()),
+                    None => std::sync::OnceLock::new(),
+                },
+                media: config.media_settings(),
             }),
             shutdown_tx,
             push,
@@ -175,8 +180,15 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), Error> {
+        if let Ok(addr) = listener.local_addr() {
+            // Without --public-url, links name the address the server is bound to.
+            let _ = self.state.public_url.set(format!("http://{addr}"));
+        }
         let graceful = GracefulShutdown::new();
-        let maintenance = tokio::spawn(maintenance(self.state.store.clone()));
+        let maintenance = tokio::spawn(maintenance(
+            self.state.store.clone(),
+            self.state.media.dir.clone(),
+        ));
         let timers = tokio::spawn(runtime::timers(
             self.state.store.clone(),
             self.state.shutdown.clone(),
@@ -278,10 +290,23 @@ async fn register_internal(store: &Store, registry: &Registry) -> Result<(), Err
 }
 
 /// Housekeeping every hour: drop idempotency records past their retention.
-async fn maintenance(store: Store) {
+async fn maintenance(store: Store, media_dir: std::path::PathBuf) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tick.tick().await;
+        // Files of uploads that retention removed, and partial files of ended uploads.
+        let (s, dir) = (store.clone(), media_dir.clone());
+        let swept = tokio::task::spawn_blocking(move || {
+            crate::service::media::collect(&dir, |id| {
+                s.read_blocking(|c| crate::store::media::known(c, id))
+            })
+        })
+        .await;
+        match swept {
+            Ok(Ok(n)) if n > 0 => tracing::info!(files = n, "removed media files no upload needs"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "sweeping the media directory failed"),
+            _ => {}
+        }
         loop {
             match idempotency::prune(&store).await {
                 Ok(n) if n > 0 => tokio::task::yield_now().await,

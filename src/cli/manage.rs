@@ -1,13 +1,14 @@
-//! `axme tasks`, `axme agents`, `axme keys`: human tasks (`/v1/me/tasks`, the inbox's
-//! approve/reject), the agent registry (`/v1/agents`) and API keys (`/v1/keys`).
+//! `axme tasks`, `axme agents`, `axme keys`, `axme invite`: human tasks (`/v1/me/tasks`, the
+//! inbox's approve/reject), the agent registry (`/v1/agents`), API keys (`/v1/keys`) and invites
+//! (`/v1/invites/create`).
 
 use serde_json::{json, Value};
 
 use super::client::{segment, Client};
 use super::term;
 use super::{
-    AgentAction, AgentsArgs, CreateKey, Decision, Failure, KeyAction, KeysArgs, TaskAction,
-    TasksArgs,
+    AgentAction, AgentsArgs, CreateKey, Decision, Failure, InviteArgs, KeyAction, KeysArgs,
+    TaskAction, TasksArgs,
 };
 
 /// The elements of an array field, or none.
@@ -266,6 +267,30 @@ fn create_key(client: &Client, c: CreateKey, json: bool) -> Result<(), Failure> 
     println!(
         "API key (shown once, store it now): {}",
         term::field(&v, "api_key")
+    );
+    Ok(())
+}
+
+/// `axme invite --owner ADDR [--hint TEXT] [--ttl S]`: the link, its token and its expiry.
+pub fn invite(a: InviteArgs) -> Result<(), Failure> {
+    let client = Client::new(&a.conn)?;
+    let mut body = json!({"owner_agent": a.owner});
+    if let Some(h) = a.hint {
+        body["recipient_hint"] = json!(h);
+    }
+    if let Some(t) = a.ttl {
+        body["ttl_seconds"] = json!(t);
+    }
+    let v = client.post("/v1/invites/create", &body)?;
+    if a.conn.json {
+        term::print_json(&v);
+        return Ok(());
+    }
+    println!("{}", term::field(&v, "invite_url"));
+    eprintln!(
+        "one-time invite from {} until {} (UTC); accept it with POST {{\"nick\": \"@name\"}} to the link + /accept",
+        term::field(&v, "owner_agent"),
+        term::when(v["expires_at"].as_str().unwrap_or("-")),
     );
     Ok(())
 }

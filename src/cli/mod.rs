@@ -1,5 +1,6 @@
 //! The client subcommands of the `axme` binary, for people at a terminal and for scripts: send
-//! and follow intents, listen as an agent, decide human tasks, manage agents and API keys, take
+//! and follow intents, listen as an agent, decide human tasks, manage agents and API keys, invite
+//! people, take
 //! backups, check health. The client talks to a server only over its HTTP API (with ureq); it
 //! never opens the server's database and imports nothing of `http`, `service` or `store`.
 //!
@@ -68,6 +69,8 @@ pub enum ClientCommand {
     Agents(AgentsArgs),
     /// API keys (admin): create, list, revoke.
     Keys(KeysArgs),
+    /// Invite a newcomer: prints a one-time link that becomes a user and a key when accepted.
+    Invite(InviteArgs),
     /// Write an online backup of the server's database to a file.
     Backup(BackupArgs),
     /// Check that the server answers and is healthy (exit 0), for systemd and containers.
@@ -229,6 +232,21 @@ pub struct CreateKey {
 }
 
 #[derive(Debug, Args)]
+pub struct InviteArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    /// Who invites: the address the invite is from (an agent key must act for it).
+    #[arg(long, value_name = "ADDR")]
+    pub owner: String,
+    /// Who the invite is for, shown to the newcomer.
+    #[arg(long, value_name = "TEXT")]
+    pub hint: Option<String>,
+    /// Seconds the link stays valid (60 to 1209600; default 7 days).
+    #[arg(long, value_name = "S")]
+    pub ttl: Option<u64>,
+}
+
+#[derive(Debug, Args)]
 pub struct BackupArgs {
     #[command(flatten)]
     pub conn: Conn,
@@ -280,6 +298,7 @@ pub fn run(command: ClientCommand) -> ExitCode {
         ClientCommand::Tasks(a) => manage::tasks(a),
         ClientCommand::Agents(a) => manage::agents(a),
         ClientCommand::Keys(a) => manage::keys(a),
+        ClientCommand::Invite(a) => manage::invite(a),
         ClientCommand::Backup(a) => ops::backup(a),
         ClientCommand::Healthcheck(a) => ops::healthcheck(a),
     };

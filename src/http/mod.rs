@@ -12,16 +12,20 @@ pub(crate) mod inbox;
 mod intents;
 mod keys;
 pub(crate) mod limits;
+mod mcp;
+mod media;
 pub(crate) mod metrics;
 mod openapi;
 pub mod request;
 pub(crate) mod response;
 pub mod router;
+mod schemas;
 mod service_accounts;
 pub(crate) mod sse;
 pub(crate) mod stream_queue;
 mod streams;
 mod ui;
+mod users;
 mod webhooks;
 pub(crate) mod wire;
 
@@ -100,6 +104,20 @@ pub struct AppState {
     pub per_key_in_flight: Arc<limits::PerKey>,
     /// Open connections, under the connection cap.
     pub connections: connections::Connections,
+    /// The server's public URL (`--public-url`), the base of invite and upload links; set once,
+    /// from the bound address when the flag is not given (`server::Server::run`).
+    pub public_url: std::sync::OnceLock<String>,
+    /// Where uploads live, how large one may be, what all may hold.
+    pub media: crate::service::media::MediaSettings,
+}
+
+impl AppState {
+    /// The base of links this server hands out, without a trailing `/`.
+    pub fn public_url(&self) -> &str {
+        self.public_url
+            .get()
+            .map_or("http://127.0.0.1:8080", String::as_str)
+    }
 }
 
 /// One request's context after routing and authentication.
@@ -350,6 +368,11 @@ async fn capabilities(_ctx: Ctx) -> Result<Response<Body>, Error> {
             "service_accounts",
             "intents.bulk_cancel",
             "admin.backup",
+            "users",
+            "invites",
+            "media",
+            "schemas",
+            "mcp",
         ],
         supported_intent_types: vec!["intent.ask.v1", "intent.reply.v1"],
     })

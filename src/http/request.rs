@@ -57,7 +57,7 @@ pub struct Deadline {
 /// Reads and discards what is left of a body, up to [`DRAIN_MAX`] bytes, unless the client
 /// asked `Expect: 100-continue` (it has not sent the body and waits for our answer) or stops
 /// sending for [`DRAIN_IDLE`], or the request's deadline passes.
-async fn drain(body: &mut Incoming, headers: &HeaderMap, deadline: Deadline) {
+pub(crate) async fn drain(body: &mut Incoming, headers: &HeaderMap, deadline: Deadline) {
     let expects_continue = headers
         .get(hyper::header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));

@@ -136,26 +136,10 @@ impl Error {
     /// The AXME error response for this error.
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
-        let details = match &self {
-            Error::Invalid { field, reason, .. } | Error::BadRequest { field, reason } => {
-                json!({"field": field, "reason": reason})
-            }
-            Error::TooLarge { field, limit } => json!({"field": field, "limit_bytes": limit}),
-            Error::RateLimited { limit, retry_after } => {
-                json!({"limit_per_second": limit, "retry_after_seconds": retry_after})
-            }
-            Error::NotFound { what, id } => json!({"resource": what, "id": id}),
-            Error::RequestTimeout { seconds } => json!({"limit_seconds": seconds}),
-            _ => json!({}),
-        };
         if let Error::Internal { reason } = &self {
             tracing::error!(%reason, "internal error");
         }
-        let message = self.to_string();
-        let body = json!({
-            "error": {"code": self.code(), "message": message, "details": details},
-            "detail": message,
-        });
+        let body = error_body(&self);
         let mut resp = json_bytes(status, body.to_string().into_bytes());
         if let Error::MethodNotAllowed { allow } = &self {
             if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
@@ -187,4 +171,26 @@ impl Error {
         }
         resp
     }
+}
+
+/// The AXME error body of an error: `{"error": {code, message, details}, "detail"}` (also the
+/// `structuredContent` of a failed MCP tool call).
+pub fn error_body(e: &Error) -> serde_json::Value {
+    let details = match e {
+        Error::Invalid { field, reason, .. } | Error::BadRequest { field, reason } => {
+            json!({"field": field, "reason": reason})
+        }
+        Error::TooLarge { field, limit } => json!({"field": field, "limit_bytes": limit}),
+        Error::RateLimited { limit, retry_after } => {
+            json!({"limit_per_second": limit, "retry_after_seconds": retry_after})
+        }
+        Error::NotFound { what, id } => json!({"resource": what, "id": id}),
+        Error::RequestTimeout { seconds } => json!({"limit_seconds": seconds}),
+        _ => json!({}),
+    };
+    let message = e.to_string();
+    json!({
+        "error": {"code": e.code(), "message": message, "details": details},
+        "detail": message,
+    })
 }

@@ -16,8 +16,8 @@ use hyper::Response;
 
 use super::response::Body;
 use super::{
-    admin, agents, claims, firehose, inbox, intents, keys, metrics, openapi, service_accounts,
-    streams, ui, webhooks, Ctx,
+    admin, agents, claims, firehose, inbox, intents, keys, mcp, media, metrics, openapi, schemas,
+    service_accounts, streams, ui, users, webhooks, Ctx,
 };
 use crate::Error;
 
@@ -151,6 +151,22 @@ pub enum Route {
     Ui,
     UiAsset,
     Metrics,
+    CheckNick,
+    RegisterNick,
+    RenameNick,
+    UserProfile,
+    UpdateProfile,
+    CreateInvite,
+    GetInvite,
+    AcceptInvite,
+    UpsertSchema,
+    GetSchema,
+    Mcp,
+    CreateUpload,
+    FinalizeUpload,
+    GetUpload,
+    PutUpload,
+    DownloadUpload,
 }
 
 use Auth::{Key, Open, Scrape};
@@ -218,6 +234,24 @@ const ROUTES: &[Spec] = &[
     row("GET",   "/ui",                                  Ui,                      Open,  Small, plain!(ui::serve_ctx)),
     row("GET",   "/ui/*",                                UiAsset,                 Open,  Small, plain!(ui::serve_ctx)),
     row("GET",   "/metrics",                             Metrics,                 Scrape, Small, plain!(metrics::serve_scrape)),
+    row("GET",   "/v1/users/check-nick",                 CheckNick,               Key,   Small, plain!(users::check_nick)),
+    row("POST",  "/v1/users/register-nick",              RegisterNick,            Key,   Small, body!(users::register_nick)),
+    row("POST",  "/v1/users/rename-nick",                RenameNick,              Key,   Small, body!(users::rename_nick)),
+    row("GET",   "/v1/users/profile",                    UserProfile,             Key,   Small, plain!(users::profile)),
+    row("POST",  "/v1/users/profile/update",             UpdateProfile,           Key,   Small, body!(users::update_profile)),
+    row("POST",  "/v1/invites/create",                   CreateInvite,            Key,   Small, body!(users::create_invite)),
+    // The invite token is the credential of these two: the newcomer has no key yet.
+    row("GET",   "/v1/invites/*",                        GetInvite,               Open,  Small, plain!(users::get_invite)),
+    row("POST",  "/v1/invites/*/accept",                 AcceptInvite,            Open,  Small, body!(users::accept_invite)),
+    row("POST",  "/v1/schemas",                          UpsertSchema,            Key,   Small, body!(schemas::upsert)),
+    row("GET",   "/v1/schemas/*",                        GetSchema,               Key,   Small, plain!(schemas::get)),
+    row("POST",  "/mcp",                                 Mcp,                     Key,   Large, body!(mcp::handle)),
+    row("POST",  "/v1/media/create-upload",              CreateUpload,            Key,   Small, body!(media::create)),
+    row("POST",  "/v1/media/finalize-upload",            FinalizeUpload,          Key,   Small, body!(media::finalize)),
+    row("GET",   "/v1/media/*",                          GetUpload,               Key,   Small, plain!(media::get)),
+    // The bytes are streamed to a file, not read as JSON: the upload's declared size bounds them.
+    row("PUT",   "/v1/media/*/content",                  PutUpload,               Key,   Small, body!(media::put)),
+    row("GET",   "/v1/media/*/content",                  DownloadUpload,          Key,   Small, plain!(media::download)),
 ];
 
 /// What the table says about a request line.

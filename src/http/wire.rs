@@ -6,6 +6,9 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 pub mod accounts;
+pub mod media;
+pub mod people;
+pub mod schemas;
 
 use crate::model::WaitingReason;
 use crate::service::agents;

@@ -54,6 +54,7 @@ pub fn create(conn: &Tx, req: CreateIntent, caller: &str) -> Result<Created, Err
     };
     let mut created = history::create(conn, intent)?;
     effects::created(conn, &created)?;
+    super::payloads::on_create(conn, &mut created.intent, &mut created.events)?;
     let intent = &mut created.intent;
     if intent.human_task.is_some() && intent.to_agent != crate::model::builtin::APPROVAL {
         // A human task waits for a person from the start (the approval agent opens its task

@@ -15,19 +15,24 @@ pub(crate) mod idempotency;
 pub mod inbox;
 pub(crate) mod inbox_view;
 pub mod intents;
+pub(crate) mod invites;
 pub mod keys;
 pub(crate) mod lifecycle;
+pub(crate) mod media;
 pub(crate) mod operator;
 pub(crate) mod outbox;
+pub(crate) mod payloads;
 pub(crate) mod push_targets;
 pub mod requests;
 pub mod retention;
 pub(crate) mod retry;
 pub(crate) mod schedule;
+pub(crate) mod schemas;
 pub(crate) mod service_accounts;
 pub mod subscriptions;
 pub(crate) mod thread_hooks;
 pub(crate) mod timers;
+pub(crate) mod users;
 pub mod validate;
 
 /// What the service tests share: a migrated in-memory database, and the few steps most tests

@@ -244,6 +244,23 @@ pub fn reply_address(field: &str, s: &str) -> Result<String, Error> {
     Ok(s.to_string())
 }
 
+/// The longest owner address of people, invites and uploads (AXP `owner_agent`: 255).
+pub const OWNER_MAX: usize = 255;
+
+/// An owner address of the people, invite and media families: an agent address of at most
+/// [`OWNER_MAX`] characters once normalized.
+pub fn owner_address(field: &str, s: &str) -> Result<String, Error> {
+    let a = address(field, s)?;
+    if a.len() > OWNER_MAX {
+        return Err(Error::Invalid {
+            code: "invalid_agent_address",
+            field: field.to_string(),
+            reason: format!("must be at most {OWNER_MAX} characters with its agent://"),
+        });
+    }
+    Ok(a)
+}
+
 /// Checks a UUID in its canonical hyphenated form and returns it lowercased.
 pub fn uuid(field: &str, s: &str) -> Result<String, Error> {
     if s.len() == 36 {

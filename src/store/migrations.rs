@@ -278,6 +278,67 @@ pub const MIGRATIONS: &[&str] = &[
         updated_at          TEXT NOT NULL
     );
     "#,
+    // 13: people (users with a nick and an inbox address), invites, payload schemas, media
+    // uploads and the intents that attach them.
+    r#"
+    CREATE TABLE users (
+        user_id         TEXT PRIMARY KEY,
+        nick            TEXT NOT NULL,
+        normalized_nick TEXT NOT NULL UNIQUE,
+        owner_agent     TEXT NOT NULL UNIQUE,
+        display_name    TEXT,
+        phone           TEXT,
+        email           TEXT,
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL
+    );
+
+    CREATE TABLE invites (
+        token_hash     BLOB PRIMARY KEY,
+        token_prefix   TEXT NOT NULL,
+        owner_agent    TEXT NOT NULL,
+        recipient_hint TEXT,
+        created_at     TEXT NOT NULL,
+        expires_at     TEXT NOT NULL,
+        accepted_at    TEXT,
+        user_id        TEXT
+    ) WITHOUT ROWID;
+
+    CREATE TABLE payload_schemas (
+        semantic_type      TEXT PRIMARY KEY,
+        schema_json        TEXT NOT NULL,
+        schema_hash        TEXT NOT NULL,
+        schema_ref         TEXT NOT NULL,
+        compatibility_mode TEXT NOT NULL,
+        scope              TEXT NOT NULL,
+        owner_agent        TEXT,
+        active             INTEGER NOT NULL,
+        created_at         TEXT NOT NULL,
+        updated_at         TEXT NOT NULL
+    );
+    CREATE INDEX intents_type ON intents (intent_type, id);
+
+    CREATE TABLE media (
+        upload_id      TEXT PRIMARY KEY,
+        owner_agent    TEXT NOT NULL,
+        filename       TEXT NOT NULL,
+        mime_type      TEXT NOT NULL,
+        size_bytes     INTEGER NOT NULL,
+        expected_sha256 TEXT,
+        received_bytes INTEGER,
+        sha256         TEXT,
+        status         TEXT NOT NULL,
+        created_at     TEXT NOT NULL,
+        expires_at     TEXT NOT NULL,
+        finalized_at   TEXT
+    );
+    CREATE TABLE media_refs (
+        intent_id TEXT NOT NULL,
+        upload_id TEXT NOT NULL,
+        PRIMARY KEY (intent_id, upload_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX media_refs_upload ON media_refs (upload_id);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -26,15 +26,18 @@ pub mod idempotency;
 pub mod intents;
 pub mod keys;
 pub mod leases;
+pub mod media;
 pub mod migrations;
 pub mod notify;
 pub mod retention;
+pub mod schemas;
 pub mod service_accounts;
 pub mod stats;
 pub mod subscriptions;
 pub mod threads;
 pub mod timers;
 mod tx;
+pub mod users;
 pub mod wal;
 mod writer;
 

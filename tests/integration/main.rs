@@ -4,6 +4,8 @@
 //! the storage-fault tests `faults`: they run apart, each alone with the machine.
 
 // Helpers shared by the families.
+#[path = "../axp_support/mod.rs"]
+mod axp_support;
 #[path = "../claims_support/mod.rs"]
 mod claims_support;
 #[path = "../common/mod.rs"]
@@ -30,6 +32,7 @@ mod claims_restart;
 mod claims_wait;
 mod claims_workers;
 mod cli;
+mod cli_invite;
 mod clock_jumps;
 mod deadlines;
 mod feed;
@@ -44,8 +47,12 @@ mod lifecycle_http;
 mod lifecycle_property;
 mod limits;
 mod long_poll;
+mod mcp;
+mod media;
 mod metrics;
 mod openapi;
+mod payload_schemas;
+mod people;
 mod push_durability;
 mod push_handler;
 mod push_observers;

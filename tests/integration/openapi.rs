@@ -192,9 +192,25 @@ fn every_error_answer_is_the_one_error_body_and_every_key_route_says_401() {
                 Some(r) => resolve(&doc, r).unwrap_or_else(|| panic!("unresolved {r}")),
                 None => resp,
             };
+            let schema = &resp["content"]["application/json"]["schema"];
+            if path == "/mcp" && status == "400" {
+                // The MCP server answers a message it cannot take with a JSON-RPC error; a bad
+                // query string is still the AXME error body.
+                let one_of: Vec<&Value> =
+                    schema["oneOf"].as_array().into_iter().flatten().collect();
+                assert!(
+                    one_of
+                        .iter()
+                        .any(|s| s["$ref"] == "#/components/schemas/ErrorBody")
+                        && one_of
+                            .iter()
+                            .any(|s| s["$ref"] == "#/components/schemas/JsonRpcError"),
+                    "{method} {path} {status}: {schema}"
+                );
+                continue;
+            }
             assert_eq!(
-                resp["content"]["application/json"]["schema"]["$ref"],
-                "#/components/schemas/ErrorBody",
+                schema["$ref"], "#/components/schemas/ErrorBody",
                 "{method} {path} {status}"
             );
         }

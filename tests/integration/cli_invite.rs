@@ -1,0 +1,70 @@
+//! `axme invite`: prints the one-time link (on stdout, alone, for scripts), which a newcomer
+//! accepts into a user and a key; `--json` prints the server's answer; a refused owner fails.
+
+use crate::common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+use serde_json::{json, Value};
+
+fn axme(s: &Server, key: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .env("AXME_SERVER", &s.base)
+        .env("AXME_API_KEY", key)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run axme");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn axme_invite_prints_a_link_a_newcomer_accepts() {
+    let s = Server::start();
+    let (code, out, err) = axme(
+        &s,
+        ADMIN_KEY,
+        &[
+            "invite",
+            "--owner",
+            "team/lead",
+            "--hint",
+            "Bob",
+            "--ttl",
+            "600",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let link = out.trim();
+    assert!(link.starts_with(&s.url("/v1/invites/")), "{link}");
+    let path = link.trim_start_matches(&s.base).to_string();
+    let r = send(s.req_anon("GET", &path), None);
+    assert_eq!(
+        (r.status, &r.json["recipient_hint"]),
+        (200, &json!("Bob")),
+        "{}",
+        r.text
+    );
+    let r = send(
+        s.req_anon("POST", &format!("{path}/accept")),
+        Some(json!({"nick": "@bob"}).to_string()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let (code, out, _) = axme(&s, ADMIN_KEY, &["invite", "--owner", "team/lead", "--json"]);
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!((code, &v["status"]), (0, &json!("pending")));
+
+    let r = s.post(
+        "/v1/keys",
+        &json!({"name": "w", "role": "agent", "agents": ["team/w"]}),
+    );
+    let key = r.json["api_key"].as_str().unwrap().to_string();
+    let (code, _, err) = axme(&s, &key, &["invite", "--owner", "team/lead"]);
+    assert!(code == 1 && err.contains("403"), "{code} {err}");
+}
