@@ -263,6 +263,39 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX deliveries_endpoint_due ON deliveries (endpoint, next_attempt_ms)
         WHERE status = 'pending';
     "#,
+    // Workflows: the compiled steps of a scenario's intent, each step's runs (one row per run,
+    // naming the intent that carries it), and the controls and policy an intent is patched with.
+    r#"
+    CREATE TABLE workflows (
+        intent_id    TEXT PRIMARY KEY,
+        compile_id   TEXT NOT NULL UNIQUE,
+        scenario_id  TEXT NOT NULL,
+        spec         TEXT NOT NULL,
+        current_step TEXT,
+        created_at   TEXT NOT NULL,
+        updated_at   TEXT NOT NULL
+    );
+
+    CREATE TABLE workflow_steps (
+        id             INTEGER PRIMARY KEY,
+        intent_id      TEXT NOT NULL,
+        step_id        TEXT NOT NULL,
+        step_intent_id TEXT UNIQUE,
+        status         TEXT NOT NULL,
+        result         TEXT,
+        started_at     TEXT NOT NULL,
+        ended_at       TEXT
+    );
+    CREATE INDEX workflow_steps_by_intent ON workflow_steps (intent_id, id);
+
+    CREATE TABLE intent_controls (
+        intent_id         TEXT PRIMARY KEY,
+        policy_generation INTEGER NOT NULL,
+        controls          TEXT NOT NULL,
+        policy            TEXT NOT NULL,
+        updated_at        TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

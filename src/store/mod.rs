@@ -33,6 +33,7 @@ pub mod subscriptions;
 pub mod threads;
 pub mod timers;
 pub mod wal;
+pub mod workflows;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -25,6 +25,9 @@ const DELETES: &[&str] = &[
     "DELETE FROM thread_messages WHERE intent_id IN (SELECT value FROM json_each(?1))",
     "DELETE FROM threads WHERE intent_id IN (SELECT value FROM json_each(?1))",
     "DELETE FROM timers WHERE intent_id IN (SELECT value FROM json_each(?1))",
+    "DELETE FROM workflow_steps WHERE intent_id IN (SELECT value FROM json_each(?1))",
+    "DELETE FROM workflows WHERE intent_id IN (SELECT value FROM json_each(?1))",
+    "DELETE FROM intent_controls WHERE intent_id IN (SELECT value FROM json_each(?1))",
     "DELETE FROM intents WHERE intent_id IN (SELECT value FROM json_each(?1))",
 ];
 
