@@ -135,6 +135,17 @@ pub mod event_type {
     pub const DELIVERY_FAILED: &str = "intent.delivery_failed";
 }
 
+/// The addresses of the built-in internal agents (served by `runtime::builtin`). The domain
+/// names them for the rules that single them out (the approval agent opens its own task).
+pub mod builtin {
+    pub const DELAY: &str = "agent://internal/delay";
+    pub const APPROVAL: &str = "agent://internal/approval";
+    pub const NOTIFY: &str = "agent://internal/notify";
+    /// The handler of a scenario's intent: the workflow engine (`service::workflow`), which
+    /// carries each step to its agent or human on an intent of its own.
+    pub const WORKFLOW: &str = "agent://internal/workflow";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@ mod openapi;
 pub mod request;
 pub mod response;
 pub mod router;
+mod scenarios;
 pub mod sse;
 mod streams;
 mod ui;
@@ -107,6 +108,8 @@ impl Ctx {
             Route::CreateIntent
             | Route::Resolve
             | Route::Resume
+            | Route::ValidateScenario
+            | Route::ApplyScenario
             | Route::Progress
             | Route::AckClaim
             | Route::NackClaim
@@ -271,6 +274,11 @@ async fn route_to(route: Route, ctx: Ctx, body: Incoming) -> Result<Response<Bod
         Route::ExtendClaim => claims::extend(ctx, body).await,
         Route::Resolve => intents::resolve(ctx, body).await,
         Route::Resume => intents::resume(ctx, body).await,
+        Route::Controls => intents::controls(ctx, body).await,
+        Route::Policy => intents::policy(ctx, body).await,
+        Route::GetWorkflow => scenarios::workflow(ctx).await,
+        Route::ValidateScenario => scenarios::validate(ctx, body).await,
+        Route::ApplyScenario => scenarios::apply(ctx, body).await,
         Route::Ack => intents::ack(ctx, body).await,
         Route::Progress => intents::progress(ctx, body).await,
         Route::RegisterAgent => agents::register(ctx, body).await,

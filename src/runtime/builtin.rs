@@ -19,9 +19,7 @@ use serde_json::{json, Value};
 use super::internal::{Step, Work};
 use crate::delivery::{sign, target};
 
-pub const DELAY: &str = "agent://internal/delay";
-pub const APPROVAL: &str = "agent://internal/approval";
-pub const NOTIFY: &str = "agent://internal/notify";
+pub use crate::model::builtin::{APPROVAL, DELAY, NOTIFY};
 
 /// The longest delay `agent://internal/delay` takes (30 days).
 pub const MAX_DELAY_SECONDS: f64 = 2_592_000.0;

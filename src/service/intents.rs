@@ -5,7 +5,9 @@
 
 use serde_json::{json, Value};
 
-use super::requests::{CreateIntent, Progress, Resolve, Resume};
+use super::requests::{CreateIntent, Progress, Resolve};
+/// AXME `resume` lives beside the controls it is checked against (`service::resume`).
+pub use super::resume::resume;
 use super::{deliveries, inbox, lifecycle};
 use crate::clock;
 use crate::model::{Status, WaitingReason};
@@ -173,6 +175,7 @@ fn record(
     intents::update_state(conn, intent)?;
     deliveries::enqueue(conn, intent, &event)?;
     inbox::on_event(conn, intent, &event)?;
+    super::workflow::on_event(conn, intent, &event)?;
     Ok(event)
 }
 
@@ -348,97 +351,6 @@ pub fn resolve(
         events: vec![event],
         completion,
     })
-}
-
-/// Continues a WAITING intent (AXME `resume`): it moves to IN_PROGRESS. When the intent carries
-/// a human task, `task_result` must satisfy the task's `allowed_outcomes` and `required_comment`.
-pub fn resume(
-    conn: &Connection,
-    intent_id: &str,
-    req: Resume,
-    caller: &str,
-) -> Result<Changed, Error> {
-    let mut intent = get(conn, intent_id)?;
-    if intent.status != Status::Waiting {
-        lifecycle::check(intent.status, Status::InProgress)?;
-        return Err(Error::conflict(
-            "invalid_transition",
-            format!(
-                "only a WAITING intent can be resumed; this one is {}",
-                intent.status
-            ),
-        ));
-    }
-    if let Some(task) = &intent.human_task {
-        check_task_result(task, req.task_result.as_ref())?;
-    }
-    let actor = req.actor.as_deref().unwrap_or(caller);
-    let mut details = json!({"approve_current_step": req.approve_current_step});
-    if let Some(reason) = &req.reason {
-        details["reason"] = json!(reason);
-    }
-    if let Some(tr) = &req.task_result {
-        details["task_result"] = Value::Object(tr.clone());
-    }
-    let mut change = Change::to(Status::InProgress, actor);
-    change.details = details;
-    let (event, completion) = transition(conn, &mut intent, change)?;
-    Ok(Changed {
-        intent,
-        events: vec![event],
-        completion,
-    })
-}
-
-/// Enforces a human task's `allowed_outcomes` and `required_comment` on a resume (422).
-fn check_task_result(
-    task_json: &str,
-    result: Option<&serde_json::Map<String, Value>>,
-) -> Result<(), Error> {
-    let task: Value = serde_json::from_str(task_json)?;
-    let outcome = result
-        .and_then(|r| r.get("outcome"))
-        .and_then(Value::as_str);
-    if let Some(allowed) = task.get("allowed_outcomes").and_then(Value::as_array) {
-        let ok = outcome.is_some_and(|o| allowed.iter().any(|a| a.as_str() == Some(o)));
-        if !ok {
-            let list: Vec<&str> = allowed.iter().filter_map(Value::as_str).collect();
-            return Err(Error::invalid(
-                "task_result.outcome",
-                format!("must be one of {}", list.join(", ")),
-            ));
-        }
-    }
-    if task.get("evidence_required").and_then(Value::as_bool) == Some(true) {
-        let evidence = result
-            .and_then(|r| r.get("data"))
-            .and_then(|d| d.get("evidence"));
-        let empty = match evidence {
-            None | Some(Value::Null) => true,
-            Some(Value::String(s)) => s.trim().is_empty(),
-            Some(Value::Array(a)) => a.is_empty(),
-            Some(Value::Object(o)) => o.is_empty(),
-            Some(_) => false,
-        };
-        if empty {
-            return Err(Error::invalid(
-                "task_result.data.evidence",
-                "is required by this task",
-            ));
-        }
-    }
-    if task.get("required_comment").and_then(Value::as_bool) == Some(true) {
-        let comment = result
-            .and_then(|r| r.get("comment"))
-            .and_then(Value::as_str);
-        if comment.is_none_or(|c| c.trim().is_empty()) {
-            return Err(Error::invalid(
-                "task_result.comment",
-                "is required by this task",
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// The handler acknowledges an intent. From SUBMITTED the hand-over is recorded first
