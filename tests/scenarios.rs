@@ -424,3 +424,22 @@ fn a_task_result_must_fit_the_tasks_form_schema_and_default_outcomes() {
         30
     );
 }
+
+#[test]
+fn form_values_a_command_line_sends_as_strings_are_read_as_the_json_they_spell() {
+    let s = Server::start();
+    let mut body = intent_body("agent://human/oncall");
+    body["human_task"] = json!({"title": "Ack?", "form_schema": {
+        "type": "object", "required": ["acknowledged"],
+        "properties": {"acknowledged": {"type": "boolean"}, "eta_minutes": {"type": "integer"}}}});
+    let id = s.post("/v1/intents", &body).json["intent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bad = json!({"task_result": {"outcome": "approved", "acknowledged": "yes"}});
+    assert_error(&resume(&s, &id, bad), 422, "schema_invalid");
+    let ok = json!({"task_result": {"outcome": "approved", "acknowledged": "true", "eta_minutes": "15"}});
+    let r = resume(&s, &id, ok);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["intent"]["status"], "COMPLETED");
+}

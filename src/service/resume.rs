@@ -387,6 +387,11 @@ fn check_form(schema: &Value, result: &Map<String, Value>) -> Result<(), Error> 
         )
     })?;
     let form = Value::Object(form);
+    // Command lines send `--data key=value` as strings: a form that only fits with `"true"`,
+    // `"30"` read as the JSON they spell is accepted as that.
+    if validator.is_valid(&form) || validator.is_valid(&spelled(&form)) {
+        return Ok(());
+    }
     if let Some(e) = validator.iter_errors(&form).next() {
         let at = e.instance_path().to_string();
         let field = if at.is_empty() {
@@ -400,4 +405,21 @@ fn check_form(schema: &Value, result: &Map<String, Value>) -> Result<(), Error> 
         ));
     }
     Ok(())
+}
+
+/// The form with each top-level string that spells a JSON boolean or number read as one.
+fn spelled(form: &Value) -> Value {
+    let mut out = form.clone();
+    if let Value::Object(m) = &mut out {
+        for v in m.values_mut() {
+            if let Some(parsed) = v
+                .as_str()
+                .and_then(|s| serde_json::from_str::<Value>(s).ok())
+                .filter(|p| p.is_boolean() || p.is_number())
+            {
+                *v = parsed;
+            }
+        }
+    }
+    out
 }
