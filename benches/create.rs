@@ -466,7 +466,7 @@ mod raw_sqlite {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| format!("raw SQLite: begin: {e}"))?;
             for _ in 0..SQLITE_BATCH {
-                insert_create(&tx)?;
+                insert_create(&axme::store::Tx::sqlite(&tx))?;
             }
             tx.commit()
                 .map_err(|e| format!("raw SQLite: commit: {e}"))?;
@@ -480,7 +480,7 @@ mod raw_sqlite {
 
     /// The rows one `POST /v1/intents` leaves behind: the intent (already SUBMITTED, seq 2) and
     /// its `intent.created` and `intent.submitted` events.
-    fn insert_create(conn: &Connection) -> Result<(), String> {
+    fn insert_create(conn: &axme::store::Tx) -> Result<(), String> {
         let now = axme::clock::now_rfc3339();
         let intent = common::submitted_intent(INTENT_TYPE, TO_AGENT, &now);
         let intent_id = intent.intent_id.clone();

@@ -162,7 +162,7 @@ fn run(p: &Params) -> Result<(), String> {
     );
     let max_event_before = {
         let conn = open_connection(&db, Durability::Full, true).map_err(|e| e.to_string())?;
-        events::max_event_id(&conn).map_err(|e| e.to_string())?
+        events::max_event_id(&axme::store::Tx::sqlite(&conn)).map_err(|e| e.to_string())?
     };
 
     eprintln!("[bench] firing ...");
@@ -213,7 +213,8 @@ fn run(p: &Params) -> Result<(), String> {
     let mut after = max_event_before;
     let (mut late_us, mut fired_total) = (Vec::new(), 0);
     loop {
-        let page = events::firehose(&conn, after, &filter, 10_000).map_err(|e| e.to_string())?;
+        let page = events::firehose(&axme::store::Tx::sqlite(&conn), after, &filter, 10_000)
+            .map_err(|e| e.to_string())?;
         let Some(last) = page.last() else { break };
         after = last.event_id;
         for e in page.iter().filter(|e| e.event_type == "intent.completed") {

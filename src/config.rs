@@ -52,7 +52,7 @@ pub struct ServeConfig {
 
     /// How hard a commit waits for the disk: `full` survives power loss, `normal` survives a
     /// crash of the process.
-    #[arg(long, env = "AXME_DURABILITY", value_enum, default_value = "full")]
+    #[arg(long, env = "AXME_DURABILITY", default_value = "full", value_parser = parse_durability)]
     pub durability: Durability,
 
     /// Largest intent payload in bytes of JSON (bigger ones get 413).
@@ -160,6 +160,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// Reads `--durability`: `full` or `normal`.
+fn parse_durability(s: &str) -> Result<Durability, String> {
+    match s {
+        "full" => Ok(Durability::Full),
+        "normal" => Ok(Durability::Normal),
+        other => Err(format!("{other:?}: expected full or normal")),
+    }
+}
+
 /// `--retention`: how long terminal intents are kept; `None` keeps them forever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention(pub Option<Duration>);
@@ -169,10 +178,46 @@ fn parse_retention(s: &str) -> Result<Retention, String> {
     if s.trim().eq_ignore_ascii_case("off") {
         return Ok(Retention(None));
     }
-    match crate::service::deliveries::parse_schedule(s)?[..] {
+    match parse_durations(s)?[..] {
         [d] => Ok(Retention(Some(d).filter(|d| !d.is_zero()))),
         _ => Err(format!("{s:?}: expected one duration such as 30d, or off")),
     }
+}
+
+/// Parses `5s,5m,30m,2h` into durations.
+fn parse_durations(s: &str) -> Result<Vec<Duration>, String> {
+    s.split(',')
+        .map(|part| {
+            let part = part.trim();
+            let (num, unit) = part.split_at(
+                part.find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(part.len()),
+            );
+            let n: u64 = num
+                .parse()
+                .map_err(|_| format!("{part:?}: expected a number followed by ms, s, m, h or d"))?;
+            let secs = match unit {
+                "ms" => return Ok(Duration::from_millis(n)),
+                "s" | "" => n,
+                "m" => n * 60,
+                "h" => n * 3600,
+                "d" => n * 86_400,
+                _ => {
+                    return Err(format!(
+                        "{part:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
+                    ))
+                }
+            };
+            Ok(Duration::from_secs(secs))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|v| {
+            if v.is_empty() {
+                Err("the retry schedule is empty".into())
+            } else {
+                Ok(v)
+            }
+        })
 }
 
 /// The delays of `--push-retry-schedule`.
@@ -181,7 +226,7 @@ pub struct Schedule(pub Vec<Duration>);
 
 /// Reads `--push-retry-schedule`.
 fn parse_schedule(s: &str) -> Result<Schedule, String> {
-    crate::service::deliveries::parse_schedule(s).map(Schedule)
+    parse_durations(s).map(Schedule)
 }
 
 impl fmt::Debug for ServeConfig {

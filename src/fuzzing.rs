@@ -16,7 +16,8 @@ use crate::Error;
 pub use crate::http::inbox::{
     comment_body, decision_body, delegate_body, delete_messages_body, read_body, reply_body,
 };
-/// The connection `service` operations run on, so a target can name it.
+/// The connection behind the handle `service` operations run on, so a target can name both.
+pub use crate::store::Tx;
 pub use rusqlite::Connection;
 
 /// A fresh in-memory database with the whole schema, as the writer thread's connection has it

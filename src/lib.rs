@@ -19,5 +19,6 @@ pub mod runtime;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod webhook;
 
 pub use error::Error;

@@ -76,7 +76,7 @@ impl Server {
             .timeout(push.timeout)
             .redirects(0)
             .user_agent(concat!("axme/", env!("CARGO_PKG_VERSION")))
-            .resolver(crate::delivery::target::GuardedResolver {
+            .resolver(crate::webhook::target::GuardedResolver {
                 deny_private: push.deny_private,
             })
             .build();

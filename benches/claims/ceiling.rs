@@ -34,7 +34,7 @@ use axme::store::events::{self, EventRow};
 use axme::store::intents::{self, IntentRow};
 use axme::store::leases::{self, LeaseRow};
 use axme::store::wal::{self, Checkpointer};
-use axme::store::{migrations, open_connection, threads, Durability};
+use axme::store::{migrations, open_connection, threads, Durability, Tx};
 use rusqlite::{Connection, TransactionBehavior};
 use serde_json::json;
 
@@ -78,7 +78,7 @@ pub fn run(path: &Path, kind: Kind, p: &Params) -> Result<Ceiling, String> {
     conn.pragma_update(None, "wal_autocheckpoint", 0)
         .map_err(err("wal_autocheckpoint"))?;
     agents::register(
-        &conn,
+        &Tx::sqlite(&conn),
         RegisterAgent {
             address: AGENT.into(),
             mode: DeliveryMode::Inbox,
@@ -141,19 +141,19 @@ impl Pipeline {
                 .map_err(err("begin"))?;
             let acks = std::mem::take(&mut self.to_ack);
             for token in &acks {
-                self.ack(&tx, token)?;
+                self.ack(&Tx::sqlite(&tx), token)?;
             }
             // What the previous transaction created is claimable now.
             let mut claimed = Vec::with_capacity(self.batch);
             while claimed.len() < self.batch {
-                let got = self.claim(&tx)?;
+                let got = self.claim(&Tx::sqlite(&tx))?;
                 if got.is_empty() {
                     break;
                 }
                 claimed.extend(got);
             }
             for _ in 0..self.batch {
-                self.create(&tx)?;
+                self.create(&Tx::sqlite(&tx))?;
             }
             tx.commit().map_err(err("commit"))?;
             self.acked += acks.len() as u64;
@@ -165,7 +165,7 @@ impl Pipeline {
         Ok(txn_us)
     }
 
-    fn create(&self, conn: &Connection) -> Result<(), String> {
+    fn create(&self, conn: &Tx) -> Result<(), String> {
         let correlation_id = uuid::Uuid::new_v4().to_string();
         match self.kind {
             Kind::Domain => {
@@ -192,7 +192,7 @@ impl Pipeline {
     }
 
     /// One claim of up to `claim_max`; the lease tokens it took.
-    fn claim(&self, conn: &Connection) -> Result<Vec<String>, String> {
+    fn claim(&self, conn: &Tx) -> Result<Vec<String>, String> {
         let req = ClaimRequest {
             max: self.claim_max,
             lease_seconds: Some(60),
@@ -208,7 +208,7 @@ impl Pipeline {
         }
     }
 
-    fn ack(&self, conn: &Connection, token: &str) -> Result<(), String> {
+    fn ack(&self, conn: &Tx, token: &str) -> Result<(), String> {
         let result = json!({"ok": true, "worker": 0});
         match self.kind {
             Kind::Domain => {
@@ -241,7 +241,7 @@ fn event(i: &IntentRow, actor: &str, at: &str, details: String) -> EventRow {
     }
 }
 
-fn raw_create(conn: &Connection, correlation_id: String) -> Result<(), axme::Error> {
+fn raw_create(conn: &Tx, correlation_id: String) -> Result<(), axme::Error> {
     let now = axme::clock::now_rfc3339();
     let mut i = IntentRow {
         correlation_id,
@@ -260,7 +260,7 @@ fn raw_create(conn: &Connection, correlation_id: String) -> Result<(), axme::Err
     Ok(())
 }
 
-fn raw_claim(conn: &Connection, max: usize) -> Result<Vec<String>, axme::Error> {
+fn raw_claim(conn: &Tx, max: usize) -> Result<Vec<String>, axme::Error> {
     let now_ms = axme::clock::now_ms();
     let mut tokens = Vec::new();
     for id in leases::claimable(conn, AGENT, now_ms, max)? {
@@ -296,7 +296,7 @@ fn raw_claim(conn: &Connection, max: usize) -> Result<Vec<String>, axme::Error> 
     Ok(tokens)
 }
 
-fn raw_ack(conn: &Connection, token: &str, result: &str) -> Result<(), axme::Error> {
+fn raw_ack(conn: &Tx, token: &str, result: &str) -> Result<(), axme::Error> {
     let lease = leases::get(conn, token)?.ok_or_else(|| axme::Error::internal("no lease"))?;
     let mut i =
         intents::get(conn, &lease.intent_id)?.ok_or_else(|| axme::Error::internal("no intent"))?;

@@ -15,6 +15,7 @@ use axme::model::{Status, WaitingReason};
 use axme::store::events::{self, EventRow};
 use axme::store::intents::{self, IntentRow};
 use axme::store::leases::{self, LeaseRow};
+use axme::store::Tx;
 use axme::store::{threads, timers};
 use rusqlite::Connection;
 
@@ -63,7 +64,7 @@ fn open_bulk(path: &Path) -> Result<Connection, String> {
 fn bulk(
     path: &Path,
     n: u64,
-    mut one: impl FnMut(&Connection, u64) -> Result<u64, axme::Error>,
+    mut one: impl FnMut(&Tx, u64) -> Result<u64, axme::Error>,
 ) -> Result<Filled, String> {
     let began = Instant::now();
     let mut conn = open_bulk(path)?;
@@ -73,7 +74,7 @@ fn bulk(
         let tx = conn.transaction().map_err(err("begin"))?;
         let end = (i + CHUNK).min(n);
         for k in i..end {
-            events += one(&tx, k).map_err(err("insert"))?;
+            events += one(&Tx::sqlite(&tx), k).map_err(err("insert"))?;
         }
         tx.commit().map_err(err("commit"))?;
         i = end;
@@ -104,7 +105,7 @@ fn intent(to_agent: &str, status: Status, at: &str) -> IntentRow {
 
 /// Appends the intent's four events: created, submitted, delivered (`via`), and `last`.
 fn history(
-    conn: &Connection,
+    conn: &Tx,
     i: &IntentRow,
     via: &str,
     last: (Status, Option<WaitingReason>, String),
@@ -152,7 +153,7 @@ fn lease_token() -> String {
     format!("lease_{ms:012x}{}", uuid::Uuid::new_v4().simple())
 }
 
-fn acked_lease(conn: &Connection, i: &IntentRow, token: &str, at: &str) -> Result<(), axme::Error> {
+fn acked_lease(conn: &Tx, i: &IntentRow, token: &str, at: &str) -> Result<(), axme::Error> {
     leases::insert(
         conn,
         &LeaseRow {

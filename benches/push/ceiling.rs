@@ -29,7 +29,7 @@ pub fn run(s: &Servers, sample: &Sample, p: &Params) -> Result<Phase, String> {
         .redirects(0)
         .user_agent(&sample.user_agent)
         .max_idle_connections_per_host(p.per_endpoint.max(1) * 2)
-        .resolver(axme::delivery::target::GuardedResolver {
+        .resolver(axme::webhook::target::GuardedResolver {
             deny_private: false,
         })
         .build();

@@ -15,11 +15,13 @@
 //!   `last_seq` those of its last event. So a terminal intent stays terminal but for redrive.
 #![no_main]
 
-use axme::fuzzing::{self, Connection};
+use axme::fuzzing::{self, Connection, Tx};
 use axme::model::{Status, WaitingReason};
 use axme::service::claims::{self, AckRequest, ClaimRequest, NackRequest};
+use axme::service::effects::transition;
+use axme::service::history::Change;
 use axme::service::inbox::{self, Decision};
-use axme::service::intents::{self, transition, Change};
+use axme::service::intents;
 use axme::service::requests;
 use axme::store::events::EventRow;
 use axme::store::intents::IntentRow;
@@ -88,7 +90,7 @@ fn pick<T: Copy>(items: &[T], b: u8) -> T {
     items[b as usize % items.len()]
 }
 
-fn read(conn: &Connection, id: &str) -> (IntentRow, Vec<EventRow>) {
+fn read(conn: &Tx, id: &str) -> (IntentRow, Vec<EventRow>) {
     let intent = intents::get(conn, id).expect("the intent exists");
     let events = intents::events_since(conn, id, 0).expect("its events");
     (intent, events)
@@ -163,7 +165,7 @@ fn check_history(intent: &IntentRow, events: &[EventRow]) {
 }
 
 /// The intent the first byte asks for, read by the create-intent reader like a request.
-fn create(conn: &Connection, shape: u8) -> IntentRow {
+fn create(conn: &Tx, shape: u8) -> IntentRow {
     let mut body = json!({
         "intent_type": "fuzz.lifecycle.v1",
         "correlation_id": "0f8fad5b-d9cb-469f-a165-70867728950e",
@@ -211,12 +213,12 @@ thread_local! {
 fuzz_target!(|data: &[u8]| {
     DB.with(|conn| {
         conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
-        run(conn, data);
+        run(&Tx::sqlite(conn), data);
         conn.execute_batch("ROLLBACK").expect("rollback");
     })
 });
 
-fn run(conn: &Connection, data: &[u8]) {
+fn run(conn: &Tx, data: &[u8]) {
     let mut input = Bytes(data.iter());
     let intent = create(conn, input.next());
     let id = intent.intent_id.clone();

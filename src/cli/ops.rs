@@ -9,7 +9,6 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags};
 use serde_json::json;
 
 use super::client::Client;
@@ -142,33 +141,19 @@ fn download(client: &Client, path: &Path) -> Result<u64, Failure> {
     Ok(written)
 }
 
-/// Runs `PRAGMA integrity_check` on the downloaded file; returns its schema version.
+/// Checks the downloaded file's integrity (`store::backup::verify_file`); returns its schema
+/// version.
 fn check(path: &Path) -> Result<i64, Failure> {
-    let bad = |e: rusqlite::Error| {
-        Failure::new(format!(
+    match crate::store::backup::verify_file(path) {
+        Ok(version) => Ok(version),
+        Err(crate::store::backup::Unusable::Unreadable(e)) => Err(Failure::new(format!(
             "the downloaded backup is not a readable SQLite database: {e}"
-        ))
-    };
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(bad)?;
-    let verdict: Vec<String> = conn
-        .prepare("PRAGMA integrity_check")
-        .and_then(|mut s| {
-            s.query_map([], |r| r.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .map_err(bad)?;
-    if verdict != ["ok"] {
-        return Err(Failure::new(format!(
+        ))),
+        Err(crate::store::backup::Unusable::Corrupt(verdict)) => Err(Failure::new(format!(
             "the downloaded backup failed its integrity check: {}",
             term::truncate(&verdict.join("; "), 300)
-        )));
+        ))),
     }
-    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(bad)
 }
 
 /// Makes the rename durable (best effort: not every platform can sync a directory).

@@ -1,21 +1,17 @@
-//! One push attempt: render the webhook body, sign it, POST it with ureq, and classify what came
-//! back. Runs on a pool thread; touches no database.
-
-use std::io::Read;
-use std::time::{Duration, Instant};
+//! One push attempt: render the webhook body, send it with `webhook::post` (signed), and say what
+//! the answer means for the delivery. Runs on a pool thread; touches no database.
 
 use serde::Serialize;
 
-use super::sign;
-use super::target::REFUSED;
 use crate::http::wire;
-use crate::service::deliveries::{Outcome, Prepared, Verdict, KIND_HANDLER};
+use crate::service::deliveries::{Outcome, Verdict};
+use crate::service::outbox::KIND_HANDLER;
+use crate::service::push_targets::Prepared;
+use crate::webhook::{self, Answer};
 use crate::{clock, Error};
 
 /// The first bytes of a response kept on the attempt record.
 const EXCERPT_BYTES: usize = 2048;
-/// The most of a handler's reply read to look for a status.
-const REPLY_BYTES: u64 = 64 * 1024;
 
 /// A rendered, ready-to-send push.
 #[derive(Debug, Clone)]
@@ -129,16 +125,15 @@ pub fn render(p: &Prepared) -> Result<Request, Error> {
 
 /// Sends one attempt and says what it came to.
 pub fn send(agent: &ureq::Agent, req: &Request) -> Outcome {
-    let ts = clock::unix_seconds();
-    let signature = sign::signature(&req.secrets, &req.delivery_id, ts, &req.body);
-    let started = Instant::now();
-    let result = agent
-        .post(&req.url)
-        .set("content-type", "application/json")
-        .set("webhook-id", &req.delivery_id)
-        .set("webhook-timestamp", &ts.to_string())
-        .set("webhook-signature", &signature)
-        .send_bytes(&req.body);
+    let answer = webhook::post(
+        agent,
+        &webhook::Post {
+            url: &req.url,
+            id: &req.delivery_id,
+            secrets: &req.secrets,
+            body: &req.body,
+        },
+    );
     let mut outcome = Outcome {
         attempt: req.attempt,
         status_code: None,
@@ -151,51 +146,47 @@ pub fn send(agent: &ureq::Agent, req: &Request) -> Outcome {
         },
         reply: None,
     };
-    match result {
-        Ok(resp) => {
-            let status = resp.status();
-            outcome.status_code = Some(status);
-            let text = read_body(resp);
-            outcome.latency_ms = started.elapsed().as_millis() as i64;
-            if (200..300).contains(&status) {
+    match answer {
+        Answer::Status {
+            code,
+            retry_after,
+            body,
+            latency_ms,
+        } => {
+            outcome.status_code = Some(code);
+            outcome.latency_ms = latency_ms;
+            outcome.response_excerpt = excerpt(&body);
+            if (200..300).contains(&code) {
                 outcome.verdict = Verdict::Delivered;
                 if req.handler {
-                    outcome.reply = serde_json::from_str(&text).ok();
+                    outcome.reply = serde_json::from_str(&body).ok();
                 }
+            } else if code < 400 {
+                outcome.error = Some(format!("HTTP {code}: redirects are not followed"));
             } else {
-                outcome.error = Some(format!("HTTP {status}: redirects are not followed"));
+                outcome.error = Some(format!("HTTP {code}"));
+                outcome.verdict = match code {
+                    410 => Verdict::Gone,
+                    429 => Verdict::Retry {
+                        retry_after,
+                        throttled: true,
+                    },
+                    _ => Verdict::Retry {
+                        retry_after,
+                        throttled: false,
+                    },
+                };
             }
-            outcome.response_excerpt = excerpt(&text);
         }
-        Err(ureq::Error::Status(status, resp)) => {
-            outcome.status_code = Some(status);
-            let retry_after = resp.header("retry-after").and_then(parse_retry_after);
-            let text = read_body(resp);
-            outcome.latency_ms = started.elapsed().as_millis() as i64;
-            outcome.response_excerpt = excerpt(&text);
-            outcome.error = Some(format!("HTTP {status}"));
-            outcome.verdict = match status {
-                410 => Verdict::Gone,
-                429 => Verdict::Retry {
-                    retry_after,
-                    throttled: true,
-                },
-                503 => Verdict::Retry {
-                    retry_after,
-                    throttled: false,
-                },
-                _ => Verdict::Retry {
-                    retry_after: None,
-                    throttled: false,
-                },
-            };
-        }
-        Err(ureq::Error::Transport(t)) => {
-            outcome.latency_ms = started.elapsed().as_millis() as i64;
-            let message = t.to_string();
-            let timed_out = message.contains("timed out") || message.contains("Timeout");
-            outcome.error = Some(message.clone());
-            outcome.verdict = if message.contains(REFUSED) {
+        Answer::Transport {
+            message,
+            refused,
+            timed_out,
+            latency_ms,
+        } => {
+            outcome.latency_ms = latency_ms;
+            outcome.error = Some(message);
+            outcome.verdict = if refused {
                 Verdict::Permanent
             } else {
                 Verdict::Retry {
@@ -208,23 +199,6 @@ pub fn send(agent: &ureq::Agent, req: &Request) -> Outcome {
     outcome
 }
 
-/// `Retry-After` as seconds or as an HTTP date.
-fn parse_retry_after(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc2822).ok()?;
-    let wait = at - clock::now();
-    Some(Duration::from_secs_f64(wait.as_seconds_f64().max(0.0)))
-}
-
-fn read_body(resp: ureq::Response) -> String {
-    let mut buf = Vec::new();
-    let _ = resp.into_reader().take(REPLY_BYTES).read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
 fn excerpt(text: &str) -> Option<String> {
     if text.is_empty() {
         return None;
@@ -234,26 +208,4 @@ fn excerpt(text: &str) -> Option<String> {
         end -= 1;
     }
     Some(text[..end].to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_is_read_as_seconds_or_as_a_date() {
-        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
-        let soon = clock::now() + time::Duration::seconds(30);
-        let date = soon
-            .format(&time::format_description::well_known::Rfc2822)
-            .unwrap()
-            .replace("+0000", "GMT");
-        let d = parse_retry_after(&date).expect("a date");
-        assert!((25..=31).contains(&d.as_secs()), "{d:?} from {date}");
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon"), None);
-    }
 }

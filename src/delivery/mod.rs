@@ -22,8 +22,6 @@
 pub mod attempt;
 mod flight;
 pub mod pool;
-pub mod sign;
-pub mod target;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -33,9 +31,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
-use crate::service::deliveries::{
-    self as domain, Outcome, Prepared, RetryPolicy, Settled, Verdict,
-};
+use crate::service::deliveries::{Outcome, RetryPolicy, Settled, Verdict};
+use crate::service::push_targets;
 use crate::store::deliveries as outbox;
 use crate::store::Store;
 use crate::Error;
@@ -80,7 +77,7 @@ pub async fn run(
         .redirects(0)
         .user_agent(concat!("axme/", env!("CARGO_PKG_VERSION")))
         .max_idle_connections_per_host(settings.per_endpoint.max(1) * 2)
-        .resolver(target::GuardedResolver {
+        .resolver(crate::webhook::target::GuardedResolver {
             deny_private: settings.deny_private,
         })
         .build();
@@ -180,10 +177,10 @@ async fn dispatch(
             let now = crate::clock::now_ms();
             let due = due_with_room(c, now, &busy, per_endpoint, free_workers)?;
             let mut prepared = Vec::with_capacity(due.len());
-            let mut targets = domain::Targets::default();
+            let mut targets = push_targets::Targets::default();
             for rowid in due {
                 if let Some(d) = outbox::get_by_rowid(c, rowid)? {
-                    prepared.push((rowid, domain::prepare_with(c, d, &mut targets)?));
+                    prepared.push((rowid, push_targets::prepare_with(c, d, &mut targets)?));
                 }
             }
             Ok((prepared, outbox::next_due_after(c, now)?, now))
@@ -251,7 +248,7 @@ async fn dispatch(
 /// `free_workers` of them all. A saturated endpoint costs one index seek however long its
 /// backlog, and its deliveries never crowd out the others'.
 fn due_with_room(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Tx,
     now: i64,
     busy: &HashMap<String, (usize, HashSet<i64>)>,
     per_endpoint: usize,
@@ -284,7 +281,7 @@ fn due_with_room(
 }
 
 /// The outcome of a delivery that was not attempted, and why.
-fn not_attempted(p: &Prepared, reason: &str, verdict: Verdict) -> Outcome {
+fn not_attempted(p: &push_targets::Prepared, reason: &str, verdict: Verdict) -> Outcome {
     Outcome {
         attempt: p.delivery.attempts + 1,
         status_code: None,
@@ -310,7 +307,7 @@ pub(crate) fn count(metrics: &Metrics, settled: Settled) {
 
 #[cfg(test)]
 mod tests {
-    use crate::service::deliveries::endpoint;
+    use crate::service::outbox::endpoint;
 
     #[test]
     fn endpoints_are_scheme_host_and_port() {

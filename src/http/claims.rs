@@ -14,7 +14,7 @@ use super::Ctx;
 use crate::service::access::Access;
 use crate::service::agents;
 use crate::service::claims::{self, Claim};
-use crate::service::intents::Changed;
+use crate::service::history::Changed;
 use crate::store::leases::LeaseRow;
 use crate::store::notify::Topic;
 use crate::{clock, Error};
@@ -117,21 +117,6 @@ fn changed(c: &Changed) -> Result {
     })
 }
 
-/// A claim of another key's agents does not exist for this key.
-fn own_lease(
-    conn: &rusqlite::Connection,
-    access: &Access,
-    token: &str,
-) -> std::result::Result<(), Error> {
-    match crate::store::leases::get(conn, token)? {
-        Some(l) if !access.owns(&l.agent_address) => Err(Error::NotFound {
-            what: "claim",
-            id: token.to_string(),
-        }),
-        _ => Ok(()),
-    }
-}
-
 /// `POST /v1/claims/{lease_token}/ack {status?, result?, error?}`.
 pub async fn ack(ctx: Ctx, body: Incoming) -> Result {
     let token = ctx.param(0).to_string();
@@ -143,7 +128,7 @@ pub async fn ack(ctx: Ctx, body: Incoming) -> Result {
         .state
         .store
         .write(move |conn| {
-            own_lease(conn, &access, &token)?;
+            access.lease(conn, &token)?;
             claims::ack(conn, &token, req, &actor)
         })
         .await?;
@@ -161,7 +146,7 @@ pub async fn nack(ctx: Ctx, body: Incoming) -> Result {
         .state
         .store
         .write(move |conn| {
-            own_lease(conn, &access, &token)?;
+            access.lease(conn, &token)?;
             claims::nack(conn, &token, req, &actor)
         })
         .await?;
@@ -178,7 +163,7 @@ pub async fn extend(ctx: Ctx, body: Incoming) -> Result {
         .state
         .store
         .write(move |conn| {
-            own_lease(conn, &access, &token)?;
+            access.lease(conn, &token)?;
             claims::extend(conn, &token, seconds)
         })
         .await?;

@@ -12,7 +12,8 @@ use super::response::{self, from_rendered, Body};
 use super::wire;
 use super::Ctx;
 use crate::service::idempotency::{write_once, Rendered};
-use crate::service::inbox::{self, Decided, Decision, DeleteMode, ThreadView};
+use crate::service::inbox::{self, Decided, Decision, DeleteMode};
+use crate::service::inbox_view::{self, ThreadView};
 use crate::service::validate::{self, Fields};
 use crate::Error;
 
@@ -126,12 +127,12 @@ pub async fn list(ctx: Ctx) -> Result {
     };
     let limit = ctx
         .query
-        .int("limit", 1, inbox::LIST_MAX as i64)?
+        .int("limit", 1, inbox_view::LIST_MAX as i64)?
         .unwrap_or(50) as usize;
     let views = ctx
         .state
         .store
-        .read(move |c| inbox::list(c, owner.as_deref(), status.as_deref(), limit))
+        .read(move |c| inbox_view::list(c, owner.as_deref(), status.as_deref(), limit))
         .await?;
     response::ok(&ThreadList {
         ok: true,
@@ -148,12 +149,12 @@ pub async fn changes(ctx: Ctx) -> Result {
     let after = parse_cursor(ctx.query.get("cursor"))?;
     let limit = ctx
         .query
-        .int("limit", 1, inbox::LIST_MAX as i64)?
+        .int("limit", 1, inbox_view::LIST_MAX as i64)?
         .unwrap_or(50) as usize;
     let (rows, more) = ctx
         .state
         .store
-        .read(move |c| inbox::changes(c, owner.as_deref(), after, limit))
+        .read(move |c| inbox_view::changes(c, owner.as_deref(), after, limit))
         .await?;
     let next_cursor = match rows.last() {
         Some((id, _)) => Some(format!("c_{id}")),
@@ -184,8 +185,8 @@ pub async fn get(ctx: Ctx) -> Result {
         .state
         .store
         .read(move |c| {
-            let t = inbox::find(c, owner.as_deref(), &id, false)?;
-            inbox::view(c, t)
+            let t = inbox_view::find(c, owner.as_deref(), &id, false)?;
+            inbox_view::view(c, t)
         })
         .await?;
     Ok(from_rendered(render_thread(&v)?))
@@ -204,12 +205,7 @@ async fn act<T: Send + 'static>(
     body: Incoming,
     action: &str,
     parse: impl FnOnce(&Value) -> std::result::Result<T, Error>,
-    run: impl FnOnce(
-            &rusqlite::Connection,
-            Option<&str>,
-            &str,
-            T,
-        ) -> std::result::Result<ThreadView, Error>
+    run: impl FnOnce(&crate::store::Tx, Option<&str>, &str, T) -> std::result::Result<ThreadView, Error>
         + Send
         + 'static,
 ) -> Result {
@@ -433,7 +429,7 @@ pub async fn tasks(ctx: Ctx) -> Result {
     let mut views = ctx
         .state
         .store
-        .read(move |c| inbox::tasks(c, owner.as_deref()))
+        .read(move |c| inbox_view::tasks(c, owner.as_deref()))
         .await?;
     if all {
         let mut seen = std::collections::HashSet::new();
@@ -449,7 +445,7 @@ pub async fn tasks(ctx: Ctx) -> Result {
                 from_agent: &v.intent.from_agent,
                 assigned_at: &v.thread.created_at,
                 due_at: v.intent.deadline_at.as_deref(),
-                human_task: inbox::task_spec(&v.intent)?,
+                human_task: inbox_view::task_spec(&v.intent)?,
             })
         })
         .collect::<std::result::Result<_, Error>>()?;

@@ -13,7 +13,7 @@ use super::response::Body;
 use super::{router, AppState};
 use crate::metrics::{self, Exposition};
 use crate::model::Status;
-use crate::store::stats;
+use crate::service::operator;
 use crate::Error;
 
 /// The label of every route in metrics and logs (its name in the routing table), numbered like
@@ -37,7 +37,7 @@ pub async fn serve(state: &AppState) -> Result<Response<Body>, Error> {
     let mut out = Exposition::default();
     state.metrics.write(state.store.metrics(), &mut out);
     let now = crate::clock::now_ms();
-    let held = state.store.read(move |c| stats::snapshot(c, now)).await?;
+    let held = state.store.read(move |c| operator::gauges(c, now)).await?;
 
     out.family(
         "axme_intents",

@@ -6,6 +6,7 @@
 mod admin;
 mod agents;
 mod claims;
+mod firehose;
 pub(crate) mod inbox;
 mod intents;
 mod keys;
@@ -36,7 +37,8 @@ use self::response::Body;
 use self::router::{Matched, Route};
 use crate::service::auth::{Keys, Principal};
 use crate::service::idempotency::Scope;
-use crate::store::{migrations, Store};
+use crate::service::operator;
+use crate::store::Store;
 use crate::Error;
 
 /// Size limits of request bodies.
@@ -259,7 +261,7 @@ async fn route_to(route: Route, ctx: Ctx, body: Incoming) -> Result<Response<Bod
         Route::IntentEventsStream => streams::intent_events_stream(ctx).await,
         Route::AgentFeed => streams::agent_feed_poll(ctx).await,
         Route::AgentFeedStream => streams::agent_feed_stream(ctx).await,
-        Route::Firehose => streams::firehose_stream(ctx).await,
+        Route::Firehose => firehose::firehose_stream(ctx).await,
         Route::UpsertSubscription => webhooks::upsert_subscription(ctx, body).await,
         Route::ListSubscriptions => webhooks::list_subscriptions(ctx).await,
         Route::DeleteSubscription => webhooks::delete_subscription(ctx).await,
@@ -311,7 +313,7 @@ async fn route_to(route: Route, ctx: Ctx, body: Incoming) -> Result<Response<Bod
 
 /// `GET /health`: open to everyone; 503 when the database cannot be read.
 async fn health(state: &AppState) -> Result<Response<Body>, Error> {
-    let schema_version = state.store.read(migrations::current_version).await?;
+    let schema_version = state.store.read(operator::schema_version).await?;
     response::ok(&wire::Health {
         ok: true,
         status: "ok",

@@ -1,5 +1,5 @@
-//! The pull bindings over HTTP: an intent's events as SSE and long poll (observers), the agent
-//! feed as SSE and long poll (handlers), and the firehose of all events (dashboards).
+//! The pull bindings over HTTP: an intent's events as SSE and long poll (observers), and the
+//! agent feed as SSE and long poll (handlers). The firehose of all events is `firehose`.
 
 use std::time::Duration;
 
@@ -14,8 +14,8 @@ use super::wire;
 use super::{request, Ctx};
 use crate::model::Status;
 use crate::service::access::Access;
-use crate::service::{agents, feed, intents, validate};
-use crate::store::events::{EventRow, FirehoseFilter};
+use crate::service::{agents, feed, intents};
+use crate::store::events::EventRow;
 use crate::store::notify::Topic;
 use crate::store::Store;
 use crate::Error;
@@ -23,7 +23,7 @@ use crate::Error;
 type Result<T = Response<Body>> = std::result::Result<T, Error>;
 
 /// `wait_seconds` of a stream or long poll: 1–60.
-fn wait_seconds(ctx: &Ctx) -> Result<Option<Duration>> {
+pub(super) fn wait_seconds(ctx: &Ctx) -> Result<Option<Duration>> {
     Ok(ctx
         .query
         .int("wait_seconds", 1, 60)?
@@ -31,7 +31,7 @@ fn wait_seconds(ctx: &Ctx) -> Result<Option<Duration>> {
 }
 
 /// The starting cursor: `Last-Event-ID` overrides `since`.
-fn start_cursor(ctx: &Ctx) -> Result<i64> {
+pub(super) fn start_cursor(ctx: &Ctx) -> Result<i64> {
     if let Some(v) = last_event_id(&ctx.headers)? {
         return Ok(v);
     }
@@ -53,7 +53,7 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>> {
         })
 }
 
-fn event_json(e: &EventRow) -> Result<String> {
+pub(super) fn event_json(e: &EventRow) -> Result<String> {
     Ok(serde_json::to_string(&wire::Event::from_row(e)?)?)
 }
 
@@ -276,7 +276,10 @@ impl AgentFeed {
 }
 
 /// A global-log cursor beyond the end of the log gets a reset to the end.
-async fn log_cursor_check(store: &Store, cursor: i64) -> Result<Option<(serde_json::Value, i64)>> {
+pub(super) async fn log_cursor_check(
+    store: &Store,
+    cursor: i64,
+) -> Result<Option<(serde_json::Value, i64)>> {
     let end = store.read(feed::log_end).await?;
     Ok((cursor > end).then(|| {
         (
@@ -411,123 +414,4 @@ pub async fn agent_feed_poll(ctx: Ctx) -> Result {
         intents: items,
         next_since: page.scanned_to,
     })
-}
-
-// --- Dashboards: the firehose ----------------------------------------------------------------
-
-struct Firehose {
-    filter: FirehoseFilter,
-    shared: std::sync::Arc<sse::SharedReads<Fetched>>,
-}
-
-#[derive(Serialize)]
-struct FirehoseEvent<'a> {
-    #[serde(flatten)]
-    event: wire::Event<'a>,
-    event_id: i64,
-}
-
-impl Source for Firehose {
-    async fn check_cursor(
-        &mut self,
-        store: &Store,
-        cursor: i64,
-    ) -> Result<Option<(serde_json::Value, i64)>> {
-        log_cursor_check(store, cursor).await
-    }
-
-    async fn fetch(&mut self, store: &Store, cursor: i64) -> Result<Fetched> {
-        let f = &self.filter;
-        let key = format!(
-            "firehose {:?} {:?} {:?} {cursor} {}",
-            f.intent_id,
-            f.to_agent,
-            f.correlation_id,
-            store.commit_generation()
-        );
-        let filter = self.filter.clone();
-        self.shared
-            .fetch(key, || read_firehose(store.clone(), filter, cursor))
-            .await
-    }
-
-    fn topic(&self) -> Topic {
-        match (&self.filter.intent_id, &self.filter.to_agent) {
-            (Some(id), _) => Topic::Intent(id.clone()),
-            (None, Some(agent)) => Topic::Agent(agent.clone()),
-            (None, None) => Topic::All,
-        }
-    }
-}
-
-/// Every event after `cursor` that passes the filter, as frames.
-async fn read_firehose(store: Store, filter: FirehoseFilter, cursor: i64) -> Result<Fetched> {
-    {
-        let rows = store
-            .read(move |c| feed::firehose(c, cursor, &filter, feed::PAGE))
-            .await?;
-        let frames = rows
-            .iter()
-            .map(|e| {
-                Ok(Frame {
-                    id: e.event_id,
-                    event: e.event_type.clone(),
-                    data: serde_json::to_string(&FirehoseEvent {
-                        event: wire::Event::from_row(e)?,
-                        event_id: e.event_id,
-                    })?,
-                    last: false,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Fetched {
-            more: frames.len() == feed::PAGE,
-            cursor,
-            frames,
-            finished: false,
-        })
-    }
-}
-
-/// `GET /v1/events/stream?since=&intent_id=&to_agent=&correlation_id=`.
-pub async fn firehose_stream(ctx: Ctx) -> Result {
-    let q = &ctx.query;
-    let filter = FirehoseFilter {
-        intent_id: q.get("intent_id").map(request::intent_id).transpose()?,
-        to_agent: q
-            .get("to_agent")
-            .map(|a| validate::address("to_agent", a))
-            .transpose()?,
-        correlation_id: q
-            .get("correlation_id")
-            .map(|v| validate::uuid("correlation_id", v))
-            .transpose()?,
-    };
-    // An agent key follows only its own agents' events, or one intent it may see.
-    let access = Access::of(&ctx.principal);
-    if !access.is_admin() {
-        match (&filter.to_agent, &filter.intent_id) {
-            (Some(a), _) => access.require(a, "following the events of")?,
-            (None, Some(id)) => {
-                let id = id.clone();
-                ctx.state.store.read(move |c| access.read(c, &id)).await?;
-            }
-            (None, None) => access.require_filter(&[None], "following the event stream")?,
-        }
-    }
-    let cursor = start_cursor(&ctx)?;
-    let wait = wait_seconds(&ctx)?;
-    sse::start(
-        &ctx.state,
-        Firehose {
-            filter,
-            shared: ctx.state.shared_reads.clone(),
-        },
-        cursor,
-        StreamOptions {
-            wait,
-            key_id: ctx.principal.key_id.clone(),
-            capped: !ctx.principal.is_admin(),
-        },
-    )
 }

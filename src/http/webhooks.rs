@@ -12,6 +12,7 @@ use super::wire;
 use super::{request, Ctx};
 use crate::service::deliveries as domain;
 use crate::service::idempotency::write_once;
+use crate::service::outbox;
 use crate::service::subscriptions::{self, Counters};
 use crate::store::deliveries::ListFilter;
 use crate::store::subscriptions::{SubscriptionRow, WebhookEventRow};
@@ -27,32 +28,6 @@ fn owner(ctx: &Ctx) -> std::result::Result<String, Error> {
 /// The owner scope as given, checked against the key (an agent key is always scoped).
 fn scope(ctx: &Ctx) -> std::result::Result<Option<String>, Error> {
     Access::of(&ctx.principal).owner_scope(request::owner_agent(&ctx.headers, &ctx.query)?)
-}
-
-/// A delivery is visible to an agent key when its intent is, or its subscription is the key's.
-fn may_see(
-    c: &rusqlite::Connection,
-    access: &Access,
-    d: &crate::store::deliveries::DeliveryRow,
-) -> std::result::Result<(), Error> {
-    if access.is_admin() {
-        return Ok(());
-    }
-    let visible = match (&d.intent_id, &d.subscription_id) {
-        (Some(id), _) => access.read(c, id).is_ok(),
-        (None, Some(sub)) => {
-            crate::store::subscriptions::get(c, sub)?.is_some_and(|s| access.owns(&s.owner_agent))
-        }
-        (None, None) => false,
-    };
-    if visible {
-        Ok(())
-    } else {
-        Err(Error::NotFound {
-            what: "delivery",
-            id: d.delivery_id.clone(),
-        })
-    }
 }
 
 #[derive(Serialize)]
@@ -117,14 +92,14 @@ pub async fn upsert_subscription(ctx: Ctx, body: Incoming) -> Result {
         move |c| {
             // An agent key observes only its own agents' intents, or one intent it may see.
             let lifecycle = req.event_types.iter().any(|t| t.starts_with("intent."));
-            if lifecycle && !access.is_admin() {
-                match (&req.to_agent, &req.intent_id) {
-                    (Some(a), _) => access.require(a, "observing the intents of")?,
-                    (None, Some(id)) => {
-                        access.read(c, id)?;
-                    }
-                    (None, None) => access.require_filter(&[None], "observing intent events")?,
-                }
+            if lifecycle {
+                access.observe(
+                    c,
+                    req.to_agent.as_deref(),
+                    req.intent_id.as_deref(),
+                    "observing the intents of",
+                    "observing intent events",
+                )?;
             }
             subscriptions::upsert(c, &owner, req)
         },
@@ -267,10 +242,10 @@ pub async fn replay_event(ctx: Ctx) -> Result {
 // --- The delivery log ---------------------------------------------------------------------
 
 const STATUSES: &[&str] = &[
-    domain::PENDING,
-    domain::DELIVERED,
-    domain::FAILED,
-    domain::DEAD_LETTERED,
+    outbox::PENDING,
+    outbox::DELIVERED,
+    outbox::FAILED,
+    outbox::DEAD_LETTERED,
 ];
 
 pub async fn list_deliveries(ctx: Ctx) -> Result {
@@ -332,7 +307,7 @@ pub async fn get_delivery(ctx: Ctx) -> Result {
         .store
         .read(move |c| {
             let (d, a) = domain::get_with_attempts(c, &id)?;
-            may_see(c, &access, &d)?;
+            access.delivery(c, &d)?;
             Ok((d, a))
         })
         .await?;
@@ -350,7 +325,7 @@ pub async fn replay_delivery(ctx: Ctx) -> Result {
         .state
         .store
         .write(move |c| {
-            may_see(c, &access, &domain::get(c, &id)?)?;
+            access.delivery(c, &domain::get(c, &id)?)?;
             domain::replay(c, &id, &policy)?;
             domain::get_with_attempts(c, &id)
         })

@@ -446,7 +446,7 @@ pub struct Thread<'a> {
 }
 
 impl<'a> Thread<'a> {
-    pub fn from_view(v: &'a crate::service::inbox::ThreadView) -> Result<Thread<'a>, Error> {
+    pub fn from_view(v: &'a crate::service::inbox_view::ThreadView) -> Result<Thread<'a>, Error> {
         let (t, i) = (&v.thread, &v.intent);
         let mut timeline = Vec::with_capacity(v.events.len() + v.messages.len());
         for e in &v.events {

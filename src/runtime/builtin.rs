@@ -12,12 +12,12 @@
 //!   backoff up to the intent's `max_delivery_attempts` (default 5); `410 Gone` and addresses
 //!   the push guard refuses fail at once.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::internal::{Step, Work};
-use crate::delivery::{sign, target};
+use crate::webhook::{self, Answer};
 
 pub use crate::model::builtin::{APPROVAL, DELAY, NOTIFY};
 
@@ -106,45 +106,40 @@ fn notify(agent: &ureq::Agent, work: &Work) -> Step {
     let body = serde_json::to_vec(work.payload.get("body").unwrap_or(&json!({})))
         .unwrap_or_else(|_| b"{}".to_vec());
     let id = format!("msg_{}", work.intent_id.replace('-', ""));
-    let ts = crate::clock::unix_seconds();
-    let mut req = agent
-        .post(url)
-        .set("content-type", "application/json")
-        .set("webhook-id", &id)
-        .set("webhook-timestamp", &ts.to_string());
-    if let Some(s) = secret {
-        req = req.set(
-            "webhook-signature",
-            &sign::signature(&[s.to_string()], &id, ts, &body),
-        );
-    }
-    let started = Instant::now();
-    let outcome = req.send_bytes(&body);
-    let latency_ms = started.elapsed().as_millis() as u64;
-    match outcome {
-        Ok(resp) if (200..300).contains(&resp.status()) => Step::Completed(json!({
-            "delivered": true, "status_code": resp.status(), "url": url,
+    let secrets: Vec<String> = secret.map(str::to_string).into_iter().collect();
+    let answer = webhook::post(
+        agent,
+        &webhook::Post {
+            url,
+            id: &id,
+            secrets: &secrets,
+            body: &body,
+        },
+    );
+    match answer {
+        Answer::Status {
+            code, latency_ms, ..
+        } if (200..300).contains(&code) => Step::Completed(json!({
+            "delivered": true, "status_code": code, "url": url,
             "signed": secret.is_some(), "webhook_id": id, "latency_ms": latency_ms,
         })),
-        Ok(resp) => Step::failed(
-            json!({"code": "notify_failed", "message": format!("HTTP {}: redirects are not followed", resp.status()), "status_code": resp.status()}),
+        Answer::Status { code, .. } if code < 400 => Step::failed(
+            json!({"code": "notify_failed", "message": format!("HTTP {code}: redirects are not followed"), "status_code": code}),
             true,
         ),
-        Err(ureq::Error::Status(410, _)) => Step::failed(
+        Answer::Status { code: 410, .. } => Step::failed(
             json!({"code": "notify_gone", "message": "the receiver answered 410 Gone", "status_code": 410}),
             false,
         ),
-        Err(ureq::Error::Status(code, _)) => Step::failed(
+        Answer::Status { code, .. } => Step::failed(
             json!({"code": "notify_failed", "message": format!("HTTP {code}"), "status_code": code}),
             true,
         ),
-        Err(ureq::Error::Transport(t)) => {
-            let message = t.to_string();
-            let refused = message.contains(target::REFUSED);
-            Step::failed(
-                json!({"code": if refused {"target_refused"} else {"notify_failed"}, "message": message}),
-                !refused,
-            )
-        }
+        Answer::Transport {
+            message, refused, ..
+        } => Step::failed(
+            json!({"code": if refused {"target_refused"} else {"notify_failed"}, "message": message}),
+            !refused,
+        ),
     }
 }

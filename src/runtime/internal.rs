@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::model::{Status, WaitingReason};
 use crate::service::claims::{self, AckRequest, ClaimRequest, NackRequest};
-use crate::service::{inbox, timers};
+use crate::service::{schedule, thread_hooks};
 use crate::store::intents::IntentRow;
 use crate::store::notify::Topic;
 use crate::store::Store;
@@ -338,7 +338,7 @@ fn ack(status: Status) -> AckRequest {
     }
 }
 
-fn settle(c: &rusqlite::Connection, f: &Finished) -> Result<(), Error> {
+fn settle(c: &crate::store::Tx, f: &Finished) -> Result<(), Error> {
     let step = match &f.step {
         Ok(s) => s.clone(),
         Err(panic) => {
@@ -395,7 +395,7 @@ fn settle(c: &rusqlite::Connection, f: &Finished) -> Result<(), Error> {
             a.waiting_reason = Some(WaitingReason::Time);
             let changed = claims::ack(c, &f.token, a, &f.actor)?;
             let due = clock::now_ms() + delay.as_millis() as i64;
-            timers::complete_at(c, &changed.intent.intent_id, due, &result)?;
+            schedule::complete_at(c, &changed.intent.intent_id, due, &result)?;
         }
         Step::AskHuman { owner, task } => {
             // A mistake in what the handler asked for would be asked again on every attempt:
@@ -432,7 +432,7 @@ fn settle(c: &rusqlite::Connection, f: &Finished) -> Result<(), Error> {
                 let task: Value = serde_json::from_str(&task)?;
                 crate::store::intents::set_human_task_if_absent(c, &f.intent_id, &task)?;
             }
-            inbox::open(c, &changed.intent, &owner, "approver")?;
+            thread_hooks::open(c, &changed.intent, &owner, "approver")?;
         }
     }
     Ok(())

@@ -85,7 +85,7 @@ pub async fn check(store: &Store) {
 }
 
 /// Moves every relative timer by `jump_ms`; `now_ms` is the server's time before the jump.
-fn shift(c: &rusqlite::Connection, jump_ms: i64, now_ms: i64) -> Result<Shifted, Error> {
+fn shift(c: &crate::store::Tx, jump_ms: i64, now_ms: i64) -> Result<Shifted, Error> {
     Ok(Shifted {
         leases: leases::shift_active(c, jump_ms)?,
         held_back: leases::shift_held_back(c, jump_ms, now_ms)?,

@@ -14,10 +14,12 @@
 //! The checks that depend on an intent run inside the transaction (or read) of the operation,
 //! so a concurrent re-addressing cannot slip between the check and the change.
 
-use rusqlite::Connection;
+use crate::store::Tx;
 
 use super::auth::Principal;
+use crate::store::deliveries::DeliveryRow;
 use crate::store::intents::{self, IntentRow};
+use crate::store::{leases, subscriptions};
 use crate::Error;
 
 /// What a caller may reach, from its key.
@@ -102,7 +104,7 @@ impl Access {
     }
 
     /// The intent, if the caller may see it; 404 otherwise, as if it did not exist.
-    pub fn read(&self, conn: &Connection, intent_id: &str) -> Result<IntentRow, Error> {
+    pub fn read(&self, conn: &Tx, intent_id: &str) -> Result<IntentRow, Error> {
         match intents::get(conn, intent_id)? {
             Some(i) if self.can_read(&i) => Ok(i),
             _ => Err(Error::NotFound {
@@ -117,7 +119,7 @@ impl Access {
     /// also lets its sender through (cancelling one's own request).
     pub fn handle(
         &self,
-        conn: &Connection,
+        conn: &Tx,
         intent_id: &str,
         cancel_as_sender: bool,
     ) -> Result<IntentRow, Error> {
@@ -126,6 +128,62 @@ impl Access {
             Ok(i)
         } else {
             Err(self.forbidden(format!("intent {intent_id} is addressed to {}", i.to_agent)))
+        }
+    }
+
+    /// Following intent events (a lifecycle subscription, the firehose): an agent key follows
+    /// only its own agents' intents (`to_agent`), or one intent it may see (`intent_id`), and
+    /// must name one of the two. `doing_of` says what was asked of an address ("following the
+    /// events of"), `doing` what was asked without a filter.
+    pub fn observe(
+        &self,
+        conn: &Tx,
+        to_agent: Option<&str>,
+        intent_id: Option<&str>,
+        doing_of: &str,
+        doing: &str,
+    ) -> Result<(), Error> {
+        if self.admin {
+            return Ok(());
+        }
+        match (to_agent, intent_id) {
+            (Some(a), _) => self.require(a, doing_of),
+            (None, Some(id)) => self.read(conn, id).map(drop),
+            (None, None) => self.require_filter(&[None], doing),
+        }
+    }
+
+    /// A claim (lease) of another key's agents does not exist for this key (404).
+    pub fn lease(&self, conn: &Tx, token: &str) -> Result<(), Error> {
+        match leases::get(conn, token)? {
+            Some(l) if !self.owns(&l.agent_address) => Err(Error::NotFound {
+                what: "claim",
+                id: token.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// A delivery is visible to an agent key when its intent is, or its subscription is the
+    /// key's; any other does not exist for it (404).
+    pub fn delivery(&self, conn: &Tx, d: &DeliveryRow) -> Result<(), Error> {
+        if self.admin {
+            return Ok(());
+        }
+        let visible = match (&d.intent_id, &d.subscription_id) {
+            (Some(id), _) => self.read(conn, id).is_ok(),
+            (None, Some(sub)) => {
+                subscriptions::get(conn, sub)?.is_some_and(|s| self.owns(&s.owner_agent))
+            }
+            (None, None) => false,
+        };
+        if visible {
+            Ok(())
+        } else {
+            Err(Error::NotFound {
+                what: "delivery",
+                id: d.delivery_id.clone(),
+            })
         }
     }
 

@@ -1,8 +1,8 @@
 //! The agent registry: which binding each address receives its intents through. Registering is
 //! an upsert by address; an address never registered behaves as a pull (stream/poll) agent.
 
+use crate::store::Tx;
 use base64::Engine;
-use rusqlite::Connection;
 use serde_json::Value;
 
 use super::auth;
@@ -132,10 +132,7 @@ fn check_webhook_secret(secret: &str) -> Result<(), Error> {
 
 /// Registers or updates an agent. An http agent without a secret keeps the one it had, or gets
 /// a generated one, returned here in full and never again.
-pub fn register(
-    conn: &Connection,
-    req: RegisterAgent,
-) -> Result<(AgentRow, Option<String>), Error> {
+pub fn register(conn: &Tx, req: RegisterAgent) -> Result<(AgentRow, Option<String>), Error> {
     let existing = agents::get(conn, &req.address)?;
     let now = clock::now_rfc3339();
     let mut generated = None;
@@ -222,20 +219,20 @@ pub fn path_address(raw: &str) -> Result<String, Error> {
     validate::address("address", raw)
 }
 
-pub fn get(conn: &Connection, address: &str) -> Result<AgentRow, Error> {
+pub fn get(conn: &Tx, address: &str) -> Result<AgentRow, Error> {
     agents::get(conn, address)?.ok_or_else(|| Error::NotFound {
         what: "agent",
         id: address.to_string(),
     })
 }
 
-pub fn list(conn: &Connection) -> Result<Vec<AgentRow>, Error> {
+pub fn list(conn: &Tx) -> Result<Vec<AgentRow>, Error> {
     agents::list(conn)
 }
 
 /// Retires an agent; intents already addressed to it stay, and the address becomes a pull
 /// agent again.
-pub fn retire(conn: &Connection, address: &str) -> Result<(), Error> {
+pub fn retire(conn: &Tx, address: &str) -> Result<(), Error> {
     if agents::delete(conn, address)? {
         Ok(())
     } else {

@@ -6,10 +6,12 @@
 
 use std::time::Duration;
 
-use rusqlite::Connection;
+use crate::store::Tx;
 use serde_json::{json, Value};
 
-use super::intents::{self, transition, Change, Changed};
+use super::effects::{self, transition};
+use super::history::{Change, Changed};
+use super::intents;
 use super::validate::Fields;
 use crate::model::{event_type, Status};
 use crate::store::intents::IntentRow;
@@ -60,12 +62,7 @@ pub struct Claim {
 
 /// Claims up to `req.max` intents of `agent`, oldest first; each becomes DELIVERED under a new
 /// lease.
-pub fn claim(
-    conn: &Connection,
-    agent: &str,
-    req: ClaimRequest,
-    actor: &str,
-) -> Result<Vec<Claim>, Error> {
+pub fn claim(conn: &Tx, agent: &str, req: ClaimRequest, actor: &str) -> Result<Vec<Claim>, Error> {
     let registered = agents::get(conn, agent)?;
     let lease_seconds = req
         .lease_seconds
@@ -106,7 +103,7 @@ pub fn claim(
 }
 
 /// The lease of `token` if it still holds its intent; 409 `lease_lost` otherwise.
-fn live_lease(conn: &Connection, token: &str) -> Result<(LeaseRow, IntentRow), Error> {
+fn live_lease(conn: &Tx, token: &str) -> Result<(LeaseRow, IntentRow), Error> {
     let lost = || {
         Error::conflict(
             "lease_lost",
@@ -169,7 +166,7 @@ pub fn ack_request(body: &Value) -> Result<AckRequest, Error> {
 }
 
 /// Acknowledges a claim with the resulting status; the intent leaves the queue.
-pub fn ack(conn: &Connection, token: &str, req: AckRequest, actor: &str) -> Result<Changed, Error> {
+pub fn ack(conn: &Tx, token: &str, req: AckRequest, actor: &str) -> Result<Changed, Error> {
     let (lease, mut intent) = live_lease(conn, token)?;
     let mut change = Change::to(req.status, actor);
     change.waiting_reason = req.waiting_reason;
@@ -225,12 +222,7 @@ pub fn nack_request(body: &Value) -> Result<NackRequest, Error> {
 
 /// Gives a claim back: the intent returns to the queue after the delay (exponential with
 /// jitter by default), or FAILS if it has used up its attempts.
-pub fn nack(
-    conn: &Connection,
-    token: &str,
-    req: NackRequest,
-    actor: &str,
-) -> Result<Changed, Error> {
+pub fn nack(conn: &Tx, token: &str, req: NackRequest, actor: &str) -> Result<Changed, Error> {
     let (lease, mut intent) = live_lease(conn, token)?;
     let delay = match req.delay_seconds {
         Some(s) => Duration::from_secs(s as u64),
@@ -250,11 +242,7 @@ pub fn nack(
 }
 
 /// Lengthens a live claim.
-pub fn extend(
-    conn: &Connection,
-    token: &str,
-    lease_seconds: i64,
-) -> Result<(LeaseRow, IntentRow), Error> {
+pub fn extend(conn: &Tx, token: &str, lease_seconds: i64) -> Result<(LeaseRow, IntentRow), Error> {
     let (mut lease, intent) = live_lease(conn, token)?;
     lease.expires_at_ms = clock::now_ms() + lease_seconds * 1000;
     leases::set_state(conn, token, ACTIVE, lease.expires_at_ms)?;
@@ -270,7 +258,7 @@ pub fn extend_request(body: &Value) -> Result<i64, Error> {
 
 /// Puts expired leases' intents back in the queue (run by the lease timer). Returns how many
 /// leases it handled.
-pub fn expire_due(conn: &Connection, limit: usize) -> Result<usize, Error> {
+pub fn expire_due(conn: &Tx, limit: usize) -> Result<usize, Error> {
     let due = leases::expired(conn, clock::now_ms(), limit)?;
     for lease in &due {
         leases::set_state(conn, &lease.lease_token, "expired", lease.expires_at_ms)?;
@@ -292,19 +280,19 @@ pub fn expire_due(conn: &Connection, limit: usize) -> Result<usize, Error> {
 }
 
 /// When the next intent of `agent` held back by a nack delay becomes claimable (Unix ms).
-pub fn next_available_ms(conn: &Connection, agent: &str) -> Result<Option<i64>, Error> {
+pub fn next_available_ms(conn: &Tx, agent: &str) -> Result<Option<i64>, Error> {
     leases::next_available_ms(conn, agent, clock::now_ms())
 }
 
 /// When the next lease expires (Unix ms).
-pub fn next_expiry_ms(conn: &Connection) -> Result<Option<i64>, Error> {
+pub fn next_expiry_ms(conn: &Tx) -> Result<Option<i64>, Error> {
     leases::next_expiry_ms(conn)
 }
 
 /// Records a failed hand-over and sends the intent back to the queue, or FAILS it when its
 /// attempts are used up.
 fn requeue(
-    conn: &Connection,
+    conn: &Tx,
     intent: &mut IntentRow,
     details: Value,
     delay: Duration,
@@ -314,7 +302,7 @@ fn requeue(
         .max_delivery_attempts
         .or(agents::get(conn, &intent.to_agent)?.and_then(|a| a.max_delivery_attempts))
         .unwrap_or(DEFAULT_MAX_ATTEMPTS);
-    let note = intents::note(conn, intent, event_type::DELIVERY_FAILED, actor, details)?;
+    let note = effects::note(conn, intent, event_type::DELIVERY_FAILED, actor, details)?;
     let mut events = vec![note];
     if intent.delivery_attempt >= max {
         let error = json!({

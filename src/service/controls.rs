@@ -3,13 +3,13 @@
 //! checks `expected_policy_generation` against). The server stores and answers them; it reads
 //! none of their keys itself.
 
-use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
 use super::intents;
 use super::validate::Fields;
 use crate::clock;
 use crate::store::workflows::{self, ControlsRow};
+use crate::store::Tx;
 use crate::Error;
 
 /// A checked `POST /v1/intents/{id}/controls` or `/policy` body.
@@ -58,7 +58,7 @@ pub fn patch_request(body: &Value, target: &'static str) -> Result<Patch, Error>
 
 /// Applies a controls or policy patch (RFC 7386 merge: `null` removes a key) and moves the
 /// policy generation on. A terminal intent takes no patch (409).
-pub fn patch(conn: &Connection, intent_id: &str, p: Patch) -> Result<ControlsRow, Error> {
+pub fn patch(conn: &Tx, intent_id: &str, p: Patch) -> Result<ControlsRow, Error> {
     let intent = intents::get(conn, intent_id)?;
     if intent.status.is_terminal() {
         return Err(Error::conflict(

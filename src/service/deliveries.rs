@@ -1,184 +1,23 @@
-//! The rules of push delivery: which events become deliveries (written in the same transaction
-//! as the event), what an attempt's outcome does to a delivery (retry with backoff, dead-letter)
+//! The rules of push delivery after the outbox (`outbox` writes which events become
+//! deliveries): what an attempt's outcome does to a delivery (retry with backoff, dead-letter)
 //! and to its intent (DELIVERED, the handler's reply applied, `intent.delivery_failed`, FAILED
 //! when attempts run out), and replay. The HTTP side of an attempt lives in `delivery`.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use rusqlite::Connection;
+use crate::store::Tx;
 use serde_json::{json, Value};
 
-use super::intents::{self, transition, Change};
+use super::effects::{self, transition};
+use super::history::Change;
+use super::intents;
+use super::outbox::{DEAD_LETTERED, DELIVERED, FAILED, KIND_HANDLER, PENDING};
+pub use super::retry::RetryPolicy;
 use crate::model::Status;
 use crate::store::deliveries::{self, AttemptRow, DeliveryRow, ListFilter};
-use crate::store::events::EventRow;
 use crate::store::intents::IntentRow;
 use crate::store::{agents, subscriptions};
 use crate::{clock, Error};
-
-pub const KIND_HANDLER: &str = "handler";
-pub const KIND_SUBSCRIPTION: &str = "subscription";
-
-pub const PENDING: &str = "pending";
-pub const DELIVERED: &str = "delivered";
-pub const FAILED: &str = "failed";
-pub const DEAD_LETTERED: &str = "dead_lettered";
-
-/// When attempts are retried and how many there are.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Delay before retry 1, 2, …; the last delay repeats if attempts outlast the schedule.
-    pub schedule: Vec<Duration>,
-    /// The shortest wait after a 429 or a timeout (even when the schedule says less).
-    pub throttle_floor: Duration,
-    /// The longest `Retry-After` honoured.
-    pub retry_after_cap: Duration,
-}
-
-impl RetryPolicy {
-    /// Attempts a delivery gets when neither its intent nor its agent says: one per schedule
-    /// step plus the first.
-    pub fn default_attempts(&self) -> i64 {
-        self.schedule.len() as i64 + 1
-    }
-
-    /// The delay before the next attempt after `attempts` failed ones, ±20% jitter.
-    fn backoff(&self, attempts: i64, retry_after: Option<Duration>, throttled: bool) -> Duration {
-        let step = (attempts.max(1) - 1) as usize;
-        let base = self
-            .schedule
-            .get(step)
-            .or(self.schedule.last())
-            .copied()
-            .unwrap_or(Duration::from_secs(5));
-        let jitter = 0.8 + 0.4 * (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
-        let mut delay = base.mul_f64(jitter);
-        if throttled {
-            delay = delay.max(self.throttle_floor);
-        }
-        if let Some(ra) = retry_after {
-            delay = delay.max(ra.min(self.retry_after_cap));
-        }
-        delay
-    }
-}
-
-/// Parses `5s,5m,30m,2h` into durations.
-pub fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
-    s.split(',')
-        .map(|part| {
-            let part = part.trim();
-            let (num, unit) = part.split_at(
-                part.find(|c: char| !c.is_ascii_digit())
-                    .unwrap_or(part.len()),
-            );
-            let n: u64 = num
-                .parse()
-                .map_err(|_| format!("{part:?}: expected a number followed by ms, s, m, h or d"))?;
-            let secs = match unit {
-                "ms" => return Ok(Duration::from_millis(n)),
-                "s" | "" => n,
-                "m" => n * 60,
-                "h" => n * 3600,
-                "d" => n * 86_400,
-                _ => {
-                    return Err(format!(
-                        "{part:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
-                    ))
-                }
-            };
-            Ok(Duration::from_secs(secs))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .and_then(|v| {
-            if v.is_empty() {
-                Err("the retry schedule is empty".into())
-            } else {
-                Ok(v)
-            }
-        })
-}
-
-/// The scheme, host and port of a URL: what a per-endpoint limit counts.
-pub fn endpoint(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
-    let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    format!("{scheme}://{host}")
-}
-
-/// Writes the deliveries an appended event causes: the intent itself to its `http` agent (on
-/// `intent.submitted`), and the event to every active subscription that wants it. Runs in the
-/// event's transaction.
-pub fn enqueue(conn: &Connection, intent: &IntentRow, event: &EventRow) -> Result<(), Error> {
-    let now = clock::now_rfc3339();
-    let new = |kind: &str, url: &str, max_attempts: i64| DeliveryRow {
-        delivery_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
-        kind: kind.to_string(),
-        intent_id: Some(intent.intent_id.clone()),
-        event_seq: Some(event.seq),
-        event_type: event.event_type.clone(),
-        agent_address: None,
-        subscription_id: None,
-        target_url: url.to_string(),
-        status: PENDING.to_string(),
-        attempts: 0,
-        max_attempts,
-        next_attempt_ms: Some(clock::now_ms()),
-        last_error: None,
-        replay_of: None,
-        created_at: now.clone(),
-        updated_at: now.clone(),
-        webhook_event_id: None,
-        endpoint: endpoint(url),
-    };
-    if event.status == Status::Submitted && event.event_type == Status::Submitted.event_type() {
-        if let Some(agent) = agents::get(conn, &intent.to_agent)? {
-            if let (true, None, Some(url)) = (
-                agent.delivery_mode == "http",
-                &agent.disabled_at,
-                &agent.webhook_url,
-            ) {
-                let max = intent
-                    .max_delivery_attempts
-                    .or(agent.max_delivery_attempts)
-                    .unwrap_or(0);
-                let mut d = new(KIND_HANDLER, url, max);
-                d.agent_address = Some(agent.address.clone());
-                deliveries::insert(conn, &d)?;
-            }
-        }
-    }
-    for sub in subscriptions::active(conn)? {
-        if subscription_wants(&sub, intent, event) {
-            let mut d = new(KIND_SUBSCRIPTION, &sub.callback_url, 0);
-            d.subscription_id = Some(sub.subscription_id.clone());
-            deliveries::insert(conn, &d)?;
-        }
-    }
-    Ok(())
-}
-
-fn subscription_wants(
-    sub: &subscriptions::SubscriptionRow,
-    intent: &IntentRow,
-    event: &EventRow,
-) -> bool {
-    let types: Vec<String> = serde_json::from_str(&sub.event_types).unwrap_or_default();
-    let type_ok = types.iter().any(|t| {
-        t == &event.event_type || (t == "intent.*" && event.event_type.starts_with("intent."))
-    });
-    type_ok
-        && sub
-            .intent_id
-            .as_ref()
-            .is_none_or(|id| *id == intent.intent_id)
-        && sub
-            .correlation_id
-            .as_ref()
-            .is_none_or(|c| *c == intent.correlation_id)
-        && sub.to_agent.as_ref().is_none_or(|a| *a == intent.to_agent)
-}
 
 /// What one attempt came to, as the HTTP side saw it.
 #[derive(Debug, Clone)]
@@ -227,7 +66,7 @@ pub enum Settled {
 
 /// Records an attempt and moves the delivery (and, for handler pushes, its intent) on.
 pub fn record(
-    conn: &Connection,
+    conn: &Tx,
     delivery_id: &str,
     outcome: Outcome,
     policy: &RetryPolicy,
@@ -319,7 +158,7 @@ pub type Recorded = (String, Result<(DeliveryRow, Settled), Error>);
 /// half-recorded: the writer rolls the job back, the deliveries stay pending and are attempted
 /// again (same `webhook-id`).
 pub fn record_all(
-    conn: &Connection,
+    conn: &Tx,
     outcomes: Vec<(String, Outcome)>,
     policy: &RetryPolicy,
 ) -> Result<Vec<Recorded>, Error> {
@@ -338,7 +177,7 @@ pub fn record_all(
 }
 
 fn insert_attempt(
-    conn: &Connection,
+    conn: &Tx,
     d: &DeliveryRow,
     o: &Outcome,
     note: Option<String>,
@@ -361,7 +200,7 @@ fn insert_attempt(
     )
 }
 
-fn disable_endpoint(conn: &Connection, d: &DeliveryRow, now: &str) -> Result<(), Error> {
+fn disable_endpoint(conn: &Tx, d: &DeliveryRow, now: &str) -> Result<(), Error> {
     if let Some(address) = &d.agent_address {
         agents::disable(conn, address, now)?;
     }
@@ -375,7 +214,7 @@ fn disable_endpoint(conn: &Connection, d: &DeliveryRow, now: &str) -> Result<(),
 /// applied through the lifecycle table. Returns a note for the attempt record when the reply
 /// could not be applied (the delivery still counts as delivered).
 fn handler_delivered(
-    conn: &Connection,
+    conn: &Tx,
     intent: &mut IntentRow,
     d: &DeliveryRow,
     reply: Option<&Value>,
@@ -433,7 +272,7 @@ fn handler_delivered(
 /// A handler push failed: the attempt is on the intent's record (`intent.delivery_failed`), and
 /// when attempts are exhausted the intent FAILS with `delivery_failed`.
 fn handler_failed(
-    conn: &Connection,
+    conn: &Tx,
     intent: &mut IntentRow,
     d: &DeliveryRow,
     outcome: &Outcome,
@@ -450,7 +289,7 @@ fn handler_failed(
         "error": reason,
         "dead_lettered": exhausted,
     });
-    intents::note(
+    effects::note(
         conn,
         intent,
         crate::model::event_type::DELIVERY_FAILED,
@@ -473,11 +312,7 @@ fn handler_failed(
 
 /// Puts a finished delivery back in the queue (same `webhook-id`), with a fresh budget of
 /// attempts.
-pub fn replay(
-    conn: &Connection,
-    delivery_id: &str,
-    policy: &RetryPolicy,
-) -> Result<DeliveryRow, Error> {
+pub fn replay(conn: &Tx, delivery_id: &str, policy: &RetryPolicy) -> Result<DeliveryRow, Error> {
     let mut d = get(conn, delivery_id)?;
     if d.status == PENDING {
         return Err(Error::conflict(
@@ -500,7 +335,7 @@ pub fn replay(
     Ok(d)
 }
 
-pub fn get(conn: &Connection, delivery_id: &str) -> Result<DeliveryRow, Error> {
+pub fn get(conn: &Tx, delivery_id: &str) -> Result<DeliveryRow, Error> {
     deliveries::get(conn, delivery_id)?.ok_or_else(|| Error::NotFound {
         what: "delivery",
         id: delivery_id.to_string(),
@@ -508,10 +343,7 @@ pub fn get(conn: &Connection, delivery_id: &str) -> Result<DeliveryRow, Error> {
 }
 
 /// A delivery with its attempts.
-pub fn get_with_attempts(
-    conn: &Connection,
-    id: &str,
-) -> Result<(DeliveryRow, Vec<AttemptRow>), Error> {
+pub fn get_with_attempts(conn: &Tx, id: &str) -> Result<(DeliveryRow, Vec<AttemptRow>), Error> {
     let d = get(conn, id)?;
     let a = deliveries::attempts(conn, id)?;
     Ok((d, a))
@@ -521,10 +353,7 @@ pub fn get_with_attempts(
 pub type WithAttempts = (DeliveryRow, Vec<AttemptRow>);
 
 /// One page of deliveries (newest first) with their attempts, and the next page's cursor.
-pub fn list(
-    conn: &Connection,
-    mut filter: ListFilter,
-) -> Result<(Vec<WithAttempts>, Option<i64>), Error> {
+pub fn list(conn: &Tx, mut filter: ListFilter) -> Result<(Vec<WithAttempts>, Option<i64>), Error> {
     let limit = filter.limit;
     filter.limit = limit + 1;
     let mut rows = deliveries::list(conn, &filter)?;
@@ -542,154 +371,4 @@ pub fn list(
         })
         .collect::<Result<Vec<_>, Error>>()?;
     Ok((out, next))
-}
-
-/// Everything an attempt needs, read in one go by the scheduler.
-#[derive(Debug, Clone)]
-pub struct Prepared {
-    pub delivery: DeliveryRow,
-    pub url: String,
-    /// Signing secrets (`whsec_…`), newest first.
-    pub secrets: Vec<String>,
-    pub intent: Option<IntentRow>,
-    /// The event an observer push carries (not read for a handler push, whose body is the
-    /// intent).
-    pub event: Option<EventRow>,
-    /// For a published (non-intent) event: that event.
-    pub webhook_event: Option<subscriptions::WebhookEventRow>,
-    /// Why this delivery cannot be attempted at all (endpoint disabled, secret gone, …): it is
-    /// dead-lettered.
-    pub blocked: Option<String>,
-    /// Why this delivery no longer makes sense (the intent is terminal, the agent retired or
-    /// switched to another binding): it is marked failed and the intent left alone.
-    pub skipped: Option<String>,
-}
-
-/// The agents and subscriptions read by one batch of preparations: a scheduler pass that takes
-/// many deliveries to one target reads it once. Hold one only for the length of a read.
-#[derive(Debug, Default)]
-pub struct Targets {
-    agents: HashMap<String, Option<agents::AgentRow>>,
-    subscriptions: HashMap<String, Option<subscriptions::SubscriptionRow>>,
-}
-
-impl Targets {
-    fn agent(
-        &mut self,
-        conn: &Connection,
-        address: &str,
-    ) -> Result<Option<agents::AgentRow>, Error> {
-        if let Some(a) = self.agents.get(address) {
-            return Ok(a.clone());
-        }
-        let a = agents::get(conn, address)?;
-        self.agents.insert(address.to_string(), a.clone());
-        Ok(a)
-    }
-
-    fn subscription(
-        &mut self,
-        conn: &Connection,
-        id: &str,
-    ) -> Result<Option<subscriptions::SubscriptionRow>, Error> {
-        if let Some(s) = self.subscriptions.get(id) {
-            return Ok(s.clone());
-        }
-        let s = subscriptions::get(conn, id)?;
-        self.subscriptions.insert(id.to_string(), s.clone());
-        Ok(s)
-    }
-}
-
-/// Reads what the attempt of a due delivery needs.
-pub fn prepare(conn: &Connection, d: DeliveryRow) -> Result<Prepared, Error> {
-    prepare_with(conn, d, &mut Targets::default())
-}
-
-/// [`prepare`], reading each agent and subscription once per `targets`.
-pub fn prepare_with(
-    conn: &Connection,
-    d: DeliveryRow,
-    targets: &mut Targets,
-) -> Result<Prepared, Error> {
-    let intent = match &d.intent_id {
-        Some(id) => crate::store::intents::get(conn, id)?,
-        None => None,
-    };
-    // A handler push carries the intent, not the event that caused it.
-    let event = match (&d.intent_id, d.event_seq, d.kind == KIND_HANDLER) {
-        (Some(id), Some(seq), false) => {
-            crate::store::events::list_for_intent(conn, id, seq - 1, 1)?
-                .into_iter()
-                .next()
-        }
-        _ => None,
-    };
-    let webhook_event = match &d.webhook_event_id {
-        Some(id) => subscriptions::get_event(conn, id)?,
-        None => None,
-    };
-    let mut p = Prepared {
-        url: d.target_url.clone(),
-        delivery: d,
-        secrets: Vec::new(),
-        intent,
-        event,
-        webhook_event,
-        blocked: None,
-        skipped: None,
-    };
-    if let Some(address) = p.delivery.agent_address.clone() {
-        match targets.agent(conn, &address)? {
-            Some(a) if a.disabled_at.is_some() => {
-                p.blocked = Some("the agent's webhook is disabled (it answered 410 Gone)".into())
-            }
-            Some(a) if a.delivery_mode != "http" || a.webhook_url.is_none() => {
-                p.skipped = Some(format!(
-                    "the agent {address} now receives through {}; the intent waits to be pulled",
-                    a.delivery_mode
-                ))
-            }
-            Some(a) => {
-                p.secrets = super::agents::signing_secrets(
-                    a.webhook_secret.as_deref(),
-                    a.previous_secret.as_deref(),
-                    a.previous_secret_until.as_deref(),
-                );
-                p.url = a.webhook_url.unwrap_or(p.url);
-            }
-            None => {
-                p.skipped = Some(format!(
-                    "the agent {address} was retired; the intent waits to be pulled"
-                ))
-            }
-        }
-    }
-    if let Some(id) = p.delivery.subscription_id.clone() {
-        match targets.subscription(conn, &id)? {
-            Some(s) if s.revoked_at.is_some() => {
-                p.blocked = Some("the subscription was deleted".into())
-            }
-            Some(s) if !s.active => p.blocked = Some("the subscription is inactive".into()),
-            Some(s) => {
-                p.secrets = super::agents::signing_secrets(
-                    Some(&s.secret),
-                    s.previous_secret.as_deref(),
-                    s.previous_secret_until.as_deref(),
-                );
-                p.url = s.callback_url;
-            }
-            None => p.blocked = Some("the subscription no longer exists".into()),
-        }
-    }
-    if p.secrets.is_empty() && p.blocked.is_none() && p.skipped.is_none() {
-        p.blocked = Some("no signing secret".into());
-    }
-    if p.delivery.kind == KIND_HANDLER
-        && p.delivery.replay_of.is_none()
-        && p.intent.as_ref().is_some_and(|i| i.status.is_terminal())
-    {
-        p.skipped = Some("the intent is already terminal".into());
-    }
-    Ok(p)
 }

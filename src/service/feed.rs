@@ -3,10 +3,11 @@
 //! the firehose of all events. Also the one rule of hand-over: the first time a submission is
 //! handed to its handler, the intent becomes DELIVERED — once, however many listeners there are.
 
-use rusqlite::Connection;
+use crate::store::Tx;
 use serde_json::json;
 
-use super::intents::{transition, Change};
+use super::effects::transition;
+use super::history::Change;
 use crate::model::Status;
 use crate::store::events::{self, EventRow, FirehoseFilter};
 use crate::store::intents::{self, IntentRow};
@@ -35,7 +36,7 @@ pub struct FeedPage {
 /// The agent feed of `address` after the cursor `after`, optionally only items whose intent is
 /// now in one of `statuses`.
 pub fn agent_feed(
-    conn: &Connection,
+    conn: &Tx,
     address: &str,
     after: i64,
     limit: usize,
@@ -65,7 +66,7 @@ pub fn agent_feed(
 /// `intent.delivered` event; the others are left alone (another listener was first, or the
 /// handler already moved it on). Returns the events appended.
 pub fn mark_delivered(
-    conn: &Connection,
+    conn: &Tx,
     intent_ids: &[String],
     actor: &str,
     via: &str,
@@ -88,7 +89,7 @@ pub fn mark_delivered(
 
 /// Events of all intents after the global cursor `after`, filtered.
 pub fn firehose(
-    conn: &Connection,
+    conn: &Tx,
     after: i64,
     filter: &FirehoseFilter,
     limit: usize,
@@ -97,6 +98,6 @@ pub fn firehose(
 }
 
 /// The newest event id (the end of the log), to tell a cursor from the future.
-pub fn log_end(conn: &Connection) -> Result<i64, Error> {
+pub fn log_end(conn: &Tx) -> Result<i64, Error> {
     events::max_event_id(conn)
 }

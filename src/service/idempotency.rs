@@ -3,8 +3,8 @@
 //! without running again; a different body under the same key is 409. Keys are scoped to the
 //! caller's credential and the endpoint, and kept at least 24 hours.
 
+use crate::store::Tx;
 use ring::digest;
-use rusqlite::Connection;
 use serde_json::Value;
 
 use crate::store::idempotency::{self, Remembered};
@@ -85,7 +85,7 @@ pub async fn write_once<T, Op, Render>(
 ) -> Result<Rendered, Error>
 where
     T: Send + 'static,
-    Op: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+    Op: FnOnce(&Tx) -> Result<T, Error> + Send + 'static,
     Render: FnOnce(&T) -> Result<Rendered, Error> + Send + 'static,
 {
     let Some(scope) = scope else {

@@ -14,284 +14,22 @@
 //! `resume` (AXME) lets the handler continue it. The task's `allowed_outcomes` and
 //! `required_comment` hold for the decisions as for `resume`.
 
-use rusqlite::Connection;
+use crate::store::Tx;
 use serde_json::{json, Value};
 
-use super::intents::{self as ops, Change};
-use super::subscriptions;
+use super::effects;
+use super::history::{Change, Changed};
+use super::inbox_view::{find, hidden_for, not_found, view, ThreadView};
+use super::intents as ops;
+use super::thread_hooks::{offer, open, TASK_ROLES};
 use crate::clock;
 use crate::model::{Status, WaitingReason};
-use crate::store::agents;
-use crate::store::events::{self, EventRow};
 use crate::store::intents::IntentRow;
-use crate::store::threads::{self, MessageRow, ThreadRow};
+use crate::store::threads::{self, MessageRow};
 use crate::Error;
 
-/// The roles under which a thread is a task of its owner (listed by `/v1/me/tasks`,
-/// decided by approve / reject).
-const TASK_ROLES: &[&str] = &["task", "approver", "delegate"];
-
-/// The most threads one listing returns.
-pub const LIST_MAX: usize = 200;
-
-/// A thread with everything its wire form shows.
-#[derive(Debug, Clone)]
-pub struct ThreadView {
-    pub thread: ThreadRow,
-    pub intent: IntentRow,
-    pub events: Vec<EventRow>,
-    /// Messages visible to the thread's owner, oldest first.
-    pub messages: Vec<MessageRow>,
-}
-
-impl ThreadView {
-    /// `pending` (waiting for this owner), `active` or `done` (the intent is terminal).
-    pub fn status(&self) -> &'static str {
-        thread_status(&self.thread, &self.intent)
-    }
-
-    pub fn unread(&self) -> bool {
-        self.thread
-            .read_at
-            .as_ref()
-            .is_none_or(|r| *r < self.thread.updated_at)
-    }
-}
-
-fn thread_status(t: &ThreadRow, i: &IntentRow) -> &'static str {
-    let waits_for_owner = if TASK_ROLES.contains(&t.role.as_str()) {
-        i.waiting_reason == Some(WaitingReason::Human)
-    } else {
-        t.role == "handler" && i.status == Status::Submitted
-    };
-    if i.status.is_terminal() {
-        "done"
-    } else if waits_for_owner {
-        "pending"
-    } else {
-        "active"
-    }
-}
-
-/// Reads a thread with its timeline.
-pub fn view(conn: &Connection, thread: ThreadRow) -> Result<ThreadView, Error> {
-    let intent = ops::get(conn, &thread.intent_id)?;
-    let events = events::list_for_intent(conn, &thread.intent_id, 0, ops::EVENTS_PAGE_MAX)?;
-    let messages = threads::messages(conn, &thread.intent_id)?
-        .into_iter()
-        .filter(|m| m.deleted_at.is_none() && !hidden_for(m, &thread.owner_agent))
-        .collect();
-    Ok(ThreadView {
-        thread,
-        intent,
-        events,
-        messages,
-    })
-}
-
-fn hidden_for(m: &MessageRow, owner: &str) -> bool {
-    serde_json::from_str::<Vec<String>>(&m.hidden_for)
-        .unwrap_or_default()
-        .iter()
-        .any(|o| o == owner)
-}
-
-fn not_found(thread_id: &str) -> Error {
-    Error::NotFound {
-        what: "thread",
-        id: thread_id.to_string(),
-    }
-}
-
-/// The thread an action names: the owner's own when an owner scope is given (404 outside it);
-/// without one (an admin key), the intent's task thread when `task` is asked for, else its
-/// first thread.
-pub fn find(
-    conn: &Connection,
-    owner: Option<&str>,
-    thread_id: &str,
-    task: bool,
-) -> Result<ThreadRow, Error> {
-    match owner {
-        Some(o) => threads::get(conn, o, thread_id)?.ok_or_else(|| not_found(thread_id)),
-        None => {
-            let all = threads::for_intent(conn, thread_id)?;
-            let pick = if task {
-                all.iter()
-                    .rposition(|t| TASK_ROLES.contains(&t.role.as_str()))
-                    .map(|i| all[i].clone())
-            } else {
-                None
-            };
-            pick.or_else(|| all.into_iter().next())
-                .ok_or_else(|| not_found(thread_id))
-        }
-    }
-}
-
-/// `GET /v1/inbox`: the owner's threads (or everyone's, for an admin without a scope), most
-/// recently changed first, optionally only those with a thread status.
-pub fn list(
-    conn: &Connection,
-    owner: Option<&str>,
-    status: Option<&str>,
-    limit: usize,
-) -> Result<Vec<ThreadView>, Error> {
-    let mut out = Vec::new();
-    // Read in growing batches until `limit` threads pass the status filter or none are left.
-    let mut want = limit;
-    loop {
-        let rows = threads::latest(conn, owner, want)?;
-        let exhausted = rows.len() < want;
-        out.clear();
-        for t in rows {
-            let v = view(conn, t)?;
-            if status.is_none_or(|s| s == v.status()) {
-                out.push(v);
-                if out.len() == limit {
-                    return Ok(out);
-                }
-            }
-        }
-        if exhausted || want >= 100 * limit {
-            return Ok(out);
-        }
-        want *= 4;
-    }
-}
-
-/// `GET /v1/inbox/changes`: threads changed after `cursor`, oldest change first, each at its
-/// latest state, with the cursor of each and whether more follow.
-pub fn changes(
-    conn: &Connection,
-    owner: Option<&str>,
-    cursor: i64,
-    limit: usize,
-) -> Result<(Vec<(i64, ThreadView)>, bool), Error> {
-    let mut rows = threads::changed_after(conn, owner, cursor, limit + 1)?;
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    let mut out = Vec::with_capacity(rows.len());
-    for t in rows {
-        out.push((t.change_id, view(conn, t)?));
-    }
-    Ok((out, more))
-}
-
-/// `GET /v1/me/tasks`: threads of the owner whose intent waits for a person.
-pub fn tasks(conn: &Connection, owner: Option<&str>) -> Result<Vec<ThreadView>, Error> {
-    threads::pending_tasks(conn, owner, LIST_MAX)?
-        .into_iter()
-        .map(|t| view(conn, t))
-        .collect()
-}
-
-/// The human task a task thread shows: the intent's `human_task`, else one made of the
-/// payload's `title` (an approval asked for through `agent://internal/approval`), else of the
-/// intent type.
-pub fn task_spec(intent: &IntentRow) -> Result<Value, Error> {
-    if let Some(t) = &intent.human_task {
-        return Ok(serde_json::from_str(t)?);
-    }
-    let payload: Value = serde_json::from_str(&intent.payload)?;
-    let title = payload["title"]
-        .as_str()
-        .filter(|t| !t.is_empty())
-        .map(|t| t.chars().take(255).collect::<String>())
-        .unwrap_or_else(|| intent.intent_type.clone());
-    let mut spec = json!({"title": title, "task_type": "approval"});
-    if let Some(d) = payload["description"].as_str() {
-        spec["description"] = json!(d.chars().take(2000).collect::<String>());
-    }
-    Ok(spec)
-}
-
-/// Opens `owner`'s thread on `intent` and offers `inbox.thread_created` to the owner's
-/// subscriptions. An existing thread is only touched.
-pub fn open(conn: &Connection, intent: &IntentRow, owner: &str, role: &str) -> Result<(), Error> {
-    let created = threads::open(conn, owner, &intent.intent_id, role, &clock::now_rfc3339())?;
-    let kind = if created {
-        "inbox.thread_created"
-    } else {
-        "inbox.thread_updated"
-    };
-    if let Some(t) = threads::get(conn, owner, &intent.intent_id)? {
-        offer(conn, &t, intent, kind, None)?;
-    }
-    Ok(())
-}
-
-/// Runs after every event appended to an intent: its threads change. Cheap when the intent
-/// has none (one index probe).
-pub fn on_event(conn: &Connection, intent: &IntentRow, event: &EventRow) -> Result<(), Error> {
-    let owners = threads::touch_intent(conn, &intent.intent_id, &event.at)?;
-    for owner in owners {
-        if let Some(t) = threads::get(conn, &owner, &intent.intent_id)? {
-            offer(
-                conn,
-                &t,
-                intent,
-                "inbox.thread_updated",
-                Some(json!({"event_type": event.event_type, "seq": event.seq})),
-            )?;
-        }
-    }
-    Ok(())
-}
-
-/// Opens the threads a new intent has: its handler's when the handler is an `inbox` agent or
-/// the intent carries a human task, and the task's `agent://` assignees'.
-pub fn on_create(conn: &Connection, intent: &IntentRow) -> Result<(), Error> {
-    if intent.to_agent == crate::runtime::builtin::APPROVAL {
-        // The approval agent opens the task in the approver's inbox when it takes the intent.
-        return Ok(());
-    }
-    if let Some(task) = &intent.human_task {
-        open(conn, intent, &intent.to_agent, "task")?;
-        let task: Value = serde_json::from_str(task)?;
-        for a in task["assignees"].as_array().into_iter().flatten() {
-            if let Some(addr) = a.as_str().filter(|s| s.starts_with("agent://")) {
-                if addr != intent.to_agent {
-                    open(conn, intent, addr, "task")?;
-                }
-            }
-        }
-    } else if agents::get(conn, &intent.to_agent)?.is_some_and(|a| a.delivery_mode == "inbox") {
-        open(conn, intent, &intent.to_agent, "handler")?;
-    }
-    Ok(())
-}
-
-/// Offers a thread change to the owner's webhook subscriptions that want `kind`.
-fn offer(
-    conn: &Connection,
-    t: &ThreadRow,
-    intent: &IntentRow,
-    kind: &str,
-    extra: Option<Value>,
-) -> Result<(), Error> {
-    let mut payload = json!({
-        "thread_id": t.intent_id,
-        "intent_id": t.intent_id,
-        "owner_agent": t.owner_agent,
-        "role": t.role,
-        "status": thread_status(t, intent),
-        "intent_status": intent.status.as_str(),
-        "from_agent": intent.from_agent,
-        "to_agent": intent.to_agent,
-        "updated_at": t.updated_at,
-    });
-    if let Some(Value::Object(extra)) = extra {
-        for (k, v) in extra {
-            payload[k] = v;
-        }
-    }
-    subscriptions::emit(conn, &t.owner_agent, kind, "axme/inbox", &payload)?;
-    Ok(())
-}
-
 fn post(
-    conn: &Connection,
+    conn: &Tx,
     intent: &IntentRow,
     kind: &str,
     author: &str,
@@ -314,7 +52,7 @@ fn post(
 /// `POST /v1/inbox/{id}/reply`: posts a message on the conversation; every other owner of the
 /// intent gets `inbox.reply_received`.
 pub fn reply(
-    conn: &Connection,
+    conn: &Tx,
     owner: Option<&str>,
     thread_id: &str,
     message: &str,
@@ -346,7 +84,7 @@ pub fn reply(
 }
 
 /// `POST /v1/inbox/{id}/read`.
-pub fn read(conn: &Connection, owner: Option<&str>, thread_id: &str) -> Result<ThreadView, Error> {
+pub fn read(conn: &Tx, owner: Option<&str>, thread_id: &str) -> Result<ThreadView, Error> {
     let t = find(conn, owner, thread_id, false)?;
     threads::set_read(conn, &t.owner_agent, thread_id, &clock::now_rfc3339())?;
     let t = threads::get(conn, &t.owner_agent, thread_id)?.ok_or_else(|| not_found(thread_id))?;
@@ -357,7 +95,7 @@ pub fn read(conn: &Connection, owner: Option<&str>, thread_id: &str) -> Result<T
 /// re-addressed (`intent.transfer`), the new handler gets a thread (a task when the delegated
 /// thread was one), and the delegation note is posted.
 pub fn delegate(
-    conn: &Connection,
+    conn: &Tx,
     owner: Option<&str>,
     thread_id: &str,
     delegate_to: &str,
@@ -388,7 +126,7 @@ pub fn delegate(
         body["note"] = json!(n);
     }
     post(conn, &intent, "delegation", &t.owner_agent, body)?;
-    ops::note(
+    effects::note(
         conn,
         &mut intent,
         crate::model::event_type::TRANSFER,
@@ -447,7 +185,7 @@ pub struct Decided {
 /// its result; reject fails it with code `rejected`. The task's rules hold (422), and only a
 /// WAITING intent can be decided (409).
 pub fn decide(
-    conn: &Connection,
+    conn: &Tx,
     owner: Option<&str>,
     thread_id: &str,
     decision: Decision,
@@ -539,7 +277,7 @@ pub fn decide(
             c
         }
     };
-    ops::transition(conn, &mut intent, change)?;
+    effects::transition(conn, &mut intent, change)?;
     let t = threads::get(conn, &t.owner_agent, thread_id)?.ok_or_else(|| not_found(thread_id))?;
     Ok(Decided {
         view: view(conn, t)?,
@@ -561,7 +299,7 @@ pub enum DeleteMode {
 /// `POST /v1/inbox/{id}/messages/delete`: the named messages, or the owner's `limit` newest
 /// ones. Intent events are never deleted; only posted messages are.
 pub fn delete_messages(
-    conn: &Connection,
+    conn: &Tx,
     owner: Option<&str>,
     thread_id: &str,
     mode: DeleteMode,
@@ -642,7 +380,7 @@ pub fn delete_messages(
 /// exhausted by leases or pushes) back in its handler's queue: SUBMITTED again with a fresh
 /// attempt budget (`intent.submitted`, details `redrive: true`). This is the one way out of a
 /// terminal status, and only for that failure.
-pub fn redrive(conn: &Connection, intent_id: &str, actor: &str) -> Result<ops::Changed, Error> {
+pub fn redrive(conn: &Tx, intent_id: &str, actor: &str) -> Result<Changed, Error> {
     let mut intent = ops::get(conn, intent_id)?;
     let code = intent
         .error
@@ -662,13 +400,13 @@ pub fn redrive(conn: &Connection, intent_id: &str, actor: &str) -> Result<ops::C
     let previous = intent.delivery_attempt;
     intent.delivery_attempt = 0;
     intent.error = None;
-    let event = ops::redrive_transition(
+    let event = effects::redrive(
         conn,
         &mut intent,
         actor,
         json!({"redrive": true, "previous_attempts": previous}),
     )?;
-    Ok(ops::Changed {
+    Ok(Changed {
         intent,
         events: vec![event],
         completion: None,

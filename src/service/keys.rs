@@ -5,7 +5,7 @@
 //! without it nobody could manage keys any more. What an `agent` key may do beyond this is not
 //! decided here; its role and agents are recorded for that.
 
-use rusqlite::Connection;
+use crate::store::Tx;
 use serde_json::Value;
 
 use super::auth::{self, Keys};
@@ -149,7 +149,7 @@ pub async fn create(
 }
 
 /// Every key, revoked ones included, oldest first.
-pub fn list(conn: &Connection) -> Result<Vec<KeyInfo>, Error> {
+pub fn list(conn: &Tx) -> Result<Vec<KeyInfo>, Error> {
     let rows = keys::list_all(conn)?;
     let mut by_key = std::collections::HashMap::<String, Vec<String>>::new();
     for (key_id, address) in keys::all_agents(conn)? {

@@ -15,16 +15,18 @@
 //! answers the intent's `policy_generation` (moved on by `service::controls`), and is refused
 //! (409) when an `expected_policy_generation` it names is not the current one.
 
-use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
-use super::intents::{self, Change, Changed};
+use super::effects;
+use super::history::{Change, Changed};
+use super::intents;
 use super::validate::Fields;
 use super::workflow;
 use crate::model::builtin::WORKFLOW;
 use crate::model::{Status, WaitingReason};
 use crate::store::events;
 use crate::store::workflows;
+use crate::store::Tx;
 use crate::Error;
 
 /// The fields a resume reads itself; any other is part of a handler's result.
@@ -132,16 +134,11 @@ pub struct Resumed {
 }
 
 /// The policy generation of an intent: 1 until its controls or policy are first patched.
-pub fn generation(conn: &Connection, intent_id: &str) -> Result<i64, Error> {
+pub fn generation(conn: &Tx, intent_id: &str) -> Result<i64, Error> {
     Ok(workflows::controls(conn, intent_id)?.map_or(1, |c| c.policy_generation))
 }
 
-pub fn resume(
-    conn: &Connection,
-    intent_id: &str,
-    req: Resume,
-    caller: &str,
-) -> Result<Resumed, Error> {
+pub fn resume(conn: &Tx, intent_id: &str, req: Resume, caller: &str) -> Result<Resumed, Error> {
     let mut intent = intents::get(conn, intent_id)?;
     let policy_generation = generation(conn, intent_id)?;
     if let Some(expected) = req.expected_policy_generation {
@@ -206,7 +203,7 @@ pub fn resume(
         }
         continue_waiting(&intent, actor, details)?
     };
-    let (event, completion) = intents::transition(conn, &mut intent, change)?;
+    let (event, completion) = effects::transition(conn, &mut intent, change)?;
     Ok(Resumed {
         changed: Changed {
             intent,

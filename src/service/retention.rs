@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
+use crate::store::Tx;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
@@ -44,7 +44,7 @@ pub fn cutoff(now: OffsetDateTime, keep: Duration) -> String {
 }
 
 /// Removes at most `batch` intents expired at `cutoff`, with their rows; returns how many.
-pub fn prune_batch(conn: &Connection, cutoff: &str, batch: usize) -> Result<usize, Error> {
+pub fn prune_batch(conn: &Tx, cutoff: &str, batch: usize) -> Result<usize, Error> {
     let ids = retention::expired(conn, cutoff, batch)?;
     retention::delete(conn, &ids)
 }

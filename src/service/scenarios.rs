@@ -8,7 +8,6 @@
 //! `title`, `agents[].delivery_mode` and `humans[]` without `contact` are accepted. A field this
 //! server does not know is a warning, not an error, so AXME's own bundles apply unchanged.
 
-use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
 use super::agents::{self, DeliveryMode, RegisterAgent};
@@ -18,12 +17,13 @@ use super::scenario_fields::{
 };
 use super::workflow;
 use super::workflow_steps::{self, Kind, StepSpec};
-use super::{intents, validate};
+use super::{effects, intents, validate};
 use crate::clock;
 use crate::model::builtin::WORKFLOW;
 use crate::store::agents as agent_rows;
 use crate::store::intents::IntentRow;
 use crate::store::workflows::{self, WorkflowRow};
+use crate::store::Tx;
 use crate::Error;
 
 /// An agent of a bundle, as it will be provisioned.
@@ -290,11 +290,7 @@ fn intent_spec(
 
 /// `POST /v1/scenarios/validate`: the check, plus warnings that need the registry (agents that
 /// are neither registered nor created, who will have to pull their steps).
-pub fn validate(
-    conn: &Connection,
-    body: &Value,
-    max_payload_bytes: usize,
-) -> Result<Report, Error> {
+pub fn validate(conn: &Tx, body: &Value, max_payload_bytes: usize) -> Result<Report, Error> {
     let (mut report, bundle) = check(body, max_payload_bytes);
     for (i, a) in bundle.iter().flat_map(|b| b.agents.iter().enumerate()) {
         if !a.create_if_missing && agent_rows::get(conn, &a.address)?.is_none() {
@@ -323,7 +319,7 @@ pub struct Applied {
 
 /// Applies a checked bundle in the caller's transaction: registers the agents it creates or
 /// whose binding it sets, creates the intent with its workflow, and starts the entry step.
-pub fn apply(conn: &Connection, bundle: Bundle, caller: &str) -> Result<Applied, Error> {
+pub fn apply(conn: &Tx, bundle: Bundle, caller: &str) -> Result<Applied, Error> {
     let mut provisioned = Vec::new();
     let mut steps = bundle.steps;
     for a in &bundle.agents {
@@ -390,7 +386,9 @@ pub fn apply(conn: &Connection, bundle: Bundle, caller: &str) -> Result<Applied,
             updated_at: now,
         },
     )?;
-    workflow::begin(conn, &mut intent, &steps, &entry)?;
+    for appended in workflow::begin(conn, &mut intent, &steps, &entry)? {
+        effects::apply(conn, appended)?;
+    }
     let pending_with = steps
         .iter()
         .find(|s| s.step_id == entry)

@@ -3,13 +3,14 @@
 //! AXME's published events (`/v1/webhooks/events`). Deliveries themselves follow the rules of
 //! `deliveries`.
 
+use crate::store::Tx;
 use base64::Engine;
-use rusqlite::Connection;
 use serde_json::Value;
 
-use super::deliveries::{self, RetryPolicy, KIND_SUBSCRIPTION, PENDING};
+use super::deliveries::{self, RetryPolicy};
+use super::outbox::{self, PENDING};
 use super::validate::{self, Fields};
-use crate::store::deliveries::{self as outbox, DeliveryRow};
+use crate::store::deliveries::{self as delivery_rows, DeliveryRow};
 use crate::store::subscriptions::{self as store, SubscriptionRow, WebhookEventRow};
 use crate::{clock, Error};
 
@@ -126,7 +127,7 @@ fn signing_secret(s: &str) -> String {
 /// Creates, or updates by (owner, callback URL), a subscription. Returns it and, when the
 /// server generated the secret, that secret (shown this once).
 pub fn upsert(
-    conn: &Connection,
+    conn: &Tx,
     owner: &str,
     req: Upsert,
 ) -> Result<(SubscriptionRow, Option<String>), Error> {
@@ -176,12 +177,12 @@ pub fn upsert(
     Ok((row, generated))
 }
 
-pub fn list(conn: &Connection, owner: Option<&str>) -> Result<Vec<SubscriptionRow>, Error> {
+pub fn list(conn: &Tx, owner: Option<&str>) -> Result<Vec<SubscriptionRow>, Error> {
     store::list(conn, owner)
 }
 
 /// Revokes a subscription of `owner` (404 for another owner's).
-pub fn delete(conn: &Connection, owner: Option<&str>, id: &str) -> Result<SubscriptionRow, Error> {
+pub fn delete(conn: &Tx, owner: Option<&str>, id: &str) -> Result<SubscriptionRow, Error> {
     let mut row = store::get(conn, id)?
         .filter(|s| s.revoked_at.is_none() && owner.is_none_or(|o| o == s.owner_agent))
         .ok_or_else(|| Error::NotFound {
@@ -237,18 +238,14 @@ fn counters(rows: &[DeliveryRow]) -> Counters {
     Counters {
         queued: rows.len() as i64,
         processed: rows.len() as i64 - pending,
-        delivered: count(deliveries::DELIVERED),
+        delivered: count(outbox::DELIVERED),
         pending,
-        dead_lettered: count(deliveries::DEAD_LETTERED),
+        dead_lettered: count(outbox::DEAD_LETTERED),
     }
 }
 
 /// Publishes an event to the owner's active subscriptions that want its type.
-pub fn publish(
-    conn: &Connection,
-    owner: &str,
-    req: Publish,
-) -> Result<(WebhookEventRow, Counters), Error> {
+pub fn publish(conn: &Tx, owner: &str, req: Publish) -> Result<(WebhookEventRow, Counters), Error> {
     let event = WebhookEventRow {
         event_id: uuid::Uuid::now_v7().to_string(),
         owner_agent: owner.to_string(),
@@ -258,94 +255,15 @@ pub fn publish(
         created_at: clock::now_rfc3339(),
     };
     store::insert_event(conn, &event)?;
-    let subs = wanting(conn, owner, &event.event_type)?;
-    let rows = fan_out(conn, &event, &subs)?;
+    let subs = outbox::wanting(conn, owner, &event.event_type)?;
+    let rows = outbox::fan_out(conn, &event, &subs)?;
     let c = counters(&rows);
     Ok((event, c))
 }
 
-/// Offers an event the server raises itself (the inbox's) to the owner's subscriptions that
-/// want its type; stored and delivered like a published event, and not stored at all when no
-/// subscription wants it.
-pub fn emit(
-    conn: &Connection,
-    owner: &str,
-    event_type: &str,
-    source: &str,
-    payload: &Value,
-) -> Result<(), Error> {
-    let subs = wanting(conn, owner, event_type)?;
-    if subs.is_empty() {
-        return Ok(());
-    }
-    let event = WebhookEventRow {
-        event_id: uuid::Uuid::now_v7().to_string(),
-        owner_agent: owner.to_string(),
-        event_type: event_type.to_string(),
-        source: source.to_string(),
-        payload: serde_json::to_string(payload)?,
-        created_at: clock::now_rfc3339(),
-    };
-    store::insert_event(conn, &event)?;
-    fan_out(conn, &event, &subs)?;
-    Ok(())
-}
-
-/// The owner's active subscriptions that want an event type.
-fn wanting(
-    conn: &Connection,
-    owner: &str,
-    event_type: &str,
-) -> Result<Vec<SubscriptionRow>, Error> {
-    Ok(store::active(conn)?
-        .into_iter()
-        .filter(|sub| {
-            sub.owner_agent == owner
-                && serde_json::from_str::<Vec<String>>(&sub.event_types)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|t| t == event_type)
-        })
-        .collect())
-}
-
-/// One pending delivery of a stored event per subscription.
-fn fan_out(
-    conn: &Connection,
-    event: &WebhookEventRow,
-    subs: &[SubscriptionRow],
-) -> Result<Vec<DeliveryRow>, Error> {
-    let mut rows = Vec::with_capacity(subs.len());
-    for sub in subs {
-        let d = DeliveryRow {
-            delivery_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
-            kind: KIND_SUBSCRIPTION.into(),
-            intent_id: None,
-            event_seq: None,
-            event_type: event.event_type.clone(),
-            agent_address: None,
-            subscription_id: Some(sub.subscription_id.clone()),
-            target_url: sub.callback_url.clone(),
-            status: PENDING.into(),
-            attempts: 0,
-            max_attempts: 0,
-            next_attempt_ms: Some(clock::now_ms()),
-            last_error: None,
-            replay_of: None,
-            created_at: event.created_at.clone(),
-            updated_at: event.created_at.clone(),
-            webhook_event_id: Some(event.event_id.clone()),
-            endpoint: deliveries::endpoint(&sub.callback_url),
-        };
-        outbox::insert(conn, &d)?;
-        rows.push(d);
-    }
-    Ok(rows)
-}
-
 /// Sends a published event again to the subscriptions it went to.
 pub fn replay_event(
-    conn: &Connection,
+    conn: &Tx,
     owner: Option<&str>,
     event_id: &str,
     policy: &RetryPolicy,
@@ -356,11 +274,11 @@ pub fn replay_event(
             what: "event",
             id: event_id.to_string(),
         })?;
-    for d in outbox::for_webhook_event(conn, event_id)? {
+    for d in delivery_rows::for_webhook_event(conn, event_id)? {
         if d.status != PENDING {
             deliveries::replay(conn, &d.delivery_id, policy)?;
         }
     }
-    let rows = outbox::for_webhook_event(conn, event_id)?;
+    let rows = delivery_rows::for_webhook_event(conn, event_id)?;
     Ok((event, counters(&rows)))
 }

@@ -10,47 +10,18 @@
 //! intent is never reminded or escalated. Deadlines (`deadline_at`) are timers too, kept on the
 //! intent row itself (see `intents::time_out_due`).
 
-use rusqlite::Connection;
+use crate::store::Tx;
 use serde_json::{json, Value};
 
-use super::inbox;
-use super::intents::{self as ops, Change};
+use super::effects;
+use super::history::Change;
+use super::schedule::{COMPLETE, ESCALATE, REMIND};
+use super::thread_hooks;
 use crate::clock;
 use crate::model::{event_type, Status, WaitingReason};
 use crate::store::intents::IntentRow;
 use crate::store::timers;
 use crate::Error;
-
-pub const REMIND: &str = "remind";
-pub const ESCALATE: &str = "escalate";
-pub const COMPLETE: &str = "complete";
-
-fn created_ms(intent: &IntentRow) -> i64 {
-    clock::parse(&intent.created_at)
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-        .unwrap_or_else(clock::now_ms)
-}
-
-/// Sets the first reminder of a new intent, if it asks for reminders.
-pub fn on_create(conn: &Connection, intent: &IntentRow) -> Result<(), Error> {
-    if let Some(after) = intent.remind_after_seconds {
-        let due = created_ms(intent) + after * 1000;
-        timers::insert(conn, &intent.intent_id, REMIND, due, "{}")?;
-    }
-    Ok(())
-}
-
-/// Completes a WAITING intent with `result` at `due_ms` (a durable delay).
-pub fn complete_at(
-    conn: &Connection,
-    intent_id: &str,
-    due_ms: i64,
-    result: &Value,
-) -> Result<(), Error> {
-    let data = json!({"result": result}).to_string();
-    timers::insert(conn, intent_id, COMPLETE, due_ms, &data)?;
-    Ok(())
-}
 
 fn interval_ms(intent: &IntentRow) -> i64 {
     intent
@@ -70,7 +41,7 @@ fn max_reminders(intent: &IntentRow) -> Option<i64> {
 }
 
 /// Fires every timer due now (at most `limit`); returns how many it handled.
-pub fn fire_due(conn: &Connection, limit: usize) -> Result<usize, Error> {
+pub fn fire_due(conn: &Tx, limit: usize) -> Result<usize, Error> {
     let due = timers::due(conn, clock::now_ms(), limit)?;
     for t in &due {
         timers::delete(conn, t.timer_id)?;
@@ -99,7 +70,7 @@ pub fn fire_due(conn: &Connection, limit: usize) -> Result<usize, Error> {
                 let mut change = Change::to(Status::Completed, "axme/runtime");
                 change.details = json!({"result": result, "timer": "complete"});
                 change.result = Some(result);
-                ops::transition(conn, &mut intent, change)?;
+                effects::transition(conn, &mut intent, change)?;
             }
             other => tracing::warn!(
                 kind = other,
@@ -111,7 +82,7 @@ pub fn fire_due(conn: &Connection, limit: usize) -> Result<usize, Error> {
     Ok(due.len())
 }
 
-fn remind(conn: &Connection, intent: &mut IntentRow, due_ms: i64) -> Result<(), Error> {
+fn remind(conn: &Tx, intent: &mut IntentRow, due_ms: i64) -> Result<(), Error> {
     intent.remind_count += 1;
     let n = intent.remind_count;
     let max = max_reminders(intent);
@@ -121,7 +92,7 @@ fn remind(conn: &Connection, intent: &mut IntentRow, due_ms: i64) -> Result<(), 
     if let Some(m) = max {
         details["max_reminders"] = json!(m);
     }
-    ops::note(conn, intent, event_type::REMINDER, "axme/runtime", details)?;
+    effects::note(conn, intent, event_type::REMINDER, "axme/runtime", details)?;
     if more {
         timers::insert(conn, &intent.intent_id, REMIND, next_ms, "{}")?;
     } else if intent.escalate_to.is_some() {
@@ -130,7 +101,7 @@ fn remind(conn: &Connection, intent: &mut IntentRow, due_ms: i64) -> Result<(), 
     Ok(())
 }
 
-fn escalate(conn: &Connection, intent: &mut IntentRow) -> Result<(), Error> {
+fn escalate(conn: &Tx, intent: &mut IntentRow) -> Result<(), Error> {
     let Some(to) = intent.escalate_to.clone() else {
         return Ok(());
     };
@@ -138,7 +109,7 @@ fn escalate(conn: &Connection, intent: &mut IntentRow) -> Result<(), Error> {
     if to == from {
         return Ok(());
     }
-    ops::note(
+    effects::note(
         conn,
         intent,
         event_type::ESCALATED,
@@ -146,7 +117,7 @@ fn escalate(conn: &Connection, intent: &mut IntentRow) -> Result<(), Error> {
         json!({"from": from, "to": to, "reminders": intent.remind_count}),
     )?;
     intent.to_agent = to.clone();
-    ops::note(
+    effects::note(
         conn,
         intent,
         event_type::TRANSFER,
@@ -161,18 +132,12 @@ fn escalate(conn: &Connection, intent: &mut IntentRow) -> Result<(), Error> {
     if intent.human_task.is_some()
         || crate::store::agents::get(conn, &to)?.is_some_and(|a| a.delivery_mode == "inbox")
     {
-        inbox::open(conn, intent, &to, role)?;
+        thread_hooks::open(conn, intent, &to, role)?;
     }
     Ok(())
 }
 
-/// An intent leaves WAITING_FOR_TIME: its delayed completion no longer applies (a later wait
-/// for time sets a new one).
-pub fn cancel_completion(conn: &Connection, intent_id: &str) -> Result<(), Error> {
-    timers::delete_kind(conn, intent_id, COMPLETE)
-}
-
 /// When the earliest timer is due (Unix ms).
-pub fn next_due_ms(conn: &Connection) -> Result<Option<i64>, Error> {
+pub fn next_due_ms(conn: &Tx) -> Result<Option<i64>, Error> {
     timers::next_due_ms(conn)
 }

@@ -12,26 +12,72 @@
 //! `step_intent_id`, `pending_with` in the details) and one `intent.in_progress` (ended;
 //! `step_status` and the step's `result` or `error`), then the intent ends COMPLETED, FAILED or
 //! TIMED_OUT with the last step. Reminders and escalations of a step are mirrored onto it.
-//! This module never calls into `http` or `runtime`.
+//!
+//! The engine is one of the reactions `effects` runs for every appended event, and it never
+//! calls back up into `effects`: it writes through `history` and its own tables only, and hands
+//! what it appended back as [`Appended`], whose reactions `effects` then runs (which may bring
+//! the engine a step intent's events in turn). It never calls into `http` or `runtime`.
 
-use rusqlite::Connection;
 use serde_json::{json, Value};
 
-use super::intents::{self, Change};
-use super::requests::CreateIntent;
+use super::history::{self, Change, Created};
 use super::workflow_steps::{steps_of, Kind, StepSpec};
 use crate::clock;
 use crate::model::builtin::WORKFLOW;
-use crate::model::{event_type, Status};
+use crate::model::{event_type, Status, WaitingReason};
 use crate::store::agents as agent_rows;
 use crate::store::events::EventRow;
 use crate::store::intents::IntentRow;
 use crate::store::workflows::{self, StepRow, WorkflowRow};
+use crate::store::Tx;
 use crate::Error;
 
 /// How many steps may start and end without waiting for anyone before the engine calls it a
 /// loop (an `on_failure` cycle through steps that fail at once).
 const MAX_HOPS: u32 = 50;
+
+/// What the engine appended, for `effects` to run the reactions of.
+#[derive(Debug)]
+pub enum Appended {
+    /// A new step intent with its first events (a human step's WAITING one among them).
+    Created(Created),
+    /// An event appended to an intent, with the intent as it was then; `left_time` when the
+    /// event moved it out of WAITING_FOR_TIME (its delayed completion no longer applies).
+    Event {
+        intent: IntentRow,
+        event: EventRow,
+        left_time: bool,
+    },
+}
+
+type Out = Vec<Appended>;
+
+fn change(tx: &Tx, out: &mut Out, intent: &mut IntentRow, c: Change<'_>) -> Result<(), Error> {
+    let left_time = intent.waiting_reason == Some(WaitingReason::Time);
+    let event = history::transition(tx, intent, &c)?;
+    out.push(Appended::Event {
+        intent: intent.clone(),
+        event,
+        left_time,
+    });
+    Ok(())
+}
+
+fn note(
+    tx: &Tx,
+    out: &mut Out,
+    intent: &mut IntentRow,
+    event_type: &str,
+    details: Value,
+) -> Result<(), Error> {
+    let event = history::note(tx, intent, event_type, WORKFLOW, &details)?;
+    out.push(Appended::Event {
+        intent: intent.clone(),
+        event,
+        left_time: false,
+    });
+    Ok(())
+}
 
 /// How a step ended.
 enum Outcome {
@@ -42,12 +88,14 @@ enum Outcome {
 
 /// Starts a new workflow at its entry step (`scenarios::apply`, same transaction).
 pub fn begin(
-    conn: &Connection,
+    conn: &Tx,
     intent: &mut IntentRow,
     steps: &[StepSpec],
     entry: &str,
-) -> Result<(), Error> {
-    start(conn, intent, steps, entry, 0)
+) -> Result<Vec<Appended>, Error> {
+    let mut out = Vec::new();
+    start(conn, &mut out, intent, steps, entry, 0)?;
+    Ok(out)
 }
 
 fn find<'a>(steps: &'a [StepSpec], id: &str) -> Result<&'a StepSpec, Error> {
@@ -58,7 +106,8 @@ fn find<'a>(steps: &'a [StepSpec], id: &str) -> Result<&'a StepSpec, Error> {
 }
 
 fn start(
-    conn: &Connection,
+    conn: &Tx,
+    out: &mut Out,
     wf: &mut IntentRow,
     steps: &[StepSpec],
     step_id: &str,
@@ -73,7 +122,7 @@ fn start(
     let carrier = if retired || step.kind == Kind::Escalation {
         None
     } else {
-        Some(carry(conn, wf, step)?)
+        Some(carry(conn, out, wf, step)?)
     };
     let mut row = StepRow {
         id: 0,
@@ -101,7 +150,7 @@ fn start(
     let mut change = Change::to(Status::Waiting, WORKFLOW);
     change.waiting_reason = Some(step.kind.waiting_reason());
     change.details = details;
-    intents::transition(conn, wf, change)?;
+    self::change(conn, out, wf, change)?;
     if retired {
         let error = json!({
             "code": "agent_not_found",
@@ -109,6 +158,7 @@ fn start(
         });
         return settle(
             conn,
+            out,
             wf,
             steps,
             &row,
@@ -118,9 +168,17 @@ fn start(
     }
     if step.kind == Kind::Escalation {
         let d = json!({"step_id": step.step_id, "escalated_to": step.address, "reason": "workflow step"});
-        intents::note(conn, wf, event_type::ESCALATED, WORKFLOW, d)?;
+        note(conn, out, wf, event_type::ESCALATED, d)?;
         let result = json!({"escalated_to": step.address});
-        return settle(conn, wf, steps, &row, Outcome::Completed(result), hops + 1);
+        return settle(
+            conn,
+            out,
+            wf,
+            steps,
+            &row,
+            Outcome::Completed(result),
+            hops + 1,
+        );
     }
     Ok(())
 }
@@ -135,7 +193,7 @@ fn pending_with(step: &StepSpec) -> Value {
 }
 
 /// Creates the intent that carries `step` to its agent, human or built-in agent.
-fn carry(conn: &Connection, wf: &IntentRow, step: &StepSpec) -> Result<IntentRow, Error> {
+fn carry(conn: &Tx, out: &mut Out, wf: &IntentRow, step: &StepSpec) -> Result<IntentRow, Error> {
     let parent: Value = serde_json::from_str(&wf.payload)?;
     let mut previous = serde_json::Map::new();
     for run in workflows::steps(conn, &wf.intent_id)? {
@@ -155,40 +213,65 @@ fn carry(conn: &Connection, wf: &IntentRow, step: &StepSpec) -> Result<IntentRow
     let deadline_at = step
         .deadline_seconds
         .map(|s| clock::format(clock::now() + time::Duration::seconds(s)));
-    let req = CreateIntent {
+    let now = clock::now_rfc3339();
+    let row = IntentRow {
+        id: 0,
+        intent_id: uuid::Uuid::now_v7().to_string(),
         intent_type: wf.intent_type.clone(),
         correlation_id: wf.correlation_id.clone(),
-        from_agent: Some(WORKFLOW.to_string()),
+        from_agent: WORKFLOW.to_string(),
         to_agent: step.address.clone(),
         reply_to: None,
         payload: payload.to_string(),
+        status: Status::Submitted,
+        waiting_reason: None,
+        result: None,
+        error: None,
         deadline_at,
         remind_after_seconds: step.remind_after_seconds,
         remind_interval_seconds: step.remind_interval_seconds,
         max_reminders: step.max_reminders,
+        remind_count: 0,
         escalate_to: step.escalate_to.clone(),
         max_delivery_attempts: wf.max_delivery_attempts,
+        delivery_attempt: 0,
         human_task: step.human_task.clone(),
+        last_seq: 2,
+        created_at: now.clone(),
+        updated_at: now,
     };
-    Ok(intents::create(conn, req, WORKFLOW)?.intent)
+    let mut created = history::create(conn, row)?;
+    if created.intent.human_task.is_some() {
+        // A human's step waits for that person from the start, as any human task does.
+        let mut c = Change::to(Status::Waiting, WORKFLOW);
+        c.waiting_reason = Some(WaitingReason::Human);
+        c.details = json!({"reason": "human_task", "step_id": step.step_id});
+        let waiting = history::transition(conn, &mut created.intent, &c)?;
+        created.events.push(waiting);
+    }
+    let intent = created.intent.clone();
+    out.push(Appended::Created(created));
+    Ok(intent)
 }
 
 /// Reacts to an event just appended (same transaction): a step intent that ended ends its
 /// step; a workflow intent ended from outside (canceled, its deadline) cancels its running
 /// step. Costs nothing for intents that are neither (two string compares).
-pub fn on_event(conn: &Connection, intent: &IntentRow, event: &EventRow) -> Result<(), Error> {
+pub fn on_event(conn: &Tx, intent: &IntentRow, event: &EventRow) -> Result<Vec<Appended>, Error> {
+    let mut out = Vec::new();
     let status_event = event.event_type == event.status.event_type();
     if intent.from_agent == WORKFLOW {
         if status_event && event.status.is_terminal() {
-            return step_ended(conn, intent);
-        }
-        if event.event_type == event_type::REMINDER || event.event_type == event_type::ESCALATED {
-            return mirror(conn, intent, event);
+            step_ended(conn, &mut out, intent)?;
+        } else if event.event_type == event_type::REMINDER
+            || event.event_type == event_type::ESCALATED
+        {
+            mirror(conn, &mut out, intent, event)?;
         }
     } else if intent.to_agent == WORKFLOW && status_event && event.status.is_terminal() {
-        return workflow_ended(conn, intent);
+        workflow_ended(conn, &mut out, intent)?;
     }
-    Ok(())
+    Ok(out)
 }
 
 fn json_or_null(s: Option<&String>) -> Result<Value, Error> {
@@ -198,7 +281,7 @@ fn json_or_null(s: Option<&String>) -> Result<Value, Error> {
     })
 }
 
-fn step_ended(conn: &Connection, carrier: &IntentRow) -> Result<(), Error> {
+fn step_ended(conn: &Tx, out: &mut Out, carrier: &IntentRow) -> Result<(), Error> {
     let Some(run) = workflows::step_by_intent(conn, &carrier.intent_id)? else {
         return Ok(());
     };
@@ -222,12 +305,13 @@ fn step_ended(conn: &Connection, carrier: &IntentRow) -> Result<(), Error> {
         return Ok(());
     };
     let steps = steps_of(&serde_json::from_str(&row.spec)?);
-    settle(conn, &mut wf, &steps, &run, outcome, 0)
+    settle(conn, out, &mut wf, &steps, &run, outcome, 0)
 }
 
 /// Records how a step ended and moves on: the next step, or the end of the workflow.
 fn settle(
-    conn: &Connection,
+    conn: &Tx,
+    out: &mut Out,
     wf: &mut IntentRow,
     steps: &[StepSpec],
     run: &StepRow,
@@ -252,9 +336,9 @@ fn settle(
     if wf.status == Status::Waiting {
         let mut change = Change::to(Status::InProgress, WORKFLOW);
         change.details = details;
-        intents::transition(conn, wf, change)?;
+        self::change(conn, out, wf, change)?;
     } else {
-        intents::note(conn, wf, "intent.step_ended", WORKFLOW, details)?;
+        note(conn, out, wf, "intent.step_ended", details)?;
     }
     let step = find(steps, &run.step_id)?;
     let next = match outcome {
@@ -262,18 +346,19 @@ fn settle(
         Outcome::Failed(..) => step.on_failure.clone(),
     };
     match next {
-        Some(n) if hops < MAX_HOPS => start(conn, wf, steps, &n, hops),
+        Some(n) if hops < MAX_HOPS => start(conn, out, wf, steps, &n, hops),
         Some(_) => {
             let e = json!({"code": "workflow_loop", "message": "too many steps ended without waiting for anyone; the workflow loops"});
-            finish(conn, wf, &run.step_id, Outcome::Failed("failed", e))
+            finish(conn, out, wf, &run.step_id, Outcome::Failed("failed", e))
         }
-        None => finish(conn, wf, &run.step_id, outcome),
+        None => finish(conn, out, wf, &run.step_id, outcome),
     }
 }
 
 /// Ends the workflow's intent with the outcome of its last step.
 fn finish(
-    conn: &Connection,
+    conn: &Tx,
+    out: &mut Out,
     wf: &mut IntentRow,
     last: &str,
     outcome: Outcome,
@@ -312,13 +397,12 @@ fn finish(
             c
         }
     };
-    intents::transition(conn, wf, change)?;
-    Ok(())
+    self::change(conn, out, wf, change)
 }
 
 /// The workflow's intent ended while a step ran (canceled, its own deadline): the step is
 /// canceled, and its intent with it.
-fn workflow_ended(conn: &Connection, wf: &IntentRow) -> Result<(), Error> {
+fn workflow_ended(conn: &Tx, out: &mut Out, wf: &IntentRow) -> Result<(), Error> {
     let Some(row) = workflows::get(conn, &wf.intent_id)? else {
         return Ok(());
     };
@@ -340,7 +424,7 @@ fn workflow_ended(conn: &Connection, wf: &IntentRow) -> Result<(), Error> {
             if !carrier.status.is_terminal() {
                 let mut c = Change::to(Status::Canceled, WORKFLOW);
                 c.details = json!({"reason": format!("the workflow's intent is {}", wf.status)});
-                intents::transition(conn, &mut carrier, c)?;
+                self::change(conn, out, &mut carrier, c)?;
             }
         }
     }
@@ -348,7 +432,7 @@ fn workflow_ended(conn: &Connection, wf: &IntentRow) -> Result<(), Error> {
 }
 
 /// A reminder or escalation of a step intent shows on the workflow's intent too.
-fn mirror(conn: &Connection, carrier: &IntentRow, event: &EventRow) -> Result<(), Error> {
+fn mirror(conn: &Tx, out: &mut Out, carrier: &IntentRow, event: &EventRow) -> Result<(), Error> {
     let Some(run) = workflows::step_by_intent(conn, &carrier.intent_id)? else {
         return Ok(());
     };
@@ -365,12 +449,11 @@ fn mirror(conn: &Connection, carrier: &IntentRow, event: &EventRow) -> Result<()
     details["step_id"] = json!(run.step_id);
     details["step_intent_id"] = json!(carrier.intent_id);
     details["pending_with"] = json!({"ref": carrier.to_agent, "name": carrier.to_agent});
-    intents::note(conn, &mut wf, &event.event_type, WORKFLOW, details)?;
-    Ok(())
+    note(conn, out, &mut wf, &event.event_type, details)
 }
 
 /// The intent that carries the running step of the workflow `intent_id`, if one runs.
-pub fn running_step_intent(conn: &Connection, intent_id: &str) -> Result<Option<String>, Error> {
+pub fn running_step_intent(conn: &Tx, intent_id: &str) -> Result<Option<String>, Error> {
     Ok(workflows::steps(conn, intent_id)?
         .into_iter()
         .rev()
@@ -379,7 +462,7 @@ pub fn running_step_intent(conn: &Connection, intent_id: &str) -> Result<Option<
 }
 
 /// A workflow and every run of its steps (`GET /v1/intents/{id}/workflow`).
-pub fn view(conn: &Connection, intent_id: &str) -> Result<(WorkflowRow, Vec<StepRow>), Error> {
+pub fn view(conn: &Tx, intent_id: &str) -> Result<(WorkflowRow, Vec<StepRow>), Error> {
     let row = workflows::get(conn, intent_id)?.ok_or_else(|| Error::NotFound {
         what: "workflow",
         id: intent_id.to_string(),

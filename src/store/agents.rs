@@ -1,7 +1,8 @@
 //! The `agents` table: registered agent addresses and the binding each receives intents through.
 //! An address that has no row is a pull agent (stream/poll).
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::Tx;
+use rusqlite::{params, OptionalExtension, Row};
 
 use crate::Error;
 
@@ -48,7 +49,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<AgentRow> {
 }
 
 /// Inserts or replaces an agent by address, keeping its original `created_at`.
-pub fn upsert(conn: &Connection, a: &AgentRow) -> Result<(), Error> {
+pub fn upsert(conn: &Tx, a: &AgentRow) -> Result<(), Error> {
     conn.prepare_cached(&format!(
         "INSERT INTO agents ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
          ON CONFLICT (address) DO UPDATE SET delivery_mode = excluded.delivery_mode, \
@@ -76,13 +77,13 @@ pub fn upsert(conn: &Connection, a: &AgentRow) -> Result<(), Error> {
 }
 
 /// Marks an agent's webhook disabled (it answered `410 Gone`).
-pub fn disable(conn: &Connection, address: &str, at: &str) -> Result<(), Error> {
+pub fn disable(conn: &Tx, address: &str, at: &str) -> Result<(), Error> {
     conn.prepare_cached("UPDATE agents SET disabled_at = ?2 WHERE address = ?1")?
         .execute(params![address, at])?;
     Ok(())
 }
 
-pub fn get(conn: &Connection, address: &str) -> Result<Option<AgentRow>, Error> {
+pub fn get(conn: &Tx, address: &str) -> Result<Option<AgentRow>, Error> {
     Ok(conn
         .prepare_cached(&format!("SELECT {COLUMNS} FROM agents WHERE address = ?1"))?
         .query_row([address], from_row)
@@ -90,7 +91,7 @@ pub fn get(conn: &Connection, address: &str) -> Result<Option<AgentRow>, Error> 
 }
 
 /// Every registered agent, by address.
-pub fn list(conn: &Connection) -> Result<Vec<AgentRow>, Error> {
+pub fn list(conn: &Tx) -> Result<Vec<AgentRow>, Error> {
     let mut stmt =
         conn.prepare_cached(&format!("SELECT {COLUMNS} FROM agents ORDER BY address"))?;
     let rows = stmt
@@ -100,7 +101,7 @@ pub fn list(conn: &Connection) -> Result<Vec<AgentRow>, Error> {
 }
 
 /// Deletes an agent; returns whether it existed.
-pub fn delete(conn: &Connection, address: &str) -> Result<bool, Error> {
+pub fn delete(conn: &Tx, address: &str) -> Result<bool, Error> {
     Ok(conn
         .prepare_cached("DELETE FROM agents WHERE address = ?1")?
         .execute([address])?

@@ -96,3 +96,35 @@ impl Store {
         Ok(())
     }
 }
+
+/// Why a backup file cannot be used.
+#[derive(Debug)]
+pub enum Unusable {
+    /// It is not a readable SQLite database.
+    Unreadable(String),
+    /// `PRAGMA integrity_check` found these problems.
+    Corrupt(Vec<String>),
+}
+
+/// Opens a backup file read-only and runs `PRAGMA integrity_check` on it; returns its schema
+/// version (`PRAGMA user_version`). Used by the client's `axme backup` on the downloaded file.
+pub fn verify_file(path: &std::path::Path) -> Result<i64, Unusable> {
+    let bad = |e: rusqlite::Error| Unusable::Unreadable(e.to_string());
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(bad)?;
+    let verdict: Vec<String> = conn
+        .prepare("PRAGMA integrity_check")
+        .and_then(|mut s| {
+            s.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(bad)?;
+    if verdict != ["ok"] {
+        return Err(Unusable::Corrupt(verdict));
+    }
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(bad)
+}

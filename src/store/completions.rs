@@ -2,7 +2,8 @@
 //! completion is stored here for the `reply_to` address's inbox (one message per completion;
 //! the thread id is the intent id).
 
-use rusqlite::{params, Connection};
+use super::Tx;
+use rusqlite::params;
 
 use crate::Error;
 
@@ -18,7 +19,7 @@ pub struct CompletionRow {
     pub created_at: String,
 }
 
-pub fn insert(conn: &Connection, c: &CompletionRow) -> Result<(), Error> {
+pub fn insert(conn: &Tx, c: &CompletionRow) -> Result<(), Error> {
     conn.prepare_cached(
         "INSERT INTO completions (message_id, intent_id, reply_to, status, event_seq, body, \
          created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -36,7 +37,7 @@ pub fn insert(conn: &Connection, c: &CompletionRow) -> Result<(), Error> {
 }
 
 /// The completions stored for an address, oldest first.
-pub fn list_for_address(conn: &Connection, reply_to: &str) -> Result<Vec<CompletionRow>, Error> {
+pub fn list_for_address(conn: &Tx, reply_to: &str) -> Result<Vec<CompletionRow>, Error> {
     let mut stmt = conn.prepare_cached(
         "SELECT message_id, intent_id, reply_to, status, event_seq, body, created_at \
          FROM completions WHERE reply_to = ?1 ORDER BY created_at",

@@ -3,7 +3,8 @@
 //! pushes; every attempt on it is recorded. `next_attempt_ms` (Unix milliseconds) is set only
 //! while the delivery is pending.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::Tx;
+use rusqlite::{params, OptionalExtension, Row};
 
 use crate::Error;
 
@@ -61,7 +62,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<DeliveryRow> {
     })
 }
 
-pub fn insert(conn: &Connection, d: &DeliveryRow) -> Result<(), Error> {
+pub fn insert(conn: &Tx, d: &DeliveryRow) -> Result<(), Error> {
     conn.prepare_cached(&format!(
         "INSERT INTO deliveries ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
          ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
@@ -90,7 +91,7 @@ pub fn insert(conn: &Connection, d: &DeliveryRow) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn get(conn: &Connection, delivery_id: &str) -> Result<Option<DeliveryRow>, Error> {
+pub fn get(conn: &Tx, delivery_id: &str) -> Result<Option<DeliveryRow>, Error> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM deliveries WHERE delivery_id = ?1"
@@ -100,7 +101,7 @@ pub fn get(conn: &Connection, delivery_id: &str) -> Result<Option<DeliveryRow>, 
 }
 
 /// Writes back the state of a delivery after an attempt or a replay.
-pub fn update_state(conn: &Connection, d: &DeliveryRow) -> Result<(), Error> {
+pub fn update_state(conn: &Tx, d: &DeliveryRow) -> Result<(), Error> {
     conn.prepare_cached(
         "UPDATE deliveries SET status = ?2, attempts = ?3, max_attempts = ?4, next_attempt_ms = ?5, \
          last_error = ?6, updated_at = ?7, replay_of = ?8 WHERE delivery_id = ?1",
@@ -120,7 +121,7 @@ pub fn update_state(conn: &Connection, d: &DeliveryRow) -> Result<(), Error> {
 }
 
 /// A delivery by its rowid (what the push scheduler keeps of the deliveries it took).
-pub fn get_by_rowid(conn: &Connection, rowid: i64) -> Result<Option<DeliveryRow>, Error> {
+pub fn get_by_rowid(conn: &Tx, rowid: i64) -> Result<Option<DeliveryRow>, Error> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM deliveries WHERE rowid = ?1"
@@ -132,10 +133,7 @@ pub fn get_by_rowid(conn: &Connection, rowid: i64) -> Result<Option<DeliveryRow>
 /// The first endpoint after `after` (in byte order) with pending deliveries, and the soonest
 /// `next_attempt_ms` among them: one seek in `deliveries_endpoint_due`, so that walking every
 /// endpoint costs one seek per endpoint however long their backlogs are.
-pub fn next_pending_endpoint(
-    conn: &Connection,
-    after: &str,
-) -> Result<Option<(String, i64)>, Error> {
+pub fn next_pending_endpoint(conn: &Tx, after: &str) -> Result<Option<(String, i64)>, Error> {
     Ok(conn
         .prepare_cached(
             "SELECT endpoint, next_attempt_ms FROM deliveries WHERE status = 'pending' \
@@ -149,7 +147,7 @@ pub fn next_pending_endpoint(
 /// Pending deliveries to `endpoint` due at `now_ms`, soonest first, at most `limit`, as
 /// (rowid, `next_attempt_ms`): read from `deliveries_endpoint_due` alone, no table row.
 pub fn due_at_endpoint(
-    conn: &Connection,
+    conn: &Tx,
     endpoint: &str,
     now_ms: i64,
     limit: usize,
@@ -167,7 +165,7 @@ pub fn due_at_endpoint(
 }
 
 /// When the next pending delivery falls due after `now_ms` (Unix ms), if any.
-pub fn next_due_after(conn: &Connection, now_ms: i64) -> Result<Option<i64>, Error> {
+pub fn next_due_after(conn: &Tx, now_ms: i64) -> Result<Option<i64>, Error> {
     Ok(conn
         .prepare_cached(
             "SELECT MIN(next_attempt_ms) FROM deliveries WHERE status = 'pending' \
@@ -178,7 +176,7 @@ pub fn next_due_after(conn: &Connection, now_ms: i64) -> Result<Option<i64>, Err
 
 /// Moves the next attempt of every pending delivery by `by_ms` (a step of the system clock; see
 /// `runtime::jumps`). Returns how many moved.
-pub fn shift_pending(conn: &Connection, by_ms: i64) -> Result<usize, Error> {
+pub fn shift_pending(conn: &Tx, by_ms: i64) -> Result<usize, Error> {
     Ok(conn
         .prepare_cached(
             "UPDATE deliveries SET next_attempt_ms = next_attempt_ms + ?1 \
@@ -198,7 +196,7 @@ pub struct ListFilter {
 }
 
 /// Deliveries matching the filter, newest first, each with its rowid (the listing cursor).
-pub fn list(conn: &Connection, f: &ListFilter) -> Result<Vec<(i64, DeliveryRow)>, Error> {
+pub fn list(conn: &Tx, f: &ListFilter) -> Result<Vec<(i64, DeliveryRow)>, Error> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS}, rowid FROM deliveries WHERE (?1 IS NULL OR intent_id = ?1) \
          AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR rowid < ?3) \
@@ -214,7 +212,7 @@ pub fn list(conn: &Connection, f: &ListFilter) -> Result<Vec<(i64, DeliveryRow)>
 }
 
 /// The deliveries of one published event.
-pub fn for_webhook_event(conn: &Connection, event_id: &str) -> Result<Vec<DeliveryRow>, Error> {
+pub fn for_webhook_event(conn: &Tx, event_id: &str) -> Result<Vec<DeliveryRow>, Error> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM deliveries WHERE webhook_event_id = ?1"
     ))?;
@@ -236,7 +234,7 @@ pub struct AttemptRow {
     pub response_excerpt: Option<String>,
 }
 
-pub fn insert_attempt(conn: &Connection, a: &AttemptRow) -> Result<(), Error> {
+pub fn insert_attempt(conn: &Tx, a: &AttemptRow) -> Result<(), Error> {
     conn.prepare_cached(
         "INSERT INTO delivery_attempts (delivery_id, attempt, at, status_code, latency_ms, error, \
          response_excerpt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -254,7 +252,7 @@ pub fn insert_attempt(conn: &Connection, a: &AttemptRow) -> Result<(), Error> {
 }
 
 /// The attempts of a delivery, in order.
-pub fn attempts(conn: &Connection, delivery_id: &str) -> Result<Vec<AttemptRow>, Error> {
+pub fn attempts(conn: &Tx, delivery_id: &str) -> Result<Vec<AttemptRow>, Error> {
     let mut stmt = conn.prepare_cached(
         "SELECT delivery_id, attempt, at, status_code, latency_ms, error, response_excerpt \
          FROM delivery_attempts WHERE delivery_id = ?1 ORDER BY attempt",
@@ -278,6 +276,7 @@ pub fn attempts(conn: &Connection, delivery_id: &str) -> Result<Vec<AttemptRow>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
 
     fn plan(conn: &Connection, sql: &str) -> String {
         let mut stmt = conn
@@ -297,6 +296,7 @@ mod tests {
     fn due_work_is_read_from_the_endpoint_index() {
         let mut conn = Connection::open_in_memory().expect("open");
         crate::store::migrations::migrate(&mut conn).expect("migrate");
+        let conn = Tx::sqlite(&conn);
         let next = plan(
             &conn,
             "SELECT endpoint, next_attempt_ms FROM deliveries WHERE status = 'pending' \
@@ -345,6 +345,7 @@ mod tests {
     fn endpoints_are_walked_in_order_with_their_soonest_due_time() {
         let mut conn = Connection::open_in_memory().expect("open");
         crate::store::migrations::migrate(&mut conn).expect("migrate");
+        let conn = Tx::sqlite(&conn);
         for (id, ep, at) in [
             ("d1", "http://b", 30),
             ("d2", "http://a", 20),

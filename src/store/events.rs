@@ -7,7 +7,8 @@
 //! as the newest event is never deleted — so whatever prunes old events must always keep the
 //! newest one.
 
-use rusqlite::{params, Connection, Row};
+use super::Tx;
+use rusqlite::{params, Row};
 
 use crate::model::{Status, WaitingReason};
 use crate::Error;
@@ -48,7 +49,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<EventRow> {
 
 /// Appends an event and returns its global event id. The `(intent_id, seq)` uniqueness
 /// constraint refuses a duplicate `seq`, so a racing writer can never fork an intent's history.
-pub fn append(conn: &Connection, e: &EventRow) -> Result<i64, Error> {
+pub fn append(conn: &Tx, e: &EventRow) -> Result<i64, Error> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO events (intent_id, seq, event_type, status, waiting_reason, handler, actor, \
          at, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -77,7 +78,7 @@ pub fn append(conn: &Connection, e: &EventRow) -> Result<i64, Error> {
 
 /// The events of one intent with `seq > since`, oldest first, at most `limit`.
 pub fn list_for_intent(
-    conn: &Connection,
+    conn: &Tx,
     intent_id: &str,
     since: i64,
     limit: usize,
@@ -92,7 +93,7 @@ pub fn list_for_intent(
 }
 
 /// The highest event id ever committed (0 for an empty log).
-pub fn max_event_id(conn: &Connection) -> Result<i64, Error> {
+pub fn max_event_id(conn: &Tx) -> Result<i64, Error> {
     let mut stmt = conn.prepare_cached("SELECT COALESCE(MAX(event_id), 0) FROM events")?;
     Ok(stmt.query_row([], |r| r.get(0))?)
 }
@@ -112,7 +113,7 @@ pub struct Committed {
 /// `event_id > after`, oldest first. The `event_type IN (...)` term matches the partial index
 /// `events_feed` exactly, so SQLite can use it.
 pub fn feed_for_agent(
-    conn: &Connection,
+    conn: &Tx,
     address: &str,
     after: i64,
     limit: usize,
@@ -138,7 +139,7 @@ pub struct FirehoseFilter {
 
 /// Every event with `event_id > after` that passes the filter, oldest first.
 pub fn firehose(
-    conn: &Connection,
+    conn: &Tx,
     after: i64,
     f: &FirehoseFilter,
     limit: usize,

@@ -2,7 +2,8 @@
 //! the request that first used it and the exact response it got, so a retry gets that response
 //! again and a different request under the same key is refused. Kept at least 24 hours.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use super::Tx;
+use rusqlite::{params, OptionalExtension};
 
 use crate::Error;
 
@@ -15,7 +16,7 @@ pub struct Remembered {
 }
 
 pub fn lookup(
-    conn: &Connection,
+    conn: &Tx,
     key_id: &str,
     endpoint: &str,
     key: &str,
@@ -38,7 +39,7 @@ pub fn lookup(
 /// Stores a response. `intent_id` is the intent the response is about, if any: the retention
 /// deletes the record together with that intent.
 pub fn insert(
-    conn: &Connection,
+    conn: &Tx,
     key_id: &str,
     endpoint: &str,
     key: &str,
@@ -64,7 +65,7 @@ pub fn insert(
 }
 
 /// Deletes up to `batch` records created before `before_unix`; returns how many went.
-pub fn prune(conn: &Connection, before_unix: i64, batch: usize) -> Result<usize, Error> {
+pub fn prune(conn: &Tx, before_unix: i64, batch: usize) -> Result<usize, Error> {
     let n = conn
         .prepare_cached(
             "DELETE FROM idempotency_keys WHERE (key_id, endpoint, idempotency_key) IN \

@@ -1,8 +1,9 @@
 //! The `intents` table: one row per intent, holding its current state. The history of that state
 //! is in `events`; the two are always written in the same transaction by the service layer.
 
+use super::Tx;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension, Row};
 
 use crate::model::{Status, WaitingReason};
 use crate::Error;
@@ -89,7 +90,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<IntentRow> {
 }
 
 /// Inserts a new intent and returns its row id.
-pub fn insert(conn: &Connection, i: &IntentRow) -> Result<i64, Error> {
+pub fn insert(conn: &Tx, i: &IntentRow) -> Result<i64, Error> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO intents (intent_id, intent_type, correlation_id, from_agent, to_agent, \
          reply_to, payload, status, waiting_reason, result, error, deadline_at, \
@@ -127,7 +128,7 @@ pub fn insert(conn: &Connection, i: &IntentRow) -> Result<i64, Error> {
 }
 
 /// The intent with this id, if any.
-pub fn get(conn: &Connection, intent_id: &str) -> Result<Option<IntentRow>, Error> {
+pub fn get(conn: &Tx, intent_id: &str) -> Result<Option<IntentRow>, Error> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM intents WHERE intent_id = ?1"
     ))?;
@@ -135,7 +136,7 @@ pub fn get(conn: &Connection, intent_id: &str) -> Result<Option<IntentRow>, Erro
 }
 
 /// Writes back the mutable state of an intent (everything a lifecycle change may touch).
-pub fn update_state(conn: &Connection, i: &IntentRow) -> Result<(), Error> {
+pub fn update_state(conn: &Tx, i: &IntentRow) -> Result<(), Error> {
     let mut stmt = conn.prepare_cached(
         "UPDATE intents SET status = ?2, waiting_reason = ?3, result = ?4, error = ?5, \
          to_agent = ?6, remind_count = ?7, delivery_attempt = ?8, last_seq = ?9, updated_at = ?10 \
@@ -175,7 +176,7 @@ pub struct ListFilter {
 }
 
 /// Intents matching the filter, newest first.
-pub fn list(conn: &Connection, f: &ListFilter) -> Result<Vec<IntentRow>, Error> {
+pub fn list(conn: &Tx, f: &ListFilter) -> Result<Vec<IntentRow>, Error> {
     let mut sql = format!("SELECT {COLUMNS} FROM intents WHERE 1 = 1");
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
     let mut push = |clause: &str, v: rusqlite::types::Value| {
@@ -211,7 +212,7 @@ const LIVE_DEADLINE: &str = "deadline_at IS NOT NULL \
     AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELED', 'TIMED_OUT')";
 
 /// Ids of live intents whose deadline (RFC 3339 UTC, which sorts as text) is at or before `now`.
-pub fn past_deadline(conn: &Connection, now: &str, limit: usize) -> Result<Vec<String>, Error> {
+pub fn past_deadline(conn: &Tx, now: &str, limit: usize) -> Result<Vec<String>, Error> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT intent_id FROM intents WHERE {LIVE_DEADLINE} AND deadline_at <= ?1 \
          ORDER BY deadline_at LIMIT ?2"
@@ -223,7 +224,7 @@ pub fn past_deadline(conn: &Connection, now: &str, limit: usize) -> Result<Vec<S
 }
 
 /// The earliest deadline of a live intent.
-pub fn next_deadline(conn: &Connection) -> Result<Option<String>, Error> {
+pub fn next_deadline(conn: &Tx) -> Result<Option<String>, Error> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT MIN(deadline_at) FROM intents WHERE {LIVE_DEADLINE}"
@@ -233,7 +234,7 @@ pub fn next_deadline(conn: &Connection) -> Result<Option<String>, Error> {
 
 /// Gives an intent a human task when it has none (an approval asked for by a handler).
 pub fn set_human_task_if_absent(
-    conn: &Connection,
+    conn: &Tx,
     intent_id: &str,
     task: &serde_json::Value,
 ) -> Result<(), Error> {

@@ -2,7 +2,8 @@
 //! SHA-256 hashes of keys are stored; a key itself is shown once, when it is created, and never
 //! written anywhere.
 
-use rusqlite::{params, Connection, Row};
+use super::Tx;
+use rusqlite::{params, Row};
 
 use crate::Error;
 
@@ -29,7 +30,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<KeyRow> {
     })
 }
 
-pub fn insert(conn: &Connection, k: &KeyRow) -> Result<(), Error> {
+pub fn insert(conn: &Tx, k: &KeyRow) -> Result<(), Error> {
     conn.prepare_cached(
         "INSERT INTO api_keys (key_id, key_hash, name, role, created_at, revoked_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -48,7 +49,7 @@ pub fn insert(conn: &Connection, k: &KeyRow) -> Result<(), Error> {
 const COLUMNS: &str = "key_id, key_hash, name, role, created_at, revoked_at";
 
 /// Every key that has not been revoked.
-pub fn list_live(conn: &Connection) -> Result<Vec<KeyRow>, Error> {
+pub fn list_live(conn: &Tx) -> Result<Vec<KeyRow>, Error> {
     let mut stmt = conn.prepare_cached(
         "SELECT key_id, key_hash, name, role, created_at, revoked_at FROM api_keys \
          WHERE revoked_at IS NULL ORDER BY created_at",
@@ -60,14 +61,14 @@ pub fn list_live(conn: &Connection) -> Result<Vec<KeyRow>, Error> {
 }
 
 /// How many keys exist at all, revoked ones included (zero only on a new database).
-pub fn count_all(conn: &Connection) -> Result<i64, Error> {
+pub fn count_all(conn: &Tx) -> Result<i64, Error> {
     Ok(conn
         .prepare_cached("SELECT COUNT(*) FROM api_keys")?
         .query_row([], |r| r.get(0))?)
 }
 
 /// Every key, revoked ones included, oldest first.
-pub fn list_all(conn: &Connection) -> Result<Vec<KeyRow>, Error> {
+pub fn list_all(conn: &Tx) -> Result<Vec<KeyRow>, Error> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM api_keys ORDER BY created_at, key_id"
     ))?;
@@ -78,7 +79,7 @@ pub fn list_all(conn: &Connection) -> Result<Vec<KeyRow>, Error> {
 }
 
 /// One key by id, if it exists.
-pub fn get(conn: &Connection, key_id: &str) -> Result<Option<KeyRow>, Error> {
+pub fn get(conn: &Tx, key_id: &str) -> Result<Option<KeyRow>, Error> {
     let mut stmt =
         conn.prepare_cached(&format!("SELECT {COLUMNS} FROM api_keys WHERE key_id = ?1"))?;
     let mut rows = stmt.query_map([key_id], from_row)?;
@@ -86,7 +87,7 @@ pub fn get(conn: &Connection, key_id: &str) -> Result<Option<KeyRow>, Error> {
 }
 
 /// Marks a live key revoked at `at`; returns whether it was live.
-pub fn revoke(conn: &Connection, key_id: &str, at: &str) -> Result<bool, Error> {
+pub fn revoke(conn: &Tx, key_id: &str, at: &str) -> Result<bool, Error> {
     let n = conn
         .prepare_cached(
             "UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL",
@@ -96,7 +97,7 @@ pub fn revoke(conn: &Connection, key_id: &str, at: &str) -> Result<bool, Error> 
 }
 
 /// How many live keys have the `admin` role.
-pub fn count_live_admins(conn: &Connection) -> Result<i64, Error> {
+pub fn count_live_admins(conn: &Tx) -> Result<i64, Error> {
     Ok(conn
         .prepare_cached(
             "SELECT COUNT(*) FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL",
@@ -105,7 +106,7 @@ pub fn count_live_admins(conn: &Connection) -> Result<i64, Error> {
 }
 
 /// Binds a key to the agents it acts for.
-pub fn insert_agents(conn: &Connection, key_id: &str, addresses: &[String]) -> Result<(), Error> {
+pub fn insert_agents(conn: &Tx, key_id: &str, addresses: &[String]) -> Result<(), Error> {
     let mut stmt = conn
         .prepare_cached("INSERT OR IGNORE INTO api_key_agents (key_id, address) VALUES (?1, ?2)")?;
     for a in addresses {
@@ -115,7 +116,7 @@ pub fn insert_agents(conn: &Connection, key_id: &str, addresses: &[String]) -> R
 }
 
 /// Every key's agents, as `(key_id, address)` pairs ordered by key and address.
-pub fn all_agents(conn: &Connection) -> Result<Vec<(String, String)>, Error> {
+pub fn all_agents(conn: &Tx) -> Result<Vec<(String, String)>, Error> {
     let mut stmt =
         conn.prepare_cached("SELECT key_id, address FROM api_key_agents ORDER BY key_id, address")?;
     let rows = stmt
@@ -125,7 +126,7 @@ pub fn all_agents(conn: &Connection) -> Result<Vec<(String, String)>, Error> {
 }
 
 /// One key's agents, ordered by address.
-pub fn agents_of(conn: &Connection, key_id: &str) -> Result<Vec<String>, Error> {
+pub fn agents_of(conn: &Tx, key_id: &str) -> Result<Vec<String>, Error> {
     let mut stmt = conn
         .prepare_cached("SELECT address FROM api_key_agents WHERE key_id = ?1 ORDER BY address")?;
     let rows = stmt

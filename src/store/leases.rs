@@ -1,7 +1,8 @@
 //! The `leases` table: inbox claims. A lease locks one intent to one claim until it expires;
 //! the intent's `available_at_ms` says when a nacked intent may be claimed again.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::Tx;
+use rusqlite::{params, OptionalExtension, Row};
 
 use crate::Error;
 
@@ -32,7 +33,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<LeaseRow> {
     })
 }
 
-pub fn insert(conn: &Connection, l: &LeaseRow) -> Result<(), Error> {
+pub fn insert(conn: &Tx, l: &LeaseRow) -> Result<(), Error> {
     conn.prepare_cached(&format!(
         "INSERT INTO leases ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
     ))?
@@ -48,7 +49,7 @@ pub fn insert(conn: &Connection, l: &LeaseRow) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn get(conn: &Connection, token: &str) -> Result<Option<LeaseRow>, Error> {
+pub fn get(conn: &Tx, token: &str) -> Result<Option<LeaseRow>, Error> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM leases WHERE lease_token = ?1"
@@ -57,19 +58,14 @@ pub fn get(conn: &Connection, token: &str) -> Result<Option<LeaseRow>, Error> {
         .optional()?)
 }
 
-pub fn set_state(
-    conn: &Connection,
-    token: &str,
-    state: &str,
-    expires_at_ms: i64,
-) -> Result<(), Error> {
+pub fn set_state(conn: &Tx, token: &str, state: &str, expires_at_ms: i64) -> Result<(), Error> {
     conn.prepare_cached("UPDATE leases SET state = ?2, expires_at_ms = ?3 WHERE lease_token = ?1")?
         .execute(params![token, state, expires_at_ms])?;
     Ok(())
 }
 
 /// Active leases that expired at `now_ms`, oldest first.
-pub fn expired(conn: &Connection, now_ms: i64, limit: usize) -> Result<Vec<LeaseRow>, Error> {
+pub fn expired(conn: &Tx, now_ms: i64, limit: usize) -> Result<Vec<LeaseRow>, Error> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM leases WHERE state = 'active' AND expires_at_ms <= ?1 \
          ORDER BY expires_at_ms LIMIT ?2"
@@ -81,7 +77,7 @@ pub fn expired(conn: &Connection, now_ms: i64, limit: usize) -> Result<Vec<Lease
 }
 
 /// When the next active lease expires (Unix ms), if any.
-pub fn next_expiry_ms(conn: &Connection) -> Result<Option<i64>, Error> {
+pub fn next_expiry_ms(conn: &Tx) -> Result<Option<i64>, Error> {
     Ok(conn
         .prepare_cached("SELECT MIN(expires_at_ms) FROM leases WHERE state = 'active'")?
         .query_row([], |r| r.get(0))?)
@@ -89,7 +85,7 @@ pub fn next_expiry_ms(conn: &Connection) -> Result<Option<i64>, Error> {
 
 /// Moves every active lease's expiry by `by_ms` (a step of the system clock; see
 /// `runtime::jumps`). Returns how many moved.
-pub fn shift_active(conn: &Connection, by_ms: i64) -> Result<usize, Error> {
+pub fn shift_active(conn: &Tx, by_ms: i64) -> Result<usize, Error> {
     Ok(conn
         .prepare_cached(
             "UPDATE leases SET expires_at_ms = expires_at_ms + ?1 WHERE state = 'active'",
@@ -98,7 +94,7 @@ pub fn shift_active(conn: &Connection, by_ms: i64) -> Result<usize, Error> {
 }
 
 /// Moves the nack delays still running at `now_ms` by `by_ms` (see [`shift_active`]).
-pub fn shift_held_back(conn: &Connection, by_ms: i64, now_ms: i64) -> Result<usize, Error> {
+pub fn shift_held_back(conn: &Tx, by_ms: i64, now_ms: i64) -> Result<usize, Error> {
     Ok(conn
         .prepare_cached(
             "UPDATE intents SET available_at_ms = available_at_ms + ?1 \
@@ -109,12 +105,7 @@ pub fn shift_held_back(conn: &Connection, by_ms: i64, now_ms: i64) -> Result<usi
 
 /// Intents of `agent` that can be claimed at `now_ms`: SUBMITTED and not held back by a nack
 /// delay, oldest first.
-pub fn claimable(
-    conn: &Connection,
-    agent: &str,
-    now_ms: i64,
-    limit: usize,
-) -> Result<Vec<String>, Error> {
+pub fn claimable(conn: &Tx, agent: &str, now_ms: i64, limit: usize) -> Result<Vec<String>, Error> {
     let mut stmt = conn.prepare_cached(
         "SELECT intent_id FROM intents WHERE to_agent = ?1 AND status = 'SUBMITTED' \
          AND (available_at_ms IS NULL OR available_at_ms <= ?2) ORDER BY id LIMIT ?3",
@@ -126,22 +117,14 @@ pub fn claimable(
 }
 
 /// Holds a nacked intent back from claims until `at_ms`.
-pub fn set_available_at(
-    conn: &Connection,
-    intent_id: &str,
-    at_ms: Option<i64>,
-) -> Result<(), Error> {
+pub fn set_available_at(conn: &Tx, intent_id: &str, at_ms: Option<i64>) -> Result<(), Error> {
     conn.prepare_cached("UPDATE intents SET available_at_ms = ?2 WHERE intent_id = ?1")?
         .execute(params![intent_id, at_ms])?;
     Ok(())
 }
 
 /// The earliest time a nacked intent of `agent` becomes claimable again, after `now_ms`.
-pub fn next_available_ms(
-    conn: &Connection,
-    agent: &str,
-    now_ms: i64,
-) -> Result<Option<i64>, Error> {
+pub fn next_available_ms(conn: &Tx, agent: &str, now_ms: i64) -> Result<Option<i64>, Error> {
     Ok(conn
         .prepare_cached(
             "SELECT MIN(available_at_ms) FROM intents WHERE to_agent = ?1 AND status = 'SUBMITTED' \

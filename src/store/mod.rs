@@ -1,5 +1,6 @@
 //! Durable state in one SQLite file. All SQL of the program lives under this module: one
-//! function per query, named for what it does, each taking a `&Connection`.
+//! function per query, named for what it does, each taking the [`Tx`] handle (`tx.rs`: the
+//! storage boundary and why it is a handle).
 //!
 //! Concurrency model:
 //! - **One writer thread** owns the only read-write connection. Callers hand it a closure with
@@ -32,9 +33,12 @@ pub mod stats;
 pub mod subscriptions;
 pub mod threads;
 pub mod timers;
+mod tx;
 pub mod wal;
 pub mod workflows;
 mod writer;
+
+pub use tx::Tx;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -50,7 +54,7 @@ use crate::metrics::StoreMetrics;
 use crate::Error;
 
 /// How hard a commit waits for the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
     /// `synchronous=FULL`: the WAL is fsynced at every commit; an answered write survives power
     /// loss.
@@ -83,7 +87,7 @@ impl Default for StoreOptions {
 /// A closure run by the writer thread inside the batch transaction. It returns whether it
 /// succeeded (so the writer knows whether to roll back its savepoint) and what to do once the
 /// batch's fate is known. Called with `None` when the batch failed before the job could run.
-type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Completion) + Send>;
+type Job = Box<dyn FnOnce(Option<&Tx>) -> (bool, Completion) + Send>;
 /// Called by the writer thread after `COMMIT` (or after the batch failed) with the outcome.
 type Completion = Box<dyn FnOnce(Result<(), Error>) + Send>;
 
@@ -173,7 +177,7 @@ impl Store {
     pub async fn write<T, F>(&self, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+        F: FnOnce(&Tx) -> Result<T, Error> + Send + 'static,
     {
         self.write_settled(f, |_| {}).await
     }
@@ -184,7 +188,7 @@ impl Store {
     pub async fn write_settled<T, F, S>(&self, f: F, settled: S) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+        F: FnOnce(&Tx) -> Result<T, Error> + Send + 'static,
         S: FnOnce(&Result<T, Error>) + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
@@ -223,7 +227,7 @@ impl Store {
     pub async fn read<T, F>(&self, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+        F: FnOnce(&Tx) -> Result<T, Error> + Send + 'static,
     {
         let slot = self
             .inner
@@ -241,16 +245,13 @@ impl Store {
     }
 
     /// Runs `f` on a read connection on the current thread (for blocking contexts only).
-    pub fn read_blocking<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, Error>,
-    ) -> Result<T, Error> {
+    pub fn read_blocking<T>(&self, f: impl FnOnce(&Tx) -> Result<T, Error>) -> Result<T, Error> {
         let pooled = self.inner.readers.lock().ok().and_then(|mut p| p.pop());
         let conn = match pooled {
             Some(c) => c,
             None => open_connection(&self.inner.path, self.inner.durability, true)?,
         };
-        let out = f(&conn);
+        let out = f(&Tx::sqlite(&conn));
         if let Ok(mut pool) = self.inner.readers.lock() {
             if pool.len() < self.inner.max_readers {
                 pool.push(conn);

@@ -7,7 +7,8 @@
 //! would rewrite the whole database under the writer). A database created with
 //! `auto_vacuum=INCREMENTAL` gets its free pages returned a bounded number at a time.
 
-use rusqlite::{params, Connection};
+use super::Tx;
+use rusqlite::params;
 
 use crate::Error;
 
@@ -49,7 +50,7 @@ const EXPIRED: &str = "SELECT intent_id FROM intents INDEXED BY intents_retentio
     ORDER BY updated_at LIMIT ?2";
 
 /// Ids of at most `limit` intents the retention removes at `cutoff`, oldest change first.
-pub fn expired(conn: &Connection, cutoff: &str, limit: usize) -> Result<Vec<String>, Error> {
+pub fn expired(conn: &Tx, cutoff: &str, limit: usize) -> Result<Vec<String>, Error> {
     let mut stmt = conn.prepare_cached(EXPIRED)?;
     let rows = stmt
         .query_map(params![cutoff, limit as i64], |r| r.get(0))?
@@ -58,7 +59,7 @@ pub fn expired(conn: &Connection, cutoff: &str, limit: usize) -> Result<Vec<Stri
 }
 
 /// Deletes the intents `ids` and every row that belongs to them. Returns how many intents went.
-pub fn delete(conn: &Connection, ids: &[String]) -> Result<usize, Error> {
+pub fn delete(conn: &Tx, ids: &[String]) -> Result<usize, Error> {
     if ids.is_empty() {
         return Ok(0);
     }
@@ -73,7 +74,7 @@ pub fn delete(conn: &Connection, ids: &[String]) -> Result<usize, Error> {
 /// Returns up to `pages` free pages to the file system when the database was created with
 /// `auto_vacuum=INCREMENTAL`; does nothing otherwise (the page layout of a database is never
 /// changed). Returns whether it ran.
-pub fn incremental_vacuum(conn: &Connection, pages: u32) -> Result<bool, Error> {
+pub fn incremental_vacuum(conn: &Tx, pages: u32) -> Result<bool, Error> {
     let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
     if mode != 2 {
         return Ok(false);
@@ -88,6 +89,7 @@ pub fn incremental_vacuum(conn: &Connection, pages: u32) -> Result<bool, Error> 
 mod tests {
     use super::*;
     use crate::store::migrations;
+    use rusqlite::Connection;
 
     fn plan(conn: &Connection, sql: &str) -> String {
         let mut stmt = conn
@@ -108,6 +110,7 @@ mod tests {
     fn every_statement_of_a_sweep_uses_an_index() {
         let mut conn = Connection::open_in_memory().expect("open");
         migrations::migrate(&mut conn).expect("migrate");
+        let conn = Tx::sqlite(&conn);
         for sql in DELETES.iter().copied().chain([EXPIRED]) {
             let p = plan(&conn, sql);
             for line in p.lines() {
@@ -123,13 +126,13 @@ mod tests {
     #[test]
     fn incremental_vacuum_runs_only_on_incremental_databases() {
         let conn = Connection::open_in_memory().expect("open");
-        assert!(!incremental_vacuum(&conn, 10).expect("none"));
+        assert!(!incremental_vacuum(&Tx::sqlite(&conn), 10).expect("none"));
         let conn = Connection::open_in_memory().expect("open");
         conn.pragma_update(None, "auto_vacuum", 2).expect("set");
         conn.execute_batch(
             "CREATE TABLE t (x); INSERT INTO t VALUES (zeroblob(100000)); DELETE FROM t;",
         )
         .expect("fill");
-        assert!(incremental_vacuum(&conn, 10).expect("ran"));
+        assert!(incremental_vacuum(&Tx::sqlite(&conn), 10).expect("ran"));
     }
 }

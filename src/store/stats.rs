@@ -2,7 +2,8 @@
 //! scan of `intents_status`, the partial indexes `deliveries_due` and `intents_claimable`), so a
 //! scrape never reads table rows.
 
-use rusqlite::{params, Connection};
+use super::Tx;
+use rusqlite::params;
 
 use crate::Error;
 
@@ -18,7 +19,7 @@ pub struct Snapshot {
 }
 
 /// Reads every count of a scrape, at `now_ms` (Unix milliseconds, for nack delays).
-pub fn snapshot(conn: &Connection, now_ms: i64) -> Result<Snapshot, Error> {
+pub fn snapshot(conn: &Tx, now_ms: i64) -> Result<Snapshot, Error> {
     Ok(Snapshot {
         intents_by_status: intents_by_status(conn)?,
         pending_deliveries: pending_deliveries(conn)?,
@@ -36,7 +37,7 @@ const CLAIMABLE: &str = "SELECT a.address, (SELECT COUNT(*) FROM intents i \
     FROM agents a WHERE a.delivery_mode = 'inbox' ORDER BY a.address";
 
 /// Intents by status: one pass over the `intents_status` index (no table rows read).
-pub fn intents_by_status(conn: &Connection) -> Result<Vec<(String, i64)>, Error> {
+pub fn intents_by_status(conn: &Tx) -> Result<Vec<(String, i64)>, Error> {
     let mut stmt = conn.prepare_cached(BY_STATUS)?;
     let rows = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -45,13 +46,13 @@ pub fn intents_by_status(conn: &Connection) -> Result<Vec<(String, i64)>, Error>
 }
 
 /// Pending deliveries, counted on the partial index `deliveries_due`.
-pub fn pending_deliveries(conn: &Connection) -> Result<i64, Error> {
+pub fn pending_deliveries(conn: &Tx) -> Result<i64, Error> {
     Ok(conn.prepare_cached(PENDING)?.query_row([], |r| r.get(0))?)
 }
 
 /// For each inbox agent, its intents that a claim at `now_ms` would take: SUBMITTED and not held
 /// back by a nack delay (the same rule as `leases::claimable`), counted on `intents_claimable`.
-pub fn claimable_by_agent(conn: &Connection, now_ms: i64) -> Result<Vec<(String, i64)>, Error> {
+pub fn claimable_by_agent(conn: &Tx, now_ms: i64) -> Result<Vec<(String, i64)>, Error> {
     let mut stmt = conn.prepare_cached(CLAIMABLE)?;
     let rows = stmt
         .query_map(params![now_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -63,12 +64,14 @@ pub fn claimable_by_agent(conn: &Connection, now_ms: i64) -> Result<Vec<(String,
 mod tests {
     use super::*;
     use crate::store::migrations;
+    use rusqlite::Connection;
 
     /// The plan of a scrape's query: each table is read through the index named.
     #[test]
     fn a_scrape_reads_indexes_only() {
         let mut conn = Connection::open_in_memory().expect("open");
         migrations::migrate(&mut conn).expect("migrate");
+        let conn = Tx::sqlite(&conn);
         let plan = |sql: &str| -> String {
             let mut stmt = conn
                 .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))

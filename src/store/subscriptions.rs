@@ -1,6 +1,7 @@
 //! The `webhook_subscriptions` table: observers that want lifecycle events pushed to a URL.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::Tx;
+use rusqlite::{params, OptionalExtension, Row};
 
 use crate::Error;
 
@@ -51,7 +52,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SubscriptionRow> {
 }
 
 /// Inserts or replaces a subscription by id.
-pub fn upsert(conn: &Connection, s: &SubscriptionRow) -> Result<(), Error> {
+pub fn upsert(conn: &Tx, s: &SubscriptionRow) -> Result<(), Error> {
     conn.prepare_cached(&format!(
         "INSERT OR REPLACE INTO webhook_subscriptions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, \
          ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
@@ -76,7 +77,7 @@ pub fn upsert(conn: &Connection, s: &SubscriptionRow) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn get(conn: &Connection, id: &str) -> Result<Option<SubscriptionRow>, Error> {
+pub fn get(conn: &Tx, id: &str) -> Result<Option<SubscriptionRow>, Error> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM webhook_subscriptions WHERE subscription_id = ?1"
@@ -86,7 +87,7 @@ pub fn get(conn: &Connection, id: &str) -> Result<Option<SubscriptionRow>, Error
 }
 
 /// The subscription of an owner for a callback URL, if any (upsert key of the AXME API).
-pub fn find(conn: &Connection, owner: &str, url: &str) -> Result<Option<SubscriptionRow>, Error> {
+pub fn find(conn: &Tx, owner: &str, url: &str) -> Result<Option<SubscriptionRow>, Error> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM webhook_subscriptions WHERE owner_agent = ?1 \
@@ -97,7 +98,7 @@ pub fn find(conn: &Connection, owner: &str, url: &str) -> Result<Option<Subscrip
 }
 
 /// Subscriptions not revoked, optionally of one owner, oldest first.
-pub fn list(conn: &Connection, owner: Option<&str>) -> Result<Vec<SubscriptionRow>, Error> {
+pub fn list(conn: &Tx, owner: Option<&str>) -> Result<Vec<SubscriptionRow>, Error> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM webhook_subscriptions WHERE revoked_at IS NULL \
          AND (?1 IS NULL OR owner_agent = ?1) ORDER BY created_at"
@@ -109,7 +110,7 @@ pub fn list(conn: &Connection, owner: Option<&str>) -> Result<Vec<SubscriptionRo
 }
 
 /// Active subscriptions (the ones events are pushed to).
-pub fn active(conn: &Connection) -> Result<Vec<SubscriptionRow>, Error> {
+pub fn active(conn: &Tx) -> Result<Vec<SubscriptionRow>, Error> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM webhook_subscriptions WHERE active = 1 AND revoked_at IS NULL"
     ))?;
@@ -120,7 +121,7 @@ pub fn active(conn: &Connection) -> Result<Vec<SubscriptionRow>, Error> {
 }
 
 /// Turns a subscription off (its URL answered `410 Gone`).
-pub fn deactivate(conn: &Connection, id: &str, at: &str) -> Result<(), Error> {
+pub fn deactivate(conn: &Tx, id: &str, at: &str) -> Result<(), Error> {
     conn.prepare_cached(
         "UPDATE webhook_subscriptions SET active = 0, updated_at = ?2 WHERE subscription_id = ?1",
     )?
@@ -140,7 +141,7 @@ pub struct WebhookEventRow {
     pub created_at: String,
 }
 
-pub fn insert_event(conn: &Connection, e: &WebhookEventRow) -> Result<(), Error> {
+pub fn insert_event(conn: &Tx, e: &WebhookEventRow) -> Result<(), Error> {
     conn.prepare_cached(
         "INSERT INTO webhook_events (event_id, owner_agent, event_type, source, payload, \
          created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -156,7 +157,7 @@ pub fn insert_event(conn: &Connection, e: &WebhookEventRow) -> Result<(), Error>
     Ok(())
 }
 
-pub fn get_event(conn: &Connection, event_id: &str) -> Result<Option<WebhookEventRow>, Error> {
+pub fn get_event(conn: &Tx, event_id: &str) -> Result<Option<WebhookEventRow>, Error> {
     Ok(conn
         .prepare_cached(
             "SELECT event_id, owner_agent, event_type, source, payload, created_at \

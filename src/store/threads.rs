@@ -4,7 +4,8 @@
 //! `/v1/inbox/changes` feed: every change of a thread gives it the next value, so a thread
 //! appears in the feed once, at its latest change.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::Tx;
+use rusqlite::{params, OptionalExtension, Row};
 
 use crate::Error;
 
@@ -35,7 +36,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ThreadRow> {
 }
 
 /// The next `change_id` (the writer is the only caller, so MAX + 1 cannot race).
-fn next_change_id(conn: &Connection) -> Result<i64, Error> {
+fn next_change_id(conn: &Tx) -> Result<i64, Error> {
     Ok(conn
         .prepare_cached("SELECT COALESCE(MAX(change_id), 0) + 1 FROM threads")?
         .query_row([], |r| r.get(0))?)
@@ -43,13 +44,7 @@ fn next_change_id(conn: &Connection) -> Result<i64, Error> {
 
 /// Opens the owner's thread on an intent; `false` when it already existed (then only its role
 /// is kept and it is touched as changed).
-pub fn open(
-    conn: &Connection,
-    owner: &str,
-    intent_id: &str,
-    role: &str,
-    at: &str,
-) -> Result<bool, Error> {
+pub fn open(conn: &Tx, owner: &str, intent_id: &str, role: &str, at: &str) -> Result<bool, Error> {
     let change = next_change_id(conn)?;
     let inserted = conn
         .prepare_cached(&format!(
@@ -65,7 +60,7 @@ pub fn open(
 
 /// Marks every thread on an intent as changed (a new event, a new message). Returns the owners
 /// whose threads were touched.
-pub fn touch_intent(conn: &Connection, intent_id: &str, at: &str) -> Result<Vec<String>, Error> {
+pub fn touch_intent(conn: &Tx, intent_id: &str, at: &str) -> Result<Vec<String>, Error> {
     let owners: Vec<String> = conn
         .prepare_cached("SELECT owner_agent FROM threads WHERE intent_id = ?1")?
         .query_map([intent_id], |r| r.get(0))?
@@ -76,7 +71,7 @@ pub fn touch_intent(conn: &Connection, intent_id: &str, at: &str) -> Result<Vec<
     Ok(owners)
 }
 
-fn touch_one(conn: &Connection, owner: &str, intent_id: &str, at: &str) -> Result<(), Error> {
+fn touch_one(conn: &Tx, owner: &str, intent_id: &str, at: &str) -> Result<(), Error> {
     let change = next_change_id(conn)?;
     conn.prepare_cached(
         "UPDATE threads SET change_id = ?3, updated_at = ?4 \
@@ -86,7 +81,7 @@ fn touch_one(conn: &Connection, owner: &str, intent_id: &str, at: &str) -> Resul
     Ok(())
 }
 
-pub fn set_read(conn: &Connection, owner: &str, intent_id: &str, at: &str) -> Result<(), Error> {
+pub fn set_read(conn: &Tx, owner: &str, intent_id: &str, at: &str) -> Result<(), Error> {
     let change = next_change_id(conn)?;
     conn.prepare_cached(
         "UPDATE threads SET read_at = ?3, change_id = ?4, updated_at = ?3 \
@@ -97,7 +92,7 @@ pub fn set_read(conn: &Connection, owner: &str, intent_id: &str, at: &str) -> Re
 }
 
 /// Changes why the owner sees the intent (a delegated task becomes `delegated`).
-pub fn set_role(conn: &Connection, owner: &str, intent_id: &str, role: &str) -> Result<(), Error> {
+pub fn set_role(conn: &Tx, owner: &str, intent_id: &str, role: &str) -> Result<(), Error> {
     let change = next_change_id(conn)?;
     conn.prepare_cached(
         "UPDATE threads SET role = ?3, change_id = ?4 WHERE owner_agent = ?1 AND intent_id = ?2",
@@ -106,7 +101,7 @@ pub fn set_role(conn: &Connection, owner: &str, intent_id: &str, role: &str) -> 
     Ok(())
 }
 
-pub fn get(conn: &Connection, owner: &str, intent_id: &str) -> Result<Option<ThreadRow>, Error> {
+pub fn get(conn: &Tx, owner: &str, intent_id: &str) -> Result<Option<ThreadRow>, Error> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM threads WHERE owner_agent = ?1 AND intent_id = ?2"
@@ -116,7 +111,7 @@ pub fn get(conn: &Connection, owner: &str, intent_id: &str) -> Result<Option<Thr
 }
 
 /// Every owner's thread on an intent, oldest first.
-pub fn for_intent(conn: &Connection, intent_id: &str) -> Result<Vec<ThreadRow>, Error> {
+pub fn for_intent(conn: &Tx, intent_id: &str) -> Result<Vec<ThreadRow>, Error> {
     let rows = conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM threads WHERE intent_id = ?1 ORDER BY created_at, owner_agent"
@@ -129,7 +124,7 @@ pub fn for_intent(conn: &Connection, intent_id: &str) -> Result<Vec<ThreadRow>, 
 /// Threads changed after `after` (a `change_id`), oldest change first; of one owner, or of all
 /// owners when `owner` is `None`.
 pub fn changed_after(
-    conn: &Connection,
+    conn: &Tx,
     owner: Option<&str>,
     after: i64,
     limit: usize,
@@ -153,11 +148,7 @@ pub fn changed_after(
 }
 
 /// The most recently changed threads, newest first; of one owner or of all.
-pub fn latest(
-    conn: &Connection,
-    owner: Option<&str>,
-    limit: usize,
-) -> Result<Vec<ThreadRow>, Error> {
+pub fn latest(conn: &Tx, owner: Option<&str>, limit: usize) -> Result<Vec<ThreadRow>, Error> {
     let rows = match owner {
         Some(o) => conn
             .prepare_cached(&format!(
@@ -179,7 +170,7 @@ pub fn latest(
 /// Threads whose intent waits for a person (WAITING_FOR_HUMAN) and that are a task of their
 /// owner (`task`, `approver` or `delegate`), oldest first.
 pub fn pending_tasks(
-    conn: &Connection,
+    conn: &Tx,
     owner: Option<&str>,
     limit: usize,
 ) -> Result<Vec<ThreadRow>, Error> {
@@ -238,7 +229,7 @@ fn message_from_row(r: &Row<'_>) -> rusqlite::Result<MessageRow> {
     })
 }
 
-pub fn insert_message(conn: &Connection, m: &MessageRow) -> Result<(), Error> {
+pub fn insert_message(conn: &Tx, m: &MessageRow) -> Result<(), Error> {
     conn.prepare_cached(&format!(
         "INSERT INTO thread_messages ({MESSAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
     ))?
@@ -256,7 +247,7 @@ pub fn insert_message(conn: &Connection, m: &MessageRow) -> Result<(), Error> {
 }
 
 /// The messages of an intent, oldest first, deleted ones included (the caller filters).
-pub fn messages(conn: &Connection, intent_id: &str) -> Result<Vec<MessageRow>, Error> {
+pub fn messages(conn: &Tx, intent_id: &str) -> Result<Vec<MessageRow>, Error> {
     let rows = conn
         .prepare_cached(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM thread_messages WHERE intent_id = ?1 \
@@ -267,7 +258,7 @@ pub fn messages(conn: &Connection, intent_id: &str) -> Result<Vec<MessageRow>, E
     Ok(rows)
 }
 
-pub fn update_message_visibility(conn: &Connection, m: &MessageRow) -> Result<(), Error> {
+pub fn update_message_visibility(conn: &Tx, m: &MessageRow) -> Result<(), Error> {
     conn.prepare_cached(
         "UPDATE thread_messages SET hidden_for = ?2, deleted_at = ?3 WHERE message_id = ?1",
     )?

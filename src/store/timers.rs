@@ -2,7 +2,8 @@
 //! deleted in the same transaction that acts on it, so it fires once: not lost by a crash before
 //! the commit, not repeated after it.
 
-use rusqlite::{params, Connection, Row};
+use super::Tx;
+use rusqlite::{params, Row};
 
 use crate::Error;
 
@@ -29,7 +30,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<TimerRow> {
 }
 
 pub fn insert(
-    conn: &Connection,
+    conn: &Tx,
     intent_id: &str,
     kind: &str,
     due_ms: i64,
@@ -43,7 +44,7 @@ pub fn insert(
 }
 
 /// Timers due at `now_ms`, earliest first.
-pub fn due(conn: &Connection, now_ms: i64, limit: usize) -> Result<Vec<TimerRow>, Error> {
+pub fn due(conn: &Tx, now_ms: i64, limit: usize) -> Result<Vec<TimerRow>, Error> {
     let rows = conn
         .prepare_cached(
             "SELECT timer_id, intent_id, kind, due_ms, data FROM timers WHERE due_ms <= ?1 \
@@ -54,21 +55,21 @@ pub fn due(conn: &Connection, now_ms: i64, limit: usize) -> Result<Vec<TimerRow>
     Ok(rows)
 }
 
-pub fn delete(conn: &Connection, timer_id: i64) -> Result<(), Error> {
+pub fn delete(conn: &Tx, timer_id: i64) -> Result<(), Error> {
     conn.prepare_cached("DELETE FROM timers WHERE timer_id = ?1")?
         .execute([timer_id])?;
     Ok(())
 }
 
 /// Drops an intent's pending timers of one kind.
-pub fn delete_kind(conn: &Connection, intent_id: &str, kind: &str) -> Result<(), Error> {
+pub fn delete_kind(conn: &Tx, intent_id: &str, kind: &str) -> Result<(), Error> {
     conn.prepare_cached("DELETE FROM timers WHERE intent_id = ?1 AND kind = ?2")?
         .execute([intent_id, kind])?;
     Ok(())
 }
 
 /// When the earliest timer is due (Unix ms).
-pub fn next_due_ms(conn: &Connection) -> Result<Option<i64>, Error> {
+pub fn next_due_ms(conn: &Tx) -> Result<Option<i64>, Error> {
     Ok(conn
         .prepare_cached("SELECT MIN(due_ms) FROM timers")?
         .query_row([], |r| r.get(0))?)
@@ -76,14 +77,14 @@ pub fn next_due_ms(conn: &Connection) -> Result<Option<i64>, Error> {
 
 /// Moves every timer by `by_ms` (a step of the system clock; see `runtime::jumps`). Returns how
 /// many moved.
-pub fn shift_all(conn: &Connection, by_ms: i64) -> Result<usize, Error> {
+pub fn shift_all(conn: &Tx, by_ms: i64) -> Result<usize, Error> {
     Ok(conn
         .prepare_cached("UPDATE timers SET due_ms = due_ms + ?1")?
         .execute([by_ms])?)
 }
 
 /// The pending timers of an intent, earliest first.
-pub fn for_intent(conn: &Connection, intent_id: &str) -> Result<Vec<TimerRow>, Error> {
+pub fn for_intent(conn: &Tx, intent_id: &str) -> Result<Vec<TimerRow>, Error> {
     let rows = conn
         .prepare_cached(
             "SELECT timer_id, intent_id, kind, due_ms, data FROM timers WHERE intent_id = ?1 \
@@ -95,7 +96,7 @@ pub fn for_intent(conn: &Connection, intent_id: &str) -> Result<Vec<TimerRow>, E
 }
 
 /// How many timers are pending.
-pub fn count(conn: &Connection) -> Result<i64, Error> {
+pub fn count(conn: &Tx) -> Result<i64, Error> {
     Ok(conn
         .prepare_cached("SELECT COUNT(*) FROM timers")?
         .query_row([], |r| r.get(0))?)

@@ -3,7 +3,9 @@
 //! the controls and policy patched onto an intent with their generation. Rows only; what a step
 //! does and when the workflow moves on is decided in `service::workflow`.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension, Row};
+
+use super::Tx;
 
 use crate::Error;
 
@@ -51,7 +53,7 @@ fn step_from_row(r: &Row<'_>) -> rusqlite::Result<StepRow> {
     })
 }
 
-pub fn insert(conn: &Connection, w: &WorkflowRow) -> Result<(), Error> {
+pub fn insert(conn: &Tx, w: &WorkflowRow) -> Result<(), Error> {
     conn.prepare_cached(
         "INSERT INTO workflows (intent_id, compile_id, scenario_id, spec, current_step, \
          created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -68,7 +70,7 @@ pub fn insert(conn: &Connection, w: &WorkflowRow) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn get(conn: &Connection, intent_id: &str) -> Result<Option<WorkflowRow>, Error> {
+pub fn get(conn: &Tx, intent_id: &str) -> Result<Option<WorkflowRow>, Error> {
     Ok(conn
         .prepare_cached(
             "SELECT intent_id, compile_id, scenario_id, spec, current_step, created_at, \
@@ -88,12 +90,7 @@ pub fn get(conn: &Connection, intent_id: &str) -> Result<Option<WorkflowRow>, Er
         .optional()?)
 }
 
-pub fn set_current(
-    conn: &Connection,
-    intent_id: &str,
-    step: Option<&str>,
-    at: &str,
-) -> Result<(), Error> {
+pub fn set_current(conn: &Tx, intent_id: &str, step: Option<&str>, at: &str) -> Result<(), Error> {
     conn.prepare_cached(
         "UPDATE workflows SET current_step = ?2, updated_at = ?3 WHERE intent_id = ?1",
     )?
@@ -101,7 +98,7 @@ pub fn set_current(
     Ok(())
 }
 
-pub fn insert_step(conn: &Connection, s: &StepRow) -> Result<i64, Error> {
+pub fn insert_step(conn: &Tx, s: &StepRow) -> Result<i64, Error> {
     conn.prepare_cached(
         "INSERT INTO workflow_steps (intent_id, step_id, step_intent_id, status, result, \
          started_at, ended_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -119,7 +116,7 @@ pub fn insert_step(conn: &Connection, s: &StepRow) -> Result<i64, Error> {
 }
 
 /// The run carried by the intent `step_intent_id`, if that intent carries one.
-pub fn step_by_intent(conn: &Connection, step_intent_id: &str) -> Result<Option<StepRow>, Error> {
+pub fn step_by_intent(conn: &Tx, step_intent_id: &str) -> Result<Option<StepRow>, Error> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {STEP_COLUMNS} FROM workflow_steps WHERE step_intent_id = ?1"
@@ -129,7 +126,7 @@ pub fn step_by_intent(conn: &Connection, step_intent_id: &str) -> Result<Option<
 }
 
 /// Every run of a workflow's steps, in the order they started.
-pub fn steps(conn: &Connection, intent_id: &str) -> Result<Vec<StepRow>, Error> {
+pub fn steps(conn: &Tx, intent_id: &str) -> Result<Vec<StepRow>, Error> {
     let rows = conn
         .prepare_cached(&format!(
             "SELECT {STEP_COLUMNS} FROM workflow_steps WHERE intent_id = ?1 ORDER BY id"
@@ -140,7 +137,7 @@ pub fn steps(conn: &Connection, intent_id: &str) -> Result<Vec<StepRow>, Error> 
 }
 
 pub fn finish_step(
-    conn: &Connection,
+    conn: &Tx,
     id: i64,
     status: &str,
     result: Option<&str>,
@@ -163,7 +160,7 @@ pub struct ControlsRow {
     pub updated_at: String,
 }
 
-pub fn controls(conn: &Connection, intent_id: &str) -> Result<Option<ControlsRow>, Error> {
+pub fn controls(conn: &Tx, intent_id: &str) -> Result<Option<ControlsRow>, Error> {
     Ok(conn
         .prepare_cached(
             "SELECT intent_id, policy_generation, controls, policy, updated_at \
@@ -181,7 +178,7 @@ pub fn controls(conn: &Connection, intent_id: &str) -> Result<Option<ControlsRow
         .optional()?)
 }
 
-pub fn upsert_controls(conn: &Connection, c: &ControlsRow) -> Result<(), Error> {
+pub fn upsert_controls(conn: &Tx, c: &ControlsRow) -> Result<(), Error> {
     conn.prepare_cached(
         "INSERT INTO intent_controls (intent_id, policy_generation, controls, policy, updated_at) \
          VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (intent_id) DO UPDATE SET \

@@ -26,7 +26,7 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 
 use super::notify::{self, Hub};
-use super::{wal, Completion, Job};
+use super::{wal, Completion, Job, Tx};
 use crate::metrics::StoreMetrics;
 use crate::Error;
 
@@ -130,7 +130,7 @@ fn run_batch(
 /// Runs one job, turning a panic into a failed job whose caller is told "internal error" (the
 /// panic drops the job's reply channel).
 fn run_job(conn: &Connection, job: Job) -> (bool, Completion) {
-    match catch_unwind(AssertUnwindSafe(|| job(Some(conn)))) {
+    match catch_unwind(AssertUnwindSafe(|| job(Some(&Tx::sqlite(conn))))) {
         Ok(r) => r,
         Err(_) => {
             tracing::error!("a write job panicked");

@@ -1,0 +1,179 @@
+//! The push outbox: which appended events become deliveries, written in the event's own
+//! transaction — the intent itself to its `http` agent (on `intent.submitted`), and the event to
+//! every active subscription that wants it — and the fan-out of webhook events (published, or
+//! raised by the inbox) to their owner's subscriptions. A reaction of `effects`; it changes no
+//! intent.
+
+use serde_json::Value;
+
+use crate::clock;
+use crate::model::Status;
+use crate::store::deliveries::{self, DeliveryRow};
+use crate::store::events::EventRow;
+use crate::store::intents::IntentRow;
+use crate::store::subscriptions::{SubscriptionRow, WebhookEventRow};
+use crate::store::{agents, subscriptions, Tx};
+use crate::Error;
+
+pub const KIND_HANDLER: &str = "handler";
+pub const KIND_SUBSCRIPTION: &str = "subscription";
+
+pub const PENDING: &str = "pending";
+pub const DELIVERED: &str = "delivered";
+pub const FAILED: &str = "failed";
+pub const DEAD_LETTERED: &str = "dead_lettered";
+
+/// The scheme, host and port of a URL: what a per-endpoint limit counts.
+pub fn endpoint(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    format!("{scheme}://{host}")
+}
+
+/// Writes the deliveries an appended event causes: the intent itself to its `http` agent (on
+/// `intent.submitted`), and the event to every active subscription that wants it. Runs in the
+/// event's transaction.
+pub fn enqueue(conn: &Tx, intent: &IntentRow, event: &EventRow) -> Result<(), Error> {
+    let now = clock::now_rfc3339();
+    let new = |kind: &str, url: &str, max_attempts: i64| DeliveryRow {
+        delivery_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
+        kind: kind.to_string(),
+        intent_id: Some(intent.intent_id.clone()),
+        event_seq: Some(event.seq),
+        event_type: event.event_type.clone(),
+        agent_address: None,
+        subscription_id: None,
+        target_url: url.to_string(),
+        status: PENDING.to_string(),
+        attempts: 0,
+        max_attempts,
+        next_attempt_ms: Some(clock::now_ms()),
+        last_error: None,
+        replay_of: None,
+        created_at: now.clone(),
+        updated_at: now.clone(),
+        webhook_event_id: None,
+        endpoint: endpoint(url),
+    };
+    if event.status == Status::Submitted && event.event_type == Status::Submitted.event_type() {
+        if let Some(agent) = agents::get(conn, &intent.to_agent)? {
+            if let (true, None, Some(url)) = (
+                agent.delivery_mode == "http",
+                &agent.disabled_at,
+                &agent.webhook_url,
+            ) {
+                let max = intent
+                    .max_delivery_attempts
+                    .or(agent.max_delivery_attempts)
+                    .unwrap_or(0);
+                let mut d = new(KIND_HANDLER, url, max);
+                d.agent_address = Some(agent.address.clone());
+                deliveries::insert(conn, &d)?;
+            }
+        }
+    }
+    for sub in subscriptions::active(conn)? {
+        if subscription_wants(&sub, intent, event) {
+            let mut d = new(KIND_SUBSCRIPTION, &sub.callback_url, 0);
+            d.subscription_id = Some(sub.subscription_id.clone());
+            deliveries::insert(conn, &d)?;
+        }
+    }
+    Ok(())
+}
+
+fn subscription_wants(
+    sub: &subscriptions::SubscriptionRow,
+    intent: &IntentRow,
+    event: &EventRow,
+) -> bool {
+    let types: Vec<String> = serde_json::from_str(&sub.event_types).unwrap_or_default();
+    let type_ok = types.iter().any(|t| {
+        t == &event.event_type || (t == "intent.*" && event.event_type.starts_with("intent."))
+    });
+    type_ok
+        && sub
+            .intent_id
+            .as_ref()
+            .is_none_or(|id| *id == intent.intent_id)
+        && sub
+            .correlation_id
+            .as_ref()
+            .is_none_or(|c| *c == intent.correlation_id)
+        && sub.to_agent.as_ref().is_none_or(|a| *a == intent.to_agent)
+}
+
+/// Offers an event the server raises itself (the inbox's) to the owner's subscriptions that
+/// want its type; stored and delivered like a published event, and not stored at all when no
+/// subscription wants it.
+pub fn emit(
+    conn: &Tx,
+    owner: &str,
+    event_type: &str,
+    source: &str,
+    payload: &Value,
+) -> Result<(), Error> {
+    let subs = wanting(conn, owner, event_type)?;
+    if subs.is_empty() {
+        return Ok(());
+    }
+    let event = WebhookEventRow {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        owner_agent: owner.to_string(),
+        event_type: event_type.to_string(),
+        source: source.to_string(),
+        payload: serde_json::to_string(payload)?,
+        created_at: clock::now_rfc3339(),
+    };
+    subscriptions::insert_event(conn, &event)?;
+    fan_out(conn, &event, &subs)?;
+    Ok(())
+}
+
+/// The owner's active subscriptions that want an event type.
+pub fn wanting(conn: &Tx, owner: &str, event_type: &str) -> Result<Vec<SubscriptionRow>, Error> {
+    Ok(subscriptions::active(conn)?
+        .into_iter()
+        .filter(|sub| {
+            sub.owner_agent == owner
+                && serde_json::from_str::<Vec<String>>(&sub.event_types)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|t| t == event_type)
+        })
+        .collect())
+}
+
+/// One pending delivery of a stored event per subscription.
+pub fn fan_out(
+    conn: &Tx,
+    event: &WebhookEventRow,
+    subs: &[SubscriptionRow],
+) -> Result<Vec<DeliveryRow>, Error> {
+    let mut rows = Vec::with_capacity(subs.len());
+    for sub in subs {
+        let d = DeliveryRow {
+            delivery_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
+            kind: KIND_SUBSCRIPTION.into(),
+            intent_id: None,
+            event_seq: None,
+            event_type: event.event_type.clone(),
+            agent_address: None,
+            subscription_id: Some(sub.subscription_id.clone()),
+            target_url: sub.callback_url.clone(),
+            status: PENDING.into(),
+            attempts: 0,
+            max_attempts: 0,
+            next_attempt_ms: Some(clock::now_ms()),
+            last_error: None,
+            replay_of: None,
+            created_at: event.created_at.clone(),
+            updated_at: event.created_at.clone(),
+            webhook_event_id: Some(event.event_id.clone()),
+            endpoint: endpoint(&sub.callback_url),
+        };
+        deliveries::insert(conn, &d)?;
+        rows.push(d);
+    }
+    Ok(rows)
+}

@@ -1,0 +1,43 @@
+//! Timers set and cancelled as reactions: a new intent's first reminder, a delayed completion
+//! (`agent://internal/delay`, `Step::CompleteAfter`), and the end of that completion when the
+//! intent stops waiting for time. `timers` fires them; this module only writes the rows.
+
+use serde_json::{json, Value};
+
+use crate::clock;
+use crate::store::intents::IntentRow;
+use crate::store::timers;
+use crate::store::Tx;
+use crate::Error;
+
+pub const REMIND: &str = "remind";
+pub const ESCALATE: &str = "escalate";
+pub const COMPLETE: &str = "complete";
+
+fn created_ms(intent: &IntentRow) -> i64 {
+    clock::parse(&intent.created_at)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .unwrap_or_else(clock::now_ms)
+}
+
+/// Sets the first reminder of a new intent, if it asks for reminders.
+pub fn on_create(conn: &Tx, intent: &IntentRow) -> Result<(), Error> {
+    if let Some(after) = intent.remind_after_seconds {
+        let due = created_ms(intent) + after * 1000;
+        timers::insert(conn, &intent.intent_id, REMIND, due, "{}")?;
+    }
+    Ok(())
+}
+
+/// Completes a WAITING intent with `result` at `due_ms` (a durable delay).
+pub fn complete_at(conn: &Tx, intent_id: &str, due_ms: i64, result: &Value) -> Result<(), Error> {
+    let data = json!({"result": result}).to_string();
+    timers::insert(conn, intent_id, COMPLETE, due_ms, &data)?;
+    Ok(())
+}
+
+/// An intent leaves WAITING_FOR_TIME: its delayed completion no longer applies (a later wait
+/// for time sets a new one).
+pub fn cancel_completion(conn: &Tx, intent_id: &str) -> Result<(), Error> {
+    timers::delete_kind(conn, intent_id, COMPLETE)
+}
