@@ -340,3 +340,74 @@ fn a_sigkill_between_steps_loses_nothing_and_doubles_nothing() {
     assert_gap_free(&after);
     assert_eq!(after.len(), before.len() + 2);
 }
+
+#[test]
+fn the_intents_own_deadline_times_the_workflow_out_and_cancels_its_step() {
+    let s = Server::start();
+    let mut bundle = agent_then_human(&name("late"));
+    let soon = time_in(1);
+    bundle["intent"]["deadline_at"] = json!(soon);
+    let id = apply(&s, &bundle)["intent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let step = step_intent(&s, &id, "readiness_check");
+    let out = wait_status(&s, &id, "TIMED_OUT", None);
+    assert_eq!(out["error"]["code"], "intent_timeout", "{out}");
+    assert_eq!(intent(&s, &step)["status"], "CANCELED");
+    assert_eq!(workflow(&s, &id)["runs"][0]["status"], "canceled");
+}
+
+#[test]
+fn a_step_whose_delivery_attempts_run_out_fails_the_workflow() {
+    let s = Server::start();
+    let worker = name("flaky");
+    let bundle = json!({
+        "scenario_id": "test.attempts.v1",
+        "agents": [{"role": "w", "address": worker, "delivery_mode": "inbox",
+                    "create_if_missing": true}],
+        "workflow": {"steps": [{"step_id": "work", "tool_id": "tool.agent.task.v1",
+                                "assigned_to": "w"}]},
+        "intent": {"type": "intent.demo.attempts.v1", "payload": {}, "max_delivery_attempts": 1}
+    });
+    let id = apply(&s, &bundle)["intent_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let c = s.post(&format!("/v1/agents/{worker}/inbox/claim"), &json!({}));
+    let token = c.json["claims"][0]["lease_token"]
+        .as_str()
+        .expect(&c.text)
+        .to_string();
+    let r = s.post(
+        &format!("/v1/claims/{token}/nack"),
+        &json!({"error": {"code": "busy"}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let failed = wait_status(&s, &id, "FAILED", None);
+    assert_eq!(
+        failed["error"]["details"]["code"], "delivery_failed",
+        "{failed}"
+    );
+}
+
+/// An RFC 3339 time `secs` seconds from now (UTC), as `date` spells it.
+fn time_in(secs: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let out = std::process::Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("@{}", now + secs),
+            "+%Y-%m-%dT%H:%M:%SZ",
+        ])
+        .output()
+        .expect("date");
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string()
+}
