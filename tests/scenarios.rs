@@ -80,6 +80,16 @@ fn bad_bundles_name_every_problem_by_its_json_path_and_apply_writes_nothing() {
             json!("missing"),
             "workflow.entry_step",
         ),
+        (
+            "/agents/0/address",
+            json!("agent://internal/delay"),
+            "agents[0].address",
+        ),
+        (
+            "/workflow/steps/0/assigned_to",
+            json!("agent://internal/notify"),
+            "workflow.steps[0].assigned_to",
+        ),
         ("/intent/payload", json!([1]), "intent.payload"),
     ];
     let mut failures = Vec::new();

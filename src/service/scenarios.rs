@@ -48,6 +48,9 @@ pub struct Bundle {
     pub intent: CreateIntent,
 }
 
+/// The addresses of the built-in agents (`model::builtin`), which no bundle may provision.
+pub const BUILTIN_PREFIX: &str = "agent://internal/";
+
 const TOP: &[&str] = &[
     "scenario_id",
     "title",
@@ -207,6 +210,15 @@ fn agent(r: &mut Report, a: &Map<String, Value>, at: &str, roles: &Roles) -> Opt
         r.error(
             format!("{at}.callback_url"),
             "is required when delivery_mode is http",
+        );
+    }
+    if addr
+        .as_deref()
+        .is_some_and(|a| a.starts_with(BUILTIN_PREFIX))
+    {
+        r.error(
+            format!("{at}.address"),
+            "agent://internal/ names the built-in agents; a bundle does not provision them",
         );
     }
     let (role, address) = (role?, addr?);

@@ -358,6 +358,14 @@ fn step(
     let kind = kind?;
     let address = match kind {
         Kind::Agent => match assigned {
+            Some((a, false)) if a.starts_with(super::scenarios::BUILTIN_PREFIX) => {
+                r.errors.push((
+                    format!("{at}.assigned_to"),
+                    "names a built-in agent; give the step its tool_id (e.g. tool.internal.delay)"
+                        .into(),
+                ));
+                return None;
+            }
             Some((a, false)) => a,
             Some((_, true)) => {
                 r.errors.push((
