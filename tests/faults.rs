@@ -10,6 +10,7 @@
 //! that holds files open for writing). Both need root, as CI runs; elsewhere the tests say so and
 //! pass without checking anything.
 
+#[allow(dead_code)] // shared with the integration binary; this one uses part of it
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -219,7 +220,9 @@ fn a_storage_that_refuses_writes_gets_503_and_recovers_without_a_restart() {
     let db = dir.path().join("axme.db");
     let prefix = dir.path().join("fiu");
     let prefix_arg = prefix.to_str().unwrap();
-    let mut s = Server::start_under(&["fiu-run", "-x", "-f", prefix_arg], &[], &db, &[]);
+    let mut fiu = Command::new("fiu-run");
+    fiu.args(["-x", "-f", prefix_arg]).arg(common::bin());
+    let mut s = Server::spawn(fiu, &db, &[], None);
     let faults = Faults {
         prefix: prefix.clone(),
         pid: s.pid(),

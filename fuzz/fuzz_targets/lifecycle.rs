@@ -22,7 +22,7 @@ use axme::service::effects::transition;
 use axme::service::history::Change;
 use axme::service::inbox::{self, Decision};
 use axme::service::intents;
-use axme::service::requests;
+use axme::service::{requests, resume};
 use axme::store::events::EventRow;
 use axme::store::intents::IntentRow;
 use axme::Error;
@@ -274,10 +274,10 @@ fn run(conn: &Tx, data: &[u8]) {
                 if arg & 4 != 0 {
                     b["task_result"]["comment"] = json!("why");
                 }
-                let req = requests::resume(&b).expect("a valid resume");
+                let req = resume::request(&b).expect("a valid resume");
                 (
                     Expect::Free,
-                    intents::resume(conn, &id, req, AGENT).map(drop),
+                    resume::resume(conn, &id, req, AGENT).map(drop),
                 )
             }
             7 => {

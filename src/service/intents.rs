@@ -8,8 +8,6 @@ use serde_json::json;
 use super::effects::{self, transition};
 use super::history::{self, Change, Changed, Created};
 use super::requests::{CreateIntent, Progress, Resolve};
-/// AXME `resume` lives beside the controls it is checked against (`service::resume`).
-pub use super::resume::resume;
 use crate::clock;
 use crate::model::{Status, WaitingReason};
 use crate::store::events::{self, EventRow};

@@ -5,9 +5,6 @@
 use serde_json::{Map, Value};
 
 use super::validate::{self, Fields};
-
-/// The resume body is read beside the rules it feeds (`service::resume`).
-pub use super::resume::{request as resume, Resume};
 use crate::clock;
 use crate::model::{Status, WaitingReason};
 use crate::Error;

@@ -7,6 +7,10 @@ use serde_json::{Map, Value};
 
 use super::{requests, validate};
 
+/// The addresses of the built-in agents (`model::builtin`), which no bundle provisions or
+/// assigns an agent task to.
+pub const BUILTIN_PREFIX: &str = "agent://internal/";
+
 /// What a check found: problems as `(JSON path, message)`.
 #[derive(Debug, Default, Clone)]
 pub struct Report {

@@ -14,6 +14,7 @@ use super::agents::{self, DeliveryMode, RegisterAgent};
 use super::requests::CreateIntent;
 use super::scenario_fields::{
     address, array, boolean, int, object, resolve_role, text, unknown, Report, Roles,
+    BUILTIN_PREFIX,
 };
 use super::workflow;
 use super::workflow_steps::{self, Kind, StepSpec};
@@ -47,9 +48,6 @@ pub struct Bundle {
     pub entry_step: Option<String>,
     pub intent: CreateIntent,
 }
-
-/// The addresses of the built-in agents (`model::builtin`), which no bundle may provision.
-pub const BUILTIN_PREFIX: &str = "agent://internal/";
 
 const TOP: &[&str] = &[
     "scenario_id",

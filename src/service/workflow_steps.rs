@@ -4,7 +4,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::scenario_fields::{int, object, resolve_role, step_task, text, Report, Roles};
+use super::scenario_fields::{
+    int, object, resolve_role, step_task, text, Report, Roles, BUILTIN_PREFIX,
+};
 use crate::model::builtin::{DELAY, NOTIFY};
 use crate::model::WaitingReason;
 
@@ -358,7 +360,7 @@ fn step(
     let kind = kind?;
     let address = match kind {
         Kind::Agent => match assigned {
-            Some((a, false)) if a.starts_with(super::scenarios::BUILTIN_PREFIX) => {
+            Some((a, false)) if a.starts_with(BUILTIN_PREFIX) => {
                 r.errors.push((
                     format!("{at}.assigned_to"),
                     "names a built-in agent; give the step its tool_id (e.g. tool.internal.delay)"

@@ -35,25 +35,3 @@ pub fn insert(conn: &Tx, c: &CompletionRow) -> Result<(), Error> {
     ])?;
     Ok(())
 }
-
-/// The completions stored for an address, oldest first.
-pub fn list_for_address(conn: &Tx, reply_to: &str) -> Result<Vec<CompletionRow>, Error> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT message_id, intent_id, reply_to, status, event_seq, body, created_at \
-         FROM completions WHERE reply_to = ?1 ORDER BY created_at",
-    )?;
-    let rows = stmt
-        .query_map([reply_to], |r| {
-            Ok(CompletionRow {
-                message_id: r.get(0)?,
-                intent_id: r.get(1)?,
-                reply_to: r.get(2)?,
-                status: r.get(3)?,
-                event_seq: r.get(4)?,
-                body: r.get(5)?,
-                created_at: r.get(6)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
-}

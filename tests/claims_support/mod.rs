@@ -2,8 +2,6 @@
 //! reading an intent and its events, and the clock arithmetic lease assertions need. Timing
 //! helpers poll the server; none of them sleeps to wait for readiness.
 
-#![allow(dead_code)]
-
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};

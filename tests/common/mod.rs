@@ -3,8 +3,6 @@
 //! once the socket is bound, so readiness is read from that line, never waited for with a sleep.
 //! Every test gets its own process and database, so tests run in parallel and clean up on drop.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,7 +22,7 @@ pub struct Server {
     pub data: PathBuf,
     /// Lines the server printed on stdout after the listening line (drained by a thread so the
     /// pipe never fills up).
-    pub stdout: mpsc::Receiver<String>,
+    _stdout: mpsc::Receiver<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -134,26 +132,6 @@ impl Server {
         Self::start_with(data, extra, None, &[])
     }
 
-    /// A server on the given database file, started through `wrapper` (a program and its
-    /// arguments that run the binary, such as a fault injector), with `env` set.
-    pub fn start_under(
-        wrapper: &[&str],
-        env: &[(&str, &str)],
-        data: &Path,
-        extra: &[&str],
-    ) -> Server {
-        let mut cmd = match wrapper.split_first() {
-            Some((program, args)) => {
-                let mut cmd = Command::new(program);
-                cmd.args(args).arg(bin());
-                cmd
-            }
-            None => Command::new(bin()),
-        };
-        cmd.envs(env.iter().copied());
-        Self::spawn(cmd, data, extra, None)
-    }
-
     /// A server on the given database file with extra environment variables (e.g. libfaketime's),
     /// its log going to `log` if given.
     pub fn start_with(
@@ -167,7 +145,13 @@ impl Server {
         Self::spawn(cmd, data, extra, log)
     }
 
-    fn spawn(mut cmd: Command, data: &Path, extra: &[&str], log: Option<std::fs::File>) -> Server {
+    /// A server from `cmd` (the binary, or a wrapper that runs it) on the given database file.
+    pub fn spawn(
+        mut cmd: Command,
+        data: &Path,
+        extra: &[&str],
+        log: Option<std::fs::File>,
+    ) -> Server {
         cmd.arg("serve")
             .arg("--data")
             .arg(data)
@@ -219,7 +203,7 @@ impl Server {
             base,
             api_key: ADMIN_KEY.to_string(),
             data: data.to_path_buf(),
-            stdout: rx,
+            _stdout: rx,
             _dir: None,
         }
     }

@@ -2,8 +2,6 @@
 //! PRNG whose seed `AXME_CRASH_SEED` replays a run's schedule, a keep-alive HTTP agent, and a
 //! short excerpt of a JSON value for failure messages.
 
-#![allow(dead_code)]
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;

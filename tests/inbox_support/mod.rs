@@ -3,8 +3,6 @@
 //! `api.tasks.list` schemas, written out as assertions), and the ways a test makes threads:
 //! intents to an `inbox` agent, human tasks, completions sent to a `reply_to` address.
 
-#![allow(dead_code)]
-
 use std::collections::HashSet;
 
 use serde_json::{json, Value};

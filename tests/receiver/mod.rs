@@ -5,8 +5,6 @@
 //! long enough to force the server's push timeout) and closes the connection. Dropping it stops
 //! the accept loop and cuts short any delay still running, so a test never waits on a hang.
 
-#![allow(dead_code)]
-
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

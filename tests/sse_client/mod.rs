@@ -6,8 +6,6 @@
 //! only sends keepalives) fails the test instead of hanging it. Below it, the few calls the
 //! binding tests share (a crate that uses this module declares `mod common;` too).
 
-#![allow(dead_code)]
-
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
