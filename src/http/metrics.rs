@@ -30,6 +30,14 @@ pub fn route_names() -> Vec<String> {
     names
 }
 
+/// The routing table's handler of `GET /metrics`: an admin key, unless `--metrics-public`.
+pub async fn serve_scrape(ctx: super::Ctx) -> Result<Response<Body>, Error> {
+    if !ctx.state.metrics_public {
+        crate::service::auth::require_admin(&ctx.principal, "reading metrics")?;
+    }
+    serve(&ctx.state).await
+}
+
 /// Renders the exposition.
 pub async fn serve(state: &AppState) -> Result<Response<Body>, Error> {
     // The counters first, the store after: a counter moves only after its commit, so whatever a

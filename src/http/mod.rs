@@ -34,7 +34,7 @@ use serde_json::Value;
 
 use self::request::Query;
 use self::response::Body;
-use self::router::{Matched, Route};
+use self::router::{Auth, BodyLimit, Lookup};
 use crate::service::auth::{Keys, Principal};
 use crate::service::idempotency::Scope;
 use crate::service::operator;
@@ -89,7 +89,8 @@ pub struct AppState {
 
 /// One request's context after routing and authentication.
 pub struct Ctx {
-    pub route: Route,
+    /// The routing table's row of this request.
+    pub spec: &'static router::Spec,
     pub state: Arc<AppState>,
     pub principal: Arc<Principal>,
     pub params: Vec<String>,
@@ -106,17 +107,9 @@ impl Ctx {
     /// The JSON body, within the route's size limit (only routes that carry an intent's payload,
     /// result or error get the large one) and nesting limit.
     pub async fn json(&self, body: Incoming) -> Result<Value, Error> {
-        let limit = match self.route {
-            Route::CreateIntent
-            | Route::Resolve
-            | Route::Resume
-            | Route::ValidateScenario
-            | Route::ApplyScenario
-            | Route::Progress
-            | Route::AckClaim
-            | Route::NackClaim
-            | Route::PublishEvent => self.state.limits.max_body_bytes,
-            _ => limits::SMALL_BODY_BYTES.min(self.state.limits.max_body_bytes),
+        let limit = match self.spec.body {
+            BodyLimit::Large => self.state.limits.max_body_bytes,
+            BodyLimit::Small => limits::SMALL_BODY_BYTES.min(self.state.limits.max_body_bytes),
         };
         let v = request::json_body(body, &self.headers, limit).await?;
         if limits::depth(&v) > limits::MAX_JSON_DEPTH {
@@ -147,9 +140,9 @@ pub async fn handle(
     let started = Instant::now();
     let request_id = id_header(req.headers(), &X_REQUEST_ID);
     let trace_id = id_header(req.headers(), &X_TRACE_ID);
-    let matched = router::route(req.method().as_str(), req.uri().path());
+    let matched = router::lookup(req.method().as_str(), req.uri().path());
     let route = match &matched {
-        Matched::Found(r, _) => Some(*r as usize),
+        Lookup::Found(spec, _) => Some(spec.route as usize),
         _ => None,
     };
     let method = req.method().clone();
@@ -193,7 +186,7 @@ fn id_header(headers: &HeaderMap, name: &HeaderName) -> HeaderValue {
 async fn dispatch(
     state: Arc<AppState>,
     req: Request<Incoming>,
-    matched: Matched,
+    matched: Lookup,
 ) -> Result<Response<Body>, Error> {
     let (parts, body) = req.into_parts();
     let target = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
@@ -202,117 +195,47 @@ async fn dispatch(
             limit: limits::MAX_URI_BYTES,
         });
     }
-    match matched {
-        Matched::Found(Route::Health, _) => return health(&state).await,
-        Matched::Found(Route::Metrics, _) if state.metrics_public => {
-            return metrics::serve(&state).await
-        }
-        _ => {}
-    }
-    // The dashboard's files hold no data; the page asks for a key and sends it to the API.
-    if let Matched::Found(Route::Ui | Route::UiAsset, params) = &matched {
-        return ui::serve(params, &parts.headers);
-    }
-    // The API's description is public, like the API's shape in the README.
-    if let Matched::Found(Route::OpenApi, _) = matched {
-        return Ok(openapi::document());
-    }
-    // Authenticated before anything else is said, even "no such route".
-    let principal = request::authenticate(&state.keys, &parts.headers)?;
-    let (route, params) = match matched {
-        Matched::Found(r, p) => (r, p),
-        Matched::MethodNotAllowed(allow) => return Err(Error::MethodNotAllowed { allow }),
-        Matched::NotFound => {
-            return Err(Error::NotFound {
-                what: "route",
-                id: parts.uri.path().to_string(),
-            })
+    let (spec, params) = match matched {
+        Lookup::Found(spec, params) => (spec, params),
+        other => {
+            // Authenticated before anything else is said, even "no such route".
+            request::authenticate(&state.keys, &parts.headers)?;
+            return Err(match other {
+                Lookup::MethodNotAllowed(allow) => Error::MethodNotAllowed { allow },
+                _ => Error::NotFound {
+                    what: "route",
+                    id: parts.uri.path().to_string(),
+                },
+            });
         }
     };
-    let quota = if !principal.is_admin() && state.rate.enabled() {
-        Some(state.rate.take(&principal.key_id)?)
-    } else {
-        None
+    let principal = match (spec.auth, state.metrics_public) {
+        (Auth::Open, _) | (Auth::Scrape, true) => None,
+        (Auth::Key | Auth::Scrape, _) => Some(request::authenticate(&state.keys, &parts.headers)?),
     };
+    let quota = match &principal {
+        Some(p) if !p.is_admin() && state.rate.enabled() => Some(state.rate.take(&p.key_id)?),
+        _ => None,
+    };
+    let principal = principal.unwrap_or_else(|| Arc::new(Principal::anonymous()));
     let ctx = Ctx {
-        route,
+        spec,
         state,
         principal,
         params,
         query: Query::parse(parts.uri.query())?,
         headers: parts.headers,
     };
-    let mut resp = route_to(route, ctx, body).await?;
+    let mut resp = (spec.handler)(ctx, body).await?;
     if let Some(q) = quota {
         limits::quota_headers(resp.headers_mut(), q);
     }
     Ok(resp)
 }
 
-async fn route_to(route: Route, ctx: Ctx, body: Incoming) -> Result<Response<Body>, Error> {
-    match route {
-        Route::Health => health(&ctx.state).await,
-        Route::OpenApi => Ok(openapi::document()),
-        Route::Capabilities => capabilities(),
-        Route::CreateIntent => intents::create(ctx, body).await,
-        Route::ListIntents => intents::list(ctx).await,
-        Route::GetIntent => intents::get(ctx).await,
-        Route::ListEvents => streams::intent_events(ctx).await,
-        Route::IntentEventsStream => streams::intent_events_stream(ctx).await,
-        Route::AgentFeed => streams::agent_feed_poll(ctx).await,
-        Route::AgentFeedStream => streams::agent_feed_stream(ctx).await,
-        Route::Firehose => firehose::firehose_stream(ctx).await,
-        Route::UpsertSubscription => webhooks::upsert_subscription(ctx, body).await,
-        Route::ListSubscriptions => webhooks::list_subscriptions(ctx).await,
-        Route::DeleteSubscription => webhooks::delete_subscription(ctx).await,
-        Route::PublishEvent => webhooks::publish_event(ctx, body).await,
-        Route::ReplayEvent => webhooks::replay_event(ctx).await,
-        Route::ListDeliveries => webhooks::list_deliveries(ctx).await,
-        Route::GetDelivery => webhooks::get_delivery(ctx).await,
-        Route::ReplayDelivery => webhooks::replay_delivery(ctx).await,
-        Route::Claim => claims::claim(ctx, body).await,
-        Route::AckClaim => claims::ack(ctx, body).await,
-        Route::NackClaim => claims::nack(ctx, body).await,
-        Route::ExtendClaim => claims::extend(ctx, body).await,
-        Route::Resolve => intents::resolve(ctx, body).await,
-        Route::Resume => intents::resume(ctx, body).await,
-        Route::Controls => intents::controls(ctx, body).await,
-        Route::Policy => intents::policy(ctx, body).await,
-        Route::GetWorkflow => scenarios::workflow(ctx).await,
-        Route::ValidateScenario => scenarios::validate(ctx, body).await,
-        Route::ApplyScenario => scenarios::apply(ctx, body).await,
-        Route::Ack => intents::ack(ctx, body).await,
-        Route::Progress => intents::progress(ctx, body).await,
-        Route::RegisterAgent => agents::register(ctx, body).await,
-        Route::ListAgents => agents::list(ctx).await,
-        Route::GetAgent => agents::get(ctx).await,
-        Route::RetireAgent => agents::retire(ctx).await,
-        Route::Redrive => intents::redrive(ctx, body).await,
-        Route::ListInbox => inbox::list(ctx).await,
-        Route::InboxChanges => inbox::changes(ctx).await,
-        Route::GetThread => inbox::get(ctx).await,
-        Route::ReplyThread => inbox::reply(ctx, body).await,
-        Route::DelegateThread => inbox::delegate(ctx, body).await,
-        Route::ApproveThread => inbox::approve(ctx, body).await,
-        Route::RejectThread => inbox::reject(ctx, body).await,
-        Route::ReadThread => inbox::read(ctx, body).await,
-        Route::DeleteMessages => inbox::delete_messages(ctx, body).await,
-        Route::ApprovalDecision => inbox::decision(ctx, body).await,
-        Route::MeTasks => inbox::tasks(ctx).await,
-        Route::CreateKey => keys::create(ctx, body).await,
-        Route::ListKeys => keys::list(ctx).await,
-        Route::RevokeKey => keys::revoke(ctx).await,
-        Route::Backup => admin::backup(ctx).await,
-        Route::Ui | Route::UiAsset => ui::serve(&ctx.params, &ctx.headers),
-        Route::Metrics => {
-            crate::service::auth::require_admin(&ctx.principal, "reading metrics")?;
-            metrics::serve(&ctx.state).await
-        }
-    }
-}
-
 /// `GET /health`: open to everyone; 503 when the database cannot be read.
-async fn health(state: &AppState) -> Result<Response<Body>, Error> {
+async fn health(ctx: Ctx) -> Result<Response<Body>, Error> {
+    let state = &ctx.state;
     let schema_version = state.store.read(operator::schema_version).await?;
     response::ok(&wire::Health {
         ok: true,
@@ -322,7 +245,7 @@ async fn health(state: &AppState) -> Result<Response<Body>, Error> {
     })
 }
 
-fn capabilities() -> Result<Response<Body>, Error> {
+async fn capabilities(_ctx: Ctx) -> Result<Response<Body>, Error> {
     response::ok(&wire::Capabilities {
         ok: true,
         capabilities: vec![

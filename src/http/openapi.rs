@@ -13,6 +13,11 @@ use super::response::Body;
 pub const DOCUMENT: &str = include_str!("../../assets/openapi.json");
 
 /// The document as a 200 `application/json` response (served from the binary, never copied).
+/// The routing table's handler of `GET /openapi.json`.
+pub async fn serve(_ctx: super::Ctx) -> Result<Response<Body>, crate::Error> {
+    Ok(document())
+}
+
 pub fn document() -> Response<Body> {
     let mut resp = Response::new(Body::full(Bytes::from_static(DOCUMENT.as_bytes())));
     resp.headers_mut()

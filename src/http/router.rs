@@ -1,9 +1,92 @@
-//! The routing table: one line per `(method, path pattern)`, readable in one screen. `*` matches
+//! The routing table: one row per route — method, path pattern, name, who may call it, how large
+//! a body it takes, and its handler — readable in one screen. `*` matches
 //! exactly one path segment; `**` matches one or more (an agent address such as
 //! `team/billing/worker` sits in the path with its slashes, as the AXME SDK sends it). Matched
 //! parts are handed to the handler, percent-decoded, in order. The first matching line wins, so
 //! longer patterns stand above shorter ones. A path that matches no pattern is 404; one that
 //! matches only with another method is 405 with `Allow`.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use hyper::body::Incoming;
+use hyper::Response;
+
+use super::response::Body;
+use super::{
+    admin, agents, claims, firehose, inbox, intents, keys, metrics, openapi, scenarios, streams,
+    ui, webhooks, Ctx,
+};
+use crate::Error;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// Anyone, without a key (`/health`, the API description, the dashboard's files: none of
+    /// them holds data).
+    Open,
+    /// Any valid key; the handler asks `service::access` what the key may reach.
+    Key,
+    /// `/metrics`: an admin key, or anyone with `--metrics-public`.
+    Scrape,
+}
+
+/// How large a JSON body a route reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLimit {
+    /// The small limit (`limits::SMALL_BODY_BYTES`): requests that carry no payload.
+    Small,
+    /// `--max-payload-bytes`: requests that carry an intent's payload, result or error.
+    Large,
+}
+
+/// What a handler returns.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Error>> + Send>>;
+
+/// A route's handler: the request context and its (unread) body.
+pub type Handler = fn(Ctx, Incoming) -> HandlerFuture;
+
+/// One row of the routing table.
+pub struct Spec {
+    pub method: &'static str,
+    pub pattern: &'static str,
+    pub route: Route,
+    pub auth: Auth,
+    pub body: BodyLimit,
+    pub handler: Handler,
+}
+
+const fn row(
+    method: &'static str,
+    pattern: &'static str,
+    route: Route,
+    auth: Auth,
+    body: BodyLimit,
+    handler: Handler,
+) -> Spec {
+    Spec {
+        method,
+        pattern,
+        route,
+        auth,
+        body,
+        handler,
+    }
+}
+
+/// A handler that reads the request body.
+macro_rules! body {
+    ($f:path) => {
+        |c, b| Box::pin($f(c, b))
+    };
+}
+
+/// A handler that takes no body.
+macro_rules! plain {
+    ($f:path) => {
+        |c, _| Box::pin($f(c))
+    };
+}
 
 /// Every endpoint the server answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,63 +148,68 @@ pub enum Route {
     Metrics,
 }
 
+use Auth::{Key, Open, Scrape};
+use BodyLimit::{Large, Small};
+use Route::*;
+
+/// The routing table: one row per route, in matching order.
 #[rustfmt::skip]
-const ROUTES: &[(&str, &str, Route)] = &[
-    ("GET",    "/health",                          Route::Health),
-    ("GET",    "/openapi.json",                    Route::OpenApi),
-    ("GET",    "/v1/capabilities",                 Route::Capabilities),
-    ("POST",   "/v1/intents",                      Route::CreateIntent),
-    ("GET",    "/v1/intents",                      Route::ListIntents),
-    ("GET",    "/v1/intents/*",                    Route::GetIntent),
-    ("GET",    "/v1/intents/*/events",             Route::ListEvents),
-    ("GET",    "/v1/intents/*/events/stream",      Route::IntentEventsStream),
-    ("POST",   "/v1/intents/*/resolve",            Route::Resolve),
-    ("POST",   "/v1/intents/*/resume",             Route::Resume),
-    ("POST",   "/v1/intents/*/controls",           Route::Controls),
-    ("POST",   "/v1/intents/*/policy",             Route::Policy),
-    ("GET",    "/v1/intents/*/workflow",           Route::GetWorkflow),
-    ("POST",   "/v1/scenarios/validate",           Route::ValidateScenario),
-    ("POST",   "/v1/scenarios/apply",              Route::ApplyScenario),
-    ("POST",   "/v1/intents/*/ack",                Route::Ack),
-    ("POST",   "/v1/intents/*/progress",           Route::Progress),
-    ("POST",   "/v1/intents/*/redrive",            Route::Redrive),
-    ("POST",   "/v1/agents",                       Route::RegisterAgent),
-    ("GET",    "/v1/agents",                       Route::ListAgents),
-    ("POST",   "/v1/agents/**/inbox/claim",        Route::Claim),
-    ("GET",    "/v1/agents/**/intents/stream",     Route::AgentFeedStream),
-    ("GET",    "/v1/agents/**/intents",            Route::AgentFeed),
-    ("GET",    "/v1/agents/**",                    Route::GetAgent),
-    ("DELETE", "/v1/agents/**",                    Route::RetireAgent),
-    ("GET",    "/v1/events/stream",                Route::Firehose),
-    ("POST",   "/v1/webhooks/subscriptions",       Route::UpsertSubscription),
-    ("GET",    "/v1/webhooks/subscriptions",       Route::ListSubscriptions),
-    ("DELETE", "/v1/webhooks/subscriptions/*",     Route::DeleteSubscription),
-    ("POST",   "/v1/webhooks/events",              Route::PublishEvent),
-    ("POST",   "/v1/webhooks/events/*/replay",     Route::ReplayEvent),
-    ("GET",    "/v1/deliveries",                   Route::ListDeliveries),
-    ("GET",    "/v1/deliveries/*",                 Route::GetDelivery),
-    ("POST",   "/v1/deliveries/*/replay",          Route::ReplayDelivery),
-    ("POST",   "/v1/claims/*/ack",                 Route::AckClaim),
-    ("POST",   "/v1/claims/*/nack",                Route::NackClaim),
-    ("POST",   "/v1/claims/*/extend",              Route::ExtendClaim),
-    ("GET",    "/v1/inbox",                        Route::ListInbox),
-    ("GET",    "/v1/inbox/changes",                Route::InboxChanges),
-    ("GET",    "/v1/inbox/*",                      Route::GetThread),
-    ("POST",   "/v1/inbox/*/reply",                Route::ReplyThread),
-    ("POST",   "/v1/inbox/*/delegate",             Route::DelegateThread),
-    ("POST",   "/v1/inbox/*/approve",              Route::ApproveThread),
-    ("POST",   "/v1/inbox/*/reject",               Route::RejectThread),
-    ("POST",   "/v1/inbox/*/read",                 Route::ReadThread),
-    ("POST",   "/v1/inbox/*/messages/delete",      Route::DeleteMessages),
-    ("POST",   "/v1/approvals/*/decision",         Route::ApprovalDecision),
-    ("GET",    "/v1/me/tasks",                     Route::MeTasks),
-    ("POST",   "/v1/keys",                         Route::CreateKey),
-    ("GET",    "/v1/keys",                         Route::ListKeys),
-    ("POST",   "/v1/keys/*/revoke",                Route::RevokeKey),
-    ("GET",    "/v1/admin/backup",                 Route::Backup),
-    ("GET",    "/ui",                              Route::Ui),
-    ("GET",    "/ui/*",                            Route::UiAsset),
-    ("GET",    "/metrics",                         Route::Metrics),
+const ROUTES: &[Spec] = &[
+    row("GET",   "/health",                       Health,             Open,  Small, plain!(super::health)),
+    row("GET",   "/openapi.json",                 OpenApi,            Open,  Small, plain!(openapi::serve)),
+    row("GET",   "/v1/capabilities",              Capabilities,       Key,   Small, plain!(super::capabilities)),
+    row("POST",  "/v1/intents",                   CreateIntent,       Key,   Large, body!(intents::create)),
+    row("GET",   "/v1/intents",                   ListIntents,        Key,   Small, plain!(intents::list)),
+    row("GET",   "/v1/intents/*",                 GetIntent,          Key,   Small, plain!(intents::get)),
+    row("GET",   "/v1/intents/*/events",          ListEvents,         Key,   Small, plain!(streams::intent_events)),
+    row("GET",   "/v1/intents/*/events/stream",   IntentEventsStream, Key,   Small, plain!(streams::intent_events_stream)),
+    row("POST",  "/v1/intents/*/resolve",         Resolve,            Key,   Large, body!(intents::resolve)),
+    row("POST",  "/v1/intents/*/resume",          Resume,             Key,   Large, body!(intents::resume)),
+    row("POST",  "/v1/intents/*/controls",        Controls,           Key,   Small, body!(intents::controls)),
+    row("POST",  "/v1/intents/*/policy",          Policy,             Key,   Small, body!(intents::policy)),
+    row("GET",   "/v1/intents/*/workflow",        GetWorkflow,        Key,   Small, plain!(scenarios::workflow)),
+    row("POST",  "/v1/scenarios/validate",        ValidateScenario,   Key,   Large, body!(scenarios::validate)),
+    row("POST",  "/v1/scenarios/apply",           ApplyScenario,      Key,   Large, body!(scenarios::apply)),
+    row("POST",  "/v1/intents/*/ack",             Ack,                Key,   Small, body!(intents::ack)),
+    row("POST",  "/v1/intents/*/progress",        Progress,           Key,   Large, body!(intents::progress)),
+    row("POST",  "/v1/intents/*/redrive",         Redrive,            Key,   Small, body!(intents::redrive)),
+    row("POST",  "/v1/agents",                    RegisterAgent,      Key,   Small, body!(agents::register)),
+    row("GET",   "/v1/agents",                    ListAgents,         Key,   Small, plain!(agents::list)),
+    row("POST",  "/v1/agents/**/inbox/claim",     Claim,              Key,   Small, body!(claims::claim)),
+    row("GET",   "/v1/agents/**/intents/stream",  AgentFeedStream,    Key,   Small, plain!(streams::agent_feed_stream)),
+    row("GET",   "/v1/agents/**/intents",         AgentFeed,          Key,   Small, plain!(streams::agent_feed_poll)),
+    row("GET",   "/v1/agents/**",                 GetAgent,           Key,   Small, plain!(agents::get)),
+    row("DELETE","/v1/agents/**",                 RetireAgent,        Key,   Small, plain!(agents::retire)),
+    row("GET",   "/v1/events/stream",             Firehose,           Key,   Small, plain!(firehose::firehose_stream)),
+    row("POST",  "/v1/webhooks/subscriptions",    UpsertSubscription, Key,   Small, body!(webhooks::upsert_subscription)),
+    row("GET",   "/v1/webhooks/subscriptions",    ListSubscriptions,  Key,   Small, plain!(webhooks::list_subscriptions)),
+    row("DELETE","/v1/webhooks/subscriptions/*",  DeleteSubscription, Key,   Small, plain!(webhooks::delete_subscription)),
+    row("POST",  "/v1/webhooks/events",           PublishEvent,       Key,   Large, body!(webhooks::publish_event)),
+    row("POST",  "/v1/webhooks/events/*/replay",  ReplayEvent,        Key,   Small, plain!(webhooks::replay_event)),
+    row("GET",   "/v1/deliveries",                ListDeliveries,     Key,   Small, plain!(webhooks::list_deliveries)),
+    row("GET",   "/v1/deliveries/*",              GetDelivery,        Key,   Small, plain!(webhooks::get_delivery)),
+    row("POST",  "/v1/deliveries/*/replay",       ReplayDelivery,     Key,   Small, plain!(webhooks::replay_delivery)),
+    row("POST",  "/v1/claims/*/ack",              AckClaim,           Key,   Large, body!(claims::ack)),
+    row("POST",  "/v1/claims/*/nack",             NackClaim,          Key,   Large, body!(claims::nack)),
+    row("POST",  "/v1/claims/*/extend",           ExtendClaim,        Key,   Small, body!(claims::extend)),
+    row("GET",   "/v1/inbox",                     ListInbox,          Key,   Small, plain!(inbox::list)),
+    row("GET",   "/v1/inbox/changes",             InboxChanges,       Key,   Small, plain!(inbox::changes)),
+    row("GET",   "/v1/inbox/*",                   GetThread,          Key,   Small, plain!(inbox::get)),
+    row("POST",  "/v1/inbox/*/reply",             ReplyThread,        Key,   Small, body!(inbox::reply)),
+    row("POST",  "/v1/inbox/*/delegate",          DelegateThread,     Key,   Small, body!(inbox::delegate)),
+    row("POST",  "/v1/inbox/*/approve",           ApproveThread,      Key,   Small, body!(inbox::approve)),
+    row("POST",  "/v1/inbox/*/reject",            RejectThread,       Key,   Small, body!(inbox::reject)),
+    row("POST",  "/v1/inbox/*/read",              ReadThread,         Key,   Small, body!(inbox::read)),
+    row("POST",  "/v1/inbox/*/messages/delete",   DeleteMessages,     Key,   Small, body!(inbox::delete_messages)),
+    row("POST",  "/v1/approvals/*/decision",      ApprovalDecision,   Key,   Small, body!(inbox::decision)),
+    row("GET",   "/v1/me/tasks",                  MeTasks,            Key,   Small, plain!(inbox::tasks)),
+    row("POST",  "/v1/keys",                      CreateKey,          Key,   Small, body!(keys::create)),
+    row("GET",   "/v1/keys",                      ListKeys,           Key,   Small, plain!(keys::list)),
+    row("POST",  "/v1/keys/*/revoke",             RevokeKey,          Key,   Small, plain!(keys::revoke)),
+    row("GET",   "/v1/admin/backup",              Backup,             Key,   Small, plain!(admin::backup)),
+    row("GET",   "/ui",                           Ui,                 Open,  Small, plain!(ui::serve_ctx)),
+    row("GET",   "/ui/*",                         UiAsset,            Open,  Small, plain!(ui::serve_ctx)),
+    row("GET",   "/metrics",                      Metrics,            Scrape, Small, plain!(metrics::serve_scrape)),
 ];
 
 /// What the table says about a request line.
@@ -132,28 +220,44 @@ pub enum Matched {
     NotFound,
 }
 
+/// What the table says about a request line, with the matched row.
+pub enum Lookup {
+    Found(&'static Spec, Vec<String>),
+    MethodNotAllowed(Vec<&'static str>),
+    NotFound,
+}
+
 /// Looks a request up in the table. `HEAD` is answered like `GET`.
-pub fn route(method: &str, path: &str) -> Matched {
+pub fn lookup(method: &str, path: &str) -> Lookup {
     let method = if method == "HEAD" { "GET" } else { method };
     let path = path
         .strip_suffix('/')
         .filter(|p| !p.is_empty())
         .unwrap_or(path);
     let mut allow = Vec::new();
-    for (m, pattern, route) in ROUTES {
-        if let Some(params) = match_path(pattern, path) {
-            if *m == method {
-                return Matched::Found(*route, params);
+    for spec in ROUTES {
+        if let Some(params) = match_path(spec.pattern, path) {
+            if spec.method == method {
+                return Lookup::Found(spec, params);
             }
-            if !allow.contains(m) {
-                allow.push(*m);
+            if !allow.contains(&spec.method) {
+                allow.push(spec.method);
             }
         }
     }
     if allow.is_empty() {
-        Matched::NotFound
+        Lookup::NotFound
     } else {
-        Matched::MethodNotAllowed(allow)
+        Lookup::MethodNotAllowed(allow)
+    }
+}
+
+/// [`lookup`], naming the route.
+pub fn route(method: &str, path: &str) -> Matched {
+    match lookup(method, path) {
+        Lookup::Found(spec, params) => Matched::Found(spec.route, params),
+        Lookup::MethodNotAllowed(allow) => Matched::MethodNotAllowed(allow),
+        Lookup::NotFound => Matched::NotFound,
     }
 }
 
@@ -235,12 +339,12 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// Every route of the table, in table order (metrics number them by `route as usize`).
 pub fn routes() -> impl Iterator<Item = Route> {
-    ROUTES.iter().map(|(_, _, r)| *r)
+    ROUTES.iter().map(|s| s.route)
 }
 
 /// Every `(method, pattern)` of the table, for documentation and tests.
 pub fn table() -> impl Iterator<Item = (&'static str, &'static str)> {
-    ROUTES.iter().map(|(m, p, _)| (*m, *p))
+    ROUTES.iter().map(|s| (s.method, s.pattern))
 }
 
 #[cfg(test)]

@@ -89,6 +89,11 @@ fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
 
 /// `GET /ui` (no path parameter: the page) and `GET /ui/{file}`: the asset, a 304 when the
 /// client's copy is current, or 404 for a name that is not one of the dashboard's files.
+/// The routing table's handler of `/ui` and `/ui/{file}`.
+pub async fn serve_ctx(ctx: super::Ctx) -> Result<Response<Body>, Error> {
+    serve(&ctx.params, &ctx.headers)
+}
+
 pub fn serve(params: &[String], headers: &HeaderMap) -> Result<Response<Body>, Error> {
     let name = params.first().map_or(INDEX, String::as_str);
     let Some(i) = ASSETS.iter().position(|a| a.name == name) else {

@@ -27,6 +27,17 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The caller of a route open to everyone: no key, no role, no address (it may reach
+    /// nothing that `service::access` guards).
+    pub fn anonymous() -> Principal {
+        Principal {
+            key_id: String::new(),
+            name: String::new(),
+            role: String::new(),
+            agents: Vec::new(),
+        }
+    }
+
     /// The caller as an agent address: the default `from_agent` of what it sends and the
     /// `actor` of what it does.
     pub fn address(&self) -> String {
