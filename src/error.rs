@@ -81,6 +81,7 @@ impl Error {
                 "route" => "route_not_found",
                 "thread" => "thread_not_found",
                 "key" => "key_not_found",
+                "service_account" => "service_account_not_found",
                 _ => "not_found",
             },
             Error::MethodNotAllowed { .. } => "method_not_allowed",

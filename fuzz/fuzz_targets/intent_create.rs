@@ -82,14 +82,33 @@ fn check(sent: &Map<String, Value>, c: &CreateIntent) {
 
     for (name, value) in [
         ("to_agent", Some(&c.to_agent)),
-        ("from_agent", c.from_agent.as_ref()),
-        ("reply_to", c.reply_to.as_ref()),
         ("escalate_to", c.escalate_to.as_ref()),
     ] {
         assert_eq!(value.cloned(), normalized(sent, name), "{name}");
         if let Some(a) = value {
             check_address(a);
         }
+    }
+    // A sent from_agent is kept only when it is an agent address (the key decides the rest).
+    let from = sent.get("from_agent").and_then(Value::as_str);
+    let from_ok = from.is_some_and(|f| validate::address("f", f).is_ok());
+    assert_eq!(c.from_agent.is_some(), from_ok, "from_agent {from:?}");
+    if let Some(a) = &c.from_agent {
+        assert_eq!(Some(a.clone()), normalized(sent, "from_agent"));
+        check_address(a);
+    }
+    // reply_to may use any scheme; a bare name is an agent's.
+    if let Some(r) = &c.reply_to {
+        let given = sent["reply_to"].as_str().expect("a string");
+        match given.split_once("://") {
+            Some((scheme, _)) if scheme != "agent" => assert_eq!(r, given),
+            _ => {
+                assert_eq!(Some(r.clone()), normalized(sent, "reply_to"));
+                check_address(r);
+            }
+        }
+        assert!(!r.chars().any(|c| c.is_whitespace() || c.is_control()), "{r:?}");
+        assert!((ADDRESS_MIN..=ADDRESS_MAX).contains(&r.len()), "{r:?}");
     }
 
     assert!(c.payload.len() <= PAYLOAD_LIMIT);

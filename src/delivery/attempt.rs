@@ -42,8 +42,11 @@ struct ObserverData<'a> {
     intent: wire::Intent<'a>,
 }
 
+/// A push body. `intent_id` is AXME's: its http agents read the intent id at the top.
 #[derive(Serialize)]
 struct Envelope<'a, D: Serialize> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    intent_id: Option<&'a str>,
     #[serde(rename = "type")]
     kind: &'a str,
     timestamp: String,
@@ -65,6 +68,7 @@ pub fn render(p: &Prepared) -> Result<Request, Error> {
     let timestamp = clock::now_rfc3339();
     if let Some(e) = &p.webhook_event {
         let body = serde_json::to_vec(&Envelope {
+            intent_id: None,
             kind: &d.event_type,
             timestamp,
             data: PublishedData {
@@ -89,6 +93,7 @@ pub fn render(p: &Prepared) -> Result<Request, Error> {
         .ok_or_else(|| Error::internal("the delivery's intent is gone"))?;
     let body = if d.kind == KIND_HANDLER {
         serde_json::to_vec(&Envelope {
+            intent_id: Some(&intent.intent_id),
             kind: &d.event_type,
             timestamp,
             data: HandlerData {
@@ -105,6 +110,7 @@ pub fn render(p: &Prepared) -> Result<Request, Error> {
             .as_ref()
             .ok_or_else(|| Error::internal("the delivery's event is gone"))?;
         serde_json::to_vec(&Envelope {
+            intent_id: Some(&intent.intent_id),
             kind: &d.event_type,
             timestamp,
             data: ObserverData {

@@ -1,4 +1,5 @@
-//! Handlers of the agent registry (`/v1/agents`, an extension of the AXME API).
+//! Handlers of the agent registry (`/v1/agents`: AXME's listing and lookup, and registering a
+//! binding, an extension). Service accounts show here as the agents they are.
 
 use crate::service::access::Access;
 use hyper::body::Incoming;
@@ -7,8 +8,8 @@ use hyper::Response;
 use super::response::{self, from_rendered, Body};
 use super::wire;
 use super::Ctx;
-use crate::service::agents;
 use crate::service::idempotency::write_once;
+use crate::service::{agents, service_accounts};
 use crate::Error;
 
 type Result = std::result::Result<Response<Body>, Error>;
@@ -21,11 +22,15 @@ pub async fn register(ctx: Ctx, body: Incoming) -> Result {
     let rendered = write_once(
         &ctx.state.store,
         scope,
-        move |c| agents::register(c, req),
-        |(row, generated)| {
+        move |c| {
+            let (agent, generated) = agents::register(c, req)?;
+            let account = service_accounts::of_address(c, &agent.address)?;
+            Ok((agents::Entry { agent, account }, generated))
+        },
+        |(entry, generated)| {
             response::render(&wire::AgentEnvelope {
                 ok: true,
-                agent: wire::Agent::from_row(row, generated.as_deref()),
+                agent: wire::Agent::from_entry(entry, generated.as_deref()),
             })
         },
     )
@@ -33,15 +38,21 @@ pub async fn register(ctx: Ctx, body: Incoming) -> Result {
     Ok(from_rendered(rendered))
 }
 
+/// `GET /v1/agents?limit=`: registered agents and service accounts, by address.
 pub async fn list(ctx: Ctx) -> Result {
     let access = Access::of(&ctx.principal);
-    let mut rows = ctx.state.store.read(agents::list).await?;
-    rows.retain(|r| access.owns(&r.address));
+    // AXME's `org_id` and `workspace_id` name the one organization there is; `limit` is kept.
+    let limit = ctx.query.int("limit", 1, 1000)?;
+    let mut entries = ctx.state.store.read(agents::entries).await?;
+    entries.retain(|e| access.owns(&e.agent.address));
+    if let Some(n) = limit {
+        entries.truncate(n as usize);
+    }
     response::ok(&wire::AgentList {
         ok: true,
-        agents: rows
+        agents: entries
             .iter()
-            .map(|r| wire::Agent::from_row(r, None))
+            .map(|e| wire::Agent::from_entry(e, None))
             .collect(),
     })
 }
@@ -55,14 +66,14 @@ pub async fn get(ctx: Ctx) -> Result {
             id: address,
         });
     }
-    let row = ctx
+    let entry = ctx
         .state
         .store
-        .read(move |c| agents::get(c, &address))
+        .read(move |c| agents::entry(c, &address))
         .await?;
     response::ok(&wire::AgentEnvelope {
         ok: true,
-        agent: wire::Agent::from_row(&row, None),
+        agent: wire::Agent::from_entry(&entry, None),
     })
 }
 

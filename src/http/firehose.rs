@@ -136,6 +136,7 @@ pub async fn firehose_stream(ctx: Ctx) -> Result {
             wait,
             key_id: ctx.principal.key_id.clone(),
             capped: !ctx.principal.is_admin(),
+            wait_bounds_response: false,
         },
     )
 }

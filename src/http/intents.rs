@@ -11,6 +11,7 @@ use super::wire;
 use super::Ctx;
 use crate::model::Status;
 use crate::service::access::Access;
+use crate::service::cleanup;
 use crate::service::history::Changed;
 use crate::service::idempotency::write_once;
 use crate::service::intents;
@@ -24,7 +25,7 @@ type Result = std::result::Result<Response<Body>, Error>;
 pub async fn create(ctx: Ctx, body: Incoming) -> Result {
     let body = ctx.json(body).await?;
     let mut req = requests::create_intent(&body, ctx.state.limits.max_payload_bytes)?;
-    req.from_agent = Access::of(&ctx.principal).from_agent(req.from_agent)?;
+    req.from_agent = Access::of(&ctx.principal).from_agent(req.from_agent);
     let scope = ctx.idempotency("POST /v1/intents".into(), &body)?;
     let caller = ctx.principal.address();
     let rendered = write_once(
@@ -102,6 +103,41 @@ pub async fn list(ctx: Ctx) -> Result {
             .collect::<std::result::Result<_, _>>()?,
         next_cursor: next.map(|n| n.to_string()),
     })
+}
+
+/// `POST /v1/intents/bulk-cancel` (AXME's CLI `intents cleanup`): a dry run names the stale
+/// intents; otherwise they are canceled in one transaction.
+pub async fn bulk_cancel(ctx: Ctx, body: Incoming) -> Result {
+    let body = ctx.json(body).await?;
+    let req = cleanup::request(&body)?;
+    let access = Access::of(&ctx.principal);
+    let caller = ctx.principal.address();
+    let render = |o: &cleanup::Outcome| {
+        response::render(&wire::BulkCanceled {
+            ok: true,
+            dry_run: o.dry_run,
+            would_cancel: o.dry_run.then_some(o.intent_ids.len()),
+            canceled: if o.dry_run { 0 } else { o.intent_ids.len() },
+            intent_ids: &o.intent_ids,
+        })
+    };
+    if req.dry_run {
+        let outcome = ctx
+            .state
+            .store
+            .read(move |c| cleanup::run(c, &req, &access, &caller))
+            .await?;
+        return Ok(from_rendered(render(&outcome)?));
+    }
+    let scope = ctx.idempotency("POST /v1/intents/bulk-cancel".into(), &body)?;
+    let rendered = write_once(
+        &ctx.state.store,
+        scope,
+        move |c| cleanup::run(c, &req, &access, &caller),
+        render,
+    )
+    .await?;
+    Ok(from_rendered(rendered))
 }
 
 /// Which change a write endpoint asks for.

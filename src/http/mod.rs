@@ -17,6 +17,7 @@ pub mod request;
 pub mod response;
 pub mod router;
 mod scenarios;
+mod service_accounts;
 pub mod sse;
 mod streams;
 mod ui;
@@ -233,7 +234,8 @@ async fn dispatch(
     Ok(resp)
 }
 
-/// `GET /health`: open to everyone; 503 when the database cannot be read.
+/// `GET /health` and `GET /v1/health` (AXME's Go and .NET SDKs): open to everyone; 503 when the
+/// database cannot be read.
 async fn health(ctx: Ctx) -> Result<Response<Body>, Error> {
     let state = &ctx.state;
     let schema_version = state.store.read(operator::schema_version).await?;
@@ -280,6 +282,8 @@ async fn capabilities(_ctx: Ctx) -> Result<Response<Body>, Error> {
             "runtime.escalation",
             "events.subscribe",
             "keys",
+            "service_accounts",
+            "intents.bulk_cancel",
             "admin.backup",
         ],
         supported_intent_types: vec!["intent.ask.v1", "intent.reply.v1"],

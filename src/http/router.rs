@@ -2,7 +2,9 @@
 //! a body it takes, and its handler — readable in one screen. `*` matches
 //! exactly one path segment; `**` matches one or more (an agent address such as
 //! `team/billing/worker` sits in the path with its slashes, as the AXME SDK sends it). Matched
-//! parts are handed to the handler, percent-decoded, in order. The first matching line wins, so
+//! parts are handed to the handler, percent-decoded, in order. An address typed with its scheme
+//! (`/v1/agents/agent://team/w/intents`) keeps it: the empty segment after `agent:` is the
+//! scheme's `//`. The first matching line wins, so
 //! longer patterns stand above shorter ones. A path that matches no pattern is 404; one that
 //! matches only with another method is 405 with `Allow`.
 
@@ -14,8 +16,8 @@ use hyper::Response;
 
 use super::response::Body;
 use super::{
-    admin, agents, claims, firehose, inbox, intents, keys, metrics, openapi, scenarios, streams,
-    ui, webhooks, Ctx,
+    admin, agents, claims, firehose, inbox, intents, keys, metrics, openapi, scenarios,
+    service_accounts, streams, ui, webhooks, Ctx,
 };
 use crate::Error;
 
@@ -92,10 +94,12 @@ macro_rules! plain {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Health,
+    HealthV1,
     OpenApi,
     Capabilities,
     CreateIntent,
     ListIntents,
+    BulkCancel,
     GetIntent,
     ListEvents,
     IntentEventsStream,
@@ -142,6 +146,12 @@ pub enum Route {
     CreateKey,
     ListKeys,
     RevokeKey,
+    CreateServiceAccount,
+    ListServiceAccounts,
+    GetServiceAccount,
+    DeleteServiceAccount,
+    CreateServiceAccountKey,
+    RevokeServiceAccountKey,
     Backup,
     Ui,
     UiAsset,
@@ -155,61 +165,69 @@ use Route::*;
 /// The routing table: one row per route, in matching order.
 #[rustfmt::skip]
 const ROUTES: &[Spec] = &[
-    row("GET",   "/health",                       Health,             Open,  Small, plain!(super::health)),
-    row("GET",   "/openapi.json",                 OpenApi,            Open,  Small, plain!(openapi::serve)),
-    row("GET",   "/v1/capabilities",              Capabilities,       Key,   Small, plain!(super::capabilities)),
-    row("POST",  "/v1/intents",                   CreateIntent,       Key,   Large, body!(intents::create)),
-    row("GET",   "/v1/intents",                   ListIntents,        Key,   Small, plain!(intents::list)),
-    row("GET",   "/v1/intents/*",                 GetIntent,          Key,   Small, plain!(intents::get)),
-    row("GET",   "/v1/intents/*/events",          ListEvents,         Key,   Small, plain!(streams::intent_events)),
-    row("GET",   "/v1/intents/*/events/stream",   IntentEventsStream, Key,   Small, plain!(streams::intent_events_stream)),
-    row("POST",  "/v1/intents/*/resolve",         Resolve,            Key,   Large, body!(intents::resolve)),
-    row("POST",  "/v1/intents/*/resume",          Resume,             Key,   Large, body!(intents::resume)),
-    row("POST",  "/v1/intents/*/controls",        Controls,           Key,   Small, body!(intents::controls)),
-    row("POST",  "/v1/intents/*/policy",          Policy,             Key,   Small, body!(intents::policy)),
-    row("GET",   "/v1/intents/*/workflow",        GetWorkflow,        Key,   Small, plain!(scenarios::workflow)),
-    row("POST",  "/v1/scenarios/validate",        ValidateScenario,   Key,   Large, body!(scenarios::validate)),
-    row("POST",  "/v1/scenarios/apply",           ApplyScenario,      Key,   Large, body!(scenarios::apply)),
-    row("POST",  "/v1/intents/*/ack",             Ack,                Key,   Small, body!(intents::ack)),
-    row("POST",  "/v1/intents/*/progress",        Progress,           Key,   Large, body!(intents::progress)),
-    row("POST",  "/v1/intents/*/redrive",         Redrive,            Key,   Small, body!(intents::redrive)),
-    row("POST",  "/v1/agents",                    RegisterAgent,      Key,   Small, body!(agents::register)),
-    row("GET",   "/v1/agents",                    ListAgents,         Key,   Small, plain!(agents::list)),
-    row("POST",  "/v1/agents/**/inbox/claim",     Claim,              Key,   Small, body!(claims::claim)),
-    row("GET",   "/v1/agents/**/intents/stream",  AgentFeedStream,    Key,   Small, plain!(streams::agent_feed_stream)),
-    row("GET",   "/v1/agents/**/intents",         AgentFeed,          Key,   Small, plain!(streams::agent_feed_poll)),
-    row("GET",   "/v1/agents/**",                 GetAgent,           Key,   Small, plain!(agents::get)),
-    row("DELETE","/v1/agents/**",                 RetireAgent,        Key,   Small, plain!(agents::retire)),
-    row("GET",   "/v1/events/stream",             Firehose,           Key,   Small, plain!(firehose::firehose_stream)),
-    row("POST",  "/v1/webhooks/subscriptions",    UpsertSubscription, Key,   Small, body!(webhooks::upsert_subscription)),
-    row("GET",   "/v1/webhooks/subscriptions",    ListSubscriptions,  Key,   Small, plain!(webhooks::list_subscriptions)),
-    row("DELETE","/v1/webhooks/subscriptions/*",  DeleteSubscription, Key,   Small, plain!(webhooks::delete_subscription)),
-    row("POST",  "/v1/webhooks/events",           PublishEvent,       Key,   Large, body!(webhooks::publish_event)),
-    row("POST",  "/v1/webhooks/events/*/replay",  ReplayEvent,        Key,   Small, plain!(webhooks::replay_event)),
-    row("GET",   "/v1/deliveries",                ListDeliveries,     Key,   Small, plain!(webhooks::list_deliveries)),
-    row("GET",   "/v1/deliveries/*",              GetDelivery,        Key,   Small, plain!(webhooks::get_delivery)),
-    row("POST",  "/v1/deliveries/*/replay",       ReplayDelivery,     Key,   Small, plain!(webhooks::replay_delivery)),
-    row("POST",  "/v1/claims/*/ack",              AckClaim,           Key,   Large, body!(claims::ack)),
-    row("POST",  "/v1/claims/*/nack",             NackClaim,          Key,   Large, body!(claims::nack)),
-    row("POST",  "/v1/claims/*/extend",           ExtendClaim,        Key,   Small, body!(claims::extend)),
-    row("GET",   "/v1/inbox",                     ListInbox,          Key,   Small, plain!(inbox::list)),
-    row("GET",   "/v1/inbox/changes",             InboxChanges,       Key,   Small, plain!(inbox::changes)),
-    row("GET",   "/v1/inbox/*",                   GetThread,          Key,   Small, plain!(inbox::get)),
-    row("POST",  "/v1/inbox/*/reply",             ReplyThread,        Key,   Small, body!(inbox::reply)),
-    row("POST",  "/v1/inbox/*/delegate",          DelegateThread,     Key,   Small, body!(inbox::delegate)),
-    row("POST",  "/v1/inbox/*/approve",           ApproveThread,      Key,   Small, body!(inbox::approve)),
-    row("POST",  "/v1/inbox/*/reject",            RejectThread,       Key,   Small, body!(inbox::reject)),
-    row("POST",  "/v1/inbox/*/read",              ReadThread,         Key,   Small, body!(inbox::read)),
-    row("POST",  "/v1/inbox/*/messages/delete",   DeleteMessages,     Key,   Small, body!(inbox::delete_messages)),
-    row("POST",  "/v1/approvals/*/decision",      ApprovalDecision,   Key,   Small, body!(inbox::decision)),
-    row("GET",   "/v1/me/tasks",                  MeTasks,            Key,   Small, plain!(inbox::tasks)),
-    row("POST",  "/v1/keys",                      CreateKey,          Key,   Small, body!(keys::create)),
-    row("GET",   "/v1/keys",                      ListKeys,           Key,   Small, plain!(keys::list)),
-    row("POST",  "/v1/keys/*/revoke",             RevokeKey,          Key,   Small, plain!(keys::revoke)),
-    row("GET",   "/v1/admin/backup",              Backup,             Key,   Small, plain!(admin::backup)),
-    row("GET",   "/ui",                           Ui,                 Open,  Small, plain!(ui::serve_ctx)),
-    row("GET",   "/ui/*",                         UiAsset,            Open,  Small, plain!(ui::serve_ctx)),
-    row("GET",   "/metrics",                      Metrics,            Scrape, Small, plain!(metrics::serve_scrape)),
+    row("GET",   "/health",                              Health,                  Open,  Small, plain!(super::health)),
+    row("GET",   "/v1/health",                           HealthV1,                Open,  Small, plain!(super::health)),
+    row("GET",   "/openapi.json",                        OpenApi,                 Open,  Small, plain!(openapi::serve)),
+    row("GET",   "/v1/capabilities",                     Capabilities,            Key,   Small, plain!(super::capabilities)),
+    row("POST",  "/v1/intents",                          CreateIntent,            Key,   Large, body!(intents::create)),
+    row("GET",   "/v1/intents",                          ListIntents,             Key,   Small, plain!(intents::list)),
+    row("POST",  "/v1/intents/bulk-cancel",              BulkCancel,              Key,   Small, body!(intents::bulk_cancel)),
+    row("GET",   "/v1/intents/*",                        GetIntent,               Key,   Small, plain!(intents::get)),
+    row("GET",   "/v1/intents/*/events",                 ListEvents,              Key,   Small, plain!(streams::intent_events)),
+    row("GET",   "/v1/intents/*/events/stream",          IntentEventsStream,      Key,   Small, plain!(streams::intent_events_stream)),
+    row("POST",  "/v1/intents/*/resolve",                Resolve,                 Key,   Large, body!(intents::resolve)),
+    row("POST",  "/v1/intents/*/resume",                 Resume,                  Key,   Large, body!(intents::resume)),
+    row("POST",  "/v1/intents/*/controls",               Controls,                Key,   Small, body!(intents::controls)),
+    row("POST",  "/v1/intents/*/policy",                 Policy,                  Key,   Small, body!(intents::policy)),
+    row("GET",   "/v1/intents/*/workflow",               GetWorkflow,             Key,   Small, plain!(scenarios::workflow)),
+    row("POST",  "/v1/scenarios/validate",               ValidateScenario,        Key,   Large, body!(scenarios::validate)),
+    row("POST",  "/v1/scenarios/apply",                  ApplyScenario,           Key,   Large, body!(scenarios::apply)),
+    row("POST",  "/v1/intents/*/ack",                    Ack,                     Key,   Small, body!(intents::ack)),
+    row("POST",  "/v1/intents/*/progress",               Progress,                Key,   Large, body!(intents::progress)),
+    row("POST",  "/v1/intents/*/redrive",                Redrive,                 Key,   Small, body!(intents::redrive)),
+    row("POST",  "/v1/agents",                           RegisterAgent,           Key,   Small, body!(agents::register)),
+    row("GET",   "/v1/agents",                           ListAgents,              Key,   Small, plain!(agents::list)),
+    row("POST",  "/v1/agents/**/inbox/claim",            Claim,                   Key,   Small, body!(claims::claim)),
+    row("GET",   "/v1/agents/**/intents/stream",         AgentFeedStream,         Key,   Small, plain!(streams::agent_feed_stream)),
+    row("GET",   "/v1/agents/**/intents",                AgentFeed,               Key,   Small, plain!(streams::agent_feed_poll)),
+    row("GET",   "/v1/agents/**",                        GetAgent,                Key,   Small, plain!(agents::get)),
+    row("DELETE","/v1/agents/**",                        RetireAgent,             Key,   Small, plain!(agents::retire)),
+    row("GET",   "/v1/events/stream",                    Firehose,                Key,   Small, plain!(firehose::firehose_stream)),
+    row("POST",  "/v1/webhooks/subscriptions",           UpsertSubscription,      Key,   Small, body!(webhooks::upsert_subscription)),
+    row("GET",   "/v1/webhooks/subscriptions",           ListSubscriptions,       Key,   Small, plain!(webhooks::list_subscriptions)),
+    row("DELETE","/v1/webhooks/subscriptions/*",         DeleteSubscription,      Key,   Small, plain!(webhooks::delete_subscription)),
+    row("POST",  "/v1/webhooks/events",                  PublishEvent,            Key,   Large, body!(webhooks::publish_event)),
+    row("POST",  "/v1/webhooks/events/*/replay",         ReplayEvent,             Key,   Small, plain!(webhooks::replay_event)),
+    row("GET",   "/v1/deliveries",                       ListDeliveries,          Key,   Small, plain!(webhooks::list_deliveries)),
+    row("GET",   "/v1/deliveries/*",                     GetDelivery,             Key,   Small, plain!(webhooks::get_delivery)),
+    row("POST",  "/v1/deliveries/*/replay",              ReplayDelivery,          Key,   Small, plain!(webhooks::replay_delivery)),
+    row("POST",  "/v1/claims/*/ack",                     AckClaim,                Key,   Large, body!(claims::ack)),
+    row("POST",  "/v1/claims/*/nack",                    NackClaim,               Key,   Large, body!(claims::nack)),
+    row("POST",  "/v1/claims/*/extend",                  ExtendClaim,             Key,   Small, body!(claims::extend)),
+    row("GET",   "/v1/inbox",                            ListInbox,               Key,   Small, plain!(inbox::list)),
+    row("GET",   "/v1/inbox/changes",                    InboxChanges,            Key,   Small, plain!(inbox::changes)),
+    row("GET",   "/v1/inbox/*",                          GetThread,               Key,   Small, plain!(inbox::get)),
+    row("POST",  "/v1/inbox/*/reply",                    ReplyThread,             Key,   Small, body!(inbox::reply)),
+    row("POST",  "/v1/inbox/*/delegate",                 DelegateThread,          Key,   Small, body!(inbox::delegate)),
+    row("POST",  "/v1/inbox/*/approve",                  ApproveThread,           Key,   Small, body!(inbox::approve)),
+    row("POST",  "/v1/inbox/*/reject",                   RejectThread,            Key,   Small, body!(inbox::reject)),
+    row("POST",  "/v1/inbox/*/read",                     ReadThread,              Key,   Small, body!(inbox::read)),
+    row("POST",  "/v1/inbox/*/messages/delete",          DeleteMessages,          Key,   Small, body!(inbox::delete_messages)),
+    row("POST",  "/v1/approvals/*/decision",             ApprovalDecision,        Key,   Small, body!(inbox::decision)),
+    row("GET",   "/v1/me/tasks",                         MeTasks,                 Key,   Small, plain!(inbox::tasks)),
+    row("POST",  "/v1/keys",                             CreateKey,               Key,   Small, body!(keys::create)),
+    row("GET",   "/v1/keys",                             ListKeys,                Key,   Small, plain!(keys::list)),
+    row("POST",  "/v1/keys/*/revoke",                    RevokeKey,               Key,   Small, plain!(keys::revoke)),
+    row("POST",  "/v1/service-accounts",                 CreateServiceAccount,    Key,   Small, body!(service_accounts::create)),
+    row("GET",   "/v1/service-accounts",                 ListServiceAccounts,     Key,   Small, plain!(service_accounts::list)),
+    row("GET",   "/v1/service-accounts/*",               GetServiceAccount,       Key,   Small, plain!(service_accounts::get)),
+    row("DELETE","/v1/service-accounts/*",               DeleteServiceAccount,    Key,   Small, plain!(service_accounts::delete)),
+    row("POST",  "/v1/service-accounts/*/keys",          CreateServiceAccountKey, Key,   Small, body!(service_accounts::create_key)),
+    row("POST",  "/v1/service-accounts/*/keys/*/revoke", RevokeServiceAccountKey, Key,   Small, plain!(service_accounts::revoke_key)),
+    row("GET",   "/v1/admin/backup",                     Backup,                  Key,   Small, plain!(admin::backup)),
+    row("GET",   "/ui",                                  Ui,                      Open,  Small, plain!(ui::serve_ctx)),
+    row("GET",   "/ui/*",                                UiAsset,                 Open,  Small, plain!(ui::serve_ctx)),
+    row("GET",   "/metrics",                             Metrics,                 Scrape, Small, plain!(metrics::serve_scrape)),
 ];
 
 /// What the table says about a request line.
@@ -288,9 +306,12 @@ fn match_path(pattern: &str, path: &str) -> Option<Vec<String>> {
         segment(w, g, &mut params)?;
     }
     if head.len() < want.len() {
-        // A `**` pattern: the middle (at least one non-empty segment) is one parameter.
+        // A `**` pattern: the middle (at least one non-empty segment) is one parameter. Its only
+        // empty segment may be the `//` of a scheme typed in the path (`agent://a/b`).
         let middle = &got[head.len()..got.len() - tail.len()];
-        if middle.is_empty() || middle.iter().any(|g| g.is_empty()) {
+        let scheme = middle.len() > 2 && middle[0].ends_with(':') && middle[1].is_empty();
+        let empty_at = |i: usize| middle[i].is_empty() && !(scheme && i == 1);
+        if middle.is_empty() || (0..middle.len()).any(empty_at) {
             return None;
         }
         let decoded = middle
@@ -378,6 +399,37 @@ mod tests {
             Matched::Found(Route::GetAgent, vec!["agent://team/w".into()])
         );
         assert_eq!(route("GET", "/v1/agents/a//b"), Matched::NotFound);
+    }
+
+    #[test]
+    fn an_address_typed_with_its_scheme_keeps_it() {
+        assert_eq!(
+            route("GET", "/v1/agents/agent://team/w/intents/stream"),
+            Matched::Found(Route::AgentFeedStream, vec!["agent://team/w".into()])
+        );
+        assert_eq!(
+            route("GET", "/v1/agents/agent://checker"),
+            Matched::Found(Route::GetAgent, vec!["agent://checker".into()])
+        );
+        for bad in [
+            "/v1/agents/agent://",
+            "/v1/agents/agent:///a",
+            "/v1/agents/a://b//c",
+        ] {
+            assert_eq!(route("GET", bad), Matched::NotFound, "{bad}");
+        }
+    }
+
+    #[test]
+    fn bulk_cancel_is_not_an_intent_id() {
+        assert_eq!(
+            route("POST", "/v1/intents/bulk-cancel"),
+            Matched::Found(Route::BulkCancel, vec![])
+        );
+        assert_eq!(
+            route("GET", "/v1/health"),
+            Matched::Found(Route::HealthV1, vec![])
+        );
     }
 
     #[test]

@@ -194,6 +194,11 @@ pub trait Source: Send + 'static {
 pub struct StreamOptions {
     /// With `Some`, no frame for this long sends `event: stream.timeout` and ends the stream.
     pub wait: Option<Duration>,
+    /// `wait` bounds the whole response, not only its idle time: the stream ends with
+    /// `event: stream.timeout` once `wait` has passed since it opened, frames or not. The agent
+    /// feed does so because AXME's TypeScript and Go SDKs read the stream to its end before they
+    /// yield anything.
+    pub wait_bounds_response: bool,
     /// The key the stream was opened with: once it is revoked, the stream ends.
     pub key_id: String,
     /// Whether the key's streams count against the per-key cap (agent keys).
@@ -292,6 +297,10 @@ impl Producer {
             }
         }
         let mut idle_since = Instant::now();
+        let response_end = opts
+            .wait
+            .filter(|_| opts.wait_bounds_response)
+            .map(|w| started + w);
         let mut keepalive_at = idle_since + self.settings.keepalive;
         let mut key_check_at = Instant::now() + KEY_CHECK;
         loop {
@@ -311,6 +320,10 @@ impl Producer {
                 for frame in fetched.frames {
                     if frame.id <= *cursor {
                         continue;
+                    }
+                    if response_end.is_some_and(|end| Instant::now() >= end) {
+                        self.time_out().await;
+                        return Ok(());
                     }
                     *cursor = frame.id;
                     let text = format!(
@@ -338,7 +351,7 @@ impl Producer {
                 }
             }
             // Live: wait for a commit that concerns this stream.
-            let wait_end = opts.wait.map(|w| idle_since + w);
+            let wait_end = response_end.or(opts.wait.map(|w| idle_since + w));
             loop {
                 tokio::select! {
                     _ = self.commits.changed() => break,
@@ -350,7 +363,7 @@ impl Producer {
                         keepalive_at = Instant::now() + self.settings.keepalive;
                     }
                     _ = sleep_until(wait_end.unwrap_or(lifetime_end)), if wait_end.is_some() => {
-                        let _ = self.send("event: stream.timeout\ndata: {}\n\n".to_string()).await;
+                        self.time_out().await;
                         return Ok(());
                     }
                     _ = sleep_until(lifetime_end) => return Ok(()),
@@ -362,6 +375,13 @@ impl Producer {
                 }
             }
         }
+    }
+
+    /// Ends the stream at its `wait_seconds`.
+    async fn time_out(&self) {
+        let _ = self
+            .send("event: stream.timeout\ndata: {}\n\n".to_string())
+            .await;
     }
 
     /// Queues one chunk, waiting at most the write deadline for room.

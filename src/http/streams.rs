@@ -151,6 +151,7 @@ pub async fn intent_events_stream(ctx: Ctx) -> Result {
             wait,
             key_id: ctx.principal.key_id.clone(),
             capped: !ctx.principal.is_admin(),
+            wait_bounds_response: false,
         },
     )
 }
@@ -260,17 +261,21 @@ impl AgentFeed {
             .await
     }
 
-    /// The first hand-over of a submission marks its intent DELIVERED.
-    async fn mark(&self, store: &Store, submitted: Vec<String>) {
+    /// The first hand-over of a submission marks its intent DELIVERED, and the items show it as
+    /// it is after that. A failed marking leaves the items as read (the intents stay SUBMITTED,
+    /// and the next read hands them over again).
+    async fn hand_over(&self, store: &Store, page: &mut feed::FeedPage) {
+        let submitted = feed::handed_over(page);
         if submitted.is_empty() {
             return;
         }
         let (actor, via) = (self.actor.clone(), self.via);
-        if let Err(e) = store
+        match store
             .write(move |c| feed::mark_delivered(c, &submitted, &actor, via))
             .await
         {
-            tracing::warn!(error = %e, "marking handed-over intents DELIVERED failed");
+            Ok(after) => feed::show_handed_over(page, after),
+            Err(e) => tracing::warn!(error = %e, "marking handed-over intents DELIVERED failed"),
         }
     }
 }
@@ -299,10 +304,10 @@ impl Source for AgentFeed {
     }
 
     async fn fetch(&mut self, store: &Store, cursor: i64) -> Result<Fetched> {
-        let page = self.page(store, cursor, feed::PAGE).await?;
+        let mut page = self.page(store, cursor, feed::PAGE).await?;
         // Marked before the items go out, so no handler sees an intent it was handed that
         // does not yet say DELIVERED.
-        self.mark(store, handed_over(&page)).await;
+        self.hand_over(store, &mut page).await;
         let frames = page
             .items
             .iter()
@@ -326,15 +331,6 @@ impl Source for AgentFeed {
     fn topic(&self) -> Topic {
         Topic::Agent(self.address.clone())
     }
-}
-
-/// The intents a feed page hands over to their handler: its submissions.
-fn handed_over(page: &feed::FeedPage) -> Vec<String> {
-    page.items
-        .iter()
-        .filter(|i| i.event.event_type == Status::Submitted.event_type())
-        .map(|i| i.intent.intent_id.clone())
-        .collect()
 }
 
 fn agent_feed(ctx: &Ctx, via: &'static str) -> Result<AgentFeed> {
@@ -363,6 +359,7 @@ pub async fn agent_feed_stream(ctx: Ctx) -> Result {
             wait,
             key_id: ctx.principal.key_id.clone(),
             capped: !ctx.principal.is_admin(),
+            wait_bounds_response: true,
         },
     )
 }
@@ -392,13 +389,14 @@ pub async fn agent_feed_poll(ctx: Ctx) -> Result {
             sse::long_poll(&ctx.state, &ctx.principal, wait, source.topic(), None, read).await?
         }
     };
-    let Some(page) = page else {
+    let Some(mut page) = page else {
         return response::ok(&FeedPoll {
             ok: true,
             intents: Vec::new(),
             next_since: scanned.load(std::sync::atomic::Ordering::Relaxed),
         });
     };
+    source.hand_over(&store, &mut page).await;
     let items = page
         .items
         .iter()
@@ -408,7 +406,6 @@ pub async fn agent_feed_poll(ctx: Ctx) -> Result {
             )?)?)
         })
         .collect::<Result<Vec<_>>>()?;
-    source.mark(&store, handed_over(&page)).await;
     response::ok(&FeedPoll {
         ok: true,
         intents: items,

@@ -5,8 +5,10 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+pub mod accounts;
+
 use crate::model::WaitingReason;
-use crate::store::agents::AgentRow;
+use crate::service::agents;
 use crate::store::completions::CompletionRow;
 use crate::store::deliveries::{AttemptRow, DeliveryRow};
 use crate::store::events::EventRow;
@@ -34,6 +36,8 @@ pub struct PendingWith<'a> {
 pub struct Intent<'a> {
     pub intent_id: &'a str,
     pub status: &'static str,
+    /// The same as `status`: AXME's clients and example programs read this name.
+    pub lifecycle_status: &'static str,
     pub legacy_status: &'static str,
     pub created_at: &'a str,
     pub updated_at: &'a str,
@@ -85,6 +89,7 @@ impl<'a> Intent<'a> {
         Ok(Intent {
             intent_id: &r.intent_id,
             status: r.status.as_str(),
+            lifecycle_status: r.status.as_str(),
             legacy_status: r.status.legacy(),
             created_at: &r.created_at,
             updated_at: &r.updated_at,
@@ -167,6 +172,18 @@ pub struct IntentList<'a> {
     pub next_cursor: Option<String>,
 }
 
+/// The answer to `POST /v1/intents/bulk-cancel`, as AXME's CLI reads it.
+#[derive(Serialize)]
+pub struct BulkCanceled<'a> {
+    pub ok: bool,
+    pub dry_run: bool,
+    /// Dry runs only: how many would be canceled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_cancel: Option<usize>,
+    pub canceled: usize,
+    pub intent_ids: &'a [String],
+}
+
 #[derive(Serialize)]
 pub struct EventList<'a> {
     pub ok: bool,
@@ -234,11 +251,17 @@ pub struct ChangedIntent<'a> {
     pub policy_generation: Option<i64>,
 }
 
-/// A registered agent. The webhook secret is shown in full only in the response that generated
-/// it (`webhook_secret`); otherwise only its last four characters (`secret_hint`).
+/// A registered agent (or a service account, which is one). The webhook secret is shown in full
+/// only in the response that generated it (`webhook_secret`); otherwise only its last four
+/// characters (`secret_hint`). `status`, `service_account_id` and `service_account_name` are
+/// AXME's (`api.agents.get.response.v1.json`); the last two are `null` for an agent registered
+/// without a service account.
 #[derive(Serialize)]
 pub struct Agent<'a> {
     pub address: &'a str,
+    pub status: &'static str,
+    pub service_account_id: Option<&'a str>,
+    pub service_account_name: Option<&'a str>,
     pub delivery_mode: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub display_name: Option<&'a str>,
@@ -260,13 +283,17 @@ pub struct Agent<'a> {
 }
 
 impl<'a> Agent<'a> {
-    pub fn from_row(r: &'a AgentRow, generated_secret: Option<&'a str>) -> Agent<'a> {
+    pub fn from_entry(e: &'a agents::Entry, generated_secret: Option<&'a str>) -> Agent<'a> {
+        let r = &e.agent;
         let secret_hint = r
             .webhook_secret
             .as_deref()
             .map(|s| &s[s.len().saturating_sub(4)..]);
         Agent {
             address: &r.address,
+            status: e.status(),
+            service_account_id: e.account.as_ref().map(|a| a.service_account_id.as_str()),
+            service_account_name: e.account.as_ref().map(|a| a.name.as_str()),
             delivery_mode: &r.delivery_mode,
             display_name: r.display_name.as_deref(),
             webhook_url: r.webhook_url.as_deref(),

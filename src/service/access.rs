@@ -1,12 +1,13 @@
 //! Who may do what. An admin key may do everything. An agent key acts for the agent addresses it
 //! is bound to, and only for them:
 //!
-//! - it sends intents only `from_agent` one of its addresses (derived from the key when omitted);
+//! - it sends intents only `from_agent` one of its addresses: the one it names, else its first
+//!   (any other value sent is ignored, as AXME ignores `from_agent`);
 //! - it reads an intent (the intent, its events, its stream) only when one of its addresses is the
 //!   intent's `from_agent`, `to_agent` or `reply_to`; any other intent does not exist for it (404,
 //!   never 403, so ids cannot be probed);
 //! - it handles (resolve, resume, ack, progress, redrive, claims) only intents addressed to one of
-//!   its addresses; the sender may also cancel its own intent;
+//!   its addresses; the sender may also cancel its own intent (one by one or in a bulk cancel);
 //! - it reads feeds, claims, inboxes, tasks, subscriptions and registry entries only of its own
 //!   addresses; listings are filtered, never padded with others' rows;
 //! - it never manages keys, takes backups or reads metrics.
@@ -69,16 +70,15 @@ impl Access {
         }
     }
 
-    /// The `from_agent` of an intent this caller sends: as given (which an agent key must own),
-    /// or for an agent key its first address.
-    pub fn from_agent(&self, given: Option<String>) -> Result<Option<String>, Error> {
+    /// The `from_agent` of an intent this caller sends, derived from the key: an agent key sends
+    /// as the one of its addresses it names, else as its first; an admin key (which acts for
+    /// every agent) as the agent address it names, else as itself (`None`: the caller's address).
+    /// A value the key may not send as is ignored, as AXME ignores a sent `from_agent`.
+    pub fn from_agent(&self, given: Option<String>) -> Option<String> {
         match (self.admin, given) {
-            (true, given) => Ok(given),
-            (false, Some(a)) => {
-                self.require(&a, "sending as")?;
-                Ok(Some(a))
-            }
-            (false, None) => Ok(self.agents.first().cloned()),
+            (true, given) => given,
+            (false, Some(a)) if self.owns(&a) => Some(a),
+            (false, _) => self.agents.first().cloned(),
         }
     }
 
@@ -93,6 +93,11 @@ impl Access {
             }
             (false, None) => Ok(self.agents.first().cloned()),
         }
+    }
+
+    /// The addresses an agent key acts for; `None` for an admin key, which acts for all.
+    pub fn parties(&self) -> Option<&[String]> {
+        (!self.admin).then_some(self.agents.as_slice())
     }
 
     /// Whether the caller may see this intent at all.
@@ -219,15 +224,16 @@ mod tests {
     fn an_agent_key_acts_only_for_its_addresses() {
         let a = agent_key(&["agent://a", "agent://b"]);
         assert!(a.owns("agent://b") && !a.owns("agent://c"));
-        assert_eq!(a.from_agent(None).unwrap().as_deref(), Some("agent://a"));
+        assert_eq!(a.from_agent(None).as_deref(), Some("agent://a"));
         assert_eq!(
-            a.from_agent(Some("agent://b".into())).unwrap().as_deref(),
+            a.from_agent(Some("agent://b".into())).as_deref(),
             Some("agent://b")
         );
-        assert!(matches!(
-            a.from_agent(Some("agent://c".into())),
-            Err(Error::Forbidden { .. })
-        ));
+        assert_eq!(
+            a.from_agent(Some("agent://c".into())).as_deref(),
+            Some("agent://a"),
+            "another agent's address is ignored"
+        );
         assert!(matches!(
             a.owner_scope(Some("agent://c".into())),
             Err(Error::Forbidden { .. })
@@ -245,7 +251,7 @@ mod tests {
     fn an_admin_key_acts_for_everyone() {
         let a = Access::all();
         assert!(a.owns("agent://anyone"));
-        assert_eq!(a.from_agent(None).unwrap(), None);
+        assert_eq!(a.from_agent(None), None);
         assert_eq!(a.owner_scope(None).unwrap(), None);
         assert!(a.require_filter(&[None], "listing").is_ok());
     }

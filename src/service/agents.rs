@@ -1,5 +1,7 @@
 //! The agent registry: which binding each address receives its intents through. Registering is
-//! an upsert by address; an address never registered behaves as a pull (stream/poll) agent.
+//! an upsert by address; an address never registered behaves as a pull (stream/poll) agent. The
+//! registry shows service accounts (`service_accounts`) as agents too: registered or not, each
+//! is the agent of its address.
 
 use crate::store::Tx;
 use base64::Engine;
@@ -9,6 +11,7 @@ use super::auth;
 use super::validate::{self, Fields};
 use crate::clock;
 use crate::store::agents::{self, AgentRow};
+use crate::store::service_accounts::{self, ServiceAccountRow};
 use crate::Error;
 
 /// How an agent receives the intents addressed to it.
@@ -64,6 +67,7 @@ pub fn register_request(body: &Value) -> Result<RegisterAgent, Error> {
         "delivery_mode",
         "display_name",
         "webhook_url",
+        "callback_url",
         "webhook_secret",
         "lease_seconds",
         "max_delivery_attempts",
@@ -75,14 +79,26 @@ pub fn register_request(body: &Value) -> Result<RegisterAgent, Error> {
             "must be one of stream, poll, http (or push), inbox, internal",
         )
     })?;
+    // AXME's agents register a `callback_url`: the same thing.
     let webhook_url = f.str_opt("webhook_url", 1, 2048)?.map(str::to_string);
     if let Some(url) = &webhook_url {
         check_url("webhook_url", url)?;
     }
+    let callback_url = f.str_opt("callback_url", 1, 2048)?.map(str::to_string);
+    if let Some(url) = &callback_url {
+        check_url("callback_url", url)?;
+        if webhook_url.as_ref().is_some_and(|w| w != url) {
+            return Err(Error::invalid(
+                "callback_url",
+                "names another URL than webhook_url; send one of them",
+            ));
+        }
+    }
+    let webhook_url = webhook_url.or(callback_url);
     if mode == DeliveryMode::Http && webhook_url.is_none() {
         return Err(Error::invalid(
             "webhook_url",
-            "is required when delivery_mode is http",
+            "is required when delivery_mode is http (or its synonym callback_url)",
         ));
     }
     let webhook_secret = f.str_opt("webhook_secret", 1, 256)?.map(str::to_string);
@@ -228,6 +244,81 @@ pub fn get(conn: &Tx, address: &str) -> Result<AgentRow, Error> {
 
 pub fn list(conn: &Tx) -> Result<Vec<AgentRow>, Error> {
     agents::list(conn)
+}
+
+/// An agent as the registry shows it: its binding, and the service account it is, if any.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub agent: AgentRow,
+    pub account: Option<ServiceAccountRow>,
+}
+
+impl Entry {
+    /// `active`, or `suspended` while its webhook is disabled (it answered `410 Gone`).
+    pub fn status(&self) -> &'static str {
+        if self.agent.disabled_at.is_some() {
+            "suspended"
+        } else {
+            "active"
+        }
+    }
+}
+
+/// A service account never registered with a binding: a pull agent, as every address is until
+/// it registers one.
+fn unregistered(account: &ServiceAccountRow) -> AgentRow {
+    AgentRow {
+        address: account.address.clone(),
+        delivery_mode: DeliveryMode::Stream.as_str().to_string(),
+        display_name: account.display_name.clone(),
+        webhook_url: None,
+        webhook_secret: None,
+        lease_seconds: None,
+        max_delivery_attempts: None,
+        created_at: account.created_at.clone(),
+        updated_at: account.updated_at.clone(),
+        disabled_at: None,
+        previous_secret: None,
+        previous_secret_until: None,
+    }
+}
+
+/// Every registered agent and every service account, by address.
+pub fn entries(conn: &Tx) -> Result<Vec<Entry>, Error> {
+    let mut accounts: std::collections::BTreeMap<String, ServiceAccountRow> =
+        service_accounts::list(conn)?
+            .into_iter()
+            .map(|a| (a.address.clone(), a))
+            .collect();
+    let mut out: Vec<Entry> = agents::list(conn)?
+        .into_iter()
+        .map(|agent| Entry {
+            account: accounts.remove(&agent.address),
+            agent,
+        })
+        .collect();
+    out.extend(accounts.into_values().map(|a| Entry {
+        agent: unregistered(&a),
+        account: Some(a),
+    }));
+    out.sort_by(|a, b| a.agent.address.cmp(&b.agent.address));
+    Ok(out)
+}
+
+/// The registry entry of one address: registered, or a service account; 404 otherwise.
+pub fn entry(conn: &Tx, address: &str) -> Result<Entry, Error> {
+    let account = service_accounts::get_by_address(conn, address)?;
+    let agent = match (agents::get(conn, address)?, &account) {
+        (Some(agent), _) => agent,
+        (None, Some(a)) => unregistered(a),
+        (None, None) => {
+            return Err(Error::NotFound {
+                what: "agent",
+                id: address.to_string(),
+            })
+        }
+    };
+    Ok(Entry { agent, account })
 }
 
 /// Retires an agent; intents already addressed to it stay, and the address becomes a pull

@@ -2,6 +2,11 @@
 //! intents addressed to an agent, by global feed cursor), an intent's own events (by `seq`), and
 //! the firehose of all events. Also the one rule of hand-over: the first time a submission is
 //! handed to its handler, the intent becomes DELIVERED — once, however many listeners there are.
+//!
+//! An item shows its intent as the handler receives it: a submission handed over by the read
+//! that returns it shows DELIVERED, never the SUBMITTED it was read as (AXME's agents act only on
+//! DELIVERED, CREATED and IN_PROGRESS). Items whose intent is terminal are left out unless a
+//! `status` filter names their status, as the AXME SDK documents for `listen()`.
 
 use crate::store::Tx;
 use serde_json::json;
@@ -33,8 +38,10 @@ pub struct FeedPage {
     pub more: bool,
 }
 
-/// The agent feed of `address` after the cursor `after`, optionally only items whose intent is
-/// now in one of `statuses`.
+/// The agent feed of `address` after the cursor `after`: with `statuses`, only items whose
+/// intent is in one of them; without, only items whose intent is not terminal. A submission that
+/// this read hands over passes a filter naming SUBMITTED or DELIVERED (it is the first, and
+/// shows the second).
 pub fn agent_feed(
     conn: &Tx,
     address: &str,
@@ -50,7 +57,13 @@ pub fn agent_feed(
         let Some(intent) = intents::get(conn, &event.intent_id)? else {
             continue;
         };
-        if statuses.is_some_and(|s| !s.contains(&intent.status)) {
+        let handed_over = is_hand_over(&event, &intent);
+        let passes = |status: Status| match statuses {
+            Some(s) => s.contains(&status),
+            None => !status.is_terminal(),
+        };
+        let shown = passes(intent.status) || (handed_over && passes(Status::Delivered));
+        if !shown {
             continue;
         }
         items.push(FeedItem { event, intent });
@@ -62,29 +75,57 @@ pub fn agent_feed(
     })
 }
 
+/// Whether handing this item out hands its intent over: a submission still SUBMITTED.
+fn is_hand_over(event: &EventRow, intent: &IntentRow) -> bool {
+    event.event_type == Status::Submitted.event_type() && intent.status == Status::Submitted
+}
+
+/// The intents a page hands over to their handler: its submissions still SUBMITTED.
+pub fn handed_over(page: &FeedPage) -> Vec<String> {
+    page.items
+        .iter()
+        .filter(|i| is_hand_over(&i.event, &i.intent))
+        .map(|i| i.intent.intent_id.clone())
+        .collect()
+}
+
 /// Marks handed-over intents DELIVERED: each one still SUBMITTED moves to DELIVERED with one
 /// `intent.delivered` event; the others are left alone (another listener was first, or the
-/// handler already moved it on). Returns the events appended.
+/// handler already moved it on). Returns every one of them as it is after the marking, which is
+/// what the items that handed them over show.
 pub fn mark_delivered(
     conn: &Tx,
     intent_ids: &[String],
     actor: &str,
     via: &str,
-) -> Result<Vec<EventRow>, Error> {
-    let mut appended = Vec::new();
+) -> Result<Vec<IntentRow>, Error> {
+    let mut after = Vec::with_capacity(intent_ids.len());
     for id in intent_ids {
         let Some(mut intent) = intents::get(conn, id)? else {
             continue;
         };
-        if intent.status != Status::Submitted {
-            continue;
+        if intent.status == Status::Submitted {
+            let mut change = Change::to(Status::Delivered, actor);
+            change.details = json!({"via": via});
+            transition(conn, &mut intent, change)?;
         }
-        let mut change = Change::to(Status::Delivered, actor);
-        change.details = json!({"via": via});
-        let (event, _) = transition(conn, &mut intent, change)?;
-        appended.push(event);
+        after.push(intent);
     }
-    Ok(appended)
+    Ok(after)
+}
+
+/// Puts the intents as they are after a hand-over into the items of the page that handed them
+/// over.
+pub fn show_handed_over(page: &mut FeedPage, after: Vec<IntentRow>) {
+    for intent in after {
+        for item in page
+            .items
+            .iter_mut()
+            .filter(|i| i.intent.intent_id == intent.intent_id)
+        {
+            item.intent = intent.clone();
+        }
+    }
 }
 
 /// Events of all intents after the global cursor `after`, filtered.

@@ -107,7 +107,7 @@ pub fn create_request(body: &Value) -> Result<CreateKey, Error> {
 
 /// A key's name is also the caller's default agent name (`agent://<name>`), so it is kept to
 /// characters that read well in an address.
-fn check_name(name: &str) -> Result<(), Error> {
+pub fn check_name(name: &str) -> Result<(), Error> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/');
     if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) || !name.chars().all(ok_char) {
         return Err(Error::invalid(
@@ -124,6 +124,16 @@ pub async fn create(
     live: &Keys,
     req: CreateKey,
 ) -> Result<(KeyInfo, String), Error> {
+    let (info, secret) = new_key(req)?;
+    let stored = info.clone();
+    store.write(move |c| insert(c, &stored)).await?;
+    live.insert(&info.row, info.agents.clone());
+    Ok((info, secret))
+}
+
+/// A new key, not yet stored: its record and the key itself. Whoever stores it (with
+/// [`insert`]) applies it to the live table after the commit, before answering.
+pub fn new_key(req: CreateKey) -> Result<(KeyInfo, String), Error> {
     let secret = auth::generate_key()?;
     let row = KeyRow {
         key_id: uuid::Uuid::new_v4().to_string(),
@@ -133,19 +143,19 @@ pub async fn create(
         created_at: clock::now_rfc3339(),
         revoked_at: None,
     };
-    let info = KeyInfo {
-        row,
-        agents: req.agents,
-    };
-    let stored = info.clone();
-    store
-        .write(move |c| {
-            keys::insert(c, &stored.row)?;
-            keys::insert_agents(c, &stored.row.key_id, &stored.agents)
-        })
-        .await?;
-    live.insert(&info.row, info.agents.clone());
-    Ok((info, secret))
+    Ok((
+        KeyInfo {
+            row,
+            agents: req.agents,
+        },
+        secret,
+    ))
+}
+
+/// Stores a new key with its agent bindings.
+pub fn insert(conn: &Tx, info: &KeyInfo) -> Result<(), Error> {
+    keys::insert(conn, &info.row)?;
+    keys::insert_agents(conn, &info.row.key_id, &info.agents)
 }
 
 /// Every key, revoked ones included, oldest first.

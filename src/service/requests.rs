@@ -58,8 +58,15 @@ pub fn create_intent(body: &Value, max_payload_bytes: usize) -> Result<CreateInt
     }
     let correlation_id = validate::uuid("correlation_id", f.str_req("correlation_id", 1, 64)?)?;
     let to_agent = f.address_req("to_agent")?;
-    let from_agent = f.address_opt("from_agent")?;
-    let reply_to = f.address_opt("reply_to")?;
+    // Derived from the key (`access::from_agent`): a sent value of any scheme is accepted, and
+    // only an agent address is looked at.
+    let from_agent = f
+        .str_opt("from_agent", 0, usize::MAX)?
+        .and_then(|s| validate::address("from_agent", s).ok());
+    let reply_to = f
+        .str_opt("reply_to", 0, usize::MAX)?
+        .map(|s| validate::reply_address("reply_to", s))
+        .transpose()?;
     let payload_obj = f.obj_req("payload")?;
     let payload = serde_json::to_string(payload_obj)?;
     if payload.len() > max_payload_bytes {

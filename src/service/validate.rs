@@ -206,6 +206,44 @@ pub fn address(field: &str, s: &str) -> Result<String, Error> {
     Ok(full)
 }
 
+/// Checks a reply address, which may name anything that reads its completions, not only an
+/// agent: `scheme://rest` of any scheme (AXME's initiators use `initiator://name`), or a bare
+/// name, read as `agent://name`; printable, without spaces, 3–383 bytes.
+pub fn reply_address(field: &str, s: &str) -> Result<String, Error> {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return address(field, s);
+    };
+    if scheme == "agent" {
+        return address(field, s);
+    }
+    let bad = |reason: &str| Error::Invalid {
+        code: "invalid_agent_address",
+        field: field.to_string(),
+        reason: reason.to_string(),
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_lowercase())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'));
+    if !scheme_ok {
+        return Err(bad(
+            "must be scheme://name with a lowercase scheme, or a bare agent name",
+        ));
+    }
+    if rest.is_empty() {
+        return Err(bad(&format!("must name something after {scheme}://")));
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("must not contain spaces or control characters"));
+    }
+    if s.len() < ADDRESS_MIN || s.len() > ADDRESS_MAX {
+        return Err(bad(&format!(
+            "must be {ADDRESS_MIN} to {ADDRESS_MAX} characters"
+        )));
+    }
+    Ok(s.to_string())
+}
+
 /// Checks a UUID in its canonical hyphenated form and returns it lowercased.
 pub fn uuid(field: &str, s: &str) -> Result<String, Error> {
     if s.len() == 36 {
@@ -274,6 +312,28 @@ mod tests {
         for bad in ["agent://", "http://x/y", "a b", "", &"x".repeat(400)] {
             let e = address("to_agent", bad).expect_err(bad);
             assert_eq!(e.code(), "invalid_agent_address");
+        }
+    }
+
+    #[test]
+    fn reply_addresses_take_any_scheme() {
+        let ok = |s: &str| reply_address("reply_to", s).unwrap();
+        assert_eq!(
+            ok("initiator://simple-request"),
+            "initiator://simple-request"
+        );
+        assert_eq!(ok("checker"), "agent://checker");
+        assert_eq!(ok("agent://a/b"), "agent://a/b");
+        for bad in [
+            "initiator://",
+            "Initiator://x",
+            "x y://z",
+            "a://b c",
+            "://x",
+            "agent://",
+        ] {
+            let e = reply_address("reply_to", bad).expect_err(bad);
+            assert_eq!(e.code(), "invalid_agent_address", "{bad}");
         }
     }
 

@@ -244,3 +244,35 @@ pub fn set_human_task_if_absent(
     .execute(params![intent_id, task.to_string()])?;
     Ok(())
 }
+
+/// Ids of intents in one of `statuses` not updated since `before` (RFC 3339 UTC, which sorts as
+/// text), oldest first; with `parties`, only those sent by or addressed to one of them.
+pub fn inactive(
+    conn: &Tx,
+    statuses: &[Status],
+    before: &str,
+    parties: Option<&[String]>,
+    limit: usize,
+) -> Result<Vec<String>, Error> {
+    let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+    let parties = parties.map(serde_json::to_string).transpose()?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT intent_id FROM intents WHERE status IN (SELECT value FROM json_each(?1)) \
+         AND updated_at < ?2 AND (?3 IS NULL \
+         OR to_agent IN (SELECT value FROM json_each(?3)) \
+         OR from_agent IN (SELECT value FROM json_each(?3))) \
+         ORDER BY updated_at, id LIMIT ?4",
+    )?;
+    let rows = stmt
+        .query_map(
+            rusqlite::params![
+                serde_json::to_string(&statuses)?,
+                before,
+                parties,
+                limit as i64
+            ],
+            |r| r.get(0),
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}

@@ -263,7 +263,22 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX deliveries_endpoint_due ON deliveries (endpoint, next_attempt_ms)
         WHERE status = 'pending';
     "#,
-    // Workflows: the compiled steps of a scenario's intent, each step's runs (one row per run,
+    // 12: service accounts (AXME's agent identities): an agent address with its own keys.
+    r#"
+    CREATE TABLE service_accounts (
+        service_account_id  TEXT PRIMARY KEY,
+        name                TEXT NOT NULL UNIQUE,
+        address             TEXT NOT NULL UNIQUE,
+        description         TEXT,
+        display_name        TEXT,
+        org_id              TEXT NOT NULL,
+        workspace_id        TEXT NOT NULL,
+        created_by_actor_id TEXT NOT NULL,
+        created_at          TEXT NOT NULL,
+        updated_at          TEXT NOT NULL
+    );
+    "#,
+    // 13: workflows: the compiled steps of a scenario's intent, each step's runs (one row per run,
     // naming the intent that carries it), and the controls and policy an intent is patched with.
     r#"
     CREATE TABLE workflows (

@@ -29,6 +29,7 @@ pub mod leases;
 pub mod migrations;
 pub mod notify;
 pub mod retention;
+pub mod service_accounts;
 pub mod stats;
 pub mod subscriptions;
 pub mod threads;

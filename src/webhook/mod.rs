@@ -1,5 +1,5 @@
 //! One signed webhook POST, shared by the push binding (`delivery`) and the built-in notify
-//! agent (`runtime::builtin`): Standard Webhooks signing (`sign`), the guard on where a POST may
+//! agent (`runtime::builtin`): Standard Webhooks signing and AXME's signature beside it (`sign`), the guard on where a POST may
 //! go (`target`), and the classification of what came back. It knows nothing of intents,
 //! deliveries or the store; its callers decide what an answer means for them.
 
@@ -45,8 +45,8 @@ pub enum Answer {
     },
 }
 
-/// Signs and sends one POST with `content-type: application/json` and the Standard Webhooks
-/// headers, on `agent` (whose resolver is a [`target::GuardedResolver`]). Redirects are not
+/// Signs and sends one POST with `content-type: application/json`, the Standard Webhooks
+/// headers and AXME's `X-Axme-Signature`, on `agent` (whose resolver is a [`target::GuardedResolver`]). Redirects are not
 /// followed (the agent is built without them).
 pub fn post(agent: &ureq::Agent, p: &Post<'_>) -> Answer {
     let ts = clock::unix_seconds();
@@ -60,6 +60,10 @@ pub fn post(agent: &ureq::Agent, p: &Post<'_>) -> Answer {
             "webhook-signature",
             &sign::signature(p.secrets, p.id, ts, p.body),
         );
+    }
+    // AXME's own format beside it, for AXME's http agents: the current secret only.
+    if let Some(current) = p.secrets.first() {
+        req = req.set("x-axme-signature", &sign::axme_signature(current, p.body));
     }
     let started = Instant::now();
     let result = req.send_bytes(p.body);

@@ -1,6 +1,11 @@
 //! Standard Webhooks signatures: `webhook-signature: v1,<base64 HMAC-SHA256(key, "{id}.{ts}.{body}")>`,
 //! where the key is the base64 after `whsec_` in the secret. Several secrets (a rotated one in
 //! its grace period) give several signatures, space-separated.
+//!
+//! Beside them, AXME's own format, which AXME's http agents verify: `X-Axme-Signature:
+//! sha256=<hex HMAC-SHA256(secret, body)>`, keyed with the secret exactly as shown to its owner
+//! (the whole `whsec_...` text, as an agent holds it in `AXME_WEBHOOK_SECRET`). It has room for
+//! one signature, so it is made with the current secret only.
 
 use base64::Engine;
 use ring::hmac;
@@ -28,6 +33,14 @@ fn sign_one(secret: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> Option<S
     Some(format!("v1,{}", b64.encode(ctx.sign().as_ref())))
 }
 
+/// The `X-Axme-Signature` header value of `body` signed with `secret`.
+pub fn axme_signature(secret: &str, body: &[u8]) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = hmac::sign(&key, body);
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,6 +55,15 @@ mod tests {
             br#"{"test": 2432232314}"#,
         );
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    /// RFC 4231 test case 2 (key "Jefe"), as AXME's agents compute it with Python's `hmac`.
+    #[test]
+    fn the_axme_signature_is_the_hex_hmac_of_the_body() {
+        assert_eq!(
+            axme_signature("Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 
     #[test]

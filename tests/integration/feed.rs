@@ -1,7 +1,8 @@
 //! The handler side of the pull bindings: the agent feed as a poll and as SSE
 //! (`/v1/agents/{address}/intents[/stream]`). The feed cursor is the global event id; a feed holds
-//! the submissions and terminal events of its own address and nothing else; the first hand-over
-//! marks an intent DELIVERED exactly once, however many listeners race for it.
+//! the submissions and terminal events of its own address and nothing else, the terminal ones
+//! only when a status filter asks for them; the first hand-over marks an intent DELIVERED exactly
+//! once, however many listeners race for it, and the item shows it DELIVERED.
 
 use crate::common;
 use crate::sse_client;
@@ -49,6 +50,10 @@ fn status_of(s: &Server, id: &str) -> String {
         .to_string()
 }
 
+/// A status filter naming every status: the whole feed, terminal items included.
+const EVERY_STATUS: &str =
+    "status=SUBMITTED,DELIVERED,ACKNOWLEDGED,IN_PROGRESS,WAITING,COMPLETED,FAILED,CANCELED,TIMED_OUT";
+
 fn strictly_increasing(seqs: &[i64]) -> bool {
     seqs.windows(2).all(|w| w[0] < w[1])
 }
@@ -61,7 +66,7 @@ fn feed_poll_hands_over_submissions_and_terminal_events_of_its_address_only() {
     let a2 = s.create_intent("agent://team/w");
     resolve(&s.base, &a1, "CANCELED");
 
-    let (items, next) = poll(&s, "/v1/agents/team/w/intents");
+    let (items, next) = poll(&s, &format!("/v1/agents/team/w/intents?{EVERY_STATUS}"));
     let shape: Vec<(&str, &str)> = items
         .iter()
         .map(|(id, _, t)| (id.as_str(), t.as_str()))
@@ -91,8 +96,11 @@ fn feed_poll_hands_over_submissions_and_terminal_events_of_its_address_only() {
             "{id} {seq} {event_type}"
         );
     }
+    // Without a filter, a1 (canceled, terminal) is left out.
+    let (default, _) = poll(&s, "/v1/agents/team/w/intents");
+    assert_eq!(default, vec![items[1].clone()]);
     // The items carry the intent as it is now.
-    let r = s.get("/v1/agents/team/w/intents?limit=1");
+    let r = s.get(&format!("/v1/agents/team/w/intents?limit=1&{EVERY_STATUS}"));
     let item = &r.json["intents"][0];
     assert_eq!(item["intent_id"], a1.as_str());
     assert_eq!(item["to_agent"], "agent://team/w");
@@ -103,19 +111,33 @@ fn feed_poll_hands_over_submissions_and_terminal_events_of_its_address_only() {
     // Paging with since/limit walks the same items; the end answers empty at the same cursor.
     let (page2, n2) = poll(
         &s,
-        &format!("/v1/agents/team/w/intents?since={}&limit=1", seqs[0]),
+        &format!(
+            "/v1/agents/team/w/intents?since={}&limit=1&{EVERY_STATUS}",
+            seqs[0]
+        ),
     );
     assert_eq!((page2, n2), (vec![items[1].clone()], seqs[1]));
-    let (page3, n3) = poll(&s, &format!("/v1/agents/team/w/intents?since={n2}&limit=5"));
+    let (page3, n3) = poll(
+        &s,
+        &format!("/v1/agents/team/w/intents?since={n2}&limit=5&{EVERY_STATUS}"),
+    );
     assert_eq!((page3, n3), (vec![items[2].clone()], seqs[2]));
     assert_eq!(
-        poll(&s, &format!("/v1/agents/team/w/intents?since={next}")),
+        poll(
+            &s,
+            &format!("/v1/agents/team/w/intents?since={next}&{EVERY_STATUS}")
+        ),
         (vec![], next)
     );
 
-    // The full address, percent-encoded, names the same feed.
-    let encoded = poll(&s, "/v1/agents/agent%3A%2F%2Fteam%2Fw/intents");
-    assert_eq!(encoded, (items.clone(), next));
+    // The full address, percent-encoded or typed with its scheme, names the same feed.
+    for path in [
+        "/v1/agents/agent%3A%2F%2Fteam%2Fw/intents",
+        "/v1/agents/agent://team/w/intents",
+    ] {
+        let encoded = poll(&s, &format!("{path}?{EVERY_STATUS}"));
+        assert_eq!(encoded, (items.clone(), next), "{path}");
+    }
     let (theirs, _) = poll(&s, "/v1/agents/team/other/intents");
     assert_eq!(theirs.len(), 1);
     assert_eq!(theirs[0].0, other);
@@ -361,4 +383,120 @@ fn feed_stream_delivers_live_and_resumes_with_since_and_last_event_id() {
     let latest = reset.json()["latest"].as_i64().expect("latest");
     assert!(latest >= seqs[3], "{reset:?}");
     assert_eq!(reset.json()["reason"], "cursor_ahead");
+}
+
+/// Regression: a feed item was rendered from the row read before the hand-over, so a fresh
+/// intent went out as SUBMITTED and AXME's agents (which act on DELIVERED) skipped it.
+#[test]
+fn r_a_handed_over_feed_item_shows_delivered() {
+    let s = Server::start();
+    let polled = s.create_intent("agent://team/hand");
+    let r = s.get("/v1/agents/team/hand/intents");
+    let item = &r.json["intents"][0];
+    assert_eq!(item["intent_id"], polled.as_str());
+    assert_eq!(
+        (&item["status"], &item["lifecycle_status"]),
+        (&json!("DELIVERED"), &json!("DELIVERED")),
+        "{item}"
+    );
+    let next = r.json["next_since"].as_i64().expect("next_since");
+
+    let streamed = s.create_intent("agent://team/hand");
+    let path = format!("/v1/agents/agent://team/hand/intents/stream?since={next}");
+    let mut sse = open(&s, &path, &[]);
+    sse.expect_retry();
+    let item = sse.events(1).remove(0).json();
+    assert_eq!(item["intent_id"], streamed.as_str());
+    assert_eq!(item["status"], "DELIVERED", "{item}");
+    assert_eq!(item["event_type"], "intent.submitted");
+    // What the item said is what the intent is.
+    assert_eq!(status_of(&s, &streamed), "DELIVERED");
+}
+
+#[test]
+fn terminal_items_are_left_out_unless_a_status_filter_names_them() {
+    let s = Server::start();
+    let live = s.create_intent("agent://team/term");
+    let done = s.create_intent("agent://team/term");
+    resolve(&s.base, &done, "COMPLETED");
+    let canceled = s.create_intent("agent://team/term");
+    resolve(&s.base, &canceled, "CANCELED");
+
+    let (items, next) = poll(&s, "/v1/agents/team/term/intents");
+    let ids: Vec<&str> = items.iter().map(|i| i.0.as_str()).collect();
+    assert_eq!(ids, [live.as_str()]);
+    // The cursor moves past what was left out.
+    let (_, end) = poll(&s, &format!("/v1/agents/team/term/intents?{EVERY_STATUS}"));
+    assert_eq!(next, end);
+
+    let (items, _) = poll(&s, "/v1/agents/team/term/intents?status=COMPLETED");
+    let shape: Vec<(&str, &str)> = items
+        .iter()
+        .map(|(id, _, t)| (id.as_str(), t.as_str()))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (done.as_str(), "intent.submitted"),
+            (done.as_str(), "intent.completed")
+        ]
+    );
+    // The stream leaves them out the same way.
+    let mut sse = open(
+        &s,
+        "/v1/agents/team/term/intents/stream?wait_seconds=1",
+        &[],
+    );
+    sse.expect_retry();
+    let rest = sse.rest();
+    let streamed: Vec<Value> = rest
+        .iter()
+        .filter(|b| b.is_event())
+        .map(Block::json)
+        .collect();
+    assert_eq!(streamed.len(), 1, "{rest:?}");
+    assert_eq!(streamed[0]["intent_id"], live.as_str());
+    assert_eq!(rest.last().map(Block::event), Some("stream.timeout"));
+}
+
+/// Regression: `wait_seconds` only bounded the stream's idle time, so a feed that kept
+/// receiving never ended, and AXME's TypeScript and Go SDKs (which read the response to its
+/// end) never saw an item.
+#[test]
+fn r_wait_seconds_bounds_a_busy_feed_stream() {
+    let s = Server::start();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (base, stop) = (s.base.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut sent = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = post_to(&base, "/v1/intents", intent_body("agent://team/busy"));
+                assert_eq!(r.status, 200, "{}", r.text);
+                sent += 1;
+                thread::sleep(Duration::from_millis(150));
+            }
+            sent
+        })
+    };
+    let started = Instant::now();
+    let mut sse = open(
+        &s,
+        "/v1/agents/team/busy/intents/stream?wait_seconds=2",
+        &[],
+    );
+    sse.expect_retry();
+    let rest = sse.rest();
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = writer.join().expect("writer");
+    let items = rest.iter().filter(|b| b.is_event()).count();
+    assert!(items >= 3, "items kept arriving: {items} of {sent}");
+    assert_eq!(rest.last().map(Block::event), Some("stream.timeout"));
+    assert_eq!(sse.end, Some(End::Clean));
+    assert!(took >= Duration::from_millis(1900), "{took:?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "ended by wait_seconds: {took:?}"
+    );
 }

@@ -286,3 +286,55 @@ fn a_bad_retry_schedule_stops_the_binary_with_a_clear_message() {
         );
     }
 }
+
+/// AXME's http agents register a `callback_url`, verify `X-Axme-Signature: sha256=<hex
+/// HMAC-SHA256(secret, body)>` and read the intent id at the top of the body; the Standard
+/// Webhooks headers come too. The signature is recomputed here with ring, independently of the
+/// server's signer.
+#[test]
+fn an_axme_http_agent_gets_a_callback_it_can_verify_with_x_axme_signature() {
+    let s = Server::start();
+    let rx = Receiver::start(Reply::json(200, json!({"ack": true})));
+    let to = address("axme-http");
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let r = s.post(
+        "/v1/agents",
+        &json!({"address": to, "delivery_mode": "http", "callback_url": rx.url(),
+                "webhook_secret": secret}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json["agent"]["webhook_url"],
+        rx.url(),
+        "callback_url is webhook_url"
+    );
+
+    let id = s.create_intent(&to);
+    let hit = rx.wait_hits(1).remove(0);
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = ring::hmac::sign(&key, &hit.body);
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hit.header("x-axme-signature"),
+        Some(format!("sha256={hex}").as_str())
+    );
+    assert_signed(&hit, &key_of(secret));
+    let body = hit.json();
+    assert_eq!(body["intent_id"], id.as_str());
+    assert_eq!(body["data"]["intent"]["intent_id"], id.as_str());
+    // `{"ack": true}` carries no status: the intent is DELIVERED and waits for its result.
+    let i = wait_intent_status(&s, &id, "DELIVERED");
+    assert_eq!(i["lifecycle_status"], "DELIVERED");
+
+    let r = s.post(
+        "/v1/agents",
+        &json!({"address": to, "delivery_mode": "http", "callback_url": rx.url(),
+                "webhook_url": "http://127.0.0.1:9/other"}),
+    );
+    assert_eq!((r.status, r.field()), (422, "callback_url"), "{}", r.text);
+    let r = s.post(
+        "/v1/agents",
+        &json!({"address": to, "delivery_mode": "http", "callback_url": "ftp://x"}),
+    );
+    assert_eq!((r.status, r.field()), (422, "callback_url"), "{}", r.text);
+}

@@ -391,16 +391,24 @@ fn a_slow_consumer_is_cut_off_and_resumes_from_its_last_id() {
         "cut off long before the end: {} of {count} items arrived",
         first.len()
     );
-    let last_id = first.last().expect("items").id.clone().expect("id");
-    let mut fresh = open(
-        &s,
-        &format!("{feed}?wait_seconds=1"),
-        &[("last-event-id", &last_id)],
-    );
-    fresh.expect_retry();
-    let rest = fresh.rest();
-    assert_eq!(rest.last().map(Block::event), Some("stream.timeout"));
-    let all: Vec<&Block> = first.iter().chain(&rest[..rest.len() - 1]).collect();
+    // `wait_seconds` bounds each response, so the rest may take several; each resumes from
+    // the last id seen, until one ends with nothing new.
+    let mut last_id = first.last().expect("items").id.clone().expect("id");
+    let mut rest = Vec::new();
+    loop {
+        let mut fresh = open(
+            &s,
+            &format!("{feed}?wait_seconds=2"),
+            &[("last-event-id", &last_id)],
+        );
+        fresh.expect_retry();
+        let mut got = fresh.rest();
+        assert_eq!(got.pop().as_ref().map(Block::event), Some("stream.timeout"));
+        let Some(last) = got.last() else { break };
+        last_id = last.id.clone().expect("id");
+        rest.extend(got);
+    }
+    let all: Vec<&Block> = first.iter().chain(&rest).collect();
     let ids: Vec<String> = all
         .iter()
         .map(|b| {
