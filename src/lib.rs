@@ -8,7 +8,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod delivery;
+mod delivery;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;

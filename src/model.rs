@@ -127,6 +127,95 @@ impl WaitingReason {
     }
 }
 
+/// How an agent receives the intents addressed to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryMode {
+    Stream,
+    Poll,
+    /// Signed webhook push (`push` is accepted as a synonym).
+    Http,
+    Inbox,
+    Internal,
+}
+
+impl DeliveryMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryMode::Stream => "stream",
+            DeliveryMode::Poll => "poll",
+            DeliveryMode::Http => "http",
+            DeliveryMode::Inbox => "inbox",
+            DeliveryMode::Internal => "internal",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeliveryMode> {
+        Some(match s {
+            "stream" => DeliveryMode::Stream,
+            "poll" => DeliveryMode::Poll,
+            "http" | "push" => DeliveryMode::Http,
+            "inbox" => DeliveryMode::Inbox,
+            "internal" => DeliveryMode::Internal,
+            _ => return None,
+        })
+    }
+}
+
+/// What a push delivery carries: the intent to its `http` handler, or an event to an observer's
+/// subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryKind {
+    Handler,
+    Subscription,
+}
+
+impl DeliveryKind {
+    pub const ALL: [DeliveryKind; 2] = [DeliveryKind::Handler, DeliveryKind::Subscription];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryKind::Handler => "handler",
+            DeliveryKind::Subscription => "subscription",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeliveryKind> {
+        DeliveryKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Where a push delivery stands: waiting for an attempt, delivered, failed without being worth
+/// retrying (its intent ended), or dead-lettered after its last attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    Failed,
+    DeadLettered,
+}
+
+impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 4] = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Delivered,
+        DeliveryStatus::Failed,
+        DeliveryStatus::DeadLettered,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::DeadLettered => "dead_lettered",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeliveryStatus> {
+        DeliveryStatus::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
 /// Event types that record something other than a status change.
 pub mod event_type {
     pub const TRANSFER: &str = "intent.transfer";
@@ -160,6 +249,17 @@ mod tests {
             );
         }
         assert_eq!(Status::parse("completed"), None);
+    }
+
+    #[test]
+    fn delivery_spellings_round_trip() {
+        for k in DeliveryKind::ALL {
+            assert_eq!(DeliveryKind::parse(k.as_str()), Some(k));
+        }
+        for s in DeliveryStatus::ALL {
+            assert_eq!(DeliveryStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(DeliveryStatus::parse("PENDING"), None);
     }
 
     #[test]

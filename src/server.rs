@@ -250,7 +250,7 @@ async fn register_internal(store: &Store, registry: &Registry) -> Result<(), Err
         store
             .write(move |c| {
                 let current = crate::store::agents::get(c, &address)?;
-                if current.is_some_and(|a| a.delivery_mode == DeliveryMode::Internal.as_str()) {
+                if current.is_some_and(|a| a.delivery_mode == DeliveryMode::Internal) {
                     return Ok(());
                 }
                 agents::register(

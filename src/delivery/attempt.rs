@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 use crate::http::wire;
+use crate::model::DeliveryKind;
 use crate::service::deliveries::{Outcome, Verdict};
-use crate::service::outbox::KIND_HANDLER;
 use crate::service::push_targets::Prepared;
 use crate::webhook::{self, Answer};
 use crate::{clock, Error};
@@ -91,7 +91,7 @@ pub fn render(p: &Prepared) -> Result<Request, Error> {
         .intent
         .as_ref()
         .ok_or_else(|| Error::internal("the delivery's intent is gone"))?;
-    let body = if d.kind == KIND_HANDLER {
+    let body = if d.kind == DeliveryKind::Handler {
         serde_json::to_vec(&Envelope {
             intent_id: Some(&intent.intent_id),
             kind: &d.event_type,
@@ -125,7 +125,7 @@ pub fn render(p: &Prepared) -> Result<Request, Error> {
         url: p.url.clone(),
         body,
         secrets: p.secrets.clone(),
-        handler: d.kind == KIND_HANDLER,
+        handler: d.kind == DeliveryKind::Handler,
     })
 }
 

@@ -25,7 +25,7 @@ type Result = std::result::Result<Response<Body>, Error>;
 pub async fn create(ctx: Ctx, body: Incoming) -> Result {
     let body = ctx.json(body).await?;
     let mut req = requests::create_intent(&body, ctx.state.limits.max_payload_bytes)?;
-    req.from_agent = Access::of(&ctx.principal).from_agent(req.from_agent);
+    req.from_agent = Access::of(&ctx.principal).sender(req.from_agent);
     let scope = ctx.idempotency("POST /v1/intents".into(), &body)?;
     let caller = ctx.principal.address();
     let rendered = write_once(

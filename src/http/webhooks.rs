@@ -2,6 +2,7 @@
 //! `/v1/webhooks/...`, extended with intent events and filters) and the delivery log
 //! (`/v1/deliveries`, an extension).
 
+use crate::model::DeliveryStatus;
 use crate::service::access::Access;
 use hyper::body::Incoming;
 use hyper::Response;
@@ -12,7 +13,6 @@ use super::wire;
 use super::{request, Ctx};
 use crate::service::deliveries as domain;
 use crate::service::idempotency::write_once;
-use crate::service::outbox;
 use crate::service::subscriptions::{self, Counters};
 use crate::store::deliveries::ListFilter;
 use crate::store::subscriptions::{SubscriptionRow, WebhookEventRow};
@@ -241,17 +241,10 @@ pub async fn replay_event(ctx: Ctx) -> Result {
 
 // --- The delivery log ---------------------------------------------------------------------
 
-const STATUSES: &[&str] = &[
-    outbox::PENDING,
-    outbox::DELIVERED,
-    outbox::FAILED,
-    outbox::DEAD_LETTERED,
-];
-
 pub async fn list_deliveries(ctx: Ctx) -> Result {
     let q = &ctx.query;
     let status = match q.get("status") {
-        Some(s) if STATUSES.contains(&s) => Some(s.to_string()),
+        Some(s) if DeliveryStatus::parse(s).is_some() => DeliveryStatus::parse(s),
         Some(_) => {
             return Err(Error::invalid(
                 "status",

@@ -38,14 +38,6 @@ impl Access {
         }
     }
 
-    /// Everything (the runtime's own work, admin keys).
-    pub fn all() -> Access {
-        Access {
-            admin: true,
-            agents: Vec::new(),
-        }
-    }
-
     pub fn is_admin(&self) -> bool {
         self.admin
     }
@@ -74,7 +66,7 @@ impl Access {
     /// as the one of its addresses it names, else as its first; an admin key (which acts for
     /// every agent) as the agent address it names, else as itself (`None`: the caller's address).
     /// A value the key may not send as is ignored, as AXME ignores a sent `from_agent`.
-    pub fn from_agent(&self, given: Option<String>) -> Option<String> {
+    pub fn sender(&self, given: Option<String>) -> Option<String> {
         match (self.admin, given) {
             (true, given) => given,
             (false, Some(a)) if self.owns(&a) => Some(a),
@@ -224,13 +216,13 @@ mod tests {
     fn an_agent_key_acts_only_for_its_addresses() {
         let a = agent_key(&["agent://a", "agent://b"]);
         assert!(a.owns("agent://b") && !a.owns("agent://c"));
-        assert_eq!(a.from_agent(None).as_deref(), Some("agent://a"));
+        assert_eq!(a.sender(None).as_deref(), Some("agent://a"));
         assert_eq!(
-            a.from_agent(Some("agent://b".into())).as_deref(),
+            a.sender(Some("agent://b".into())).as_deref(),
             Some("agent://b")
         );
         assert_eq!(
-            a.from_agent(Some("agent://c".into())).as_deref(),
+            a.sender(Some("agent://c".into())).as_deref(),
             Some("agent://a"),
             "another agent's address is ignored"
         );
@@ -249,9 +241,12 @@ mod tests {
 
     #[test]
     fn an_admin_key_acts_for_everyone() {
-        let a = Access::all();
+        let a = Access {
+            admin: true,
+            agents: Vec::new(),
+        };
         assert!(a.owns("agent://anyone"));
-        assert_eq!(a.from_agent(None), None);
+        assert_eq!(a.sender(None), None);
         assert_eq!(a.owner_scope(None).unwrap(), None);
         assert!(a.require_filter(&[None], "listing").is_ok());
     }

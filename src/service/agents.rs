@@ -14,39 +14,7 @@ use crate::store::agents::{self, AgentRow};
 use crate::store::service_accounts::{self, ServiceAccountRow};
 use crate::Error;
 
-/// How an agent receives the intents addressed to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryMode {
-    Stream,
-    Poll,
-    /// Signed webhook push (`push` is accepted as a synonym).
-    Http,
-    Inbox,
-    Internal,
-}
-
-impl DeliveryMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryMode::Stream => "stream",
-            DeliveryMode::Poll => "poll",
-            DeliveryMode::Http => "http",
-            DeliveryMode::Inbox => "inbox",
-            DeliveryMode::Internal => "internal",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<DeliveryMode> {
-        Some(match s {
-            "stream" => DeliveryMode::Stream,
-            "poll" => DeliveryMode::Poll,
-            "http" | "push" => DeliveryMode::Http,
-            "inbox" => DeliveryMode::Inbox,
-            "internal" => DeliveryMode::Internal,
-            _ => return None,
-        })
-    }
-}
+pub use crate::model::DeliveryMode;
 
 /// A checked `POST /v1/agents` body.
 #[derive(Debug, Clone)]
@@ -178,7 +146,7 @@ pub fn register(conn: &Tx, req: RegisterAgent) -> Result<(AgentRow, Option<Strin
     );
     let row = AgentRow {
         address: req.address,
-        delivery_mode: req.mode.as_str().to_string(),
+        delivery_mode: req.mode,
         display_name: req.display_name,
         webhook_url: req.webhook_url,
         webhook_secret,
@@ -269,7 +237,7 @@ impl Entry {
 fn unregistered(account: &ServiceAccountRow) -> AgentRow {
     AgentRow {
         address: account.address.clone(),
-        delivery_mode: DeliveryMode::Stream.as_str().to_string(),
+        delivery_mode: DeliveryMode::Stream,
         display_name: account.display_name.clone(),
         webhook_url: None,
         webhook_secret: None,

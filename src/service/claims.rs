@@ -69,7 +69,7 @@ pub fn claim(conn: &Tx, agent: &str, req: ClaimRequest, actor: &str) -> Result<V
         .or(registered.as_ref().and_then(|a| a.lease_seconds))
         .unwrap_or(DEFAULT_LEASE_SECONDS);
     let via = match &registered {
-        Some(a) if a.delivery_mode == "internal" => "internal",
+        Some(a) if a.delivery_mode == crate::model::DeliveryMode::Internal => "internal",
         _ => "inbox",
     };
     let now = clock::now_ms();

@@ -11,9 +11,9 @@ use serde_json::{json, Value};
 use super::effects::{self, transition};
 use super::history::Change;
 use super::intents;
-use super::outbox::{DEAD_LETTERED, DELIVERED, FAILED, KIND_HANDLER, PENDING};
 pub use super::retry::RetryPolicy;
 use crate::model::Status;
+use crate::model::{DeliveryKind, DeliveryStatus};
 use crate::store::deliveries::{self, AttemptRow, DeliveryRow, ListFilter};
 use crate::store::intents::IntentRow;
 use crate::store::{agents, subscriptions};
@@ -75,7 +75,7 @@ pub fn record(
         what: "delivery",
         id: delivery_id.to_string(),
     })?;
-    if d.status != PENDING {
+    if d.status != DeliveryStatus::Pending {
         // Replayed or finished meanwhile (e.g. two attempts raced over a restart): keep the
         // record of the attempt, change nothing else.
         insert_attempt(conn, &d, &outcome, None)?;
@@ -84,14 +84,14 @@ pub fn record(
     let now = clock::now_rfc3339();
     d.attempts = d.attempts.max(outcome.attempt);
     d.updated_at = now.clone();
-    let intent = match (&d.kind[..], &d.intent_id) {
-        (KIND_HANDLER, Some(id)) => crate::store::intents::get(conn, id)?,
+    let intent = match (d.kind, &d.intent_id) {
+        (DeliveryKind::Handler, Some(id)) => crate::store::intents::get(conn, id)?,
         _ => None,
     };
     let mut note = None;
     match &outcome.verdict {
         Verdict::Delivered => {
-            d.status = DELIVERED.into();
+            d.status = DeliveryStatus::Delivered;
             d.next_attempt_ms = None;
             d.last_error = None;
             if let Some(mut intent) = intent {
@@ -126,9 +126,9 @@ pub fn record(
             };
             if exhausted {
                 d.status = if *verdict == Verdict::Skipped {
-                    FAILED.into()
+                    DeliveryStatus::Failed
                 } else {
-                    DEAD_LETTERED.into()
+                    DeliveryStatus::DeadLettered
                 };
                 d.next_attempt_ms = None;
             }
@@ -139,10 +139,10 @@ pub fn record(
     }
     insert_attempt(conn, &d, &outcome, note)?;
     deliveries::update_state(conn, &d)?;
-    let settled = match &d.status[..] {
-        DELIVERED => Settled::Delivered,
-        PENDING => Settled::Retry,
-        FAILED => Settled::Skipped,
+    let settled = match d.status {
+        DeliveryStatus::Delivered => Settled::Delivered,
+        DeliveryStatus::Pending => Settled::Retry,
+        DeliveryStatus::Failed => Settled::Skipped,
         _ => Settled::DeadLettered,
     };
     Ok((d, settled))
@@ -314,7 +314,7 @@ fn handler_failed(
 /// attempts.
 pub fn replay(conn: &Tx, delivery_id: &str, policy: &RetryPolicy) -> Result<DeliveryRow, Error> {
     let mut d = get(conn, delivery_id)?;
-    if d.status == PENDING {
+    if d.status == DeliveryStatus::Pending {
         return Err(Error::conflict(
             "delivery_pending",
             "this delivery is still pending; it will be attempted at next_attempt_at",
@@ -325,7 +325,7 @@ pub fn replay(conn: &Tx, delivery_id: &str, policy: &RetryPolicy) -> Result<Deli
     } else {
         policy.default_attempts()
     };
-    d.status = PENDING.into();
+    d.status = DeliveryStatus::Pending;
     // Marks the delivery as replayed on purpose: it is sent even if its intent is terminal.
     d.replay_of = Some(d.delivery_id.clone());
     d.max_attempts = d.attempts + budget;

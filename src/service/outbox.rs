@@ -4,6 +4,7 @@
 //! raised by the inbox) to their owner's subscriptions. A reaction of `effects`; it changes no
 //! intent.
 
+use crate::model::{DeliveryKind, DeliveryStatus};
 use serde_json::Value;
 
 use crate::clock;
@@ -14,14 +15,6 @@ use crate::store::intents::IntentRow;
 use crate::store::subscriptions::{SubscriptionRow, WebhookEventRow};
 use crate::store::{agents, subscriptions, Tx};
 use crate::Error;
-
-pub const KIND_HANDLER: &str = "handler";
-pub const KIND_SUBSCRIPTION: &str = "subscription";
-
-pub const PENDING: &str = "pending";
-pub const DELIVERED: &str = "delivered";
-pub const FAILED: &str = "failed";
-pub const DEAD_LETTERED: &str = "dead_lettered";
 
 /// The scheme, host and port of a URL: what a per-endpoint limit counts.
 pub fn endpoint(url: &str) -> String {
@@ -35,16 +28,16 @@ pub fn endpoint(url: &str) -> String {
 /// event's transaction.
 pub fn enqueue(conn: &Tx, intent: &IntentRow, event: &EventRow) -> Result<(), Error> {
     let now = clock::now_rfc3339();
-    let new = |kind: &str, url: &str, max_attempts: i64| DeliveryRow {
+    let new = |kind: DeliveryKind, url: &str, max_attempts: i64| DeliveryRow {
         delivery_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
-        kind: kind.to_string(),
+        kind,
         intent_id: Some(intent.intent_id.clone()),
         event_seq: Some(event.seq),
         event_type: event.event_type.clone(),
         agent_address: None,
         subscription_id: None,
         target_url: url.to_string(),
-        status: PENDING.to_string(),
+        status: DeliveryStatus::Pending,
         attempts: 0,
         max_attempts,
         next_attempt_ms: Some(clock::now_ms()),
@@ -58,7 +51,7 @@ pub fn enqueue(conn: &Tx, intent: &IntentRow, event: &EventRow) -> Result<(), Er
     if event.status == Status::Submitted && event.event_type == Status::Submitted.event_type() {
         if let Some(agent) = agents::get(conn, &intent.to_agent)? {
             if let (true, None, Some(url)) = (
-                agent.delivery_mode == "http",
+                agent.delivery_mode == crate::model::DeliveryMode::Http,
                 &agent.disabled_at,
                 &agent.webhook_url,
             ) {
@@ -66,7 +59,7 @@ pub fn enqueue(conn: &Tx, intent: &IntentRow, event: &EventRow) -> Result<(), Er
                     .max_delivery_attempts
                     .or(agent.max_delivery_attempts)
                     .unwrap_or(0);
-                let mut d = new(KIND_HANDLER, url, max);
+                let mut d = new(DeliveryKind::Handler, url, max);
                 d.agent_address = Some(agent.address.clone());
                 deliveries::insert(conn, &d)?;
             }
@@ -74,7 +67,7 @@ pub fn enqueue(conn: &Tx, intent: &IntentRow, event: &EventRow) -> Result<(), Er
     }
     for sub in subscriptions::active(conn)? {
         if subscription_wants(&sub, intent, event) {
-            let mut d = new(KIND_SUBSCRIPTION, &sub.callback_url, 0);
+            let mut d = new(DeliveryKind::Subscription, &sub.callback_url, 0);
             d.subscription_id = Some(sub.subscription_id.clone());
             deliveries::insert(conn, &d)?;
         }
@@ -154,14 +147,14 @@ pub fn fan_out(
     for sub in subs {
         let d = DeliveryRow {
             delivery_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
-            kind: KIND_SUBSCRIPTION.into(),
+            kind: DeliveryKind::Subscription,
             intent_id: None,
             event_seq: None,
             event_type: event.event_type.clone(),
             agent_address: None,
             subscription_id: Some(sub.subscription_id.clone()),
             target_url: sub.callback_url.clone(),
-            status: PENDING.into(),
+            status: DeliveryStatus::Pending,
             attempts: 0,
             max_attempts: 0,
             next_attempt_ms: Some(clock::now_ms()),

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::outbox::KIND_HANDLER;
+use crate::model::{DeliveryKind, DeliveryMode};
 use crate::store::deliveries::DeliveryRow;
 use crate::store::events::EventRow;
 use crate::store::intents::IntentRow;
@@ -64,19 +64,15 @@ impl Targets {
     }
 }
 
-/// Reads what the attempt of a due delivery needs.
-pub fn prepare(conn: &Tx, d: DeliveryRow) -> Result<Prepared, Error> {
-    prepare_with(conn, d, &mut Targets::default())
-}
-
-/// [`prepare`], reading each agent and subscription once per `targets`.
+/// Reads what the attempt of a due delivery needs, each agent and subscription once per
+/// `targets`.
 pub fn prepare_with(conn: &Tx, d: DeliveryRow, targets: &mut Targets) -> Result<Prepared, Error> {
     let intent = match &d.intent_id {
         Some(id) => crate::store::intents::get(conn, id)?,
         None => None,
     };
     // A handler push carries the intent, not the event that caused it.
-    let event = match (&d.intent_id, d.event_seq, d.kind == KIND_HANDLER) {
+    let event = match (&d.intent_id, d.event_seq, d.kind == DeliveryKind::Handler) {
         (Some(id), Some(seq), false) => {
             crate::store::events::list_for_intent(conn, id, seq - 1, 1)?
                 .into_iter()
@@ -103,10 +99,10 @@ pub fn prepare_with(conn: &Tx, d: DeliveryRow, targets: &mut Targets) -> Result<
             Some(a) if a.disabled_at.is_some() => {
                 p.blocked = Some("the agent's webhook is disabled (it answered 410 Gone)".into())
             }
-            Some(a) if a.delivery_mode != "http" || a.webhook_url.is_none() => {
+            Some(a) if a.delivery_mode != DeliveryMode::Http || a.webhook_url.is_none() => {
                 p.skipped = Some(format!(
                     "the agent {address} now receives through {}; the intent waits to be pulled",
-                    a.delivery_mode
+                    a.delivery_mode.as_str()
                 ))
             }
             Some(a) => {
@@ -144,7 +140,7 @@ pub fn prepare_with(conn: &Tx, d: DeliveryRow, targets: &mut Targets) -> Result<
     if p.secrets.is_empty() && p.blocked.is_none() && p.skipped.is_none() {
         p.blocked = Some("no signing secret".into());
     }
-    if p.delivery.kind == KIND_HANDLER
+    if p.delivery.kind == DeliveryKind::Handler
         && p.delivery.replay_of.is_none()
         && p.intent.as_ref().is_some_and(|i| i.status.is_terminal())
     {

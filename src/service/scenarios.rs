@@ -335,11 +335,10 @@ pub fn apply(conn: &Tx, bundle: Bundle, caller: &str) -> Result<Applied, Error> 
     for a in &bundle.agents {
         let existing = agent_rows::get(conn, &a.address)?;
         let created = existing.is_none() && a.create_if_missing;
-        let changes = a.mode.is_some_and(|m| {
-            existing
-                .as_ref()
-                .is_some_and(|e| e.delivery_mode != m.as_str())
-        }) || (existing.is_some() && a.webhook_url.is_some());
+        let changes = a
+            .mode
+            .is_some_and(|m| existing.as_ref().is_some_and(|e| e.delivery_mode != m))
+            || (existing.is_some() && a.webhook_url.is_some());
         if created || changes {
             let keep = existing.as_ref();
             agents::register(
@@ -348,7 +347,7 @@ pub fn apply(conn: &Tx, bundle: Bundle, caller: &str) -> Result<Applied, Error> 
                     address: a.address.clone(),
                     mode: a
                         .mode
-                        .or_else(|| keep.and_then(|e| DeliveryMode::parse(&e.delivery_mode)))
+                        .or_else(|| keep.map(|e| e.delivery_mode))
                         .unwrap_or(DeliveryMode::Stream),
                     display_name: a
                         .display_name

@@ -8,8 +8,9 @@ use base64::Engine;
 use serde_json::Value;
 
 use super::deliveries::{self, RetryPolicy};
-use super::outbox::{self, PENDING};
+use super::outbox;
 use super::validate::{self, Fields};
+use crate::model::DeliveryStatus;
 use crate::store::deliveries::{self as delivery_rows, DeliveryRow};
 use crate::store::subscriptions::{self as store, SubscriptionRow, WebhookEventRow};
 use crate::{clock, Error};
@@ -233,14 +234,14 @@ pub struct Counters {
 }
 
 fn counters(rows: &[DeliveryRow]) -> Counters {
-    let count = |s: &str| rows.iter().filter(|d| d.status == s).count() as i64;
-    let pending = count(PENDING);
+    let count = |s: DeliveryStatus| rows.iter().filter(|d| d.status == s).count() as i64;
+    let pending = count(DeliveryStatus::Pending);
     Counters {
         queued: rows.len() as i64,
         processed: rows.len() as i64 - pending,
-        delivered: count(outbox::DELIVERED),
+        delivered: count(DeliveryStatus::Delivered),
         pending,
-        dead_lettered: count(outbox::DEAD_LETTERED),
+        dead_lettered: count(DeliveryStatus::DeadLettered),
     }
 }
 
@@ -275,7 +276,7 @@ pub fn replay_event(
             id: event_id.to_string(),
         })?;
     for d in delivery_rows::for_webhook_event(conn, event_id)? {
-        if d.status != PENDING {
+        if d.status != DeliveryStatus::Pending {
             deliveries::replay(conn, &d.delivery_id, policy)?;
         }
     }

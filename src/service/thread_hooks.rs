@@ -86,7 +86,9 @@ pub fn on_create(conn: &Tx, intent: &IntentRow) -> Result<(), Error> {
                 }
             }
         }
-    } else if agents::get(conn, &intent.to_agent)?.is_some_and(|a| a.delivery_mode == "inbox") {
+    } else if agents::get(conn, &intent.to_agent)?
+        .is_some_and(|a| a.delivery_mode == crate::model::DeliveryMode::Inbox)
+    {
         open(conn, intent, &intent.to_agent, "handler")?;
     }
     Ok(())

@@ -130,7 +130,8 @@ fn escalate(conn: &Tx, intent: &mut IntentRow) -> Result<(), Error> {
         "handler"
     };
     if intent.human_task.is_some()
-        || crate::store::agents::get(conn, &to)?.is_some_and(|a| a.delivery_mode == "inbox")
+        || crate::store::agents::get(conn, &to)?
+            .is_some_and(|a| a.delivery_mode == crate::model::DeliveryMode::Inbox)
     {
         thread_hooks::open(conn, intent, &to, role)?;
     }

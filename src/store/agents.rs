@@ -2,16 +2,33 @@
 //! An address that has no row is a pull agent (stream/poll).
 
 use super::Tx;
+use crate::model::DeliveryMode;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::ToSql;
 use rusqlite::{params, OptionalExtension, Row};
 
 use crate::Error;
+
+impl FromSql for DeliveryMode {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let s = value.as_str()?;
+        DeliveryMode::parse(s)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown delivery mode {s}").into()))
+    }
+}
+
+impl ToSql for DeliveryMode {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
 
 /// A registered agent as stored. `webhook_secret` is the signing secret in full: it never leaves
 /// the server except in the response that created it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentRow {
     pub address: String,
-    pub delivery_mode: String,
+    pub delivery_mode: DeliveryMode,
     pub display_name: Option<String>,
     pub webhook_url: Option<String>,
     pub webhook_secret: Option<String>,

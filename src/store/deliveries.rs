@@ -4,24 +4,52 @@
 //! while the delivery is pending.
 
 use super::Tx;
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{params, OptionalExtension, Row, ToSql};
 
+use crate::model::{DeliveryKind, DeliveryStatus};
 use crate::Error;
+
+impl FromSql for DeliveryKind {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let s = value.as_str()?;
+        DeliveryKind::parse(s)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown delivery kind {s}").into()))
+    }
+}
+
+impl ToSql for DeliveryKind {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for DeliveryStatus {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let s = value.as_str()?;
+        DeliveryStatus::parse(s)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown delivery status {s}").into()))
+    }
+}
+
+impl ToSql for DeliveryStatus {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
 
 /// A delivery as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryRow {
     pub delivery_id: String,
-    /// `handler` (the intent to its http agent) or `subscription` (an event to an observer).
-    pub kind: String,
+    pub kind: DeliveryKind,
     pub intent_id: Option<String>,
     pub event_seq: Option<i64>,
     pub event_type: String,
     pub agent_address: Option<String>,
     pub subscription_id: Option<String>,
     pub target_url: String,
-    /// `pending`, `delivered`, `failed` or `dead_lettered`.
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub max_attempts: i64,
     pub next_attempt_ms: Option<i64>,
@@ -189,7 +217,7 @@ pub fn shift_pending(conn: &Tx, by_ms: i64) -> Result<usize, Error> {
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
     pub intent_id: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<DeliveryStatus>,
     /// Only deliveries created before this one (the previous page's last id, by rowid).
     pub before_rowid: Option<i64>,
     pub limit: usize,
@@ -321,14 +349,14 @@ mod tests {
     fn pending(id: &str, endpoint: &str, next_ms: i64) -> DeliveryRow {
         DeliveryRow {
             delivery_id: id.into(),
-            kind: "handler".into(),
+            kind: DeliveryKind::Handler,
             intent_id: None,
             event_seq: None,
             event_type: "intent.submitted".into(),
             agent_address: None,
             subscription_id: None,
             target_url: format!("{endpoint}/hook"),
-            status: "pending".into(),
+            status: DeliveryStatus::Pending,
             attempts: 0,
             max_attempts: 0,
             next_attempt_ms: Some(next_ms),
@@ -356,7 +384,7 @@ mod tests {
             insert(&conn, &pending(id, ep, at)).expect("insert");
         }
         let mut done = pending("d6", "http://c", 5);
-        done.status = "delivered".into();
+        done.status = DeliveryStatus::Delivered;
         done.next_attempt_ms = None;
         insert(&conn, &done).expect("insert");
 
