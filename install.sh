@@ -6,8 +6,8 @@
 #   AXME_NO_SYSTEMD=1 ./install.sh   skip the unit even where systemd exists
 #
 # It never touches an existing database or key: the unit starts `axme serve` on
-# /var/lib/axme/axme.db, which is created (with a generated admin key, printed once in the
-# journal) only on the first start.
+# /var/lib/axme/axme.db, which is created (with a generated admin key, written to
+# /var/lib/axme/admin.key readable by the axme user only) only on the first start.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -51,10 +51,11 @@ After=network.target
 [Service]
 User=axme
 Group=axme
-ExecStart=$bin serve --data /var/lib/axme/axme.db --listen 127.0.0.1:8080
+ExecStart=$bin serve --data /var/lib/axme/axme.db --api-key-file /var/lib/axme/admin.key --listen 127.0.0.1:8080
 Restart=on-failure
 KillSignal=SIGTERM
 TimeoutStopSec=30
+LimitNOFILE=65536
 NoNewPrivileges=true
 ProtectSystem=strict
 ProtectHome=true
@@ -68,4 +69,4 @@ UNIT
 fi
 systemctl daemon-reload
 systemctl enable --now axme.service
-echo "axme is running; on first start its admin key is in: journalctl -u axme"
+echo "axme is running; on first start its admin key is written to /var/lib/axme/admin.key (readable by the axme user only: sudo cat it)"

@@ -45,10 +45,17 @@ pub struct ServeConfig {
     #[arg(long, env = "AXME_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
 
-    /// Admin API key to store if the database does not have it yet (at least 16 characters).
-    /// Without it, a new database gets a generated key, printed once.
+    /// Admin API key to store if the database does not have it yet (at least 32 visible
+    /// characters, 16 of them different). Without it, a new database gets a generated key,
+    /// printed once (or written to --api-key-file).
     #[arg(long, env = "AXME_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+
+    /// A file holding the admin API key (kept out of the command line and the log): read if it
+    /// exists; otherwise a new database's generated key is written to it, readable by its owner
+    /// only (0600), instead of to stdout.
+    #[arg(long, env = "AXME_API_KEY_FILE", conflicts_with = "api_key")]
+    pub api_key_file: Option<PathBuf>,
 
     /// How hard a commit waits for the disk: `full` survives power loss, `normal` survives a
     /// crash of the process.
@@ -98,6 +105,11 @@ pub struct ServeConfig {
     #[arg(long, env = "AXME_STREAM_QUEUE", default_value_t = 256)]
     pub stream_queue: usize,
 
+    /// Bytes queued per stream connection (one frame larger than this still goes out alone); a
+    /// reader that leaves it full past the write deadline is cut off and its connection closed.
+    #[arg(long, env = "AXME_STREAM_BUFFER_BYTES", default_value_t = 1024 * 1024)]
+    pub stream_buffer_bytes: usize,
+
     /// Most open stream connections (more get 503 with Retry-After).
     #[arg(long, env = "AXME_MAX_STREAMS", default_value_t = 10_000)]
     pub max_streams: usize,
@@ -114,6 +126,25 @@ pub struct ServeConfig {
     /// (more get 429).
     #[arg(long, env = "AXME_MAX_WAITERS_PER_KEY", default_value_t = 100)]
     pub max_waiters_per_key: usize,
+
+    /// Most open connections; past it a connection gets `/health` or 503 and is closed. Kept
+    /// under three quarters of the open-file limit (raised to its hard limit at start).
+    #[arg(long, env = "AXME_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Seconds a request's body may take to arrive after its head (then 408 and the connection
+    /// closes).
+    #[arg(long, env = "AXME_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub request_timeout_seconds: u64,
+
+    /// Requests one agent key may have in flight at once (more get 429).
+    #[arg(long, env = "AXME_MAX_IN_FLIGHT_PER_KEY", default_value_t = 256)]
+    pub max_in_flight_per_key: usize,
+
+    /// Active webhook subscriptions one owner may hold (more get 429); each multiplies the
+    /// events it matches into pushes. 0 turns the cap off.
+    #[arg(long, env = "AXME_MAX_SUBSCRIPTIONS_PER_OWNER", default_value_t = 100)]
+    pub max_subscriptions_per_owner: usize,
 
     /// Requests per second one agent key may make on average (bursts of twice that); more get
     /// 429 with Retry-After. 0 turns the limit off. Admin keys are not limited.
@@ -255,6 +286,7 @@ impl ServeConfig {
             data: data.into(),
             listen: "127.0.0.1:8080".into(),
             api_key: None,
+            api_key_file: None,
             durability: Durability::Full,
             max_payload_bytes: 128 * 1024,
             log: "info".into(),
@@ -266,10 +298,15 @@ impl ServeConfig {
             stream_max_lifetime_seconds: 1800,
             stream_write_deadline_seconds: 10,
             stream_queue: 256,
+            stream_buffer_bytes: 1024 * 1024,
             max_streams: 10_000,
             max_waiters: 10_000,
             max_streams_per_key: 100,
             max_waiters_per_key: 100,
+            max_connections: 10_000,
+            request_timeout_seconds: 30,
+            max_in_flight_per_key: 256,
+            max_subscriptions_per_owner: 100,
             rate_limit: 1000,
             push_retry_schedule: parse_schedule("5s,5m,30m,2h,5h,10h,14h,20h,24h")
                 .unwrap_or_default(),
@@ -305,6 +342,7 @@ impl ServeConfig {
             max_lifetime: Duration::from_secs(self.stream_max_lifetime_seconds.max(1)),
             write_deadline: Duration::from_secs(self.stream_write_deadline_seconds.max(1)),
             queue: self.stream_queue.max(1),
+            buffer_bytes: self.stream_buffer_bytes.max(1),
             retry_ms: 2000,
             max_streams: self.max_streams,
             max_waiters: self.max_waiters,

@@ -37,6 +37,10 @@ pub enum Error {
     TooMany { reason: String },
     /// The request target (path and query) is longer than the server reads (414).
     UriTooLong { limit: usize },
+    /// The request head (request line and headers) is larger than the server reads (431).
+    HeadTooLarge { limit: usize },
+    /// The request body did not arrive within the request deadline (408; the connection closes).
+    RequestTimeout { seconds: u64 },
     /// The server cannot take writes right now (disk full, read-only database, shutting down)
     /// (503).
     Unavailable { reason: String },
@@ -89,6 +93,8 @@ impl Error {
             Error::TooLarge { .. } => "payload_too_large",
             Error::RateLimited { .. } | Error::TooMany { .. } => "rate_limited",
             Error::UriTooLong { .. } => "uri_too_long",
+            Error::RequestTimeout { .. } => "request_timeout",
+            Error::HeadTooLarge { .. } => "request_head_too_large",
             Error::Unavailable { .. } => "unavailable",
             Error::Internal { .. } => "internal_error",
         }
@@ -126,6 +132,13 @@ impl fmt::Display for Error {
                     "the request path and query are longer than {limit} bytes"
                 )
             }
+            Error::HeadTooLarge { limit } => {
+                write!(f, "the request head is larger than {limit} bytes")
+            }
+            Error::RequestTimeout { seconds } => write!(
+                f,
+                "the request body did not arrive within {seconds} s (--request-timeout-seconds)"
+            ),
             Error::Unavailable { reason } => write!(f, "service unavailable: {reason}"),
             Error::Internal { .. } => write!(f, "internal error"),
         }

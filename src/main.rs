@@ -53,6 +53,13 @@ async fn run(config: ServeConfig) -> Result<(), String> {
     if let Some(key) = &server.generated_key {
         let _ = writeln!(out, "admin API key (shown once, store it now): {key}");
     }
+    if let Some(path) = &server.generated_key_file {
+        let _ = writeln!(
+            out,
+            "admin API key written to {} (readable by its owner only)",
+            path.display()
+        );
+    }
     let _ = writeln!(
         out,
         "axme {} listening on http://{addr}",

@@ -235,6 +235,10 @@ pub mod builtin {
     pub const WORKFLOW: &str = "agent://internal/workflow";
 }
 
+/// How a push the address guard refused says so in its error (`webhook::target`), which agent
+/// keys are shown as it is (`http::wire`).
+pub const PUSH_REFUSED: &str = "refused by axme";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,15 +6,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::ServeConfig;
 use crate::delivery::{self, PushSettings};
+use crate::http::connections::{self, Connections};
 use crate::http::sse::Gauges;
 use crate::http::{self, AppState, Limits};
 use crate::metrics::Metrics;
@@ -39,6 +37,8 @@ pub struct Server {
     retention: Option<Duration>,
     /// The admin key generated for a new database, to be shown to the operator once.
     pub generated_key: Option<String>,
+    /// Where the generated admin key was written instead (`--api-key-file`).
+    pub generated_key_file: Option<std::path::PathBuf>,
 }
 
 impl Server {
@@ -52,11 +52,26 @@ impl Server {
         let store = tokio::task::spawn_blocking(move || Store::open(&path, opts))
             .await
             .map_err(|e| Error::internal(format!("open task: {e}")))??;
-        let generated_key = match auth::bootstrap(&store, config.api_key.as_deref()).await? {
+        let (given, write_to) = admin_key_source(config)?;
+        let generated_key = match auth::bootstrap(&store, given.as_deref()).await? {
             Bootstrap::Generated(k) => Some(k),
             Bootstrap::Stored | Bootstrap::Unchanged => None,
         };
+        let (generated_key, generated_key_file) = match (generated_key, write_to) {
+            (Some(key), Some(path)) => {
+                write_key_file(&path, &key)?;
+                (None, Some(path))
+            }
+            (key, _) => (key, None),
+        };
         let keys = Keys::load(&store).await?;
+        let nofile = raise_open_file_limit();
+        let max_connections = connections::cap(config.max_connections, nofile);
+        tracing::info!(
+            open_file_limit = nofile.unwrap_or(0),
+            max_connections,
+            "connection cap"
+        );
         let (shutdown_tx, shutdown) = watch::channel(false);
         let push = config.push_settings();
         let mut registry = Registry::default();
@@ -89,7 +104,12 @@ impl Server {
             state: Arc::new(AppState {
                 store,
                 keys: Arc::new(keys),
-                limits: Limits::for_payload(config.max_payload_bytes),
+                limits: Limits {
+                    request_timeout: Duration::from_secs(config.request_timeout_seconds.max(1)),
+                    max_in_flight_per_key: config.max_in_flight_per_key.max(1),
+                    max_subscriptions_per_owner: config.max_subscriptions_per_owner,
+                    ..Limits::for_payload(config.max_payload_bytes)
+                },
                 streams: config.stream_settings(),
                 shared_reads: Default::default(),
                 shared_events: Default::default(),
@@ -101,6 +121,8 @@ impl Server {
                 rate: crate::http::limits::RateLimiter::new(config.rate_limit),
                 per_key_streams: Default::default(),
                 per_key_waiters: Default::default(),
+                per_key_in_flight: Default::default(),
+                connections: Connections::new(max_connections),
             }),
             shutdown_tx,
             push,
@@ -108,6 +130,7 @@ impl Server {
             registry,
             retention: config.retention.0,
             generated_key,
+            generated_key_file,
         })
     }
 
@@ -179,36 +202,18 @@ impl Server {
             ))
         });
         tokio::pin!(shutdown);
+        let mut refused = AcceptErrors::default();
         loop {
             tokio::select! {
-                accepted = listener.accept() => {
-                    let stream = match accepted {
-                        Ok((stream, _)) => stream,
-                        Err(e) => {
-                            // Out of file descriptors and the like: back off instead of spinning.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let state = self.state.clone();
-                    let conn = http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(crate::http::limits::HEADER_READ_TIMEOUT)
-                        .max_buf_size(crate::http::limits::MAX_HEAD_BYTES)
-                        .keep_alive(true)
-                        .serve_connection(
-                            TokioIo::new(stream),
-                            service_fn(move |req| http::handle(state.clone(), req)),
-                        );
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                    });
-                }
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        refused.recovered();
+                        http::connections::serve(&self.state, stream, &graceful);
+                    }
+                    // Out of file descriptors and the like: the connections already open go on;
+                    // the listener waits, backing off, and the log says so once in a while.
+                    Err(e) => tokio::time::sleep(refused.failed(&e)).await,
+                },
                 _ = &mut shutdown => break,
             }
         }
@@ -287,5 +292,95 @@ async fn maintenance(store: Store) {
                 }
             }
         }
+    }
+}
+
+/// The admin key given (`--api-key`, or the contents of an existing `--api-key-file`), and the
+/// key file to write a generated key to when there is none yet.
+fn admin_key_source(
+    config: &ServeConfig,
+) -> Result<(Option<String>, Option<std::path::PathBuf>), Error> {
+    let Some(path) = &config.api_key_file else {
+        return Ok((config.api_key.clone(), None));
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let key = text.trim();
+            if key.is_empty() {
+                return Err(Error::invalid("--api-key-file", "the file is empty"));
+            }
+            Ok((Some(key.to_string()), None))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((None, Some(path.clone()))),
+        Err(e) => Err(Error::invalid(
+            "--api-key-file",
+            format!("cannot read {}: {e}", path.display()),
+        )),
+    }
+}
+
+/// Writes a generated admin key to a new file readable by its owner only.
+fn write_key_file(path: &std::path::Path, key: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let fail = |e: std::io::Error| {
+        Error::internal(format!(
+            "cannot write the generated admin key to {}: {e}; remove the new database and \
+             start again",
+            path.display()
+        ))
+    };
+    let mut file = crate::store::create_private(path).map_err(fail)?;
+    file.write_all(format!("{key}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(fail)
+}
+
+/// Raises the soft open-file limit to the hard one (a systemd unit without `LimitNOFILE=` starts
+/// at 1024) and returns the limit in force, which the connection cap stays below.
+fn raise_open_file_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open-file limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE)
+                .ok()
+                .map(|(soft, _)| soft)
+        }
+    }
+}
+
+/// Failed accepts in a row: how long to wait before the next, and a log line at most every
+/// [`AcceptErrors::LOG_EVERY`] (a full descriptor table fails every accept until one closes).
+#[derive(Default)]
+struct AcceptErrors {
+    in_a_row: u32,
+    unlogged: u64,
+    logged_at: Option<std::time::Instant>,
+}
+
+impl AcceptErrors {
+    const LOG_EVERY: Duration = Duration::from_secs(10);
+
+    /// Notes a failure; returns the back-off: 10 ms, doubling up to 500 ms.
+    fn failed(&mut self, e: &std::io::Error) -> Duration {
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        self.unlogged += 1;
+        if self
+            .logged_at
+            .is_none_or(|t| t.elapsed() >= Self::LOG_EVERY)
+        {
+            tracing::warn!(
+                error = %e,
+                failures = self.unlogged,
+                "accept failed; open connections go on, new ones wait"
+            );
+            self.unlogged = 0;
+            self.logged_at = Some(std::time::Instant::now());
+        }
+        Duration::from_millis(10 << self.in_a_row.min(6)).min(Duration::from_millis(500))
+    }
+
+    fn recovered(&mut self) {
+        self.in_a_row = 0;
     }
 }

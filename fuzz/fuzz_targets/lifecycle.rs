@@ -250,7 +250,7 @@ fn run(conn: &Tx, data: &[u8]) {
                 let to = req.status;
                 (
                     Expect::Move(to),
-                    intents::resolve(conn, &id, req, CALLER).map(drop),
+                    intents::resolve(conn, &id, req, CALLER, None).map(drop),
                 )
             }
             3 | 4 => {
@@ -264,10 +264,10 @@ fn run(conn: &Tx, data: &[u8]) {
                 let to = req.status;
                 (
                     Expect::Move(to),
-                    intents::progress(conn, &id, req, AGENT).map(drop),
+                    intents::progress(conn, &id, req, AGENT, Some(AGENT)).map(drop),
                 )
             }
-            5 => (Expect::Free, intents::ack(conn, &id, None, AGENT).map(drop)),
+            5 => (Expect::Free, intents::ack(conn, &id, None, AGENT, Some(AGENT)).map(drop)),
             6 => {
                 let outcome = pick(&["approve", "reject", "maybe"], arg);
                 let mut b = json!({"task_result": {"outcome": outcome}});
@@ -277,7 +277,7 @@ fn run(conn: &Tx, data: &[u8]) {
                 let req = resume::request(&b).expect("a valid resume");
                 (
                     Expect::Free,
-                    resume::resume(conn, &id, req, AGENT).map(drop),
+                    resume::resume(conn, &id, req, AGENT, Some(AGENT)).map(drop),
                 )
             }
             7 => {
@@ -324,7 +324,7 @@ fn run(conn: &Tx, data: &[u8]) {
                 )
             }
             10 => (Expect::Free, claims::extend(conn, &token, 600).map(drop)),
-            11 => (Expect::Redrive, inbox::redrive(conn, &id, CALLER).map(drop)),
+            11 => (Expect::Redrive, inbox::redrive(conn, &id, CALLER, None).map(drop)),
             12 => (Expect::Free, intents::time_out_due(conn, 10).map(drop)),
             13 => {
                 let decision = pick(&[Decision::Approve, Decision::Reject], arg);

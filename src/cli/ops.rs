@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -97,9 +98,11 @@ fn download(client: &Client, path: &Path) -> Result<u64, Failure> {
     let resp = client.open(client.long_request("GET", "/v1/admin/backup"), None)?;
     let expected: Option<u64> = resp.header("content-length").and_then(|v| v.parse().ok());
     let mut body = resp.into_reader();
+    // Private (0600) like the database: a backup holds webhook secrets and every payload.
     let mut file = File::options()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(path)
         .map_err(|e| Failure::new(format!("cannot create {}: {e}", path.display())))?;
     let mut spinner = Spinner::new();

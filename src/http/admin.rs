@@ -51,10 +51,7 @@ pub async fn backup(ctx: Ctx) -> Result {
             }
         }
     });
-    let mut resp = Response::new(Body::Stream {
-        chunks: rx,
-        _slot: Box::new(()),
-    });
+    let mut resp = Response::new(Body::Download(rx));
     let stamp: String = clock::now_rfc3339()
         .chars()
         .filter(char::is_ascii_digit)

@@ -8,7 +8,7 @@ use hyper::Response;
 use super::response::{self, from_rendered, Body};
 use super::wire;
 use super::Ctx;
-use crate::service::idempotency::write_once;
+use crate::service::idempotency::write_once_disclosing;
 use crate::service::{agents, service_accounts};
 use crate::Error;
 
@@ -19,7 +19,7 @@ pub async fn register(ctx: Ctx, body: Incoming) -> Result {
     let req = agents::register_request(&body)?;
     Access::of(&ctx.principal).require(&req.address, "registering")?;
     let scope = ctx.idempotency("POST /v1/agents".into(), &body)?;
-    let rendered = write_once(
+    let rendered = write_once_disclosing(
         &ctx.state.store,
         scope,
         move |c| {
@@ -28,10 +28,15 @@ pub async fn register(ctx: Ctx, body: Incoming) -> Result {
             Ok((agents::Entry { agent, account }, generated))
         },
         |(entry, generated)| {
-            response::render(&wire::AgentEnvelope {
-                ok: true,
-                agent: wire::Agent::from_entry(entry, generated.as_deref()),
-            })
+            let render = |secret: Option<&str>| {
+                response::render(&wire::AgentEnvelope {
+                    ok: true,
+                    agent: wire::Agent::from_entry(entry, secret),
+                })
+            };
+            // A replay says the agent is registered, never the generated secret again.
+            let kept = generated.is_some().then(|| render(None)).transpose()?;
+            Ok((render(generated.as_deref())?, kept))
         },
     )
     .await?;

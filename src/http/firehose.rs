@@ -72,15 +72,11 @@ async fn read_firehose(store: Store, filter: FirehoseFilter, cursor: i64) -> Res
         let frames = rows
             .iter()
             .map(|e| {
-                Ok(Frame {
-                    id: e.event_id,
-                    event: e.event_type.clone(),
-                    data: serde_json::to_string(&FirehoseEvent {
-                        event: wire::Event::from_row(e)?,
-                        event_id: e.event_id,
-                    })?,
-                    last: false,
-                })
+                let data = serde_json::to_string(&FirehoseEvent {
+                    event: wire::Event::from_row(e)?,
+                    event_id: e.event_id,
+                })?;
+                Ok(Frame::new(e.event_id, &e.event_type, &data, false))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Fetched {
@@ -136,6 +132,7 @@ pub async fn firehose_stream(ctx: Ctx) -> Result {
             wait,
             key_id: ctx.principal.key_id.clone(),
             capped: !ctx.principal.is_admin(),
+            hangup: ctx.hangup.clone(),
             wait_bounds_response: false,
         },
     )

@@ -190,6 +190,8 @@ async fn change(
     request::owner_agent(&ctx.headers, &ctx.query)?;
     let scope = ctx.idempotency(format!("POST /v1/intents/{id}/{action}"), &body)?;
     let caller = ctx.principal.address();
+    // An agent key's real identity is recorded beside an actor it claims (`details.by`).
+    let by = (!ctx.principal.is_admin()).then(|| caller.clone());
     let is_resolve = matches!(op, Op::Resolve(_));
     let cancels = matches!(&op, Op::Resolve(r) if r.status == Status::Canceled);
     let access = Access::of(&ctx.principal);
@@ -199,15 +201,16 @@ async fn change(
         move |c| {
             access.handle(c, &id, cancels)?;
             let changed = match op {
-                Op::Resolve(r) => intents::resolve(c, &id, r, &caller),
+                Op::Resolve(r) => intents::resolve(c, &id, r, &caller, by.as_deref()),
                 Op::Resume(r) => {
-                    let r = resume::resume(c, &id, r, &caller)?;
+                    let r = resume::resume(c, &id, r, &caller, by.as_deref())?;
                     return Ok((r.changed, Some(r.policy_generation)));
                 }
-                Op::Ack(actor) => intents::ack(c, &id, actor, &caller),
-                Op::Progress(p) => intents::progress(c, &id, p, &caller),
+                Op::Ack(actor) => intents::ack(c, &id, actor, &caller, by.as_deref()),
+                Op::Progress(p) => intents::progress(c, &id, p, &caller, by.as_deref()),
                 Op::Redrive(actor) => {
-                    crate::service::inbox::redrive(c, &id, actor.as_deref().unwrap_or(&caller))
+                    let actor = actor.as_deref().unwrap_or(&caller);
+                    crate::service::inbox::redrive(c, &id, actor, by.as_deref())
                 }
             }?;
             Ok((changed, None))

@@ -168,8 +168,19 @@ pub const SMALL_BODY_BYTES: usize = 64 * 1024;
 /// How long to wait for a full request head (slowloris).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Largest request head (request line and headers) buffered; more is 431.
+/// Largest request head (request line and headers); more is 431.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// The size of a request head as sent: request line and header lines with their CRLFs.
+pub fn head_bytes(method: &hyper::Method, target: usize, headers: &HeaderMap) -> usize {
+    let line = method.as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+    headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + 2 + v.len() + 2)
+        .sum::<usize>()
+        + line
+        + 2
+}
 
 #[cfg(test)]
 mod tests {

@@ -79,6 +79,11 @@ pub async fn serve(state: &AppState) -> Result<Response<Body>, Error> {
         state.gauges.streams.load(Ordering::Relaxed) as f64,
     );
     out.gauge(
+        "axme_connections_open",
+        "Open client connections served (those past the connection cap are not counted).",
+        state.connections.open() as f64,
+    );
+    out.gauge(
         "axme_long_polls_waiting",
         "Long polls (and waiting claims) held open until something arrives.",
         state.gauges.waiters.load(Ordering::Relaxed) as f64,

@@ -6,6 +6,7 @@
 mod admin;
 mod agents;
 mod claims;
+pub mod connections;
 mod firehose;
 pub(crate) mod inbox;
 mod intents;
@@ -19,6 +20,7 @@ pub mod router;
 mod scenarios;
 mod service_accounts;
 pub(crate) mod sse;
+pub(crate) mod stream_queue;
 mod streams;
 mod ui;
 mod webhooks;
@@ -49,6 +51,12 @@ pub struct Limits {
     pub max_payload_bytes: usize,
     /// The largest request body: the payload limit plus room for the other fields.
     pub max_body_bytes: usize,
+    /// How long a request's body may take to arrive after its head (408 after that).
+    pub request_timeout: std::time::Duration,
+    /// Requests one agent key may have in flight at once (429 past it).
+    pub max_in_flight_per_key: usize,
+    /// Active webhook subscriptions one owner may hold (429 past it; 0: no cap).
+    pub max_subscriptions_per_owner: usize,
 }
 
 impl Limits {
@@ -56,6 +64,9 @@ impl Limits {
         Limits {
             max_payload_bytes,
             max_body_bytes: max_payload_bytes + 64 * 1024,
+            request_timeout: std::time::Duration::from_secs(30),
+            max_in_flight_per_key: 256,
+            max_subscriptions_per_owner: 100,
         }
     }
 }
@@ -86,6 +97,10 @@ pub struct AppState {
     pub per_key_streams: Arc<limits::PerKey>,
     /// Waiting long polls per agent key, under `streams.max_waiters_per_key`.
     pub per_key_waiters: Arc<limits::PerKey>,
+    /// Requests in flight per agent key, under `limits.max_in_flight_per_key`.
+    pub per_key_in_flight: Arc<limits::PerKey>,
+    /// Open connections, under the connection cap.
+    pub connections: connections::Connections,
 }
 
 /// One request's context after routing and authentication.
@@ -97,6 +112,10 @@ pub struct Ctx {
     pub params: Vec<String>,
     pub query: Query,
     pub headers: HeaderMap,
+    /// Closes this request's connection (set by `server` on every connection).
+    pub hangup: Option<connections::Hangup>,
+    /// When the body must have arrived.
+    pub deadline: request::Deadline,
 }
 
 impl Ctx {
@@ -112,7 +131,7 @@ impl Ctx {
             BodyLimit::Large => self.state.limits.max_body_bytes,
             BodyLimit::Small => limits::SMALL_BODY_BYTES.min(self.state.limits.max_body_bytes),
         };
-        let v = request::json_body(body, &self.headers, limit).await?;
+        let v = request::json_body(body, &self.headers, limit, self.deadline).await?;
         if limits::depth(&v) > limits::MAX_JSON_DEPTH {
             return Err(Error::Malformed {
                 reason: format!(
@@ -147,7 +166,7 @@ pub async fn handle(
         _ => None,
     };
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let path = logged_path(route, req.uri().path());
     let metrics = state.metrics.clone();
     let mut resp = match dispatch(state, req, matched).await {
         Ok(r) => r,
@@ -169,7 +188,21 @@ pub async fn handle(
     let h = resp.headers_mut();
     h.insert(X_REQUEST_ID.clone(), request_id);
     h.insert(X_TRACE_ID.clone(), trace_id);
+    response::secure(h);
     Ok(resp)
+}
+
+/// The path as logged: a lease token (a claim's capability) is left out.
+fn logged_path(route: Option<usize>, path: &str) -> String {
+    use self::router::Route;
+    let with_lease = [Route::AckClaim, Route::NackClaim, Route::ExtendClaim].map(|r| r as usize);
+    match (route, path.strip_prefix("/v1/claims/")) {
+        (Some(r), Some(rest)) if with_lease.contains(&r) => {
+            let action = rest.rsplit('/').next().unwrap_or("");
+            format!("/v1/claims/-/{action}")
+        }
+        _ => path.to_string(),
+    }
 }
 
 /// The id a client sent in `name`, or a new UUID.
@@ -189,11 +222,21 @@ async fn dispatch(
     req: Request<Incoming>,
     matched: Lookup,
 ) -> Result<Response<Body>, Error> {
-    let (parts, body) = req.into_parts();
+    let deadline = request::Deadline {
+        at: tokio::time::Instant::now() + state.limits.request_timeout,
+        seconds: state.limits.request_timeout.as_secs(),
+    };
+    let (mut parts, body) = req.into_parts();
     let target = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
     if target > limits::MAX_URI_BYTES {
         return Err(Error::UriTooLong {
             limit: limits::MAX_URI_BYTES,
+        });
+    }
+    // hyper bounds the head by its read buffer, which lets somewhat more through.
+    if limits::head_bytes(&parts.method, target, &parts.headers) > limits::MAX_HEAD_BYTES {
+        return Err(Error::HeadTooLarge {
+            limit: limits::MAX_HEAD_BYTES,
         });
     }
     let (spec, params) = match matched {
@@ -218,6 +261,23 @@ async fn dispatch(
         Some(p) if !p.is_admin() && state.rate.enabled() => Some(state.rate.take(&p.key_id)?),
         _ => None,
     };
+    let _in_flight = match &principal {
+        Some(p) if !p.is_admin() => {
+            let max = state.limits.max_in_flight_per_key;
+            Some(
+                state
+                    .per_key_in_flight
+                    .acquire(&p.key_id, max, "requests")
+                    .map_err(|_| Error::TooMany {
+                        reason: format!(
+                            "this key already has {max} requests in flight, its limit \
+                             (--max-in-flight-per-key); wait for one to finish"
+                        ),
+                    })?,
+            )
+        }
+        _ => None,
+    };
     let principal = principal.unwrap_or_else(|| Arc::new(Principal::anonymous()));
     let ctx = Ctx {
         spec,
@@ -226,6 +286,8 @@ async fn dispatch(
         params,
         query: Query::parse(parts.uri.query())?,
         headers: parts.headers,
+        hangup: parts.extensions.remove::<connections::Hangup>(),
+        deadline,
     };
     let mut resp = (spec.handler)(ctx, body).await?;
     if let Some(q) = quota {
@@ -237,7 +299,11 @@ async fn dispatch(
 /// `GET /health` and `GET /v1/health` (AXME's Go and .NET SDKs): open to everyone; 503 when the
 /// database cannot be read.
 async fn health(ctx: Ctx) -> Result<Response<Body>, Error> {
-    let state = &ctx.state;
+    health_of(&ctx.state).await
+}
+
+/// The answer of `/health`, also given to connections past the cap (`connections`).
+pub(crate) async fn health_of(state: &AppState) -> Result<Response<Body>, Error> {
     let schema_version = state.store.read(operator::schema_version).await?;
     response::ok(&wire::Health {
         ok: true,

@@ -9,6 +9,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, AUTHORIZATION, CONTENT_LENGTH};
 use serde_json::Value;
+use tokio::time::{timeout_at, Instant};
 
 use super::router::percent_decode_with;
 use crate::service::auth::{Keys, Principal};
@@ -46,10 +47,17 @@ const DRAIN_MAX: u64 = 4 * 1024 * 1024;
 /// How long draining waits for the next chunk before answering anyway.
 const DRAIN_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// When a request's body must have arrived: the head's arrival plus `--request-timeout-seconds`.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    pub at: Instant,
+    pub seconds: u64,
+}
+
 /// Reads and discards what is left of a body, up to [`DRAIN_MAX`] bytes, unless the client
 /// asked `Expect: 100-continue` (it has not sent the body and waits for our answer) or stops
-/// sending for [`DRAIN_IDLE`].
-async fn drain(body: &mut Incoming, headers: &HeaderMap) {
+/// sending for [`DRAIN_IDLE`], or the request's deadline passes.
+async fn drain(body: &mut Incoming, headers: &HeaderMap, deadline: Deadline) {
     let expects_continue = headers
         .get(hyper::header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
@@ -57,7 +65,8 @@ async fn drain(body: &mut Incoming, headers: &HeaderMap) {
         return;
     }
     let mut seen = 0u64;
-    while let Ok(Some(Ok(frame))) = tokio::time::timeout(DRAIN_IDLE, body.frame()).await {
+    let next = || deadline.at.min(Instant::now() + DRAIN_IDLE);
+    while let Ok(Some(Ok(frame))) = timeout_at(next(), body.frame()).await {
         if let Some(d) = frame.data_ref() {
             seen += d.len() as u64;
         }
@@ -67,12 +76,13 @@ async fn drain(body: &mut Incoming, headers: &HeaderMap) {
     }
 }
 
-/// Reads the whole body (at most `limit` bytes) and parses it as JSON. An empty body is
-/// `Value::Null`.
+/// Reads the whole body (at most `limit` bytes, all of it before `deadline`: else 408) and
+/// parses it as JSON. An empty body is `Value::Null`.
 pub async fn json_body(
     mut body: Incoming,
     headers: &HeaderMap,
     limit: usize,
+    deadline: Deadline,
 ) -> Result<Value, Error> {
     let too_large = || Error::TooLarge {
         field: "body".into(),
@@ -84,18 +94,23 @@ pub async fn json_body(
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         if declared.is_some_and(|n| n <= DRAIN_MAX) {
-            drain(&mut body, headers).await;
+            drain(&mut body, headers, deadline).await;
         }
         return Err(too_large());
     }
     let mut buf = bytes::BytesMut::new();
     loop {
-        match body.frame().await {
+        let Ok(next) = timeout_at(deadline.at, body.frame()).await else {
+            return Err(Error::RequestTimeout {
+                seconds: deadline.seconds,
+            });
+        };
+        match next {
             None => break,
             Some(Ok(frame)) => {
                 if let Some(d) = frame.data_ref() {
                     if buf.len() + d.len() > limit {
-                        drain(&mut body, headers).await;
+                        drain(&mut body, headers, deadline).await;
                         return Err(too_large());
                     }
                     buf.extend_from_slice(d);

@@ -9,26 +9,29 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::stream_queue;
 use crate::service::idempotency::Rendered;
 use crate::Error;
 
 /// A response body: a whole buffer, or a stream of chunks (Server-Sent Events) fed by a
-/// producer task through a bounded channel.
+/// producer task through a queue bounded in bytes (`stream_queue`).
 pub enum Body {
     Full(Option<Bytes>),
     /// The producer task holds the sender; when the client goes away hyper drops this body, the
     /// receiver closes, and the producer sees it. `_slot` releases the connection's place in
     /// the stream cap when dropped.
     Stream {
-        chunks: mpsc::Receiver<Bytes>,
+        chunks: stream_queue::Receiver,
         _slot: Box<dyn Send + Sync>,
     },
+    /// A download (the backup) fed from a blocking thread through a small channel.
+    Download(mpsc::Receiver<Bytes>),
 }
 
 impl Body {
@@ -50,6 +53,7 @@ impl hyper::body::Body for Body {
             Body::Stream { chunks, .. } => {
                 chunks.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b))))
             }
+            Body::Download(chunks) => chunks.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b)))),
         }
     }
 
@@ -61,9 +65,18 @@ impl hyper::body::Body for Body {
         match self {
             Body::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Body::Full(None) => SizeHint::with_exact(0),
-            Body::Stream { .. } => SizeHint::default(),
+            Body::Stream { .. } | Body::Download(_) => SizeHint::default(),
         }
     }
+}
+
+/// Headers every response carries: no content sniffing (a JSON answer that reflects input is
+/// never rendered as HTML).
+pub fn secure(h: &mut hyper::HeaderMap) {
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
 }
 
 /// A JSON response with the given status.
@@ -113,6 +126,8 @@ impl Error {
             Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited { .. } | Error::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            Error::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Error::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -130,6 +145,7 @@ impl Error {
                 json!({"limit_per_second": limit, "retry_after_seconds": retry_after})
             }
             Error::NotFound { what, id } => json!({"resource": what, "id": id}),
+            Error::RequestTimeout { seconds } => json!({"limit_seconds": seconds}),
             _ => json!({}),
         };
         if let Error::Internal { reason } = &self {
@@ -161,6 +177,11 @@ impl Error {
             Error::TooMany { .. } => {
                 resp.headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            // The rest of the body may still come; the connection cannot be reused.
+            Error::RequestTimeout { .. } => {
+                resp.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

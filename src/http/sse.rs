@@ -6,8 +6,11 @@
 //! Frames at or below the cursor are dropped, so replay and live never duplicate. It never polls
 //! SQLite in a loop: between commits it sleeps.
 //!
-//! A consumer that does not drain its queue within the write deadline is cut off (it resumes
-//! from its cursor, losing nothing); memory never grows with a slow reader. A keepalive comment
+//! A stream's queue is bounded in bytes (`--stream-buffer-bytes`) and agent-feed pages in items
+//! so that one page is about that budget too. A consumer that does not drain its queue within
+//! the write deadline is cut off: what was queued is dropped and its connection closed (it
+//! resumes from its cursor, losing nothing); memory never grows with a slow reader. Frames are
+//! rendered once into shared buffers, so streams woken by one commit hold one copy. A keepalive comment
 //! goes out after `keepalive` without a frame; `retry:` is sent once; a connection lives at most
 //! `max_lifetime` (with jitter so reconnections do not come in waves); server shutdown ends
 //! every stream with a retry hint.
@@ -22,10 +25,12 @@ use bytes::Bytes;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::Response;
 use serde_json::Value;
-use tokio::sync::{mpsc, watch, OnceCell};
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::sync::{watch, OnceCell};
+use tokio::time::{sleep_until, Instant};
 
+use super::connections::Hangup;
 use super::response::Body;
+use super::stream_queue::{self, Refused};
 use super::AppState;
 use crate::service::auth::Principal;
 use crate::store::notify::{Subscription, Topic};
@@ -41,6 +46,8 @@ pub struct StreamSettings {
     /// Frames queued per connection before the producer waits (and, past the write deadline,
     /// gives up on the consumer).
     pub queue: usize,
+    /// Bytes queued per connection before the producer waits, likewise.
+    pub buffer_bytes: usize,
     pub retry_ms: u64,
     pub max_streams: usize,
     pub max_waiters: usize,
@@ -57,6 +64,7 @@ impl Default for StreamSettings {
             max_lifetime: Duration::from_secs(30 * 60),
             write_deadline: Duration::from_secs(10),
             queue: 256,
+            buffer_bytes: 1024 * 1024,
             retry_ms: 2000,
             max_streams: 10_000,
             max_waiters: 10_000,
@@ -96,15 +104,25 @@ impl Drop for Slot {
     }
 }
 
-/// One SSE message.
+/// One SSE message, rendered once: every stream that sends it shares its buffer.
 #[derive(Debug, Clone)]
 pub struct Frame {
     pub id: i64,
-    pub event: String,
-    /// JSON, on one line.
-    pub data: String,
+    /// `id:`, `event:` and `data:` lines and the blank line that ends the message.
+    pub text: Bytes,
     /// The stream ends after this frame (a terminal event on a per-intent stream).
     pub last: bool,
+}
+
+impl Frame {
+    /// A message of `event` with `data` (JSON on one line).
+    pub fn new(id: i64, event: &str, data: &str, last: bool) -> Frame {
+        Frame {
+            id,
+            text: Bytes::from(format!("id: {id}\nevent: {event}\ndata: {data}\n\n")),
+            last,
+        }
+    }
 }
 
 /// What a source read after a cursor.
@@ -203,6 +221,8 @@ pub struct StreamOptions {
     pub key_id: String,
     /// Whether the key's streams count against the per-key cap (agent keys).
     pub capped: bool,
+    /// Closes the stream's connection when a slow reader is cut off.
+    pub hangup: Option<Hangup>,
 }
 
 /// How often an open stream checks that its key is still live.
@@ -226,7 +246,8 @@ pub fn start<S: Source>(
         None
     };
     let slot = Slot::acquire(&state.gauges.streams, settings.max_streams, "streams")?;
-    let (tx, rx) = mpsc::channel(settings.queue.max(1));
+    let (tx, rx) =
+        stream_queue::channel(settings.buffer_bytes, settings.queue, opts.hangup.clone());
     let producer = Producer {
         tx,
         store: state.store.clone(),
@@ -252,7 +273,7 @@ pub fn start<S: Source>(
 /// The task behind one stream.
 struct Producer {
     /// Frames to the response body; the body (hyper) holds the receiver.
-    tx: mpsc::Sender<Bytes>,
+    tx: stream_queue::Sender,
     store: Store,
     keys: Arc<crate::service::auth::Keys>,
     commits: Subscription,
@@ -326,11 +347,7 @@ impl Producer {
                         return Ok(());
                     }
                     *cursor = frame.id;
-                    let text = format!(
-                        "id: {}\nevent: {}\ndata: {}\n\n",
-                        frame.id, frame.event, frame.data
-                    );
-                    if let Stop::Gone = self.send(text).await {
+                    if let Stop::Gone = self.send_bytes(frame.text).await {
                         return Ok(());
                     }
                     sent = true;
@@ -384,17 +401,18 @@ impl Producer {
             .await;
     }
 
-    /// Queues one chunk, waiting at most the write deadline for room.
+    /// Queues one control message, waiting at most the write deadline for room.
     async fn send(&self, text: String) -> Stop {
-        match timeout(
-            self.settings.write_deadline,
-            self.tx.send(Bytes::from(text)),
-        )
-        .await
-        {
-            Ok(Ok(())) => Stop::Done,
-            Ok(Err(_)) => Stop::Gone,
-            Err(_) => {
+        self.send_bytes(Bytes::from(text)).await
+    }
+
+    /// Queues one chunk, waiting at most the write deadline for room; past it the stream is cut
+    /// off (its queue dropped, its connection closed).
+    async fn send_bytes(&self, chunk: Bytes) -> Stop {
+        match self.tx.send(chunk, self.settings.write_deadline).await {
+            Ok(()) => Stop::Done,
+            Err(Refused::Closed) => Stop::Gone,
+            Err(Refused::CutOff) => {
                 tracing::debug!("slow consumer cut off after the write deadline");
                 Stop::Gone
             }

@@ -112,12 +112,12 @@ async fn read_intent_events(store: Store, id: String, cursor: i64) -> Result<Fet
         let frames = rows
             .iter()
             .map(|e| {
-                Ok(Frame {
-                    id: e.seq,
-                    event: e.event_type.clone(),
-                    data: event_json(e)?,
-                    last: e.status.is_terminal(),
-                })
+                Ok(Frame::new(
+                    e.seq,
+                    &e.event_type,
+                    &event_json(e)?,
+                    e.status.is_terminal(),
+                ))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Fetched {
@@ -151,6 +151,7 @@ pub async fn intent_events_stream(ctx: Ctx) -> Result {
             wait,
             key_id: ctx.principal.key_id.clone(),
             capped: !ctx.principal.is_admin(),
+            hangup: ctx.hangup.clone(),
             wait_bounds_response: false,
         },
     )
@@ -250,6 +251,9 @@ struct AgentFeed {
     statuses: Option<Vec<Status>>,
     actor: String,
     via: &'static str,
+    /// Items a stream reads at once: about one stream buffer of the largest intents, so that a
+    /// page held by a stalled stream weighs no more than its queue.
+    stream_page: usize,
 }
 
 impl AgentFeed {
@@ -304,7 +308,7 @@ impl Source for AgentFeed {
     }
 
     async fn fetch(&mut self, store: &Store, cursor: i64) -> Result<Fetched> {
-        let mut page = self.page(store, cursor, feed::PAGE).await?;
+        let mut page = self.page(store, cursor, self.stream_page).await?;
         // Marked before the items go out, so no handler sees an intent it was handed that
         // does not yet say DELIVERED.
         self.hand_over(store, &mut page).await;
@@ -312,12 +316,12 @@ impl Source for AgentFeed {
             .items
             .iter()
             .map(|item| {
-                Ok(Frame {
-                    id: item.event.event_id,
-                    event: item.event.event_type.clone(),
-                    data: feed_item_json(item)?,
-                    last: false,
-                })
+                Ok(Frame::new(
+                    item.event.event_id,
+                    &item.event.event_type,
+                    &feed_item_json(item)?,
+                    false,
+                ))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Fetched {
@@ -343,6 +347,8 @@ fn agent_feed(ctx: &Ctx, via: &'static str) -> Result<AgentFeed> {
         statuses: status_filter(ctx)?,
         actor: ctx.principal.address(),
         via,
+        stream_page: (ctx.state.streams.buffer_bytes / ctx.state.limits.max_payload_bytes.max(1))
+            .clamp(1, feed::PAGE),
     })
 }
 
@@ -359,6 +365,7 @@ pub async fn agent_feed_stream(ctx: Ctx) -> Result {
             wait,
             key_id: ctx.principal.key_id.clone(),
             capped: !ctx.principal.is_admin(),
+            hangup: ctx.hangup.clone(),
             wait_bounds_response: true,
         },
     )

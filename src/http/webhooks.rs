@@ -12,7 +12,7 @@ use super::response::{self, from_rendered, Body};
 use super::wire;
 use super::{request, Ctx};
 use crate::service::deliveries as domain;
-use crate::service::idempotency::write_once;
+use crate::service::idempotency::{write_once, write_once_disclosing};
 use crate::service::subscriptions::{self, Counters};
 use crate::store::deliveries::ListFilter;
 use crate::store::subscriptions::{SubscriptionRow, WebhookEventRow};
@@ -86,7 +86,8 @@ pub async fn upsert_subscription(ctx: Ctx, body: Incoming) -> Result {
     let owner = owner(&ctx)?;
     let access = Access::of(&ctx.principal);
     let scope = ctx.idempotency("POST /v1/webhooks/subscriptions".into(), &body)?;
-    let rendered = write_once(
+    let max_per_owner = ctx.state.limits.max_subscriptions_per_owner;
+    let rendered = write_once_disclosing(
         &ctx.state.store,
         scope,
         move |c| {
@@ -101,13 +102,18 @@ pub async fn upsert_subscription(ctx: Ctx, body: Incoming) -> Result {
                     "observing intent events",
                 )?;
             }
-            subscriptions::upsert(c, &owner, req)
+            subscriptions::upsert(c, &owner, req, max_per_owner)
         },
         |(row, generated)| {
-            response::render(&SubscriptionEnvelope {
-                ok: true,
-                subscription: Subscription::from_row(row, generated.as_deref()),
-            })
+            let render = |secret: Option<&str>| {
+                response::render(&SubscriptionEnvelope {
+                    ok: true,
+                    subscription: Subscription::from_row(row, secret),
+                })
+            };
+            // A replay says the subscription exists, never the generated secret again.
+            let kept = generated.is_some().then(|| render(None)).transpose()?;
+            Ok((render(generated.as_deref())?, kept))
         },
     )
     .await?;
@@ -241,6 +247,15 @@ pub async fn replay_event(ctx: Ctx) -> Result {
 
 // --- The delivery log ---------------------------------------------------------------------
 
+/// A delivery as the caller may see it (agent keys: without answers and error details).
+fn shown<'a>(ctx: &Ctx, d: wire::Delivery<'a>) -> wire::Delivery<'a> {
+    if ctx.principal.is_admin() {
+        d
+    } else {
+        d.for_agent_key()
+    }
+}
+
 pub async fn list_deliveries(ctx: Ctx) -> Result {
     let q = &ctx.query;
     let status = match q.get("status") {
@@ -273,7 +288,15 @@ pub async fn list_deliveries(ctx: Ctx) -> Result {
                     None => access.require_filter(&[None], "listing deliveries")?,
                 }
             }
-            domain::list(c, filter)
+            let (mut rows, next) = domain::list(c, filter)?;
+            // Only pushes to the key's own agents and subscriptions (see `Access::delivery`).
+            let mut kept = Vec::with_capacity(rows.len());
+            for row in rows.drain(..) {
+                if access.delivery(c, &row.0).is_ok() {
+                    kept.push(row);
+                }
+            }
+            Ok((kept, next))
         })
         .await?;
     #[derive(Serialize)]
@@ -286,7 +309,7 @@ pub async fn list_deliveries(ctx: Ctx) -> Result {
         ok: true,
         deliveries: rows
             .iter()
-            .map(|(d, a)| wire::Delivery::from_rows(d, a))
+            .map(|(d, a)| shown(&ctx, wire::Delivery::from_rows(d, a)))
             .collect(),
         next_cursor: next.map(|n| n.to_string()),
     })
@@ -306,7 +329,7 @@ pub async fn get_delivery(ctx: Ctx) -> Result {
         .await?;
     response::ok(&wire::DeliveryEnvelope {
         ok: true,
-        delivery: wire::Delivery::from_rows(&d, &a),
+        delivery: shown(&ctx, wire::Delivery::from_rows(&d, &a)),
     })
 }
 
@@ -325,6 +348,6 @@ pub async fn replay_delivery(ctx: Ctx) -> Result {
         .await?;
     response::ok(&wire::DeliveryEnvelope {
         ok: true,
-        delivery: wire::Delivery::from_rows(&d, &a),
+        delivery: shown(&ctx, wire::Delivery::from_rows(&d, &a)),
     })
 }

@@ -394,6 +394,35 @@ impl<'a> Delivery<'a> {
     }
 }
 
+/// What an agent key is told of a transport error: the guard's own refusals as they are, any
+/// other only that it happened.
+const WITHHELD: &str = "the push failed before an answer (the detail is shown to admin keys)";
+
+/// An error as an agent key sees it (see [`Delivery::for_agent_key`]).
+fn withhold(e: Option<&str>) -> Option<&str> {
+    e.map(|e| {
+        if e.contains(crate::model::PUSH_REFUSED) || e.starts_with("HTTP ") {
+            e
+        } else {
+            WITHHELD
+        }
+    })
+}
+
+impl Delivery<'_> {
+    /// The delivery as an agent key sees it: status codes and latencies, but neither the
+    /// receiver's answer nor the transport error's text, so that a push to an address inside
+    /// the host's network cannot be used to read it or to scan its ports by error messages.
+    pub fn for_agent_key(mut self) -> Self {
+        for a in &mut self.attempts {
+            a.response_excerpt = None;
+            a.error = withhold(a.error);
+        }
+        self.last_error = withhold(self.last_error);
+        self
+    }
+}
+
 #[derive(Serialize)]
 pub struct DeliveryEnvelope<'a> {
     pub ok: bool,

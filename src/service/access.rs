@@ -161,17 +161,19 @@ impl Access {
         }
     }
 
-    /// A delivery is visible to an agent key when its intent is, or its subscription is the
-    /// key's; any other does not exist for it (404).
+    /// A delivery is visible to an agent key (listed, read, replayed) only when it goes to a
+    /// target the key owns: a push to one of its agents, or to one of its subscriptions. Any
+    /// other, even of an intent the key may see, does not exist for it (404): its URL may hold
+    /// another owner's token and its attempts that receiver's answers.
     pub fn delivery(&self, conn: &Tx, d: &DeliveryRow) -> Result<(), Error> {
         if self.admin {
             return Ok(());
         }
-        let visible = match (&d.intent_id, &d.subscription_id) {
-            (Some(id), _) => self.read(conn, id).is_ok(),
-            (None, Some(sub)) => {
+        let visible = match (&d.subscription_id, &d.agent_address) {
+            (Some(sub), _) => {
                 subscriptions::get(conn, sub)?.is_some_and(|s| self.owns(&s.owner_agent))
             }
+            (None, Some(agent)) => self.owns(agent),
             (None, None) => false,
         };
         if visible {

@@ -178,16 +178,35 @@ pub enum Bootstrap {
     Generated(String),
 }
 
+/// The shortest operator-chosen admin key, and the fewest different characters it must have.
+pub const CHOSEN_KEY_MIN_LEN: usize = 32;
+pub const CHOSEN_KEY_MIN_DISTINCT: usize = 16;
+
+/// An operator-chosen key is stored, like every key, as an unsalted SHA-256: enough for
+/// generated keys (256 random bits; no guess list reaches them), but a leaked database lets
+/// short or patterned keys be guessed offline. So a chosen key must be at least
+/// [`CHOSEN_KEY_MIN_LEN`] visible ASCII characters with [`CHOSEN_KEY_MIN_DISTINCT`] different ones.
+pub fn check_chosen_key(k: &str) -> Result<(), Error> {
+    let visible = k.bytes().all(|b| b.is_ascii_graphic());
+    let distinct = k.bytes().collect::<std::collections::HashSet<u8>>().len();
+    if !visible || k.len() < CHOSEN_KEY_MIN_LEN || distinct < CHOSEN_KEY_MIN_DISTINCT {
+        return Err(Error::invalid(
+            "--api-key",
+            format!(
+                "must be at least {CHOSEN_KEY_MIN_LEN} visible ASCII characters with at least \
+                 {CHOSEN_KEY_MIN_DISTINCT} different ones (e.g. axme_ and the output of \
+                 `openssl rand -base64 32`); or leave it out and a key is generated"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Makes sure the database has an admin key: the one given (`--api-key`), stored if it is new,
 /// or on a new database without one, a generated key.
 pub async fn bootstrap(store: &Store, given: Option<&str>) -> Result<Bootstrap, Error> {
     if let Some(k) = given {
-        if k.len() < 16 {
-            return Err(Error::invalid(
-                "--api-key",
-                "must be at least 16 characters",
-            ));
-        }
+        check_chosen_key(k)?;
     }
     let given = given.map(str::to_string);
     store
@@ -241,5 +260,18 @@ mod tests {
         assert!(a.starts_with("axme_") && a.len() == 5 + 43, "{a}");
         assert_ne!(a, b);
         assert_ne!(hash_key(&a), hash_key(&b));
+    }
+
+    #[test]
+    fn a_chosen_key_must_be_long_and_varied() {
+        assert!(check_chosen_key(&generate_key().unwrap()).is_ok());
+        assert!(check_chosen_key("axme_test_admin_key_0123456789abcdef").is_ok());
+        for weak in [
+            "adminkey_0123456789abcdef0123",
+            &"ab".repeat(20),
+            "axme test admin key 0123456789abcdef",
+        ] {
+            assert!(check_chosen_key(weak).is_err(), "{weak}");
+        }
     }
 }

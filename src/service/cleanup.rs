@@ -115,7 +115,7 @@ pub fn run(conn: &Tx, req: &BulkCancel, access: &Access, caller: &str) -> Result
                 error: None,
                 reason: Some(req.reason.clone()),
             };
-            intents::resolve(conn, id, cancel, caller)?;
+            intents::resolve(conn, id, cancel, caller, None)?;
         }
     }
     Ok(Outcome {

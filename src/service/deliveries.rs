@@ -240,7 +240,7 @@ fn handler_delivered(
                 "error": reply.get("error").cloned().or_else(|| (status == "FAILED").then(|| json!({"code": "handler_failed"}))),
                 "reason": reply.get("reason").cloned().or_else(|| (status == "CANCELED").then(|| json!("canceled by the handler"))),
             }));
-            req.and_then(|r| intents::resolve(conn, &intent.intent_id, r, &actor))
+            req.and_then(|r| intents::resolve(conn, &intent.intent_id, r, &actor, None))
         }
         "IN_PROGRESS" | "WAITING" => {
             let mut body = json!({"status": status});
@@ -248,9 +248,9 @@ fn handler_delivered(
                 body["waiting_reason"] = w.clone();
             }
             super::requests::progress(&body)
-                .and_then(|p| intents::progress(conn, &intent.intent_id, p, &actor))
+                .and_then(|p| intents::progress(conn, &intent.intent_id, p, &actor, None))
         }
-        "ACKNOWLEDGED" => intents::ack(conn, &intent.intent_id, None, &actor),
+        "ACKNOWLEDGED" => intents::ack(conn, &intent.intent_id, None, &actor, None),
         other => {
             return Ok(Some(format!(
                 "the reply's status {other:?} was not applied: use COMPLETED, FAILED, CANCELED, \
@@ -371,4 +371,126 @@ pub fn list(conn: &Tx, mut filter: ListFilter) -> Result<(Vec<WithAttempts>, Opt
         })
         .collect::<Result<Vec<_>, Error>>()?;
     Ok((out, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::testing::{self, pushed, HANDLER};
+    use crate::store::agents as agent_rows;
+
+    const RETRY: Verdict = Verdict::Retry {
+        retry_after: None,
+        throttled: false,
+    };
+
+    /// Records attempt `n` with `verdict` (and a handler's `reply`) under the test policy.
+    fn send(
+        tx: &Tx,
+        id: &str,
+        n: i64,
+        verdict: Verdict,
+        reply: Option<Value>,
+    ) -> (DeliveryRow, Settled) {
+        record(
+            tx,
+            id,
+            testing::outcome(n, verdict, reply),
+            &testing::policy(),
+        )
+        .expect("recorded")
+    }
+
+    #[test]
+    fn a_failed_push_is_retried_after_its_backoff_then_dead_letters_and_fails_the_intent() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let (i, d) = pushed(&tx, 2);
+        let now = clock::now_ms();
+        let (row, settled) = send(&tx, &d, 1, RETRY, None);
+        let wait = row.next_attempt_ms.expect("scheduled") - now;
+        assert_eq!(settled, Settled::Retry);
+        assert!((700..=1300).contains(&wait), "1 s ±20%, was {wait} ms");
+        assert_eq!(testing::reload(&tx, &i.intent_id).status, Status::Submitted);
+        let (row, settled) = send(&tx, &d, 2, RETRY, None);
+        assert_eq!(
+            (settled, row.status, row.next_attempt_ms),
+            (Settled::DeadLettered, DeliveryStatus::DeadLettered, None)
+        );
+        let i = testing::reload(&tx, &i.intent_id);
+        assert_eq!(i.status, Status::Failed);
+        assert!(i.error.unwrap_or_default().contains("\"delivery_failed\""));
+        let h = testing::history(&tx, &i.intent_id);
+        assert_eq!(
+            h.iter().filter(|t| *t == "intent.delivery_failed").count(),
+            2,
+            "{h:?}"
+        );
+    }
+
+    #[test]
+    fn a_410_disables_the_agent_and_dead_letters_at_once() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let (i, d) = pushed(&tx, 5);
+        assert_eq!(
+            send(&tx, &d, 1, Verdict::Gone, None).1,
+            Settled::DeadLettered
+        );
+        let agent = agent_rows::get(&tx, HANDLER).expect("read").expect("agent");
+        assert!(agent.disabled_at.is_some());
+        assert_eq!(testing::reload(&tx, &i.intent_id).status, Status::Failed);
+    }
+
+    #[test]
+    fn the_handlers_reply_moves_the_intent_on_or_is_noted_on_the_attempt() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let (i, d) = pushed(&tx, 5);
+        let reply = json!({"status": "COMPLETED", "result": {"ok": true}});
+        assert_eq!(
+            send(&tx, &d, 1, Verdict::Delivered, Some(reply)).1,
+            Settled::Delivered
+        );
+        let h = testing::history(&tx, &i.intent_id);
+        assert_eq!(&h[2..], ["intent.delivered", "intent.completed"]);
+        let (i, d) = pushed(&tx, 5);
+        send(
+            &tx,
+            &d,
+            1,
+            Verdict::Delivered,
+            Some(json!({"status": "WAITING"})),
+        );
+        assert_eq!(testing::reload(&tx, &i.intent_id).status, Status::Delivered);
+        let note = get_with_attempts(&tx, &d).expect("attempts").1[0]
+            .error
+            .clone();
+        let note = note.unwrap_or_default();
+        assert!(
+            note.contains("the reply's status WAITING was not applied"),
+            "{note}"
+        );
+    }
+
+    #[test]
+    fn replay_refuses_a_pending_delivery_and_gives_a_finished_one_a_fresh_budget() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let (_, d) = pushed(&tx, 1);
+        let before = conn.total_changes();
+        let e = replay(&tx, &d, &testing::policy()).expect_err("pending");
+        assert_eq!(
+            (e.code(), conn.total_changes()),
+            ("delivery_pending", before)
+        );
+        send(&tx, &d, 1, RETRY, None);
+        let row = replay(&tx, &d, &testing::policy()).expect("replayed");
+        let replayed = (row.status, row.max_attempts, row.replay_of.as_deref());
+        assert_eq!(replayed, (DeliveryStatus::Pending, 2, Some(d.as_str())));
+        send(&tx, &d, 2, Verdict::Delivered, None);
+        // A finished delivery only keeps the record of a late attempt.
+        assert_eq!(send(&tx, &d, 3, Verdict::Delivered, None).1, Settled::Stale);
+        assert_eq!(get_with_attempts(&tx, &d).expect("attempts").1.len(), 3);
+    }
 }

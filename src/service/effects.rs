@@ -152,3 +152,192 @@ fn complete(
     thread_hooks::open(tx, intent, reply_to, "reply_to")?;
     Ok(Some(row))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::Status;
+    use crate::service::testing::{self, HANDLER, SENDER};
+    use crate::service::{intents, requests};
+    use crate::store::{threads, timers};
+
+    #[test]
+    fn an_http_handler_gets_one_push_of_its_submission_and_a_pull_handler_none() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        testing::agent(&tx, HANDLER, "http");
+        let pushed = testing::intent(&tx, json!({}));
+        let pulled = testing::intent(&tx, json!({"to_agent": "agent://test/puller"}));
+        let d = testing::deliveries(&tx, Some(&pushed.intent_id));
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            (d[0].kind.as_str(), d[0].event_type.as_str()),
+            ("handler", "intent.submitted")
+        );
+        assert_eq!(d[0].agent_address.as_deref(), Some(HANDLER));
+        assert!(testing::deliveries(&tx, Some(&pulled.intent_id)).is_empty());
+        // Later events of the pushed intent owe its handler nothing more.
+        intents::ack(&tx, &pushed.intent_id, None, HANDLER, None).expect("ack");
+        assert_eq!(testing::deliveries(&tx, Some(&pushed.intent_id)).len(), 1);
+    }
+
+    #[test]
+    fn subscriptions_get_the_events_their_type_intent_correlation_and_agent_filters_want() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let first = testing::intent(&tx, json!({}));
+        let other_correlation = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+        let url = |n: u8| format!("http://obs.test/{n}");
+        let all = testing::subscribe(&tx, SENDER, &url(1), json!({}));
+        let acks = testing::subscribe(
+            &tx,
+            SENDER,
+            &url(2),
+            json!({"event_types": ["intent.acknowledged"]}),
+        );
+        let one = testing::subscribe(&tx, SENDER, &url(3), json!({"intent_id": first.intent_id}));
+        let corr = testing::subscribe(
+            &tx,
+            SENDER,
+            &url(4),
+            json!({"correlation_id": other_correlation}),
+        );
+        let agent = testing::subscribe(
+            &tx,
+            SENDER,
+            &url(5),
+            json!({"to_agent": "agent://test/other"}),
+        );
+        let second = testing::intent(
+            &tx,
+            json!({"correlation_id": other_correlation, "to_agent": "agent://test/other"}),
+        );
+        intents::ack(&tx, &first.intent_id, None, HANDLER, None).expect("ack first");
+        intents::ack(&tx, &second.intent_id, None, HANDLER, None).expect("ack second");
+        let got = |sub: &str| -> Vec<(String, String)> {
+            testing::deliveries(&tx, None)
+                .into_iter()
+                .filter(|d| d.subscription_id.as_deref() == Some(sub))
+                .map(|d| (d.intent_id.unwrap_or_default(), d.event_type))
+                .collect()
+        };
+        let (a, b) = (&first.intent_id, &second.intent_id);
+        let pair = |i: &str, t: &str| (i.to_string(), t.to_string());
+        let types = [
+            "intent.created",
+            "intent.submitted",
+            "intent.delivered",
+            "intent.acknowledged",
+        ];
+        // Subscribed after the first intent was created: only its ack events reach `all`.
+        assert_eq!(got(&all.subscription_id).len(), 2 + types.len());
+        assert_eq!(
+            got(&acks.subscription_id),
+            vec![
+                pair(a, "intent.acknowledged"),
+                pair(b, "intent.acknowledged")
+            ]
+        );
+        assert_eq!(
+            got(&one.subscription_id),
+            vec![pair(a, "intent.delivered"), pair(a, "intent.acknowledged")]
+        );
+        let of_second: Vec<_> = types.iter().map(|t| pair(b, t)).collect();
+        assert_eq!(got(&corr.subscription_id), of_second);
+        assert_eq!(got(&agent.subscription_id), of_second);
+    }
+
+    #[test]
+    fn an_inbox_handler_a_human_task_and_reply_to_get_threads_bumped_by_later_events() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        testing::agent(&tx, HANDLER, "inbox");
+        let to_inbox = testing::intent(&tx, json!({}));
+        let task = testing::intent(
+            &tx,
+            json!({"to_agent": "agent://test/person", "reply_to": "agent://test/back",
+                   "human_task": {"title": "t", "assignees": ["agent://test/peer", "bob@x.test"]}}),
+        );
+        let thread = |owner: &str, id: &str| threads::get(&tx, owner, id).expect("read");
+        assert_eq!(
+            thread(HANDLER, &to_inbox.intent_id).map(|t| t.role),
+            Some("handler".into())
+        );
+        assert_eq!(
+            thread("agent://test/person", &task.intent_id).map(|t| t.role),
+            Some("task".into())
+        );
+        assert_eq!(
+            thread("agent://test/peer", &task.intent_id).map(|t| t.role),
+            Some("task".into())
+        );
+        assert!(
+            thread("agent://test/back", &task.intent_id).is_none(),
+            "reply_to waits for the end"
+        );
+        let before = thread(HANDLER, &to_inbox.intent_id).map(|t| t.change_id);
+        intents::ack(&tx, &to_inbox.intent_id, None, HANDLER, None).expect("ack");
+        assert!(thread(HANDLER, &to_inbox.intent_id).map(|t| t.change_id) > before);
+        let cancel =
+            requests::resolve(&json!({"status": "CANCELED", "reason": "no"})).expect("body");
+        let done = intents::resolve(&tx, &task.intent_id, cancel, SENDER, None).expect("cancel");
+        let completion = done.completion.expect("a completion for reply_to");
+        assert_eq!(
+            (completion.reply_to.as_str(), completion.status.as_str()),
+            ("agent://test/back", "CANCELED")
+        );
+        assert_eq!(
+            thread("agent://test/back", &task.intent_id).map(|t| t.role),
+            Some("reply_to".into())
+        );
+    }
+
+    #[test]
+    fn leaving_waiting_for_time_ends_the_delayed_completion() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let mut intent = testing::intent(&tx, json!({}));
+        let mut wait = Change::to(Status::Waiting, HANDLER);
+        wait.waiting_reason = Some(WaitingReason::Time);
+        transition(&tx, &mut intent, wait).expect("wait for time");
+        schedule::complete_at(
+            &tx,
+            &intent.intent_id,
+            crate::clock::now_ms() + 60_000,
+            &json!({}),
+        )
+        .expect("timer");
+        assert_eq!(
+            timers::for_intent(&tx, &intent.intent_id)
+                .expect("timers")
+                .len(),
+            1
+        );
+        transition(&tx, &mut intent, Change::to(Status::InProgress, HANDLER)).expect("resume");
+        assert!(timers::for_intent(&tx, &intent.intent_id)
+            .expect("timers")
+            .is_empty());
+        assert_eq!(
+            testing::reload(&tx, &intent.intent_id).status,
+            Status::InProgress
+        );
+    }
+
+    #[test]
+    fn an_illegal_change_writes_nothing_and_runs_no_reaction() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        testing::subscribe(&tx, SENDER, "http://obs.test/1", json!({}));
+        let mut intent = testing::intent(&tx, json!({"reply_to": "agent://test/back"}));
+        let before = conn.total_changes();
+        let e = transition(&tx, &mut intent, Change::to(Status::Waiting, HANDLER))
+            .expect_err("no reason");
+        assert_eq!(e.code(), "internal_error", "{e}");
+        let e =
+            transition(&tx, &mut intent, Change::to(Status::Created, HANDLER)).expect_err("back");
+        assert_eq!(e.code(), "invalid_transition", "{e}");
+        assert_eq!(conn.total_changes(), before);
+    }
+}

@@ -142,3 +142,69 @@ pub fn firehose(
 pub fn log_end(conn: &Tx) -> Result<i64, Error> {
     events::max_event_id(conn)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::testing::{self, HANDLER};
+
+    #[test]
+    fn a_feed_pages_by_cursor_and_a_status_filter_still_moves_the_cursor() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let ids: Vec<String> = (0..3)
+            .map(|_| testing::intent(&tx, json!({})).intent_id)
+            .collect();
+        testing::intent(&tx, json!({"to_agent": "agent://test/other"}));
+        let first = agent_feed(&tx, HANDLER, 0, 2, None).expect("page 1");
+        let second = agent_feed(&tx, HANDLER, first.scanned_to, 2, None).expect("page 2");
+        let seen: Vec<&str> = first
+            .items
+            .iter()
+            .chain(&second.items)
+            .map(|i| i.intent.intent_id.as_str())
+            .collect();
+        assert_eq!(seen, ids.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(first.more && !second.more);
+        assert!(first
+            .items
+            .iter()
+            .all(|i| i.event.event_type == "intent.submitted"));
+        mark_delivered(&tx, &ids[..1], HANDLER, "poll").expect("handed over");
+        let live = agent_feed(&tx, HANDLER, 0, 10, Some(&[Status::Submitted])).expect("filtered");
+        assert_eq!(live.items.len(), 2);
+        assert_eq!(
+            live.scanned_to, second.scanned_to,
+            "past the filtered-out item too"
+        );
+    }
+
+    #[test]
+    fn the_first_hand_over_delivers_an_intent_once_however_many_listeners() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let id = testing::intent(&tx, json!({})).intent_id;
+        let mut page = agent_feed(&tx, HANDLER, 0, 10, None).expect("page");
+        let ids = handed_over(&page);
+        assert_eq!(ids, std::slice::from_ref(&id));
+        let after = mark_delivered(&tx, &ids, HANDLER, "stream").expect("first");
+        show_handed_over(&mut page, after);
+        assert_eq!(
+            page.items[0].intent.status,
+            Status::Delivered,
+            "shown as handed over"
+        );
+        let before = conn.total_changes();
+        let again = [id.clone(), "no-such-intent".to_string()];
+        let after = mark_delivered(&tx, &again, HANDLER, "poll").expect("again");
+        assert_eq!((after.len(), conn.total_changes()), (1, before));
+        let h = testing::history(&tx, &id);
+        assert_eq!(
+            h.iter().filter(|t| *t == "intent.delivered").count(),
+            1,
+            "{h:?}"
+        );
+        let later = agent_feed(&tx, HANDLER, 0, 10, None).expect("page");
+        assert!(handed_over(&later).is_empty(), "handed over once");
+    }
+}

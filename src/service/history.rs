@@ -179,3 +179,52 @@ pub fn create(tx: &Tx, mut intent: IntentRow) -> Result<Created, Error> {
         events: vec![created, submitted],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::testing::{self, HANDLER};
+
+    #[test]
+    fn each_change_appends_the_next_seq_with_the_new_state() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let mut intent = testing::intent(&tx, json!({}));
+        let e =
+            transition(&tx, &mut intent, &Change::to(Status::Delivered, HANDLER)).expect("move");
+        assert_eq!(
+            (e.seq, e.status, e.event_type.as_str()),
+            (3, Status::Delivered, "intent.delivered")
+        );
+        let n = note(
+            &tx,
+            &mut intent,
+            "intent.reminder",
+            HANDLER,
+            &json!({"n": 1}),
+        )
+        .expect("note");
+        assert_eq!((n.seq, n.status), (4, Status::Delivered));
+        let stored = testing::reload(&tx, &intent.intent_id);
+        assert_eq!((stored.status, stored.last_seq), (Status::Delivered, 4));
+    }
+
+    #[test]
+    fn an_illegal_move_and_a_redrive_of_a_live_intent_write_nothing() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let mut intent = testing::intent(&tx, json!({}));
+        let before = conn.total_changes();
+        let e = transition(&tx, &mut intent, &Change::to(Status::Submitted, HANDLER));
+        assert_eq!(e.expect_err("to itself").code(), "invalid_transition");
+        let mut waiting = Change::to(Status::InProgress, HANDLER);
+        waiting.waiting_reason = Some(WaitingReason::Tool);
+        assert!(
+            transition(&tx, &mut intent, &waiting).is_err(),
+            "a reason only when WAITING"
+        );
+        assert!(redrive(&tx, &mut intent, HANDLER, &json!({})).is_err());
+        assert_eq!(conn.total_changes(), before);
+        assert_eq!(testing::reload(&tx, &intent.intent_id).last_seq, 2);
+    }
+}

@@ -88,9 +88,26 @@ where
     Op: FnOnce(&Tx) -> Result<T, Error> + Send + 'static,
     Render: FnOnce(&T) -> Result<Rendered, Error> + Send + 'static,
 {
+    write_once_disclosing(store, scope, op, move |v| Ok((render(v)?, None))).await
+}
+
+/// [`write_once`] for a write whose response shows a secret once (a generated webhook secret):
+/// `render` returns the response to send and, if it differs, the one to keep for replays,
+/// which leaves the secret out. A retry is told the write happened, never the secret again.
+pub async fn write_once_disclosing<T, Op, Render>(
+    store: &Store,
+    scope: Option<Scope>,
+    op: Op,
+    render: Render,
+) -> Result<Rendered, Error>
+where
+    T: Send + 'static,
+    Op: FnOnce(&Tx) -> Result<T, Error> + Send + 'static,
+    Render: FnOnce(&T) -> Result<(Rendered, Option<Rendered>), Error> + Send + 'static,
+{
     let Some(scope) = scope else {
         let value = store.write(op).await?;
-        return render(&value);
+        return render(&value).map(|(sent, _)| sent);
     };
     store
         .write(move |conn| {
@@ -110,7 +127,8 @@ where
                 });
             }
             let value = op(conn)?;
-            let rendered = render(&value)?;
+            let (rendered, kept) = render(&value)?;
+            let kept = kept.unwrap_or_else(|| rendered.clone());
             idempotency::insert(
                 conn,
                 &scope.key_id,
@@ -118,8 +136,8 @@ where
                 &scope.key,
                 &Remembered {
                     request_hash: scope.request_hash,
-                    status_code: rendered.status,
-                    response: rendered.body.clone(),
+                    status_code: kept.status,
+                    response: kept.body,
                 },
                 clock::unix_seconds(),
                 intent_of(&rendered.body),

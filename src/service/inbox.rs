@@ -338,21 +338,21 @@ pub fn delete_messages(
             .cloned()
             .collect(),
     };
+    // Every message is checked before any is changed: a refusal writes nothing.
+    let foreign = chosen.iter().find(|m| m.author != me);
+    if let (DeleteMode::Everyone, Some(m)) = (mode, foreign) {
+        return Err(Error::Forbidden {
+            reason: format!(
+                "message {} was written by {}; only its author may delete it for everyone",
+                m.message_id, m.author
+            ),
+        });
+    }
     let now = clock::now_rfc3339();
     let mut deleted = Vec::with_capacity(chosen.len());
     for mut m in chosen {
         match mode {
-            DeleteMode::Everyone => {
-                if m.author != me {
-                    return Err(Error::Forbidden {
-                        reason: format!(
-                            "message {} was written by {}; only its author may delete it for everyone",
-                            m.message_id, m.author
-                        ),
-                    });
-                }
-                m.deleted_at = Some(now.clone());
-            }
+            DeleteMode::Everyone => m.deleted_at = Some(now.clone()),
             DeleteMode::OwnerOnly => {
                 let mut hidden: Vec<String> = serde_json::from_str(&m.hidden_for)?;
                 hidden.push(me.clone());
@@ -380,7 +380,12 @@ pub fn delete_messages(
 /// exhausted by leases or pushes) back in its handler's queue: SUBMITTED again with a fresh
 /// attempt budget (`intent.submitted`, details `redrive: true`). This is the one way out of a
 /// terminal status, and only for that failure.
-pub fn redrive(conn: &Tx, intent_id: &str, actor: &str) -> Result<Changed, Error> {
+pub fn redrive(
+    conn: &Tx,
+    intent_id: &str,
+    actor: &str,
+    by: Option<&str>,
+) -> Result<Changed, Error> {
     let mut intent = ops::get(conn, intent_id)?;
     let code = intent
         .error
@@ -400,15 +405,90 @@ pub fn redrive(conn: &Tx, intent_id: &str, actor: &str) -> Result<Changed, Error
     let previous = intent.delivery_attempt;
     intent.delivery_attempt = 0;
     intent.error = None;
-    let event = effects::redrive(
-        conn,
-        &mut intent,
-        actor,
-        json!({"redrive": true, "previous_attempts": previous}),
-    )?;
+    let mut details = json!({"redrive": true, "previous_attempts": previous});
+    ops::vouch(&mut details, actor, by);
+    let event = effects::redrive(conn, &mut intent, actor, details)?;
     Ok(Changed {
         intent,
         events: vec![event],
         completion: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::deliveries::{self, Verdict};
+    use crate::service::testing::{self, pushed, task, BOB, HANDLER};
+
+    #[test]
+    fn a_decision_outside_the_tasks_rules_is_422_and_writes_nothing() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let id = task(
+            &tx,
+            json!({"allowed_outcomes": ["approved"], "required_comment": true}),
+        );
+        let before = conn.total_changes();
+        let e = decide(&tx, Some(HANDLER), &id, Decision::Reject, Some("no")).expect_err("outcome");
+        assert!(e.to_string().starts_with("decision:"), "{e}");
+        let e = decide(&tx, Some(HANDLER), &id, Decision::Approve, Some(" ")).expect_err("comment");
+        assert!(e.to_string().starts_with("comment:"), "{e}");
+        assert_eq!(conn.total_changes(), before);
+        let d = decide(&tx, Some(HANDLER), &id, Decision::Approve, Some("ok")).expect("approved");
+        assert_eq!(
+            (d.view.intent.status, d.view.messages.len()),
+            (Status::Completed, 1)
+        );
+    }
+
+    /// Broke: deleting for everyone a list whose later message was another's hid the earlier
+    /// ones before answering 403, so the failed job had written and its whole batch rolled back.
+    #[test]
+    fn r_delete_for_everyone_with_anothers_message_is_403_and_writes_nothing() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let id = task(&tx, json!({}));
+        delegate(&tx, Some(HANDLER), &id, BOB, None).expect("delegated");
+        let mine = reply(&tx, Some(BOB), &id, "mine").expect("reply").messages;
+        let ids: Vec<String> = mine.iter().rev().map(|m| m.message_id.clone()).collect();
+        let before = conn.total_changes();
+        let e = delete_messages(
+            &tx,
+            Some(BOB),
+            &id,
+            DeleteMode::Everyone,
+            Some(ids.clone()),
+            9,
+        );
+        assert_eq!(
+            (e.expect_err("not all mine").code(), conn.total_changes()),
+            ("forbidden", before)
+        );
+        let hidden = delete_messages(&tx, Some(BOB), &id, DeleteMode::OwnerOnly, Some(ids), 9);
+        let (v, gone) = hidden.expect("hidden");
+        assert_eq!((gone.len(), v.messages.len()), (2, 0));
+    }
+
+    #[test]
+    fn only_an_intent_that_failed_delivery_is_redriven() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let (i, d) = pushed(&tx, 1);
+        let before = conn.total_changes();
+        let e = redrive(&tx, &i.intent_id, HANDLER, None).expect_err("live");
+        assert_eq!((e.code(), conn.total_changes()), ("not_redrivable", before));
+        let outcome = testing::outcome(1, Verdict::Permanent, None);
+        deliveries::record(&tx, &d, outcome, &testing::policy()).expect("dead");
+        let changed = redrive(&tx, &i.intent_id, HANDLER, None).expect("redriven");
+        assert_eq!(
+            (changed.intent.status, changed.intent.error),
+            (Status::Submitted, None)
+        );
+        assert_eq!(
+            testing::deliveries(&tx, Some(&i.intent_id)).len(),
+            2,
+            "a fresh push"
+        );
+    }
 }

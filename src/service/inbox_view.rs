@@ -171,3 +171,107 @@ pub fn task_spec(intent: &IntentRow) -> Result<Value, Error> {
     }
     Ok(spec)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Status;
+    use crate::service::inbox::{self, Decision};
+    use crate::service::testing::{self, task, BOB, HANDLER};
+
+    fn ids(views: &[ThreadView]) -> Vec<(String, String)> {
+        views
+            .iter()
+            .map(|v| (v.thread.owner_agent.clone(), v.thread.role.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_delegated_task_leaves_the_delegators_tasks_and_only_the_delegate_decides_it() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let id = task(&tx, json!({}));
+        assert_eq!(
+            ids(&tasks(&tx, Some(HANDLER)).expect("tasks")),
+            [(HANDLER.into(), "task".into())]
+        );
+        let v = inbox::delegate(&tx, Some(HANDLER), &id, BOB, Some("yours")).expect("delegated");
+        assert_eq!(
+            (v.thread.role.as_str(), v.intent.to_agent.as_str()),
+            ("delegated", BOB)
+        );
+        assert!(tasks(&tx, Some(HANDLER)).expect("tasks").is_empty());
+        assert_eq!(
+            ids(&tasks(&tx, None).expect("all tasks")),
+            [(BOB.into(), "delegate".into())]
+        );
+        let e =
+            inbox::decide(&tx, Some(HANDLER), &id, Decision::Approve, None).expect_err("delegator");
+        assert_eq!(e.code(), "forbidden");
+        let v = inbox::reply(&tx, Some(BOB), &id, "on it").expect("reply");
+        assert_eq!(
+            (v.status(), v.messages.len(), v.unread()),
+            ("pending", 2, false)
+        );
+        let d = inbox::decide(&tx, Some(BOB), &id, Decision::Reject, None).expect("rejected");
+        assert_eq!(
+            (d.view.status(), d.view.intent.status),
+            ("done", Status::Failed)
+        );
+    }
+
+    #[test]
+    fn listings_filter_by_status_and_changes_show_each_thread_once_at_its_latest_change() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        testing::agent(&tx, HANDLER, "inbox");
+        let first = testing::intent(&tx, json!({})).intent_id;
+        let second = task(&tx, json!({}));
+        let (all, more) = changes(&tx, Some(HANDLER), 0, 10).expect("changes");
+        assert_eq!((all.len(), more), (2, false));
+        let (page, more) = changes(&tx, Some(HANDLER), 0, 1).expect("page");
+        assert_eq!(
+            (page[0].1.thread.intent_id.as_str(), more),
+            (first.as_str(), true)
+        );
+        inbox::read(&tx, Some(HANDLER), &first).expect("read");
+        let (after, _) = changes(&tx, Some(HANDLER), all[1].0, 10).expect("after");
+        assert_eq!((after.len(), after[0].1.unread()), (1, false));
+        crate::service::intents::ack(&tx, &first, None, HANDLER, None).expect("ack");
+        let (after, _) = changes(&tx, Some(HANDLER), all[1].0, 10).expect("after");
+        assert_eq!(
+            (after.len(), after[0].1.unread()),
+            (1, true),
+            "once, at its latest change"
+        );
+        assert_eq!(after[0].1.status(), "active");
+        let pending = list(&tx, Some(HANDLER), Some("pending"), 10).expect("pending");
+        assert_eq!(
+            pending
+                .iter()
+                .map(|v| &v.intent.intent_id)
+                .collect::<Vec<_>>(),
+            [&second]
+        );
+        assert_eq!(list(&tx, Some(BOB), None, 10).expect("bob's").len(), 0);
+        let e = find(&tx, Some(BOB), &first, false).expect_err("not bob's");
+        assert_eq!(e.code(), "thread_not_found");
+    }
+
+    #[test]
+    fn a_task_without_a_human_task_is_shown_from_the_payload_title_or_the_intent_type() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let titled = testing::intent(
+            &tx,
+            json!({"payload": {"title": "Pay", "description": "d"}}),
+        );
+        let spec = task_spec(&titled).expect("spec");
+        assert_eq!(
+            spec,
+            json!({"title": "Pay", "task_type": "approval", "description": "d"})
+        );
+        let plain = testing::intent(&tx, json!({}));
+        assert_eq!(task_spec(&plain).expect("spec")["title"], "demo.task.v1");
+    }
+}

@@ -3,7 +3,7 @@
 //! reads the intent and changes it through `effects::transition` (the status, its event and
 //! their reactions together), so an intent's status and its history can never disagree.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::effects::{self, transition};
 use super::history::{self, Change, Changed, Created};
@@ -100,8 +100,28 @@ pub fn events_since(conn: &Tx, intent_id: &str, since: i64) -> Result<Vec<EventR
     Ok(rows)
 }
 
+/// Records who really made a change requested with an agent key (`by`, its address): an
+/// `actor` the request named stays the event's actor (AXME's field, a label), and when it is
+/// not `by`, `by` goes beside it as `details.by`. A `by` the client put into `details` is
+/// replaced, so on an agent key's events `details.by`, when present, is always the principal.
+/// Admin keys (the operator) and the server's own moves pass `None`.
+pub fn vouch(details: &mut Value, actor: &str, by: Option<&str>) {
+    let (Some(by), Some(map)) = (by, details.as_object_mut()) else {
+        return;
+    };
+    if actor != by || map.contains_key("by") {
+        map.insert("by".into(), json!(by));
+    }
+}
+
 /// Resolves an intent to COMPLETED, FAILED or CANCELED (AXME `resolve`).
-pub fn resolve(conn: &Tx, intent_id: &str, req: Resolve, caller: &str) -> Result<Changed, Error> {
+pub fn resolve(
+    conn: &Tx,
+    intent_id: &str,
+    req: Resolve,
+    caller: &str,
+    by: Option<&str>,
+) -> Result<Changed, Error> {
     let mut intent = get(conn, intent_id)?;
     let actor = req.actor.as_deref().unwrap_or(caller);
     let mut details = json!({});
@@ -114,6 +134,7 @@ pub fn resolve(conn: &Tx, intent_id: &str, req: Resolve, caller: &str) -> Result
     if let Some(reason) = &req.reason {
         details["reason"] = json!(reason);
     }
+    vouch(&mut details, actor, by);
     let change = Change {
         to: req.status,
         waiting_reason: None,
@@ -137,15 +158,21 @@ pub fn ack(
     intent_id: &str,
     actor: Option<String>,
     caller: &str,
+    by: Option<&str>,
 ) -> Result<Changed, Error> {
     let mut intent = get(conn, intent_id)?;
     let actor = actor.as_deref().unwrap_or(caller);
     let mut appended = Vec::with_capacity(2);
+    let change = |to| {
+        let mut c = Change::to(to, actor);
+        vouch(&mut c.details, actor, by);
+        c
+    };
     if intent.status == Status::Submitted {
-        let (e, _) = transition(conn, &mut intent, Change::to(Status::Delivered, actor))?;
+        let (e, _) = transition(conn, &mut intent, change(Status::Delivered))?;
         appended.push(e);
     }
-    let (e, completion) = transition(conn, &mut intent, Change::to(Status::Acknowledged, actor))?;
+    let (e, completion) = transition(conn, &mut intent, change(Status::Acknowledged))?;
     appended.push(e);
     Ok(Changed {
         intent,
@@ -155,7 +182,13 @@ pub fn ack(
 }
 
 /// The handler reports progress: IN_PROGRESS, or WAITING with a reason.
-pub fn progress(conn: &Tx, intent_id: &str, req: Progress, caller: &str) -> Result<Changed, Error> {
+pub fn progress(
+    conn: &Tx,
+    intent_id: &str,
+    req: Progress,
+    caller: &str,
+    by: Option<&str>,
+) -> Result<Changed, Error> {
     let mut intent = get(conn, intent_id)?;
     let actor = req.actor.as_deref().unwrap_or(caller);
     let mut change = Change::to(req.status, actor);
@@ -163,6 +196,7 @@ pub fn progress(conn: &Tx, intent_id: &str, req: Progress, caller: &str) -> Resu
     if let Some(d) = req.details {
         change.details = d;
     }
+    vouch(&mut change.details, actor, by);
     let (event, completion) = transition(conn, &mut intent, change)?;
     Ok(Changed {
         intent,
@@ -198,4 +232,112 @@ pub fn time_out_due(conn: &Tx, limit: usize) -> Result<usize, Error> {
 /// When the next deadline of a live intent falls (RFC 3339).
 pub fn next_deadline(conn: &Tx) -> Result<Option<String>, Error> {
     intents::next_deadline(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::testing::{self, task, HANDLER, SENDER};
+    use crate::service::{requests, resume};
+
+    fn resume_with(tx: &Tx, id: &str, task_result: Value) -> Result<Changed, Error> {
+        let req = resume::request(&json!({"task_result": task_result})).expect("body");
+        resume::resume(tx, id, req, HANDLER, None).map(|r| r.changed)
+    }
+
+    #[test]
+    fn a_new_intent_is_submitted_at_seq_2_and_a_human_task_waits_for_a_person() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let plain = testing::intent(&tx, json!({}));
+        assert_eq!(
+            (plain.status, plain.last_seq, plain.from_agent.as_str()),
+            (Status::Submitted, 2, SENDER)
+        );
+        assert_eq!(
+            testing::history(&tx, &plain.intent_id),
+            ["intent.created", "intent.submitted"]
+        );
+        let waiting = testing::reload(&tx, &task(&tx, json!({})));
+        assert_eq!(
+            (waiting.status, waiting.waiting_reason),
+            (Status::Waiting, Some(WaitingReason::Human))
+        );
+        assert_eq!(
+            events_since(&tx, &waiting.intent_id, 2)
+                .expect("tail")
+                .len(),
+            1
+        );
+        let e = events_since(&tx, "no-such-intent", 0).expect_err("unknown");
+        assert_eq!(e.code(), "intent_not_found");
+    }
+
+    #[test]
+    fn a_resume_outside_the_tasks_rules_is_422_and_writes_nothing() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let rules = json!({"allowed_outcomes": ["done"], "required_comment": true, "evidence_required": true});
+        let id = task(&tx, rules);
+        let before = conn.total_changes();
+        let fields = |r: Value| resume_with(&tx, &id, r).expect_err("refused").to_string();
+        assert!(fields(json!({"outcome": "nope"})).starts_with("task_result.outcome:"));
+        let no_evidence = json!({"outcome": "done", "comment": "c", "data": {"evidence": []}});
+        assert!(fields(no_evidence).starts_with("task_result.data.evidence:"));
+        let no_comment = json!({"outcome": "done", "data": {"evidence": "photo"}});
+        assert!(fields(no_comment).starts_with("task_result.comment:"));
+        assert_eq!(conn.total_changes(), before);
+        let ok = json!({"outcome": "done", "comment": "c", "data": {"evidence": "photo"}});
+        // The task_result decides the task: its outcome completes the intent.
+        assert_eq!(
+            resume_with(&tx, &id, ok).expect("resumed").intent.status,
+            Status::Completed
+        );
+        let e = resume_with(&tx, &id, json!({})).expect_err("not waiting");
+        assert_eq!(e.code(), "intent_terminal");
+    }
+
+    #[test]
+    fn an_ack_from_submitted_records_the_hand_over_first() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let id = testing::intent(&tx, json!({})).intent_id;
+        let changed = ack(&tx, &id, None, HANDLER, None).expect("ack");
+        let types: Vec<&str> = changed
+            .events
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect();
+        assert_eq!(types, ["intent.delivered", "intent.acknowledged"]);
+        let before = conn.total_changes();
+        assert_eq!(
+            ack(&tx, &id, None, HANDLER, None)
+                .expect_err("twice")
+                .code(),
+            "invalid_transition"
+        );
+        assert_eq!(conn.total_changes(), before);
+    }
+
+    #[test]
+    fn a_passed_deadline_times_out_a_live_intent_once() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let past = json!({"deadline_at": "2020-01-01T00:00:00Z"});
+        let live = testing::intent(&tx, past.clone()).intent_id;
+        let done = testing::intent(&tx, past).intent_id;
+        let cancel =
+            requests::resolve(&json!({"status": "CANCELED", "reason": "x"})).expect("body");
+        resolve(&tx, &done, cancel, SENDER, None).expect("canceled");
+        assert_eq!(
+            time_out_due(&tx, 10).expect("due"),
+            1,
+            "a terminal intent is not due"
+        );
+        let i = testing::reload(&tx, &live);
+        assert_eq!(i.status, Status::TimedOut);
+        assert!(i.error.unwrap_or_default().contains("intent_timeout"));
+        assert_eq!(time_out_due(&tx, 10).expect("again"), 0);
+        assert_eq!(next_deadline(&tx).expect("next"), None);
+    }
 }

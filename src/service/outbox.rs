@@ -170,3 +170,69 @@ pub fn fan_out(
     }
     Ok(rows)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::service::testing::{self, HANDLER, SENDER};
+
+    #[test]
+    fn an_endpoint_is_the_scheme_host_and_port_of_a_url() {
+        assert_eq!(endpoint("https://h.test:8443/a?b#c"), "https://h.test:8443");
+        assert_eq!(endpoint("http://h.test?x"), "http://h.test");
+    }
+
+    #[test]
+    fn a_raised_event_goes_to_the_owners_subscriptions_that_want_it_and_is_kept_only_then() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let types = json!({"event_types": ["inbox.thread_created"]});
+        let mine = testing::subscribe(&tx, HANDLER, "http://obs.test/1", types.clone());
+        testing::subscribe(&tx, SENDER, "http://obs.test/2", types);
+        testing::subscribe(&tx, HANDLER, "http://obs.test/3", json!({}));
+        let before = conn.total_changes();
+        emit(
+            &tx,
+            HANDLER,
+            "inbox.reply_received",
+            "axme/inbox",
+            &json!({}),
+        )
+        .expect("unwanted");
+        assert_eq!(
+            conn.total_changes(),
+            before,
+            "no subscription wants it: nothing stored"
+        );
+        emit(
+            &tx,
+            HANDLER,
+            "inbox.thread_created",
+            "axme/inbox",
+            &json!({"k": 1}),
+        )
+        .expect("sent");
+        let d = testing::deliveries(&tx, None);
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            d[0].subscription_id.as_deref(),
+            Some(mine.subscription_id.as_str())
+        );
+        assert_eq!(
+            (d[0].endpoint.as_str(), d[0].status),
+            ("http://obs.test", crate::model::DeliveryStatus::Pending)
+        );
+    }
+
+    #[test]
+    fn a_disabled_http_handler_gets_no_push() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        testing::agent(&tx, HANDLER, "http");
+        agents::disable(&tx, HANDLER, &clock::now_rfc3339()).expect("disabled");
+        let i = testing::intent(&tx, json!({}));
+        assert!(testing::deliveries(&tx, Some(&i.intent_id)).is_empty());
+    }
+}

@@ -138,7 +138,13 @@ pub fn generation(conn: &Tx, intent_id: &str) -> Result<i64, Error> {
     Ok(workflows::controls(conn, intent_id)?.map_or(1, |c| c.policy_generation))
 }
 
-pub fn resume(conn: &Tx, intent_id: &str, req: Resume, caller: &str) -> Result<Resumed, Error> {
+pub fn resume(
+    conn: &Tx,
+    intent_id: &str,
+    req: Resume,
+    caller: &str,
+    by: Option<&str>,
+) -> Result<Resumed, Error> {
     let mut intent = intents::get(conn, intent_id)?;
     let policy_generation = generation(conn, intent_id)?;
     if let Some(expected) = req.expected_policy_generation {
@@ -156,7 +162,7 @@ pub fn resume(conn: &Tx, intent_id: &str, req: Resume, caller: &str) -> Result<R
             let since = intent.last_seq;
             let mut inner = req;
             inner.expected_policy_generation = None;
-            resume(conn, &step_intent, inner, caller)?;
+            resume(conn, &step_intent, inner, caller, by)?;
             let intent = intents::get(conn, intent_id)?;
             let events = events::list_for_intent(conn, intent_id, since, 100)?;
             if events.is_empty() {
@@ -180,6 +186,7 @@ pub fn resume(conn: &Tx, intent_id: &str, req: Resume, caller: &str) -> Result<R
     if let Some(reason) = &req.reason {
         details["reason"] = json!(reason);
     }
+    intents::vouch(&mut details, actor, by);
     let change = if let (true, Some(tr)) = (human, &req.task_result) {
         details["task_result"] = Value::Object(tr.clone());
         task_decision(

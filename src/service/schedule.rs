@@ -41,3 +41,41 @@ pub fn complete_at(conn: &Tx, intent_id: &str, due_ms: i64, result: &Value) -> R
 pub fn cancel_completion(conn: &Tx, intent_id: &str) -> Result<(), Error> {
     timers::delete_kind(conn, intent_id, COMPLETE)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::testing;
+
+    #[test]
+    fn the_first_reminder_falls_remind_after_seconds_after_creation() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let none = testing::intent(&tx, json!({}));
+        assert!(timers::for_intent(&tx, &none.intent_id)
+            .expect("timers")
+            .is_empty());
+        let i = testing::intent(&tx, json!({"remind_after_seconds": 90}));
+        let t = timers::for_intent(&tx, &i.intent_id).expect("timers");
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            (t[0].kind.as_str(), t[0].due_ms - created_ms(&i)),
+            (REMIND, 90_000)
+        );
+    }
+
+    #[test]
+    fn cancelling_a_completion_leaves_the_other_timers() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let i = testing::intent(&tx, json!({"remind_after_seconds": 90}));
+        complete_at(&tx, &i.intent_id, 1, &json!({"ok": true})).expect("delay");
+        let kinds = |tx: &Tx| -> Vec<String> {
+            let t = timers::for_intent(tx, &i.intent_id).expect("timers");
+            t.into_iter().map(|t| t.kind).collect()
+        };
+        assert_eq!(kinds(&tx), [COMPLETE, REMIND]);
+        cancel_completion(&tx, &i.intent_id).expect("cancelled");
+        assert_eq!(kinds(&tx), [REMIND]);
+    }
+}

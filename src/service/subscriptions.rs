@@ -131,8 +131,25 @@ pub fn upsert(
     conn: &Tx,
     owner: &str,
     req: Upsert,
+    max_per_owner: usize,
 ) -> Result<(SubscriptionRow, Option<String>), Error> {
     let existing = store::find(conn, owner, &req.callback_url)?;
+    // Each subscription multiplies the events it matches into delivery rows, written in the
+    // event's own transaction: an owner's count is capped (0: no cap).
+    if existing.is_none() && max_per_owner > 0 {
+        let held = store::list(conn, Some(owner))?
+            .iter()
+            .filter(|s| s.active)
+            .count();
+        if held >= max_per_owner {
+            return Err(Error::TooMany {
+                reason: format!(
+                    "{owner} already has {held} subscriptions, its limit \
+                     (--max-subscriptions-per-owner); delete one first"
+                ),
+            });
+        }
+    }
     let now = clock::now_rfc3339();
     let mut generated = None;
     let secret = match (req.secret, &existing) {
@@ -282,4 +299,77 @@ pub fn replay_event(
     }
     let rows = delivery_rows::for_webhook_event(conn, event_id)?;
     Ok((event, counters(&rows)))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::service::deliveries::Verdict;
+    use crate::service::testing::{self, BOB, HANDLER};
+
+    #[test]
+    fn an_upsert_by_the_same_url_keeps_the_id_and_the_generated_secret() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let req = |active: bool| {
+            let body = json!({"callback_url": "http://obs.test/a", "event_types": ["intent.*"], "active": active});
+            upsert_request(&body).expect("body")
+        };
+        let (first, secret) = upsert(&tx, HANDLER, req(true), 0).expect("created");
+        let (again, none) = upsert(&tx, HANDLER, req(false), 0).expect("updated");
+        assert_eq!(
+            (&again.subscription_id, &again.secret),
+            (&first.subscription_id, &first.secret)
+        );
+        assert_eq!((secret.as_ref(), none), (Some(&first.secret), None));
+        assert!(!again.active);
+        let (other, _) = upsert(&tx, BOB, req(true), 0).expect("another owner's");
+        assert_ne!(other.subscription_id, first.subscription_id);
+    }
+
+    #[test]
+    fn another_owners_subscription_cannot_be_deleted_and_nothing_is_written() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let sub = testing::subscribe(&tx, HANDLER, "http://obs.test/a", json!({}));
+        let before = conn.total_changes();
+        let e = delete(&tx, Some(BOB), &sub.subscription_id).expect_err("not bob's");
+        assert_eq!((e.code(), conn.total_changes()), ("not_found", before));
+        assert!(delete(&tx, Some(HANDLER), &sub.subscription_id)
+            .expect("revoked")
+            .revoked_at
+            .is_some());
+        assert!(
+            delete(&tx, None, &sub.subscription_id).is_err(),
+            "revoked once"
+        );
+    }
+
+    #[test]
+    fn a_published_event_is_counted_and_replayed_to_the_subscriptions_it_went_to() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let types = json!({"event_types": ["invite.accepted"]});
+        testing::subscribe(&tx, HANDLER, "http://obs.test/a", types.clone());
+        testing::subscribe(&tx, HANDLER, "http://obs.test/b", types);
+        let body = json!({"event_type": "invite.accepted", "source": "app", "payload": {}});
+        let (event, c) =
+            publish(&tx, HANDLER, publish_request(&body).expect("body")).expect("sent");
+        assert_eq!((c.queued, c.pending, c.processed), (2, 2, 0));
+        let first = testing::deliveries(&tx, None).remove(0).delivery_id;
+        let outcome = testing::outcome(1, Verdict::Delivered, None);
+        deliveries::record(&tx, &first, outcome, &testing::policy()).expect("delivered");
+        let (_, c) =
+            replay_event(&tx, Some(HANDLER), &event.event_id, &testing::policy()).expect("again");
+        assert_eq!(
+            (c.queued, c.pending, c.delivered),
+            (2, 2, 0),
+            "the delivered one is pending again"
+        );
+        let e =
+            replay_event(&tx, Some(BOB), &event.event_id, &testing::policy()).expect_err("bob's?");
+        assert_eq!(e.code(), "not_found");
+    }
 }

@@ -121,3 +121,68 @@ pub fn offer(
     outbox::emit(conn, &t.owner_agent, kind, "axme/inbox", &payload)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::testing::{self, task, HANDLER};
+    use crate::service::{intents, requests};
+
+    #[test]
+    fn a_task_thread_is_pending_while_its_intent_waits_for_a_person() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let id = task(&tx, json!({}));
+        let status = |tx: &Tx| {
+            let t = threads::get(tx, HANDLER, &id)
+                .expect("read")
+                .expect("thread");
+            thread_status(&t, &testing::reload(tx, &id))
+        };
+        assert_eq!(status(&tx), "pending");
+        let req = crate::service::resume::request(&json!({})).expect("body");
+        crate::service::resume::resume(&tx, &id, req, HANDLER, None).expect("resumed");
+        assert_eq!(status(&tx), "active");
+        let done = requests::resolve(&json!({"status": "COMPLETED", "result": {}})).expect("body");
+        intents::resolve(&tx, &id, done, HANDLER, None).expect("completed");
+        assert_eq!(status(&tx), "done");
+    }
+
+    #[test]
+    fn thread_changes_are_offered_to_the_owners_subscriptions() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        testing::agent(&tx, HANDLER, "inbox");
+        let types = json!({"event_types": ["inbox.thread_created", "inbox.thread_updated"]});
+        testing::subscribe(&tx, HANDLER, "http://obs.test/1", types);
+        let id = testing::intent(&tx, json!({})).intent_id;
+        intents::ack(&tx, &id, None, HANDLER, None).expect("ack");
+        let types: Vec<String> = testing::deliveries(&tx, None)
+            .into_iter()
+            .map(|d| d.event_type)
+            .collect();
+        let updated = "inbox.thread_updated";
+        assert_eq!(
+            types,
+            ["inbox.thread_created", updated, updated],
+            "created, delivered, acked"
+        );
+    }
+
+    #[test]
+    fn an_intent_to_the_approval_agent_opens_no_thread_at_creation() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let fields =
+            json!({"to_agent": crate::model::builtin::APPROVAL, "human_task": {"title": "t"}});
+        let i = testing::intent(&tx, fields);
+        assert!(threads::for_intent(&tx, &i.intent_id)
+            .expect("threads")
+            .is_empty());
+        assert_eq!(
+            i.status,
+            Status::Submitted,
+            "the approval agent takes it first"
+        );
+    }
+}

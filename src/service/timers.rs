@@ -142,3 +142,92 @@ fn escalate(conn: &Tx, intent: &mut IntentRow) -> Result<(), Error> {
 pub fn next_due_ms(conn: &Tx) -> Result<Option<i64>, Error> {
     timers::next_due_ms(conn)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::testing::{self, HANDLER};
+    use crate::service::{intents, schedule};
+    use crate::store::threads;
+
+    /// Moves every timer an hour earlier and fires what is due; how many fired.
+    fn an_hour_later(tx: &Tx) -> usize {
+        timers::shift_all(tx, -3_600_000).expect("shifted");
+        fire_due(tx, 100).expect("fired")
+    }
+
+    #[test]
+    fn reminders_fire_once_each_up_to_max_then_the_intent_escalates_to_a_new_handler() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let boss = "agent://test/boss";
+        testing::agent(&tx, boss, "inbox");
+        let fields = json!({"remind_after_seconds": 60, "max_reminders": 2, "escalate_to": boss});
+        let id = testing::intent(&tx, fields).intent_id;
+        assert_eq!(fire_due(&tx, 100).expect("nothing due"), 0);
+        let fired: Vec<usize> = (0..4).map(|_| an_hour_later(&tx)).collect();
+        assert_eq!(
+            fired,
+            [1, 1, 1, 0],
+            "two reminders, one escalation, then nothing"
+        );
+        let h = testing::history(&tx, &id);
+        let tail = [
+            "intent.reminder",
+            "intent.reminder",
+            "intent.escalated",
+            "intent.transfer",
+        ];
+        assert_eq!(&h[2..], tail);
+        let i = testing::reload(&tx, &id);
+        assert_eq!((i.to_agent.as_str(), i.remind_count), (boss, 2));
+        assert!(
+            threads::get(&tx, boss, &id).expect("read").is_some(),
+            "the new handler's inbox"
+        );
+    }
+
+    #[test]
+    fn a_terminal_intent_is_never_reminded() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let id = testing::intent(&tx, json!({"remind_after_seconds": 60})).intent_id;
+        let cancel =
+            crate::service::requests::resolve(&json!({"status": "CANCELED", "reason": "x"}));
+        intents::resolve(&tx, &id, cancel.expect("body"), HANDLER, None).expect("canceled");
+        assert_eq!(an_hour_later(&tx), 1, "the timer is taken");
+        assert_eq!(
+            testing::history(&tx, &id).last().map(String::as_str),
+            Some("intent.canceled")
+        );
+        assert_eq!(timers::count(&tx).expect("count"), 0);
+    }
+
+    #[test]
+    fn a_delayed_completion_completes_only_an_intent_still_waiting_for_time() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let wait = |id: &str, reason: &str| {
+            let body = json!({"status": "WAITING", "waiting_reason": reason});
+            let req = crate::service::requests::progress(&body).expect("body");
+            intents::progress(&tx, id, req, HANDLER, None).expect("waiting");
+        };
+        let timed = testing::intent(&tx, json!({})).intent_id;
+        wait(&timed, "WAITING_FOR_TIME");
+        schedule::complete_at(&tx, &timed, clock::now_ms(), &json!({"n": 1})).expect("timer");
+        // A completion left behind for an intent that waits for a person now.
+        let moved = testing::intent(&tx, json!({})).intent_id;
+        wait(&moved, "WAITING_FOR_HUMAN");
+        schedule::complete_at(&tx, &moved, clock::now_ms(), &json!({})).expect("stale timer");
+        assert_eq!(an_hour_later(&tx), 2);
+        let done = testing::reload(&tx, &timed);
+        assert_eq!(
+            (done.status, done.result.as_deref()),
+            (Status::Completed, Some(r#"{"n":1}"#))
+        );
+        assert_eq!(
+            testing::reload(&tx, &moved).waiting_reason,
+            Some(WaitingReason::Human)
+        );
+    }
+}

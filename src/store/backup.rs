@@ -62,6 +62,9 @@ impl Store {
 
     fn copy_into(&self, dest: &std::path::Path) -> Result<(), Error> {
         let src = open_connection(&self.inner.path, self.inner.durability, true)?;
+        // Created empty and private first: SQLite takes an empty file as an empty database.
+        super::create_private(dest)
+            .map_err(|e| Error::internal(format!("create the backup copy: {e}")))?;
         let mut dst = Connection::open_with_flags(
             dest,
             OpenFlags::SQLITE_OPEN_READ_WRITE

@@ -125,6 +125,7 @@ impl Store {
     /// Opens (creating if needed) the database at `path`, brings its schema up to date and starts
     /// the writer and checkpointer threads.
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Store, Error> {
+        make_private(path)?;
         let mut conn = open_connection(path, opts.durability, false)?;
         migrations::migrate(&mut conn)?;
         // The writer commits; the checkpointer checkpoints.
@@ -325,6 +326,53 @@ const WRITER_CACHE_KIB: i64 = 16_000;
 const READER_CACHE_KIB: i64 = 2_000;
 
 /// Opens one connection with the PRAGMAs every connection of the program uses.
+/// Creates the database file readable and writable by its owner only (0600), or narrows an
+/// existing one and its `-wal` and `-shm` to that: they hold webhook secrets and every payload.
+/// SQLite creates the `-wal` and `-shm` files with the database file's mode.
+fn make_private(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let shown = path.to_string_lossy();
+    if shown.starts_with("file:") || shown == ":memory:" {
+        return Ok(());
+    }
+    let fail = |what: &Path, e: std::io::Error| {
+        Error::internal(format!("make {} private (0600): {e}", what.display()))
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(fail(path, e)),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{shown}{suffix}"));
+        match std::fs::metadata(&file) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| fail(&file, e))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(fail(&file, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Creates `path` new, readable and writable by its owner only (a backup copy).
+pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
 pub fn open_connection(
     path: &Path,
     durability: Durability,

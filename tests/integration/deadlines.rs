@@ -89,7 +89,8 @@ fn a_resolved_intent_is_not_timed_out_later() {
         &serde_json::json!({"status": "COMPLETED", "result": {}}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
-    std::thread::sleep(Duration::from_millis(1500));
+    // A timer due after the deadline has fired: the deadline's round has run too.
+    crate::runtime_timers::timers_caught_up(&s, 1);
     assert_eq!(status(&s, &id), "COMPLETED");
 }
 
@@ -98,9 +99,12 @@ fn a_deadline_that_passed_while_the_server_was_down_fires_at_startup() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("axme.db");
     let mut s = Server::start_on(&db, &[]);
-    let id = create_with_deadline(&s, &in_ms(800));
+    let deadline = in_ms(800);
+    let passed = Instant::now() + Duration::from_millis(850);
+    let id = create_with_deadline(&s, &deadline);
     assert_eq!(s.terminate(), Some(0));
-    std::thread::sleep(Duration::from_millis(1200));
+    // The deadline passes while nothing runs.
+    std::thread::sleep(passed.saturating_duration_since(Instant::now()));
     let s = Server::start_on(&db, &[]);
     assert!(wait_for_status(
         &s,

@@ -521,8 +521,16 @@ fn waiting_and_in_progress_leave_the_intent_to_be_continued_through_the_api() {
         "intent.in_progress"
     );
 
-    // The claim was settled: its 1 s lease passing does not hand the intents over again.
-    std::thread::sleep(Duration::from_millis(2500));
+    // The claim was settled: its 1 s lease passing does not hand the intents over again. A
+    // reminder due a second from now has fired, so the lease timer's round past it has run.
+    let sentinel = srv.create(
+        &address("sentinel"),
+        json!({}),
+        json!({"remind_after_seconds": 1}),
+    );
+    wait_until("the sentinel's reminder", || {
+        (srv.intent(&sentinel)["remind_count"] == 1).then_some(())
+    });
     assert_eq!(srv.intent(&waiting)["status"], "WAITING");
     assert_eq!(srv.intent(&running)["status"], "IN_PROGRESS");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
@@ -720,16 +728,25 @@ fn a_handler_that_outlives_its_lease_loses_the_intent_to_the_next_attempt() {
     let seen = Seen::default();
     let s2 = seen.clone();
     let first_done = Arc::new(AtomicBool::new(false));
-    let d2 = first_done.clone();
+    let second_called = Arc::new(AtomicBool::new(false));
+    let (d2, c2) = (first_done.clone(), second_called.clone());
     let (srv, addr) = serve_with("slow", SHORT_LEASE, move |w: Work| {
         s2.push(&w);
-        let done = d2.clone();
+        let (done, second) = (d2.clone(), c2.clone());
         async move {
             if w.attempt == 1 {
-                tokio::time::sleep(Duration::from_secs(3)).await;
+                // Outlives its lease: returns only once the next attempt has been handed out
+                // (at most 30 s, so a broken expiry fails the test instead of hanging it).
+                for _ in 0..1500 {
+                    if second.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 done.store(true, Ordering::SeqCst);
                 return Step::Completed(json!({"by": "first"}));
             }
+            second.store(true, Ordering::SeqCst);
             Step::Completed(json!({"by": "second"}))
         }
     });

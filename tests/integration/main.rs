@@ -59,6 +59,7 @@ mod request_logs;
 mod retention;
 mod runtime_timers;
 mod scenarios;
+mod security;
 mod service_accounts;
 mod streams;
 mod tidy;

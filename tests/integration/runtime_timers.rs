@@ -81,6 +81,20 @@ fn wait_reminders(s: &Server, id: &str, n: i64, what: &str) {
     eventually(what, || (intent(s, id)["remind_count"] == n).then_some(()));
 }
 
+/// Waits until the timer scheduler has fired a reminder set `seconds` from now. The scheduler
+/// fires due timers earliest first, so by then every timer due within that window has fired
+/// too: a test that something does NOT fire waits this one signal instead of a fixed sleep, and
+/// its window is as short as the interval it is about.
+pub(crate) fn timers_caught_up(s: &Server, seconds: i64) {
+    let sentinel = create(
+        s,
+        &addr("sentinel"),
+        json!({}),
+        json!({"remind_after_seconds": seconds}),
+    );
+    wait_reminders(s, &sentinel, 1, "the sentinel's reminder");
+}
+
 /// The reminder, escalation and transfer events of an intent, in order.
 fn timer_events(s: &Server, id: &str) -> Vec<Value> {
     events(s, id)
@@ -474,8 +488,8 @@ fn reminders_then_escalation_re_address_the_intent() {
     let escalated = wait_field(&s, &id, "to_agent", "agent://boss");
     assert_eq!(escalated["status"], "SUBMITTED");
     assert_eq!(escalated["remind_count"], 2);
-    // Nothing more comes after the escalation.
-    std::thread::sleep(Duration::from_millis(2500));
+    // Nothing more comes after the escalation (within the 1 s interval).
+    timers_caught_up(&s, 1);
     let ev = timer_events(&s, &id);
     assert_eq!(types(&ev), TWO_REMINDERS_THEN_ESCALATION, "{ev:?}");
     for (n, r) in ev[..2].iter().enumerate() {
@@ -523,7 +537,7 @@ fn a_terminal_intent_is_not_reminded_or_escalated() {
     resolve(&early);
     wait_reminders(&s, &late, 1, "the first reminder");
     resolve(&late);
-    std::thread::sleep(Duration::from_millis(2500));
+    timers_caught_up(&s, 1);
     assert!(
         timer_events(&s, &early).is_empty(),
         "{:?}",
@@ -543,7 +557,7 @@ fn one_reminder_by_default_and_no_escalation_without_escalate_to() {
         json!({"remind_after_seconds": 1}),
     );
     wait_reminders(&s, &id, 1, "the reminder");
-    std::thread::sleep(Duration::from_millis(2500));
+    timers_caught_up(&s, 1);
     let ev = timer_events(&s, &id);
     assert_eq!(types(&ev), ["intent.reminder"], "{ev:?}");
     assert_eq!(ev[0]["details"]["max_reminders"], 1);
@@ -651,8 +665,8 @@ fn assert_fired_once(s: &Server, p: &Pending) {
     let done = wait_intent_status(s, &p.delay, "COMPLETED");
     assert_eq!(done["result"], json!({"waited_seconds": 3}));
     wait_field(s, &p.reminded, "to_agent", "agent://boss");
-    // Anything doubled would show up by now.
-    std::thread::sleep(Duration::from_millis(2000));
+    // Anything doubled (or a chain going on, at its 1 s interval) would show up by now.
+    timers_caught_up(s, 1);
     let ev = events(s, &p.delay);
     assert_eq!(of_type(&ev, "intent.completed").len(), 1, "{ev:?}");
     let waiting = of_type(&ev, "intent.waiting");
@@ -731,7 +745,8 @@ fn a_kill_between_two_reminders_neither_repeats_nor_loses_one() {
     drop(s);
     let s = Server::start_on(&db, &[]);
     wait_reminders(&s, &id, 3, "the third reminder");
-    std::thread::sleep(Duration::from_millis(2500));
+    // A fourth would fall one 2 s interval after the third.
+    timers_caught_up(&s, 2);
     let ev = timer_events(&s, &id);
     assert_eq!(
         ev.iter()
@@ -759,8 +774,8 @@ fn a_delay_does_not_complete_an_intent_that_moved_on_to_wait_for_something_else(
         &json!({"status": "WAITING", "waiting_reason": "WAITING_FOR_HUMAN"}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
-    // Well past the delay: it still waits for the person.
-    std::thread::sleep(Duration::from_millis(3500));
+    // Past the delay (due 2 s after it began to wait): it still waits for the person.
+    timers_caught_up(&s, 2);
     let i = intent(&s, &id);
     assert_eq!(
         (i["status"].as_str(), i["waiting_reason"].as_str()),

@@ -358,14 +358,21 @@ fn large_intent(to_agent: &str, n: usize) -> Value {
 
 #[test]
 fn a_slow_consumer_is_cut_off_and_resumes_from_its_last_id() {
-    let s = Server::start_args(&[
-        "--stream-queue",
-        "1",
-        "--stream-write-deadline-seconds",
-        "1",
-        "--durability",
-        "normal",
-    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("axme.log");
+    let s = Server::start_logging_to(
+        &log,
+        &[
+            "--log",
+            "info,axme::http::sse=debug",
+            "--stream-queue",
+            "1",
+            "--stream-write-deadline-seconds",
+            "1",
+            "--durability",
+            "normal",
+        ],
+    );
     let feed = "/v1/agents/team/slow/intents/stream";
     let mut slow = open(&s, feed, &[]);
     assert_eq!(slow.status, 200);
@@ -378,7 +385,15 @@ fn a_slow_consumer_is_cut_off_and_resumes_from_its_last_id() {
         assert_eq!(r.status, 200, "{}", r.text);
         created.push(r.json["intent_id"].as_str().expect("id").to_string());
     }
-    thread::sleep(Duration::from_secs(3)); // several write deadlines without a read
+    // The producer waits past its 1 s write deadline without a read, and says so.
+    poll_until(
+        Duration::from_secs(30),
+        "the slow consumer to be cut off",
+        || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            text.contains("slow consumer cut off").then_some(())
+        },
+    );
     assert_eq!(s.get("/health").status, 200, "the server stays healthy");
 
     slow.expect_retry();
