@@ -440,6 +440,7 @@ function timelineView(id) {
     rows(root, 'human').hidden = !it.human_task;
     rows(root, 'result').hidden = it.result === undefined;
     rows(root, 'error').hidden = it.error === undefined;
+    if (it.to_agent === WORKFLOW) refreshWorkflow();
     document.title = `Intent ${short(it.intent_id)} · axme`;
   }
 
@@ -474,6 +475,34 @@ function timelineView(id) {
       if (view === self) append(events);
     } catch (e) { fail(msg, 'Loading events', e); }
   });
+  // A scenario's intent: its steps, who holds each, their results and deadlines.
+  const WORKFLOW = 'agent://internal/workflow';
+  function stepRow(w, s) {
+    const run = [...w.runs].reverse().find((r) => r.step_id === s.step_id);
+    const running = run && run.status === 'running';
+    const due = running && s.step_deadline_seconds
+      ? time(new Date(Date.parse(run.started_at) + s.step_deadline_seconds * 1000).toISOString())
+      : '—';
+    const result = run && run.result !== null && run.result !== undefined
+      ? el('details', {}, el('summary', {text: 'Result'}), el('pre', {text: json(run.result)})) : '—';
+    const cell = (v) => el('td', {}, v);
+    return el('tr', {'data-step-id': s.step_id, class: running ? 'current' : null,
+      'aria-current': running ? 'step' : null},
+      el('th', {scope: 'row', text: s.step_id}), cell(s.tool_id), cell(s.address),
+      cell(statusBadge(run ? run.status : 'pending')), cell(due),
+      cell(run && run.step_intent_id ? intentLink(run.step_intent_id) : '—'), cell(result));
+  }
+  const refreshWorkflow = coalesce(async () => {
+    try {
+      const r = await api(`/v1/intents/${encodeURIComponent(id)}/workflow`);
+      if (view !== self) return;
+      const section = rows(root, 'workflow');
+      fill(section, {scenario_id: r.workflow.scenario_id, compile_id: r.workflow.compile_id});
+      rows(root, 'steps').replaceChildren(...r.workflow.steps.map((s) => stepRow(r.workflow, s)));
+      section.hidden = false;
+    } catch (e) { fail(msg, 'Loading the workflow', e); }
+  }, 300);
+
   const refreshDeliveries = coalesce(async () => {
     try {
       const r = await api(`/v1/deliveries?intent_id=${encodeURIComponent(id)}&limit=200`);

@@ -230,6 +230,9 @@ pub mod builtin {
     pub const DELAY: &str = "agent://internal/delay";
     pub const APPROVAL: &str = "agent://internal/approval";
     pub const NOTIFY: &str = "agent://internal/notify";
+    /// The handler of a scenario's intent: the workflow engine (`service::workflow`), which
+    /// carries each step to its agent or human on an intent of its own.
+    pub const WORKFLOW: &str = "agent://internal/workflow";
 }
 
 /// How a push the address guard refused says so in its error (`webhook::target`), which agent

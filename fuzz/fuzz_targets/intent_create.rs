@@ -107,7 +107,10 @@ fn check(sent: &Map<String, Value>, c: &CreateIntent) {
                 check_address(r);
             }
         }
-        assert!(!r.chars().any(|c| c.is_whitespace() || c.is_control()), "{r:?}");
+        assert!(
+            !r.chars().any(|c| c.is_whitespace() || c.is_control()),
+            "{r:?}"
+        );
         assert!((ADDRESS_MIN..=ADDRESS_MAX).contains(&r.len()), "{r:?}");
     }
 

@@ -22,7 +22,7 @@ use axme::service::effects::transition;
 use axme::service::history::Change;
 use axme::service::inbox::{self, Decision};
 use axme::service::intents;
-use axme::service::requests;
+use axme::service::{requests, resume};
 use axme::store::events::EventRow;
 use axme::store::intents::IntentRow;
 use axme::Error;
@@ -267,17 +267,20 @@ fn run(conn: &Tx, data: &[u8]) {
                     intents::progress(conn, &id, req, AGENT, Some(AGENT)).map(drop),
                 )
             }
-            5 => (Expect::Free, intents::ack(conn, &id, None, AGENT, Some(AGENT)).map(drop)),
+            5 => (
+                Expect::Free,
+                intents::ack(conn, &id, None, AGENT, Some(AGENT)).map(drop),
+            ),
             6 => {
                 let outcome = pick(&["approve", "reject", "maybe"], arg);
                 let mut b = json!({"task_result": {"outcome": outcome}});
                 if arg & 4 != 0 {
                     b["task_result"]["comment"] = json!("why");
                 }
-                let req = requests::resume(&b).expect("a valid resume");
+                let req = resume::request(&b).expect("a valid resume");
                 (
                     Expect::Free,
-                    intents::resume(conn, &id, req, AGENT, Some(AGENT)).map(drop),
+                    resume::resume(conn, &id, req, AGENT, Some(AGENT)).map(drop),
                 )
             }
             7 => {
@@ -324,7 +327,10 @@ fn run(conn: &Tx, data: &[u8]) {
                 )
             }
             10 => (Expect::Free, claims::extend(conn, &token, 600).map(drop)),
-            11 => (Expect::Redrive, inbox::redrive(conn, &id, CALLER, None).map(drop)),
+            11 => (
+                Expect::Redrive,
+                inbox::redrive(conn, &id, CALLER, None).map(drop),
+            ),
             12 => (Expect::Free, intents::time_out_due(conn, 10).map(drop)),
             13 => {
                 let decision = pick(&[Decision::Approve, Decision::Reject], arg);

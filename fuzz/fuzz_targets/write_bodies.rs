@@ -12,7 +12,7 @@ use axme::model::Status;
 use axme::service::keys::Role;
 use axme::service::subscriptions::{self, AXME_EVENT_TYPES, INTENT_EVENT_TYPES};
 use axme::service::validate::{ADDRESS_MAX, ADDRESS_MIN};
-use axme::service::{agents, claims, keys, requests};
+use axme::service::{agents, claims, keys, requests, resume};
 use axme::Error;
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
@@ -57,7 +57,7 @@ fn intents(v: &Value) {
             .as_deref()
             .is_none_or(|a| (3..=255).contains(&chars(a))));
     }
-    if let Some(r) = answered(requests::resume(v)) {
+    if let Some(r) = answered(resume::request(v)) {
         if let Some(tr) = &r.task_result {
             assert!(tr
                 .get("comment")

@@ -14,6 +14,7 @@ mod client;
 mod intents;
 mod manage;
 mod ops;
+mod scenarios;
 mod term;
 
 use std::fmt;
@@ -65,6 +66,8 @@ pub enum ClientCommand {
     Listen(ListenArgs),
     /// Human tasks: list, approve, reject.
     Tasks(TasksArgs),
+    /// Scenario bundles: validate one, or apply it (and with --watch, follow its intent).
+    Scenarios(ScenariosArgs),
     /// The agent registry: add (or update), list, remove.
     Agents(AgentsArgs),
     /// API keys (admin): create, list, revoke.
@@ -159,6 +162,34 @@ pub struct Decision {
     /// A comment stored with the decision.
     #[arg(long)]
     pub comment: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScenariosArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    #[command(subcommand)]
+    pub action: ScenarioAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScenarioAction {
+    /// Check a bundle without applying it: every problem by its JSON path (exit 1 if any).
+    Validate {
+        /// The bundle (a JSON file; `-` reads stdin).
+        file: PathBuf,
+    },
+    /// Provision the bundle's agents, compile its workflow and create its intent.
+    Apply {
+        /// The bundle (a JSON file; `-` reads stdin).
+        file: PathBuf,
+        /// Follow the intent's timeline until it ends (exit 0 if COMPLETED, 3 otherwise).
+        #[arg(long, short)]
+        watch: bool,
+        /// Sent as `Idempotency-Key`: applying again with it answers the first intent.
+        #[arg(long, value_name = "KEY")]
+        idempotency_key: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -296,6 +327,7 @@ pub fn run(command: ClientCommand) -> ExitCode {
         ClientCommand::Watch(a) => intents::watch(a),
         ClientCommand::Listen(a) => intents::listen(a),
         ClientCommand::Tasks(a) => manage::tasks(a),
+        ClientCommand::Scenarios(a) => scenarios::run(a),
         ClientCommand::Agents(a) => manage::agents(a),
         ClientCommand::Keys(a) => manage::keys(a),
         ClientCommand::Invite(a) => manage::invite(a),

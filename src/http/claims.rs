@@ -112,6 +112,8 @@ fn changed(c: &Changed) -> Result {
         event: wire::Event::from_row(last)?,
         events: Some(wire::Event::list(&c.events)?),
         completion_delivery: None,
+        applied: None,
+        policy_generation: None,
     })
 }
 

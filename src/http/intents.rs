@@ -16,6 +16,7 @@ use crate::service::history::Changed;
 use crate::service::idempotency::write_once;
 use crate::service::intents;
 use crate::service::requests;
+use crate::service::{controls, resume};
 use crate::store::intents::ListFilter;
 use crate::Error;
 
@@ -142,7 +143,7 @@ pub async fn bulk_cancel(ctx: Ctx, body: Incoming) -> Result {
 /// Which change a write endpoint asks for.
 enum Op {
     Resolve(requests::Resolve),
-    Resume(requests::Resume),
+    Resume(resume::Resume),
     Ack(Option<String>),
     Progress(requests::Progress),
     Redrive(Option<String>),
@@ -156,7 +157,7 @@ pub async fn resolve(ctx: Ctx, body: Incoming) -> Result {
 }
 
 pub async fn resume(ctx: Ctx, body: Incoming) -> Result {
-    change(ctx, body, "resume", |b| requests::resume(b).map(Op::Resume)).await
+    change(ctx, body, "resume", |b| resume::request(b).map(Op::Resume)).await
 }
 
 pub async fn ack(ctx: Ctx, body: Incoming) -> Result {
@@ -199,18 +200,22 @@ async fn change(
         scope,
         move |c| {
             access.handle(c, &id, cancels)?;
-            match op {
+            let changed = match op {
                 Op::Resolve(r) => intents::resolve(c, &id, r, &caller, by.as_deref()),
-                Op::Resume(r) => intents::resume(c, &id, r, &caller, by.as_deref()),
+                Op::Resume(r) => {
+                    let r = resume::resume(c, &id, r, &caller, by.as_deref())?;
+                    return Ok((r.changed, Some(r.policy_generation)));
+                }
                 Op::Ack(actor) => intents::ack(c, &id, actor, &caller, by.as_deref()),
                 Op::Progress(p) => intents::progress(c, &id, p, &caller, by.as_deref()),
                 Op::Redrive(actor) => {
                     let actor = actor.as_deref().unwrap_or(&caller);
                     crate::service::inbox::redrive(c, &id, actor, by.as_deref())
                 }
-            }
+            }?;
+            Ok((changed, None))
         },
-        move |changed| render_changed(changed, is_resolve),
+        move |(changed, generation)| render_changed(changed, is_resolve, *generation),
     )
     .await?;
     Ok(from_rendered(rendered))
@@ -219,6 +224,7 @@ async fn change(
 fn render_changed(
     changed: &Changed,
     is_resolve: bool,
+    policy_generation: Option<i64>,
 ) -> std::result::Result<crate::service::idempotency::Rendered, Error> {
     let last = changed
         .last_event()
@@ -233,5 +239,48 @@ fn render_changed(
         completion_delivery: is_resolve
             .then(|| wire::CompletionDelivery::from_row(changed.completion.as_ref()))
             .transpose()?,
+        applied: policy_generation.map(|_| true),
+        policy_generation,
     })
+}
+
+/// `POST /v1/intents/{id}/controls {controls_patch}` and `/policy {grants_patch?,
+/// envelope_patch?}`: merge patches, each moving the intent's policy generation on.
+pub async fn controls(ctx: Ctx, body: Incoming) -> Result {
+    patch(ctx, body, "controls").await
+}
+
+pub async fn policy(ctx: Ctx, body: Incoming) -> Result {
+    patch(ctx, body, "policy").await
+}
+
+async fn patch(ctx: Ctx, body: Incoming, target: &'static str) -> Result {
+    let id = request::intent_id(ctx.param(0))?;
+    let body = ctx.json(body).await?;
+    let req = controls::patch_request(&body, target)?;
+    request::owner_agent(&ctx.headers, &ctx.query)?;
+    let scope = ctx.idempotency(format!("POST /v1/intents/{id}/{target}"), &body)?;
+    let access = Access::of(&ctx.principal);
+    let rendered = write_once(
+        &ctx.state.store,
+        scope,
+        move |c| {
+            access.handle(c, &id, true)?;
+            controls::patch(c, &id, req)
+        },
+        move |row| {
+            let doc = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
+            response::render(&serde_json::json!({
+                "ok": true,
+                "applied": true,
+                "intent_id": row.intent_id,
+                "policy_generation": row.policy_generation,
+                "controls": doc(&row.controls),
+                "policy": doc(&row.policy),
+                "updated_at": row.updated_at,
+            }))
+        },
+    )
+    .await?;
+    Ok(from_rendered(rendered))
 }

@@ -19,6 +19,7 @@ mod openapi;
 pub mod request;
 pub(crate) mod response;
 pub mod router;
+mod scenarios;
 mod schemas;
 mod service_accounts;
 pub(crate) mod sse;

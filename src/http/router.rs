@@ -16,8 +16,8 @@ use hyper::Response;
 
 use super::response::Body;
 use super::{
-    admin, agents, claims, firehose, inbox, intents, keys, mcp, media, metrics, openapi, schemas,
-    service_accounts, streams, ui, users, webhooks, Ctx,
+    admin, agents, claims, firehose, inbox, intents, keys, mcp, media, metrics, openapi, scenarios,
+    schemas, service_accounts, streams, ui, users, webhooks, Ctx,
 };
 use crate::Error;
 
@@ -105,6 +105,11 @@ pub enum Route {
     IntentEventsStream,
     Resolve,
     Resume,
+    Controls,
+    Policy,
+    GetWorkflow,
+    ValidateScenario,
+    ApplyScenario,
     Ack,
     Progress,
     RegisterAgent,
@@ -188,6 +193,11 @@ const ROUTES: &[Spec] = &[
     row("GET",   "/v1/intents/*/events/stream",          IntentEventsStream,      Key,   Small, plain!(streams::intent_events_stream)),
     row("POST",  "/v1/intents/*/resolve",                Resolve,                 Key,   Large, body!(intents::resolve)),
     row("POST",  "/v1/intents/*/resume",                 Resume,                  Key,   Large, body!(intents::resume)),
+    row("POST",  "/v1/intents/*/controls",               Controls,                Key,   Small, body!(intents::controls)),
+    row("POST",  "/v1/intents/*/policy",                 Policy,                  Key,   Small, body!(intents::policy)),
+    row("GET",   "/v1/intents/*/workflow",               GetWorkflow,             Key,   Small, plain!(scenarios::workflow)),
+    row("POST",  "/v1/scenarios/validate",               ValidateScenario,        Key,   Large, body!(scenarios::validate)),
+    row("POST",  "/v1/scenarios/apply",                  ApplyScenario,           Key,   Large, body!(scenarios::apply)),
     row("POST",  "/v1/intents/*/ack",                    Ack,                     Key,   Small, body!(intents::ack)),
     row("POST",  "/v1/intents/*/progress",               Progress,                Key,   Large, body!(intents::progress)),
     row("POST",  "/v1/intents/*/redrive",                Redrive,                 Key,   Small, body!(intents::redrive)),

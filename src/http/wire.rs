@@ -246,6 +246,12 @@ pub struct ChangedIntent<'a> {
     pub events: Option<Vec<Event<'a>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completion_delivery: Option<CompletionDelivery<'a>>,
+    /// Resume only (AXME `ResumeIntentResponse`): the resume was applied, under this policy
+    /// generation of the intent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_generation: Option<i64>,
 }
 
 /// A registered agent (or a service account, which is one). The webhook secret is shown in full

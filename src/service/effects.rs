@@ -8,7 +8,7 @@
 use serde_json::{json, Value};
 
 use super::history::{self, Change, Created};
-use super::{outbox, schedule, thread_hooks};
+use super::{outbox, schedule, thread_hooks, workflow};
 use crate::model::WaitingReason;
 use crate::store::completions::{self, CompletionRow};
 use crate::store::events::EventRow;
@@ -83,7 +83,35 @@ pub fn opened(tx: &Tx, intent: &IntentRow) -> Result<(), Error> {
 /// What every appended event causes: the deliveries it owes, and its threads' changes.
 fn react(tx: &Tx, intent: &IntentRow, event: &EventRow) -> Result<(), Error> {
     outbox::enqueue(tx, intent, event)?;
-    thread_hooks::on_event(tx, intent, event)
+    thread_hooks::on_event(tx, intent, event)?;
+    for appended in workflow::on_event(tx, intent, event)? {
+        apply(tx, appended)?;
+    }
+    Ok(())
+}
+
+/// Runs the reactions of what the workflow engine appended: a new step intent's first events
+/// and its threads and timers, or an event of an existing intent (which may move the engine
+/// on again, a bounded number of times: each step intent ends once).
+pub fn apply(tx: &Tx, appended: workflow::Appended) -> Result<(), Error> {
+    match appended {
+        workflow::Appended::Created(c) => {
+            for event in &c.events {
+                react(tx, &c.intent, event)?;
+            }
+            opened(tx, &c.intent)
+        }
+        workflow::Appended::Event {
+            intent,
+            event,
+            left_time,
+        } => {
+            if left_time {
+                schedule::cancel_completion(tx, &intent.intent_id)?;
+            }
+            react(tx, &intent, &event)
+        }
+    }
 }
 
 /// The completion of an intent that became terminal and has `reply_to`: stored for the

@@ -1,14 +1,13 @@
-//! Intent operations: create, resolve, resume, ack, progress, deadlines, and the reads. Each write
-//! operation runs inside one transaction of the caller's: it reads the intent and changes it
-//! through `effects::transition` (the status, its event and their reactions together), so an
-//! intent's status and its history can never disagree.
+//! Intent operations: create, resolve, ack, progress, deadlines, and the reads (resume is in
+//! `service::resume`). Each write operation runs inside one transaction of the caller's: it
+//! reads the intent and changes it through `effects::transition` (the status, its event and
+//! their reactions together), so an intent's status and its history can never disagree.
 
 use serde_json::{json, Value};
 
 use super::effects::{self, transition};
 use super::history::{self, Change, Changed, Created};
-use super::lifecycle;
-use super::requests::{CreateIntent, Progress, Resolve, Resume};
+use super::requests::{CreateIntent, Progress, Resolve};
 use crate::clock;
 use crate::model::{Status, WaitingReason};
 use crate::store::events::{self, EventRow};
@@ -153,99 +152,6 @@ pub fn resolve(
     })
 }
 
-/// Continues a WAITING intent (AXME `resume`): it moves to IN_PROGRESS. When the intent carries
-/// a human task, `task_result` must satisfy the task's `allowed_outcomes` and `required_comment`.
-pub fn resume(
-    conn: &Tx,
-    intent_id: &str,
-    req: Resume,
-    caller: &str,
-    by: Option<&str>,
-) -> Result<Changed, Error> {
-    let mut intent = get(conn, intent_id)?;
-    if intent.status != Status::Waiting {
-        lifecycle::check(intent.status, Status::InProgress)?;
-        return Err(Error::conflict(
-            "invalid_transition",
-            format!(
-                "only a WAITING intent can be resumed; this one is {}",
-                intent.status
-            ),
-        ));
-    }
-    if let Some(task) = &intent.human_task {
-        check_task_result(task, req.task_result.as_ref())?;
-    }
-    let actor = req.actor.as_deref().unwrap_or(caller);
-    let mut details = json!({"approve_current_step": req.approve_current_step});
-    if let Some(reason) = &req.reason {
-        details["reason"] = json!(reason);
-    }
-    if let Some(tr) = &req.task_result {
-        details["task_result"] = Value::Object(tr.clone());
-    }
-    vouch(&mut details, actor, by);
-    let mut change = Change::to(Status::InProgress, actor);
-    change.details = details;
-    let (event, completion) = transition(conn, &mut intent, change)?;
-    Ok(Changed {
-        intent,
-        events: vec![event],
-        completion,
-    })
-}
-
-/// Enforces a human task's `allowed_outcomes` and `required_comment` on a resume (422).
-fn check_task_result(
-    task_json: &str,
-    result: Option<&serde_json::Map<String, Value>>,
-) -> Result<(), Error> {
-    let task: Value = serde_json::from_str(task_json)?;
-    let outcome = result
-        .and_then(|r| r.get("outcome"))
-        .and_then(Value::as_str);
-    if let Some(allowed) = task.get("allowed_outcomes").and_then(Value::as_array) {
-        let ok = outcome.is_some_and(|o| allowed.iter().any(|a| a.as_str() == Some(o)));
-        if !ok {
-            let list: Vec<&str> = allowed.iter().filter_map(Value::as_str).collect();
-            return Err(Error::invalid(
-                "task_result.outcome",
-                format!("must be one of {}", list.join(", ")),
-            ));
-        }
-    }
-    if task.get("evidence_required").and_then(Value::as_bool) == Some(true) {
-        let evidence = result
-            .and_then(|r| r.get("data"))
-            .and_then(|d| d.get("evidence"));
-        let empty = match evidence {
-            None | Some(Value::Null) => true,
-            Some(Value::String(s)) => s.trim().is_empty(),
-            Some(Value::Array(a)) => a.is_empty(),
-            Some(Value::Object(o)) => o.is_empty(),
-            Some(_) => false,
-        };
-        if empty {
-            return Err(Error::invalid(
-                "task_result.data.evidence",
-                "is required by this task",
-            ));
-        }
-    }
-    if task.get("required_comment").and_then(Value::as_bool) == Some(true) {
-        let comment = result
-            .and_then(|r| r.get("comment"))
-            .and_then(Value::as_str);
-        if comment.is_none_or(|c| c.trim().is_empty()) {
-            return Err(Error::invalid(
-                "task_result.comment",
-                "is required by this task",
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// The handler acknowledges an intent. From SUBMITTED the hand-over is recorded first
 /// (`intent.delivered`), so the history shows every step the table allows.
 pub fn ack(
@@ -332,12 +238,12 @@ pub fn next_deadline(conn: &Tx) -> Result<Option<String>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::requests;
     use crate::service::testing::{self, task, HANDLER, SENDER};
+    use crate::service::{requests, resume};
 
     fn resume_with(tx: &Tx, id: &str, task_result: Value) -> Result<Changed, Error> {
-        let req = requests::resume(&json!({"task_result": task_result})).expect("body");
-        resume(tx, id, req, HANDLER, None)
+        let req = resume::request(&json!({"task_result": task_result})).expect("body");
+        resume::resume(tx, id, req, HANDLER, None).map(|r| r.changed)
     }
 
     #[test]
@@ -383,12 +289,13 @@ mod tests {
         assert!(fields(no_comment).starts_with("task_result.comment:"));
         assert_eq!(conn.total_changes(), before);
         let ok = json!({"outcome": "done", "comment": "c", "data": {"evidence": "photo"}});
+        // The task_result decides the task: its outcome completes the intent.
         assert_eq!(
             resume_with(&tx, &id, ok).expect("resumed").intent.status,
-            Status::InProgress
+            Status::Completed
         );
         let e = resume_with(&tx, &id, json!({})).expect_err("not waiting");
-        assert_eq!(e.code(), "invalid_transition");
+        assert_eq!(e.code(), "intent_terminal");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod agents;
 pub(crate) mod auth;
 pub mod claims;
 pub(crate) mod cleanup;
+pub(crate) mod controls;
 pub(crate) mod deliveries;
 pub mod effects;
 pub(crate) mod feed;
@@ -24,8 +25,11 @@ pub(crate) mod outbox;
 pub(crate) mod payloads;
 pub(crate) mod push_targets;
 pub mod requests;
+pub mod resume;
 pub mod retention;
 pub(crate) mod retry;
+pub mod scenario_fields;
+pub(crate) mod scenarios;
 pub(crate) mod schedule;
 pub(crate) mod schemas;
 pub(crate) mod service_accounts;
@@ -34,6 +38,8 @@ pub(crate) mod thread_hooks;
 pub(crate) mod timers;
 pub(crate) mod users;
 pub mod validate;
+pub mod workflow;
+pub mod workflow_steps;
 
 /// What the service tests share: a migrated in-memory database, and the few steps most tests
 /// begin with (an intent created, an agent registered, a subscription made), each through the

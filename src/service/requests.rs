@@ -225,43 +225,6 @@ pub fn resolve(body: &Value) -> Result<Resolve, Error> {
     }
 }
 
-/// A checked `POST /v1/intents/{id}/resume` body (AXME `ResumeIntentRequest`, plus the
-/// `task_result` a human task answers with).
-#[derive(Debug, Clone, Default)]
-pub struct Resume {
-    pub actor: Option<String>,
-    pub reason: Option<String>,
-    pub approve_current_step: bool,
-    pub task_result: Option<Map<String, Value>>,
-}
-
-pub fn resume(body: &Value) -> Result<Resume, Error> {
-    let f = Fields::body(body)?;
-    f.deny_unknown(&[
-        "approve_current_step",
-        "actor",
-        "reason",
-        "expected_policy_generation",
-        "internal_scheduler",
-        "task_result",
-    ])?;
-    f.int_opt("expected_policy_generation", 0, i64::MAX)?;
-    f.bool_opt("internal_scheduler")?;
-    let task_result = f.obj_opt("task_result")?.cloned();
-    if let Some(tr) = &task_result {
-        let t = Fields::nested(tr, "task_result".into());
-        t.str_opt("outcome", 1, 64)?;
-        t.str_opt("comment", 0, 4000)?;
-        t.obj_opt("data")?;
-    }
-    Ok(Resume {
-        actor: f.str_opt("actor", 3, 255)?.map(str::to_string),
-        reason: f.str_opt("reason", 0, 2000)?.map(str::to_string),
-        approve_current_step: f.bool_opt("approve_current_step")?.unwrap_or(true),
-        task_result,
-    })
-}
-
 /// A checked `POST /v1/intents/{id}/ack` body (an empty body is fine).
 pub fn ack(body: &Value) -> Result<Option<String>, Error> {
     if body.is_null() {

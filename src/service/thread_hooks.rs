@@ -140,8 +140,8 @@ mod tests {
             thread_status(&t, &testing::reload(tx, &id))
         };
         assert_eq!(status(&tx), "pending");
-        let req = requests::resume(&json!({})).expect("body");
-        intents::resume(&tx, &id, req, HANDLER, None).expect("resumed");
+        let req = crate::service::resume::request(&json!({})).expect("body");
+        crate::service::resume::resume(&tx, &id, req, HANDLER, None).expect("resumed");
         assert_eq!(status(&tx), "active");
         let done = requests::resolve(&json!({"status": "COMPLETED", "result": {}})).expect("body");
         intents::resolve(&tx, &id, done, HANDLER, None).expect("completed");

@@ -338,6 +338,38 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (intent_id, upload_id)
     ) WITHOUT ROWID;
     CREATE INDEX media_refs_upload ON media_refs (upload_id);
+    // 14: workflows: the compiled steps of a scenario's intent, each step's runs (one row per run,
+    // naming the intent that carries it), and the controls and policy an intent is patched with.
+    r#"
+    CREATE TABLE workflows (
+        intent_id    TEXT PRIMARY KEY,
+        compile_id   TEXT NOT NULL UNIQUE,
+        scenario_id  TEXT NOT NULL,
+        spec         TEXT NOT NULL,
+        current_step TEXT,
+        created_at   TEXT NOT NULL,
+        updated_at   TEXT NOT NULL
+    );
+
+    CREATE TABLE workflow_steps (
+        id             INTEGER PRIMARY KEY,
+        intent_id      TEXT NOT NULL,
+        step_id        TEXT NOT NULL,
+        step_intent_id TEXT UNIQUE,
+        status         TEXT NOT NULL,
+        result         TEXT,
+        started_at     TEXT NOT NULL,
+        ended_at       TEXT
+    );
+    CREATE INDEX workflow_steps_by_intent ON workflow_steps (intent_id, id);
+
+    CREATE TABLE intent_controls (
+        intent_id         TEXT PRIMARY KEY,
+        policy_generation INTEGER NOT NULL,
+        controls          TEXT NOT NULL,
+        policy            TEXT NOT NULL,
+        updated_at        TEXT NOT NULL
+    );
     "#,
 ];
 

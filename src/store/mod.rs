@@ -39,6 +39,7 @@ pub mod timers;
 mod tx;
 pub mod users;
 pub mod wal;
+pub mod workflows;
 mod writer;
 
 pub use tx::Tx;

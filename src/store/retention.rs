@@ -30,6 +30,9 @@ const DELETES: &[&str] = &[
     "DELETE FROM media WHERE upload_id IN (SELECT upload_id FROM media_refs \
      WHERE intent_id IN (SELECT value FROM json_each(?1)))",
     "DELETE FROM media_refs WHERE intent_id IN (SELECT value FROM json_each(?1))",
+    "DELETE FROM workflow_steps WHERE intent_id IN (SELECT value FROM json_each(?1))",
+    "DELETE FROM workflows WHERE intent_id IN (SELECT value FROM json_each(?1))",
+    "DELETE FROM intent_controls WHERE intent_id IN (SELECT value FROM json_each(?1))",
     "DELETE FROM intents WHERE intent_id IN (SELECT value FROM json_each(?1))",
 ];
 

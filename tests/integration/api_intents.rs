@@ -431,7 +431,7 @@ fn progress_reports_in_progress_and_waiting_with_a_reason() {
 }
 
 #[test]
-fn resume_continues_a_waiting_human_task_that_meets_its_rules() {
+fn resume_decides_a_waiting_human_task_that_meets_its_rules() {
     let s = Server::start();
     let mut body = intent_body("agent://w");
     body["human_task"] = json!({"title": "OK?", "allowed_outcomes": ["approve", "reject"],
@@ -450,16 +450,21 @@ fn resume_continues_a_waiting_human_task_that_meets_its_rules() {
         &json!({"actor": "human://alice", "reason": "approved", "task_result": task_result}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json["intent"]["status"], "IN_PROGRESS");
+    // The task_result decides the task: an approving outcome completes the intent with it.
+    assert_eq!(r.json["intent"]["status"], "COMPLETED");
     assert!(r.json["intent"].get("waiting_reason").is_none());
     let e = &r.json["event"];
-    assert_eq!(e["event_type"], "intent.in_progress");
+    assert_eq!(e["event_type"], "intent.completed");
     assert_eq!(e["seq"], 4);
     assert_eq!(e["actor"], "human://alice");
+    let result = json!({"outcome": "approve", "comment": "looks right",
+        "task_result": task_result, "decided_by": "human://alice"});
     assert_eq!(
         e["details"],
-        json!({"approve_current_step": true, "reason": "approved", "task_result": task_result})
+        json!({"approve_current_step": true, "reason": "approved", "task_result": task_result,
+            "result": result})
     );
+    assert_eq!(r.json["intent"]["result"], result);
 }
 
 #[test]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use axme::fuzzing;
 use axme::http::request::Query;
 use axme::http::router;
-use axme::service::{agents, claims, requests, subscriptions, validate};
+use axme::service::{agents, claims, requests, resume, subscriptions, validate};
 use axme::Error;
 use serde_json::{json, Map, Value};
 
@@ -347,7 +347,7 @@ const BODIES: &[&str] = &[
 fn read_bodies(text: &str, v: &Value) {
     check_answer(text, requests::create_intent(v, 1024));
     check_answer(text, requests::resolve(v));
-    check_answer(text, requests::resume(v));
+    check_answer(text, resume::request(v));
     check_answer(text, requests::ack(v));
     check_answer(text, requests::progress(v));
     check_answer(text, claims::claim_request(v));

@@ -1208,3 +1208,36 @@ fn the_internal_agent_example_runs_to_completion() {
         "the example keeps its database in the directory it was given"
     );
 }
+
+/// A workflow step assigned to an agent with an in-process handler runs through that handler;
+/// its result completes the step and the workflow.
+#[test]
+fn a_workflow_step_of_an_internal_agent_runs_through_its_handler() {
+    let addr = address("step");
+    let a2 = addr.clone();
+    let (srv, _) = Embedded::start(|server, _| {
+        server
+            .handle(&a2, |w: Work| async move {
+                Step::Completed(
+                    json!({"doubled": w.payload["parent_payload"]["n"].as_i64().map(|n| n * 2)}),
+                )
+            })
+            .expect("handle")
+    });
+    let bundle = json!({
+        "scenario_id": "internal.step.v1",
+        "agents": [{"role": "calc", "address": addr, "delivery_mode": "internal"}],
+        "workflow": {"steps": [{"step_id": "double", "tool_id": "tool.agent.task.v1",
+                                "assigned_to": "calc"}]},
+        "intent": {"type": "intent.demo.internal.v1", "payload": {"n": 21}}
+    });
+    let r = srv.post("/v1/scenarios/apply", &bundle);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.json["intent_id"].as_str().expect("intent_id").to_string();
+    let done = srv.wait_status(&id, "COMPLETED");
+    assert_eq!(
+        done["result"]["steps"]["double"],
+        json!({"doubled": 42}),
+        "{done}"
+    );
+}

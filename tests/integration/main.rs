@@ -16,6 +16,8 @@ mod inbox_support;
 mod receiver;
 #[path = "../sse_client/mod.rs"]
 mod sse_client;
+#[path = "../workflow_support/mod.rs"]
+mod workflow_support;
 
 // The families, one module each (its `//!` paragraph says what it covers).
 mod agents;
@@ -33,6 +35,7 @@ mod claims_wait;
 mod claims_workers;
 mod cli;
 mod cli_invite;
+mod cli_scenarios;
 mod clock_jumps;
 mod deadlines;
 mod feed;
@@ -62,8 +65,11 @@ mod redrive;
 mod request_logs;
 mod retention;
 mod runtime_timers;
+mod scenarios;
 mod security;
 mod service_accounts;
 mod streams;
 mod tidy;
 mod ui;
+mod workflows;
+mod workflows_bindings;

@@ -245,6 +245,36 @@ test('agents and their bindings, reached with the keyboard', async () => {
   await row(live).waitFor();
 });
 
+test('a scenario intent shows its workflow: each step, who holds it, its result', async () => {
+  const bundle = {
+    scenario_id: 'ui.workflow.v1',
+    agents: [{role: 'checker', address: 'ui-checker', delivery_mode: 'poll', create_if_missing: true}],
+    humans: [{role: 'operator'}],
+    workflow: {steps: [
+      {step_id: 'check', tool_id: 'tool.agent.task.v1', assigned_to: 'checker', step_deadline_seconds: 600},
+      {step_id: 'approve', tool_id: 'tool.approval.human_signoff', assigned_to: 'operator',
+        human_task: {title: 'Ship it?'}},
+    ]},
+    intent: {type: 'intent.ui.workflow.v1', payload: {n: 1}},
+  };
+  const applied = await server.ok('POST', '/v1/scenarios/apply', bundle);
+  await page.evaluate((id) => { location.hash = `#/intents/${id}`; }, applied.intent_id);
+  await heading(new RegExp(`Intent ${applied.intent_id}`)).waitFor();
+  const step = (id) => page.locator(`table.steps tr[data-step-id="${id}"]`);
+  await step('check').locator('.st-running').waitFor();
+  await step('approve').locator('.st-pending').waitFor();
+  assert.equal(await step('check').getAttribute('aria-current'), 'step');
+  const w = (await server.ok('GET', `/v1/intents/${applied.intent_id}/workflow`)).workflow;
+  await server.ok('POST', `/v1/intents/${w.runs[0].step_intent_id}/resume`, {action: 'complete', passed: true});
+  await step('check').locator('.st-completed').waitFor();
+  await step('approve').locator('.st-running').waitFor();
+  await step('check').getByText('Result').click();
+  await step('check').locator('pre', {hasText: '"passed": true'}).waitFor();
+  await page.screenshot({path: join(ARTIFACTS, 'workflow.png'), fullPage: true});
+  await page.evaluate(() => { location.hash = '#/intents'; });
+  await heading('Intents').waitFor();
+});
+
 test('after a server restart the stream resumes from the last event id it saw', async () => {
   await page.locator('#conn[data-state="live"]').waitFor();
   const end = await server.logEnd();

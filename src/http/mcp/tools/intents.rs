@@ -158,12 +158,12 @@ pub async fn change(ctx: &Ctx, access: Access, tool: &str, args: &Value) -> Outc
             })
             .await?
     } else {
-        let r = requests::resume(&body_of(args, &["intent_id"]))?;
+        let r = crate::service::resume::request(&body_of(args, &["intent_id"]))?;
         ctx.state
             .store
             .write(move |c| {
                 access.handle(c, &id, false)?;
-                intents::resume(c, &id, r, &caller, by.as_deref())
+                crate::service::resume::resume(c, &id, r, &caller, by.as_deref()).map(|r| r.changed)
             })
             .await?
     };
