@@ -338,6 +338,7 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (intent_id, upload_id)
     ) WITHOUT ROWID;
     CREATE INDEX media_refs_upload ON media_refs (upload_id);
+    "#,
     // 14: workflows: the compiled steps of a scenario's intent, each step's runs (one row per run,
     // naming the intent that carries it), and the controls and policy an intent is patched with.
     r#"
