@@ -13,7 +13,7 @@ use crate::model::Status;
 use crate::service::access::Access;
 use crate::service::cleanup;
 use crate::service::history::Changed;
-use crate::service::idempotency::write_once;
+use crate::service::idempotency::{write_once, Rendered, Scope};
 use crate::service::intents;
 use crate::service::requests;
 use crate::service::{controls, resume};
@@ -24,11 +24,21 @@ type Result = std::result::Result<Response<Body>, Error>;
 
 pub async fn create(ctx: Ctx, body: Incoming) -> Result {
     let body = ctx.json(body).await?;
-    let mut req = requests::create_intent(&body, ctx.state.limits.max_payload_bytes)?;
-    req.from_agent = Access::of(&ctx.principal).sender(req.from_agent);
     let scope = ctx.idempotency("POST /v1/intents".into(), &body)?;
+    Ok(from_rendered(create_from(&ctx, &body, scope).await?))
+}
+
+/// Creates the intent a read body asks for, under an idempotency scope, and renders the answer:
+/// what `POST /v1/intents` and the MCP tool `axme.intents_send` both do.
+pub(crate) async fn create_from(
+    ctx: &Ctx,
+    body: &Value,
+    scope: Option<Scope>,
+) -> std::result::Result<Rendered, Error> {
+    let mut req = requests::create_intent(body, ctx.state.limits.max_payload_bytes)?;
+    req.from_agent = Access::of(&ctx.principal).sender(req.from_agent);
     let caller = ctx.principal.address();
-    let rendered = write_once(
+    write_once(
         &ctx.state.store,
         scope,
         move |c| intents::create(c, req, &caller),
@@ -41,8 +51,7 @@ pub async fn create(ctx: Ctx, body: Incoming) -> Result {
             })
         },
     )
-    .await?;
-    Ok(from_rendered(rendered))
+    .await
 }
 
 pub async fn get(ctx: Ctx) -> Result {

@@ -8,17 +8,17 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::{body_of, intent_id, str_arg, to_value, Outcome};
-use crate::http::{response, sse, wire, Ctx};
+use crate::http::{sse, wire, Ctx};
 use crate::model::Status;
 use crate::service::access::Access;
-use crate::service::idempotency::{self, write_once, Scope};
+use crate::service::idempotency::{self, Scope};
 use crate::service::{intents, requests, validate};
 use crate::store::intents::ListFilter;
 use crate::store::notify::Topic;
 use crate::Error;
 
 /// `axme.intents_send`: `POST /v1/intents`, idempotent under the same key and endpoint.
-pub async fn send(ctx: &Ctx, access: Access, args: &Value) -> Outcome {
+pub async fn send(ctx: &Ctx, _access: Access, args: &Value) -> Outcome {
     let mut body = body_of(args, &[]);
     if let Some(m) = body.as_object_mut() {
         m.entry("intent_type")
@@ -27,29 +27,13 @@ pub async fn send(ctx: &Ctx, access: Access, args: &Value) -> Outcome {
         m.entry("correlation_id")
             .or_insert_with(|| json!(uuid::Uuid::new_v4().to_string()));
     }
-    let mut req = requests::create_intent(&body, ctx.state.limits.max_payload_bytes)?;
-    req.from_agent = access.sender(req.from_agent);
     let scope = str_arg(args, "idempotency_key").map(|k| Scope {
         key_id: ctx.principal.key_id.clone(),
         endpoint: "POST /v1/intents".into(),
         key: k.to_string(),
         request_hash: idempotency::request_hash(&body),
     });
-    let caller = ctx.principal.address();
-    let rendered = write_once(
-        &ctx.state.store,
-        scope,
-        move |c| intents::create(c, req, &caller),
-        |created| {
-            response::render(&wire::Created {
-                ok: true,
-                intent_id: &created.intent.intent_id,
-                status: created.intent.status.as_str(),
-                created_at: &created.intent.created_at,
-            })
-        },
-    )
-    .await?;
+    let rendered = crate::http::intents::create_from(ctx, &body, scope).await?;
     let mut v: Value = serde_json::from_slice(&rendered.body)?;
     if let Some(m) = v.as_object_mut() {
         m.remove("ok");
