@@ -209,12 +209,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn field_of(e: Error) -> String {
-        match e {
-            Error::Invalid { field, .. } => field,
-            other => panic!("not a field error: {other:?}"),
-        }
-    }
+    use crate::service::testing::field_of;
 
     #[test]
     fn create_requests_default_to_admin_and_normalize_agents() {

@@ -374,21 +374,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// What an admin key may reach.
-    fn admin() -> Access {
-        Access::of(&crate::service::auth::Principal {
-            key_id: "k".into(),
-            name: "admin".into(),
-            role: "admin".into(),
-            agents: Vec::new(),
-        })
-    }
-
-    fn db() -> rusqlite::Connection {
-        let mut c = rusqlite::Connection::open_in_memory().expect("open");
-        crate::store::migrations::migrate(&mut c).expect("migrate");
-        c
-    }
+    use crate::service::testing::{admin, db};
 
     fn settings() -> MediaSettings {
         MediaSettings {

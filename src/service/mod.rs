@@ -62,6 +62,24 @@ pub(crate) mod testing {
     pub const BOB: &str = "agent://test/bob";
     pub const CORRELATION: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
 
+    /// What an admin key may reach.
+    pub fn admin() -> super::access::Access {
+        super::access::Access::of(&super::auth::Principal {
+            key_id: "k".into(),
+            name: "admin".into(),
+            role: "admin".into(),
+            agents: Vec::new(),
+        })
+    }
+
+    /// The field a validation error names (panics on any other error).
+    pub fn field_of(e: crate::Error) -> String {
+        match e {
+            crate::Error::Invalid { field, .. } => field,
+            other => panic!("not a field error: {other:?}"),
+        }
+    }
+
     /// A fresh database with the whole schema (wrap it with `Tx::sqlite`).
     pub fn db() -> Connection {
         crate::fuzzing::memory_db().expect("an in-memory database")

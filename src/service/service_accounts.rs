@@ -204,12 +204,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn field_of(e: Error) -> String {
-        match e {
-            Error::Invalid { field, .. } => field,
-            other => panic!("not a field error: {other:?}"),
-        }
-    }
+    use crate::service::testing::field_of;
 
     #[test]
     fn a_create_request_names_the_field_it_breaks() {
