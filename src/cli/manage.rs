@@ -77,11 +77,33 @@ fn decide(
     d: Decision,
     json: bool,
 ) -> Result<(), Failure> {
-    let body = match d.comment {
-        Some(c) => json!({"comment": c}),
-        None => json!({}),
+    let (path, body) = match &d.result {
+        // A form goes in as AXME's CLI sends it: a resume whose task_result carries the outcome.
+        Some(form) => {
+            let mut result: Value = serde_json::from_str(form)
+                .ok()
+                .filter(Value::is_object)
+                .ok_or_else(|| Failure::new("--result must be a JSON object"))?;
+            let outcome = if verb == "approve" {
+                "approved"
+            } else {
+                "rejected"
+            };
+            result["outcome"] = json!(outcome);
+            if let Some(c) = &d.comment {
+                result["comment"] = json!(c);
+            }
+            let path = format!("/v1/intents/{}/resume", segment(&d.thread_id));
+            (path, json!({"task_result": result}))
+        }
+        None => {
+            let body = match &d.comment {
+                Some(c) => json!({"comment": c}),
+                None => json!({}),
+            };
+            (format!("/v1/inbox/{}/{verb}", segment(&d.thread_id)), body)
+        }
     };
-    let path = format!("/v1/inbox/{}/{verb}", segment(&d.thread_id));
     let v = client.call(with_owner(client.request("POST", &path)), Some(&body))?;
     if json {
         term::print_json(&v);

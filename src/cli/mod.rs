@@ -162,6 +162,10 @@ pub struct Decision {
     /// A comment stored with the decision.
     #[arg(long)]
     pub comment: Option<String>,
+    /// The task's form as a JSON object (e.g. '{"acknowledged":true}'): sent as the
+    /// `task_result` of a resume, checked against the step's `form_schema`.
+    #[arg(long, value_name = "JSON")]
+    pub result: Option<String>,
 }
 
 #[derive(Debug, Args)]

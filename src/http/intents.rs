@@ -58,9 +58,11 @@ pub async fn get(ctx: Ctx) -> Result {
     let id = request::intent_id(ctx.param(0))?;
     let access = Access::of(&ctx.principal);
     let row = ctx.state.store.read(move |c| access.read(c, &id)).await?;
+    let intent = wire::Intent::from_row(&row)?;
     response::ok(&wire::IntentEnvelope {
         ok: true,
-        intent: wire::Intent::from_row(&row)?,
+        payload: intent.payload,
+        intent,
     })
 }
 

@@ -165,6 +165,9 @@ pub struct Created<'a> {
 pub struct IntentEnvelope<'a> {
     pub ok: bool,
     pub intent: Intent<'a>,
+    /// The intent's payload once more beside it: AXME's example agents read
+    /// `get_intent(id)["payload"]` off the answer without unwrapping `intent`.
+    pub payload: &'a RawValue,
 }
 
 #[derive(Serialize)]

@@ -31,7 +31,12 @@ pub fn transition(
     }
     react(tx, intent, &event)?;
     let completion = if change.to.is_terminal() {
-        complete(tx, intent, &event, change)?
+        let ending = Ending {
+            result: change.result,
+            error: change.error,
+            reason: change.details.get("reason").cloned(),
+        };
+        complete(tx, intent, &event, ending)?
     } else {
         None
     };
@@ -109,9 +114,30 @@ pub fn apply(tx: &Tx, appended: workflow::Appended) -> Result<(), Error> {
             if left_time {
                 schedule::cancel_completion(tx, &intent.intent_id)?;
             }
-            react(tx, &intent, &event)
+            react(tx, &intent, &event)?;
+            if event.status.is_terminal() && event.event_type == event.status.event_type() {
+                // The engine ended a workflow: its outcome goes to `reply_to` as any end does.
+                let parsed =
+                    |s: &Option<String>| s.as_deref().map(serde_json::from_str).transpose();
+                let ending = Ending {
+                    result: parsed(&intent.result)?,
+                    error: parsed(&intent.error)?,
+                    reason: serde_json::from_str::<Value>(&event.details)?
+                        .get("reason")
+                        .cloned(),
+                };
+                complete(tx, &intent, &event, ending)?;
+            }
+            Ok(())
         }
     }
+}
+
+/// What an intent ended with, as its completion tells it.
+struct Ending {
+    result: Option<Value>,
+    error: Option<Value>,
+    reason: Option<Value>,
 }
 
 /// The completion of an intent that became terminal and has `reply_to`: stored for the
@@ -120,30 +146,30 @@ fn complete(
     tx: &Tx,
     intent: &IntentRow,
     event: &EventRow,
-    change: Change<'_>,
+    ending: Ending,
 ) -> Result<Option<CompletionRow>, Error> {
     let Some(reply_to) = &intent.reply_to else {
         return Ok(None);
     };
     let mut body = json!({
         "intent_id": intent.intent_id,
-        "status": change.to.as_str(),
+        "status": event.status.as_str(),
         "event_seq": event.seq,
     });
-    if let Some(r) = change.result {
+    if let Some(r) = ending.result {
         body["result"] = r;
     }
-    if let Some(e) = change.error {
+    if let Some(e) = ending.error {
         body["error"] = e;
     }
-    if let Some(reason) = change.details.get("reason") {
-        body["reason"] = reason.clone();
+    if let Some(reason) = ending.reason {
+        body["reason"] = reason;
     }
     let row = CompletionRow {
         message_id: uuid::Uuid::new_v4().to_string(),
         intent_id: intent.intent_id.clone(),
         reply_to: reply_to.clone(),
-        status: change.to.as_str().to_string(),
+        status: event.status.as_str().to_string(),
         event_seq: event.seq,
         body: serde_json::to_string(&body)?,
         created_at: event.at.clone(),

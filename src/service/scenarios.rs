@@ -79,6 +79,7 @@ const INTENT: &[&str] = &[
     "escalate_to",
     "max_delivery_attempts",
     "correlation_id",
+    "reply_to",
 ];
 
 /// Checks a bundle and compiles it. `max_payload_bytes` bounds `intent.payload`.
@@ -277,6 +278,19 @@ fn intent_spec(
     let escalate_to = text(r, i, "escalate_to", "intent", (1, 383), false)
         .and_then(|raw| resolve_role(r, raw, "intent.escalate_to", roles))
         .map(|(a, _)| a);
+    let reply_to = text(r, i, "reply_to", "intent", (3, 383), false).and_then(|raw| {
+        match validate::reply_address("intent.reply_to", raw) {
+            Ok(a) => Some(a),
+            Err(Error::Invalid { reason, .. }) => {
+                r.error("intent.reply_to", reason);
+                None
+            }
+            Err(e) => {
+                r.error("intent.reply_to", e.to_string());
+                None
+            }
+        }
+    });
     let max_delivery_attempts = int(r, i, "max_delivery_attempts", "intent", 1);
     if max_delivery_attempts.is_some_and(|n| n > 1000) {
         r.error("intent.max_delivery_attempts", "must be at most 1000");
@@ -286,7 +300,7 @@ fn intent_spec(
         correlation_id: correlation_id?,
         from_agent: None,
         to_agent: WORKFLOW.to_string(),
-        reply_to: None,
+        reply_to,
         payload,
         deadline_at,
         remind_after_seconds: int(r, i, "remind_after_seconds", "intent", 1),
@@ -371,6 +385,9 @@ pub fn apply(conn: &Tx, bundle: Bundle, caller: &str) -> Result<Applied, Error> 
     }
     let mut req = bundle.intent;
     req.from_agent = None;
+    // The outcome goes to the initiator's inbox unless the bundle names another address
+    // (AXME's inbox binding: the initiator may disconnect and read the result later).
+    req.reply_to = req.reply_to.or_else(|| Some(caller.to_string()));
     let created = intents::create(conn, req, caller)?;
     let mut intent = created.intent;
     let now = clock::now_rfc3339();

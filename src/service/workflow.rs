@@ -203,6 +203,17 @@ fn carry(conn: &Tx, out: &mut Out, wf: &IntentRow, step: &StepSpec) -> Result<In
     }
     let mut payload = match step.kind {
         Kind::Delay | Kind::Notification => step.input.clone(),
+        // An agent's task carries the work's own fields at its top level too: AXME's agents
+        // read `payload["order_id"]` as often as `payload["parent_payload"]["order_id"]`.
+        // The step's keys below are written after them and win on a clash.
+        Kind::Agent => {
+            let mut fields = match parent.is_object() {
+                true => parent.clone(),
+                false => json!({}),
+            };
+            fields["input"] = step.input.clone();
+            fields
+        }
         _ => json!({"input": step.input}),
     };
     payload["parent_intent_id"] = json!(wf.intent_id);

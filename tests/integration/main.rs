@@ -73,3 +73,4 @@ mod tidy;
 mod ui;
 mod workflows;
 mod workflows_bindings;
+mod workflows_examples;
