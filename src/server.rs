@@ -35,6 +35,8 @@ pub struct Server {
     registry: Registry,
     /// How long terminal intents are kept (`None`: forever).
     retention: Option<Duration>,
+    /// The SMTP relay task emails go through (`--smtp-url`, `--smtp-from`).
+    mail: crate::config::MailSettings,
     /// The admin key generated for a new database, to be shown to the operator once.
     pub generated_key: Option<String>,
     /// Where the generated admin key was written instead (`--api-key-file`).
@@ -134,6 +136,7 @@ impl Server {
             grace: Duration::from_secs(config.shutdown_grace_seconds),
             registry,
             retention: config.retention.0,
+            mail: config.mail.clone(),
             generated_key,
             generated_key_file,
         })
@@ -193,6 +196,13 @@ impl Server {
             self.state.store.clone(),
             self.state.shutdown.clone(),
         ));
+        let mail = tokio::spawn(runtime::mail::run(
+            self.state.store.clone(),
+            self.mail.smtp_url.clone(),
+            self.mail.smtp_from.clone(),
+            self.state.public_url().to_string(),
+            self.state.shutdown.clone(),
+        ));
         register_internal(&self.state.store, &self.registry).await?;
         let internal = tokio::spawn(runtime::internal::run(
             self.state.store.clone(),
@@ -242,6 +252,7 @@ impl Server {
         }
         maintenance.abort();
         let _ = timers.await;
+        let _ = mail.await;
         let _ = internal.await;
         if let Some(r) = retention {
             let _ = r.await;

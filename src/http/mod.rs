@@ -7,6 +7,7 @@ mod admin;
 mod agents;
 mod claims;
 pub mod connections;
+mod email;
 mod firehose;
 pub(crate) mod inbox;
 mod intents;

@@ -79,11 +79,27 @@ pub(crate) async fn drain(body: &mut Incoming, headers: &HeaderMap, deadline: De
 /// Reads the whole body (at most `limit` bytes, all of it before `deadline`: else 408) and
 /// parses it as JSON. An empty body is `Value::Null`.
 pub async fn json_body(
-    mut body: Incoming,
+    body: Incoming,
     headers: &HeaderMap,
     limit: usize,
     deadline: Deadline,
 ) -> Result<Value, Error> {
+    let bytes = body_bytes(body, headers, limit, deadline).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&bytes).map_err(|e| Error::Malformed {
+        reason: format!("invalid JSON: {e}"),
+    })
+}
+
+/// Reads the whole body (at most `limit` bytes, all of it before `deadline`: else 408).
+pub async fn body_bytes(
+    mut body: Incoming,
+    headers: &HeaderMap,
+    limit: usize,
+    deadline: Deadline,
+) -> Result<Bytes, Error> {
     let too_large = || Error::TooLarge {
         field: "body".into(),
         limit,
@@ -123,13 +139,7 @@ pub async fn json_body(
             }
         }
     }
-    let bytes: Bytes = buf.freeze();
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Value::Null);
-    }
-    serde_json::from_slice(&bytes).map_err(|e| Error::Malformed {
-        reason: format!("invalid JSON: {e}"),
-    })
+    Ok(buf.freeze())
 }
 
 /// Decoded query parameters.

@@ -16,8 +16,8 @@ use hyper::Response;
 
 use super::response::Body;
 use super::{
-    admin, agents, claims, firehose, inbox, intents, keys, mcp, media, metrics, openapi, scenarios,
-    schemas, service_accounts, streams, ui, users, webhooks, Ctx,
+    admin, agents, claims, email, firehose, inbox, intents, keys, mcp, media, metrics, openapi,
+    scenarios, schemas, service_accounts, streams, ui, users, webhooks, Ctx,
 };
 use crate::Error;
 
@@ -154,6 +154,8 @@ pub enum Route {
     RevokeServiceAccountKey,
     Backup,
     Ui,
+    DecidePage,
+    Decide,
     UiAsset,
     Metrics,
     CheckNick,
@@ -242,6 +244,9 @@ const ROUTES: &[Spec] = &[
     row("POST",  "/v1/service-accounts/*/keys/*/revoke", RevokeServiceAccountKey, Key,   Small, plain!(service_accounts::revoke_key)),
     row("GET",   "/v1/admin/backup",                     Backup,                  Key,   Small, plain!(admin::backup)),
     row("GET",   "/ui",                                  Ui,                      Open,  Small, plain!(ui::serve_ctx)),
+    // A task email's magic link: the token is the credential.
+    row("GET",   "/ui/decide/*",                         DecidePage,              Open,  Small, plain!(email::page)),
+    row("POST",  "/ui/decide/*",                         Decide,                  Open,  Small, body!(email::decide)),
     row("GET",   "/ui/*",                                UiAsset,                 Open,  Small, plain!(ui::serve_ctx)),
     row("GET",   "/metrics",                             Metrics,                 Scrape, Small, plain!(metrics::serve_scrape)),
     row("GET",   "/v1/users/check-nick",                 CheckNick,               Key,   Small, plain!(users::check_nick)),

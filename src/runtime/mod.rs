@@ -19,7 +19,11 @@ use crate::store::Store;
 pub mod builtin;
 pub mod internal;
 pub mod jumps;
+pub mod mail;
 pub mod observe;
+mod smtp;
+mod smtp_tls;
+pub mod smtp_url;
 
 /// How many due timers of each kind one write fires.
 const BATCH: usize = 256;

@@ -10,6 +10,8 @@ pub(crate) mod cleanup;
 pub(crate) mod controls;
 pub(crate) mod deliveries;
 pub mod effects;
+pub(crate) mod email;
+pub(crate) mod email_links;
 pub(crate) mod feed;
 pub mod history;
 pub(crate) mod idempotency;

@@ -187,7 +187,15 @@ pub fn step_task(r: &mut Report, task: &Map<String, Value>, at: &str) -> Option<
         }
     }
     match requests::human_task(&plain) {
-        Ok(t) => Some(t),
+        // The address stays on the task: the step's mails are sent to it (`email`).
+        Ok(t) => match task.get("notify_email").filter(|v| v.is_string()) {
+            Some(email) => {
+                let mut v: Value = serde_json::from_str(&t).ok()?;
+                v["notify_email"] = email.clone();
+                Some(v.to_string())
+            }
+            None => Some(t),
+        },
         Err(e) => {
             let msg = e.to_string();
             let (field, reason) = msg.split_once(": ").unwrap_or(("human_task", &msg));

@@ -20,6 +20,7 @@
 
 use serde_json::{json, Value};
 
+use super::email;
 use super::history::{self, Change, Created};
 use super::workflow_steps::{steps_of, Kind, StepSpec};
 use crate::clock;
@@ -260,6 +261,9 @@ fn carry(conn: &Tx, out: &mut Out, wf: &IntentRow, step: &StepSpec) -> Result<In
         let waiting = history::transition(conn, &mut created.intent, &c)?;
         created.events.push(waiting);
     }
+    if let Some(to) = email::recipient(created.intent.human_task.as_deref()) {
+        email::queue(conn, &created.intent, &to, "task")?;
+    }
     let intent = created.intent.clone();
     out.push(Appended::Created(created));
     Ok(intent)
@@ -277,6 +281,11 @@ pub fn on_event(conn: &Tx, intent: &IntentRow, event: &EventRow) -> Result<Vec<A
         } else if event.event_type == event_type::REMINDER
             || event.event_type == event_type::ESCALATED
         {
+            if let Some(to) = email::recipient(intent.human_task.as_deref())
+                .filter(|_| event.event_type == event_type::REMINDER)
+            {
+                email::queue(conn, intent, &to, "reminder")?;
+            }
             mirror(conn, &mut out, intent, event)?;
         }
     } else if intent.to_agent == WORKFLOW && status_event && event.status.is_terminal() {

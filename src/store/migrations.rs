@@ -372,6 +372,33 @@ pub const MIGRATIONS: &[&str] = &[
         updated_at        TEXT NOT NULL
     );
     "#,
+    // 15: task emails: the outbox of mails to send (retried until sent) and the magic links they
+    // carry (the SHA-256 of each token, never the token; used once, until `expires_at`)
+    r#"
+    CREATE TABLE mail_outbox (
+        id          INTEGER PRIMARY KEY,
+        intent_id   TEXT NOT NULL,
+        to_addr     TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        next_at_ms  INTEGER NOT NULL,
+        sent_at     TEXT,
+        last_error  TEXT,
+        created_at  TEXT NOT NULL
+    );
+    CREATE INDEX mail_outbox_due ON mail_outbox (next_at_ms) WHERE sent_at IS NULL;
+    CREATE INDEX mail_outbox_by_intent ON mail_outbox (intent_id);
+
+    CREATE TABLE email_links (
+        token_hash  BLOB PRIMARY KEY,
+        intent_id   TEXT NOT NULL,
+        email       TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        expires_at  TEXT NOT NULL,
+        used_at     TEXT
+    );
+    CREATE INDEX email_links_by_intent ON email_links (intent_id);
+    "#,
 ];
 
 /// The schema version this build writes.

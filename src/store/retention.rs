@@ -26,6 +26,8 @@ const DELETES: &[&str] = &[
     "DELETE FROM thread_messages WHERE intent_id IN (SELECT value FROM json_each(?1))",
     "DELETE FROM threads WHERE intent_id IN (SELECT value FROM json_each(?1))",
     "DELETE FROM timers WHERE intent_id IN (SELECT value FROM json_each(?1))",
+    "DELETE FROM mail_outbox WHERE intent_id IN (SELECT value FROM json_each(?1))",
+    "DELETE FROM email_links WHERE intent_id IN (SELECT value FROM json_each(?1))",
     // Uploads go with the intents that attach them (their files with the next media sweep).
     "DELETE FROM media WHERE upload_id IN (SELECT upload_id FROM media_refs \
      WHERE intent_id IN (SELECT value FROM json_each(?1)))",

@@ -38,6 +38,7 @@ mod cli_invite;
 mod cli_scenarios;
 mod clock_jumps;
 mod deadlines;
+mod email;
 mod feed;
 mod firehose;
 mod fuzz_inputs;

@@ -59,6 +59,7 @@ const SERVICE_LAYERS: &[&[&str]] = &[
     &["requests", "access", "agents", "keys", "history"],
     &[
         "outbox",
+        "email",
         "schedule",
         "service_accounts",
         "users",
@@ -80,7 +81,7 @@ const SERVICE_LAYERS: &[&[&str]] = &[
         "controls",
         "scenarios",
     ],
-    &["inbox", "subscriptions"],
+    &["inbox", "subscriptions", "email_links"],
 ];
 
 /// Files allowed past 500 lines, each a regular table or a list of shapes.
