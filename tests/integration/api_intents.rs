@@ -134,8 +134,9 @@ fn get_echoes_every_field_normalized() {
     let id = r.json["intent_id"].as_str().unwrap();
     let got = s.get(&format!("/v1/intents/{id}"));
     assert_eq!(got.status, 200, "{}", got.text);
-    assert_eq!(keys(&got.json), ["intent", "ok"]);
+    assert_eq!(keys(&got.json), ["intent", "ok", "payload"]);
     let i = &got.json["intent"];
+    assert_eq!(got.json["payload"], i["payload"], "the payload again beside the intent");
     assert_eq!(i["intent_id"], id);
     assert_eq!(i["intent_type"], "billing.invoice.send.v2");
     assert_eq!(i["correlation_id"], correlation.to_lowercase());

@@ -78,8 +78,9 @@ def axme_bin() -> Path:
     return path
 
 
-def start_server(tmpdir: Path) -> AxmeServer:
-    """Starts ``axme serve`` on a fresh database and returns once it printed its listening line."""
+def start_server(tmpdir: Path, extra: tuple[str, ...] = ()) -> AxmeServer:
+    """Starts ``axme serve`` on a fresh database (with ``extra`` flags) and returns once it
+    printed its listening line."""
     data = tmpdir / "axme.db"
     stderr_path = tmpdir / "axme.stderr.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AXME_")}
@@ -93,6 +94,7 @@ def start_server(tmpdir: Path) -> AxmeServer:
         "127.0.0.1:0",
         "--api-key",
         API_KEY,
+        *extra,
     ]
     with open(stderr_path, "wb") as stderr_file:
         proc = subprocess.Popen(
