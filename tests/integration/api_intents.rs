@@ -136,7 +136,10 @@ fn get_echoes_every_field_normalized() {
     assert_eq!(got.status, 200, "{}", got.text);
     assert_eq!(keys(&got.json), ["intent", "ok", "payload"]);
     let i = &got.json["intent"];
-    assert_eq!(got.json["payload"], i["payload"], "the payload again beside the intent");
+    assert_eq!(
+        got.json["payload"], i["payload"],
+        "the payload again beside the intent"
+    );
     assert_eq!(i["intent_id"], id);
     assert_eq!(i["intent_type"], "billing.invoice.send.v2");
     assert_eq!(i["correlation_id"], correlation.to_lowercase());

@@ -219,3 +219,33 @@ fn a_mail_the_relay_refuses_is_sent_again_and_a_bad_form_leaves_the_link_good() 
         true
     );
 }
+
+#[test]
+fn each_reminder_of_a_task_sends_its_mail_again_with_a_link_of_its_own() {
+    let sink = Sink::start(0);
+    let s = server_with(&sink);
+    let mut bundle = human_step(None);
+    let step = &mut bundle["workflow"]["steps"][0];
+    step["remind_after_seconds"] = json!(1);
+    step["remind_interval_seconds"] = json!(1);
+    step["max_reminders"] = json!(1);
+    let id = apply(&s, &bundle)["intent_id"]
+        .as_str()
+        .expect("intent_id")
+        .to_string();
+    let first = sink.next(Duration::from_secs(20));
+    let reminder = sink.next(Duration::from_secs(20));
+    assert!(first.contains("Subject: Ship 4.0?\r\n"), "{first}");
+    assert!(
+        reminder.contains("Subject: Reminder: Ship 4.0?\r\n"),
+        "{reminder}"
+    );
+    let (a, b) = (link_path(&first, &s), link_path(&reminder, &s));
+    assert_ne!(a, b, "every mail carries its own token");
+    // Either link decides; after that the other says the task no longer waits.
+    assert_eq!(form_post(&s, &b, "outcome=approved").status, 200);
+    wait_status(&s, &id, "COMPLETED", None);
+    let other = send(s.req_anon("GET", &a), None);
+    assert_eq!(other.status, 410, "{}", other.text);
+    assert!(other.text.contains("no longer waits"), "{}", other.text);
+}
