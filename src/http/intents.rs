@@ -38,10 +38,14 @@ pub(crate) async fn create_from(
     let mut req = requests::create_intent(body, ctx.state.limits.max_payload_bytes)?;
     req.from_agent = Access::of(&ctx.principal).sender(req.from_agent);
     let caller = ctx.principal.address();
+    let quota = (!ctx.principal.is_admin()).then(|| intents::LiveQuota {
+        agents: ctx.principal.agents.clone(),
+        max_bytes: ctx.state.limits.max_live_bytes_per_key,
+    });
     write_once(
         &ctx.state.store,
         scope,
-        move |c| intents::create(c, req, &caller),
+        move |c| intents::create_within(c, req, &caller, quota.as_ref()),
         |created| {
             response::render(&wire::Created {
                 ok: true,
