@@ -189,6 +189,12 @@ pub struct ServeConfig {
     #[arg(long, env = "AXME_PUSH_ENDPOINT_CONCURRENCY", default_value_t = 4)]
     pub push_endpoint_concurrency: usize,
 
+    /// Pushes one owner (a subscription's owner, or the agent a push goes to) may have on workers
+    /// at once, so one owner's slow endpoints leave workers to the others; 0 means half of
+    /// --push-workers.
+    #[arg(long, env = "AXME_PUSH_WORKERS_PER_OWNER", default_value_t = 0)]
+    pub push_workers_per_owner: usize,
+
     /// Also refuse pushes to loopback and private addresses (link-local and cloud metadata
     /// addresses are always refused).
     #[arg(long, env = "AXME_PUSH_DENY_PRIVATE")]
@@ -289,6 +295,7 @@ impl ServeConfig {
             push_connect_timeout: 5,
             push_workers: 16,
             push_endpoint_concurrency: 4,
+            push_workers_per_owner: 0,
             push_deny_private: false,
             push_throttle_floor_seconds: 60,
             public_url: None,
@@ -310,6 +317,10 @@ impl ServeConfig {
             connect_timeout: Duration::from_secs(self.push_connect_timeout.max(1)),
             workers: self.push_workers.max(1),
             per_endpoint: self.push_endpoint_concurrency.max(1),
+            per_owner: match self.push_workers_per_owner {
+                0 => self.push_workers.max(1).div_ceil(2),
+                n => n,
+            },
             deny_private: self.push_deny_private,
         }
     }

@@ -891,3 +891,58 @@ fn f5_one_event_produces_at_most_max_fanout_per_event_pushes() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(deliveries(&id), 6, "intent.completed cut at the cap");
 }
+
+/// F6: five slow subscriptions of one key held all 16 push workers, and another owner's push
+/// waited 14 s. Now one owner holds at most `--push-workers-per-owner` (half the workers)
+/// and the free workers are shared round-robin among owners: with one owner's five endpoints
+/// hanging and 30 of its pushes due, exactly its share is held, and another owner's push is
+/// delivered while every one of those is still held.
+#[test]
+fn f6_an_owners_slow_endpoints_leave_workers_to_other_owners() {
+    let s = Server::start_args(&["--push-timeout", "300", "--push-workers", "16"]);
+    let slow: Vec<receiver::Receiver> = (0..5)
+        .map(|_| receiver::Receiver::start(receiver::Reply::hang(Duration::from_secs(300))))
+        .collect();
+    let healthy = receiver::Receiver::start(receiver::Reply::ok());
+    let alice = agent_key(&s, "agent://team/alice");
+    let bob = agent_key(&s, "agent://team/bob");
+    let with = |key: &str, path: &str, body: serde_json::Value| {
+        let r = send(
+            s.req_anon("POST", path).set("x-api-key", key),
+            Some(body.to_string()),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        r
+    };
+    for rx in &slow {
+        with(
+            &alice,
+            "/v1/webhooks/subscriptions",
+            json!({"callback_url": rx.url(), "event_types": ["intent.*"],
+                   "to_agent": "agent://team/alice"}),
+        );
+    }
+    // 3 intents x 2 events x 5 endpoints: 30 pushes due, 20 within the endpoints' limits.
+    for _ in 0..3 {
+        with(&alice, "/v1/intents", intent_body("agent://team/alice"));
+    }
+    let held = || slow.iter().map(|rx| rx.hits().len()).sum::<usize>();
+    poll_until(
+        receiver::WAIT,
+        "the slow owner's share of the workers",
+        || (held() >= 8).then_some(()),
+    );
+    with(
+        &bob,
+        "/v1/agents",
+        json!({"address": "agent://team/bob", "delivery_mode": "http",
+               "webhook_url": healthy.url()}),
+    );
+    with(&bob, "/v1/intents", intent_body("agent://team/bob"));
+    healthy.wait_hits(1);
+    assert_eq!(
+        held(),
+        8,
+        "the slow owner holds exactly half of the 16 workers, all still hanging"
+    );
+}
