@@ -101,6 +101,8 @@ impl Server {
             Arc::new(runtime::builtin::notifier(notify_agent)),
             builtin,
         )?;
+        // One sender's notifications to slow URLs hold at most a quarter of the calls.
+        registry.share_per_sender(runtime::builtin::NOTIFY, builtin.concurrency.div_ceil(4));
         Ok(Server {
             state: Arc::new(AppState {
                 store,

@@ -946,3 +946,38 @@ fn f6_an_owners_slow_endpoints_leave_workers_to_other_owners() {
         "the slow owner holds exactly half of the 16 workers, all still hanging"
     );
 }
+
+/// F6: 80 notify intents to a hanging URL held all 64 calls of `agent://internal/notify`, and
+/// another key's notification waited 14 s. Now one sender holds at most a quarter of them: with
+/// 80 of one sender's notifications hanging, exactly 16 are in flight and another sender's
+/// notification is sent while all 16 still hang.
+#[test]
+fn f6_one_senders_slow_notifications_leave_notify_to_other_senders() {
+    let s = Server::start_args(&["--push-timeout", "300"]);
+    let slow = receiver::Receiver::start(receiver::Reply::hang(Duration::from_secs(300)));
+    let healthy = receiver::Receiver::start(receiver::Reply::ok());
+    let alice = agent_key(&s, "agent://team/alice");
+    let bob = agent_key(&s, "agent://team/bob");
+    let notify = |key: &str, url: String| {
+        let mut body = intent_body("agent://internal/notify");
+        body["payload"] = json!({"url": url, "body": {"n": 1}});
+        let r = send(
+            s.req_anon("POST", "/v1/intents").set("x-api-key", key),
+            Some(body.to_string()),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    };
+    for _ in 0..80 {
+        notify(&alice, slow.url());
+    }
+    poll_until(receiver::WAIT, "the slow sender's share of notify", || {
+        (slow.hits().len() >= 16).then_some(())
+    });
+    notify(&bob, healthy.url());
+    healthy.wait_hits(1);
+    assert_eq!(
+        slow.hits().len(),
+        16,
+        "one sender holds a quarter of the 64 notify calls, all still hanging"
+    );
+}
