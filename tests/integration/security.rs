@@ -816,6 +816,13 @@ fn f5_a_key_at_its_live_bytes_quota_is_refused_until_its_intents_end() {
         "{}",
         refused.text
     );
+    // Admin keys have no quota.
+    let r = s.post(
+        "/v1/intents",
+        &json!({"intent_type": "demo.fill.v1", "correlation_id": uuid(),
+                "to_agent": "agent://team/alice", "payload": {"blob": blob}}),
+    );
+    assert_eq!(r.status, 200, "the admin is not held: {}", r.text);
     // Another key has a quota of its own.
     for _ in 0..2 {
         let r = create(&bob, "agent://team/bob");
