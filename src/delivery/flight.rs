@@ -1,6 +1,6 @@
 //! What the scheduler has taken from the outbox and not yet recorded: the attempts on workers,
-//! per endpoint and per owner, and the outcomes being written. Only the scheduler loop holds these; they are
-//! never shared with the workers or the writer.
+//! per endpoint and per owner, and the outcomes being written. Only the scheduler loop holds
+//! these; they are never shared with the workers or the writer.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
