@@ -13,7 +13,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(config) => serve(*config),
+        Command::Serve(config) => serve(config),
         Command::Client(command) => axme::cli::run(command),
     }
 }
