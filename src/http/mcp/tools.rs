@@ -251,9 +251,17 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
             let id = intent_id(args)?;
             let owner = owner(&access, args)?;
             let comment = str_arg(args, "comment").map(str::to_string);
+            let operator = access.is_admin();
             let d = store
                 .write(move |c| {
-                    inbox::decide(c, owner.as_deref(), &id, decision, comment.as_deref())
+                    inbox::decide(
+                        c,
+                        owner.as_deref(),
+                        operator,
+                        &id,
+                        decision,
+                        comment.as_deref(),
+                    )
                 })
                 .await?;
             Ok(json!({
