@@ -125,6 +125,7 @@ pub(crate) async fn apply_from(
                 "idempotent": false,
                 "agents": agents,
                 "agents_provisioned": provisioned,
+                "humans": a.humans.iter().map(|(role, address)| json!({"role": role, "address": address})).collect::<Vec<_>>(),
                 "deadline_at": a.intent.deadline_at,
                 "created_at": a.intent.created_at,
             }))
