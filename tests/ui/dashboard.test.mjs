@@ -1,7 +1,8 @@
 // The /ui dashboard in a real browser: Debian's Chromium (headless, fresh profile) driven by
 // playwright-core, against the real axme binary. Each step builds on the one before, as a person
 // would use the page: sign in, watch an intent appear and change without reloading, read its
-// timeline, decide a human task, replay a dead-lettered delivery, sign out; screenshots go to
+// timeline, decide a human task, replay a dead-lettered delivery, accept an invite and sign in
+// with its key, download a task's attachment, sign out; screenshots go to
 // $UI_ARTIFACTS (target/ui-artifacts).
 
 import {after, before, test} from 'node:test';
@@ -355,6 +356,19 @@ test('an invite link opens the accept page: the invite, a nick, one accept, the 
   assert.equal(again.status, 409);
   await page.evaluate(() => { location.hash = '#/invite/not-a-real-invite-token'; });
   await page.locator('[data-r="msg"]', {hasText: 'This invite link is not valid'}).waitFor();
+
+  // An expired invite (the server's own expiry is tested with its clock; here its answer is
+  // stood in for, as the shortest TTL is a minute) says when it expired and offers no form.
+  const late = await server.ok('POST', '/v1/invites/create', {owner_agent: 'agent://team/lead'});
+  const expired = {...(await server.ok('GET', `/v1/invites/${late.token}`)), status: 'expired',
+    expires_at: '2026-01-02T03:04:05Z'};
+  await page.route(`**/v1/invites/${late.token}`, (r) => r.fulfill({status: 200,
+    contentType: 'application/json', body: JSON.stringify(expired)}));
+  await page.evaluate((t) => { location.hash = `#/invite/${t}`; }, late.token);
+  const when = await page.evaluate(() => new Date('2026-01-02T03:04:05Z').toLocaleString());
+  await page.locator('[data-r="msg"]', {hasText: `This invite expired at ${when}`}).waitFor();
+  assert.equal(await page.locator('form.invite').isHidden(), true);
+  await page.unroute(`**/v1/invites/${late.token}`);
 });
 
 test('a task with an attachment: the new user signs in with their key, sees it and downloads it', async () => {
