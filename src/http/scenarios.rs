@@ -95,10 +95,11 @@ pub(crate) async fn apply_from(
         }),
     };
     let caller = ctx.principal.address();
+    let quota = super::intents::live_quota(ctx);
     let mut rendered = write_once(
         &ctx.state.store,
         scope,
-        move |c| scenarios::apply(c, bundle, &caller),
+        move |c| scenarios::apply(c, bundle, &caller, quota.as_ref()),
         |a| {
             let agents: Vec<Value> = a
                 .agents
