@@ -205,3 +205,20 @@ pub fn step_task(r: &mut Report, task: &Map<String, Value>, at: &str) -> Option<
         }
     }
 }
+
+/// `reply_to` of `obj` (at `at`): any address an intent's `reply_to` may be.
+pub fn reply_to(r: &mut Report, obj: &Map<String, Value>, at: &str) -> Option<String> {
+    let path = format!("{at}.reply_to");
+    let raw = text(r, obj, "reply_to", at, (3, 383), false)?;
+    match validate::reply_address(&path, raw) {
+        Ok(a) => Some(a),
+        Err(crate::Error::Invalid { reason, .. }) => {
+            r.error(path, reason);
+            None
+        }
+        Err(e) => {
+            r.error(path, e.to_string());
+            None
+        }
+    }
+}
