@@ -216,6 +216,30 @@ impl DeliveryStatus {
     }
 }
 
+/// An approve or reject decision on a human task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Approve => "approve",
+            Decision::Reject => "reject",
+        }
+    }
+
+    /// The spellings a task's `allowed_outcomes` may use for this decision.
+    pub fn outcomes(self) -> [&'static str; 2] {
+        match self {
+            Decision::Approve => ["approve", "approved"],
+            Decision::Reject => ["reject", "rejected"],
+        }
+    }
+}
+
 /// Event types that record something other than a status change.
 pub mod event_type {
     pub const TRANSFER: &str = "intent.transfer";

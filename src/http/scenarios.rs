@@ -32,11 +32,7 @@ fn problems(list: &[(String, String)]) -> (Vec<String>, Vec<Value>) {
 pub async fn validate(ctx: Ctx, body: Incoming) -> Result {
     let body = ctx.json(body).await?;
     let max = ctx.state.limits.max_payload_bytes;
-    let report = ctx
-        .state
-        .store
-        .read(move |c| scenarios::validate(c, &body, max))
-        .await?;
+    let report = scenarios::validate(&ctx.state.store, body, max).await?;
     let (errors, error_details) = problems(&report.errors);
     let (warnings, warning_details) = problems(&report.warnings);
     response::ok(&json!({
@@ -129,14 +125,7 @@ pub async fn apply(ctx: Ctx, body: Incoming) -> Result {
 pub async fn workflow(ctx: Ctx) -> Result {
     let id = request::intent_id(ctx.param(0))?;
     let access = Access::of(&ctx.principal);
-    let (row, runs) = ctx
-        .state
-        .store
-        .read(move |c| {
-            access.read(c, &id)?;
-            workflow::view(c, &id)
-        })
-        .await?;
+    let (row, runs) = workflow::view(&ctx.state.store, &access, &id).await?;
     let doc = |s: &Option<String>| {
         s.as_deref()
             .and_then(|s| serde_json::from_str::<Value>(s).ok())

@@ -14,7 +14,7 @@
 //! `resume` (AXME) lets the handler continue it. The task's `allowed_outcomes` and
 //! `required_comment` hold for the decisions as for `resume`.
 
-use crate::store::Tx;
+use crate::store::{Store, Tx};
 use serde_json::{json, Value};
 
 use super::effects;
@@ -23,6 +23,7 @@ use super::inbox_view::{find, hidden_for, not_found, view, ThreadView};
 use super::intents as ops;
 use super::thread_hooks::{offer, open, TASK_ROLES};
 use crate::clock;
+pub use crate::model::Decision;
 use crate::model::{Status, WaitingReason};
 use crate::store::intents::IntentRow;
 use crate::store::threads::{self, MessageRow};
@@ -148,30 +149,6 @@ pub fn delegate(
     view(conn, t)
 }
 
-/// An approve or reject decision on a human task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Approve,
-    Reject,
-}
-
-impl Decision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::Approve => "approve",
-            Decision::Reject => "reject",
-        }
-    }
-
-    /// The spellings a task's `allowed_outcomes` may use for this decision.
-    fn outcomes(self) -> [&'static str; 2] {
-        match self {
-            Decision::Approve => ["approve", "approved"],
-            Decision::Reject => ["reject", "rejected"],
-        }
-    }
-}
-
 /// What a decision wrote.
 #[derive(Debug, Clone)]
 pub struct Decided {
@@ -179,6 +156,21 @@ pub struct Decided {
     pub decision: Decision,
     pub comment: Option<String>,
     pub decided_at: String,
+}
+
+/// [`decide`] in a write of its own.
+pub async fn decide_now(
+    store: &Store,
+    owner: Option<&str>,
+    thread_id: &str,
+    decision: Decision,
+    comment: Option<&str>,
+) -> Result<Decided, Error> {
+    let (owner, id) = (owner.map(str::to_string), thread_id.to_string());
+    let comment = comment.map(str::to_string);
+    store
+        .write(move |c| decide(c, owner.as_deref(), &id, decision, comment.as_deref()))
+        .await
 }
 
 /// Approves or rejects a waiting human task: approve completes the intent with the decision as

@@ -159,7 +159,11 @@ pub fn insert(conn: &Tx, info: &KeyInfo) -> Result<(), Error> {
 }
 
 /// Every key, revoked ones included, oldest first.
-pub fn list(conn: &Tx) -> Result<Vec<KeyInfo>, Error> {
+pub async fn list(store: &Store) -> Result<Vec<KeyInfo>, Error> {
+    store.read(list_in).await
+}
+
+fn list_in(conn: &Tx) -> Result<Vec<KeyInfo>, Error> {
     let rows = keys::list_all(conn)?;
     let mut by_key = std::collections::HashMap::<String, Vec<String>>::new();
     for (key_id, address) in keys::all_agents(conn)? {

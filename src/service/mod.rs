@@ -9,6 +9,7 @@ pub mod claims;
 pub(crate) mod cleanup;
 pub(crate) mod controls;
 pub(crate) mod deliveries;
+pub(crate) mod delivery_log;
 pub mod effects;
 pub(crate) mod feed;
 pub mod history;

@@ -24,7 +24,7 @@ use crate::model::builtin::WORKFLOW;
 use crate::store::agents as agent_rows;
 use crate::store::intents::IntentRow;
 use crate::store::workflows::{self, WorkflowRow};
-use crate::store::Tx;
+use crate::store::{Store, Tx};
 use crate::Error;
 
 /// An agent of a bundle, as it will be provisioned.
@@ -300,7 +300,17 @@ fn intent_spec(
 
 /// `POST /v1/scenarios/validate`: the check, plus warnings that need the registry (agents that
 /// are neither registered nor created, who will have to pull their steps).
-pub fn validate(conn: &Tx, body: &Value, max_payload_bytes: usize) -> Result<Report, Error> {
+pub async fn validate(
+    store: &Store,
+    body: Value,
+    max_payload_bytes: usize,
+) -> Result<Report, Error> {
+    store
+        .read(move |c| validate_in(c, &body, max_payload_bytes))
+        .await
+}
+
+fn validate_in(conn: &Tx, body: &Value, max_payload_bytes: usize) -> Result<Report, Error> {
     let (mut report, bundle) = check(body, max_payload_bytes);
     for (i, a) in bundle.iter().flat_map(|b| b.agents.iter().enumerate()) {
         if !a.create_if_missing && agent_rows::get(conn, &a.address)?.is_none() {

@@ -20,6 +20,7 @@
 
 use serde_json::{json, Value};
 
+use super::access::Access;
 use super::history::{self, Change, Created};
 use super::workflow_steps::{steps_of, Kind, StepSpec};
 use crate::clock;
@@ -29,7 +30,7 @@ use crate::store::agents as agent_rows;
 use crate::store::events::EventRow;
 use crate::store::intents::IntentRow;
 use crate::store::workflows::{self, StepRow, WorkflowRow};
-use crate::store::Tx;
+use crate::store::{Store, Tx};
 use crate::Error;
 
 /// How many steps may start and end without waiting for anyone before the engine calls it a
@@ -461,8 +462,23 @@ pub fn running_step_intent(conn: &Tx, intent_id: &str) -> Result<Option<String>,
         .and_then(|r| r.step_intent_id))
 }
 
-/// A workflow and every run of its steps (`GET /v1/intents/{id}/workflow`).
-pub fn view(conn: &Tx, intent_id: &str) -> Result<(WorkflowRow, Vec<StepRow>), Error> {
+/// A workflow and every run of its steps (`GET /v1/intents/{id}/workflow`), if the caller may
+/// see its intent (404 otherwise).
+pub async fn view(
+    store: &Store,
+    access: &Access,
+    intent_id: &str,
+) -> Result<(WorkflowRow, Vec<StepRow>), Error> {
+    let (access, id) = (access.clone(), intent_id.to_string());
+    store
+        .read(move |c| {
+            access.read(c, &id)?;
+            view_in(c, &id)
+        })
+        .await
+}
+
+fn view_in(conn: &Tx, intent_id: &str) -> Result<(WorkflowRow, Vec<StepRow>), Error> {
     let row = workflows::get(conn, intent_id)?.ok_or_else(|| Error::NotFound {
         what: "workflow",
         id: intent_id.to_string(),

@@ -56,8 +56,9 @@ const SERVICE_LAYERS: &[&[&str]] = &[
         "operator",
         "retry",
     ],
-    &["requests", "access", "agents", "keys", "history"],
+    &["requests", "access", "keys", "history"],
     &[
+        "agents",
         "outbox",
         "schedule",
         "service_accounts",
@@ -80,7 +81,7 @@ const SERVICE_LAYERS: &[&[&str]] = &[
         "controls",
         "scenarios",
     ],
-    &["inbox", "subscriptions"],
+    &["inbox", "subscriptions", "delivery_log"],
 ];
 
 /// Files allowed past 500 lines, each a regular table or a list of shapes.

@@ -162,7 +162,7 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
     let store = &ctx.state.store;
     match t.name {
         "axme.status" => {
-            let schema_version = store.read(operator::schema_version).await?;
+            let schema_version = operator::schema_version(store).await?;
             Ok(json!({"version": env!("CARGO_PKG_VERSION"), "schema_version": schema_version}))
         }
         "axme.whoami" => {
@@ -174,17 +174,14 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
         "axme.check_nick" => {
             let raw = str_arg(args, "nick").unwrap_or("").to_string();
             let nick = users::nick("nick", &raw)?;
-            let n = nick.clone();
-            let available = store.read(move |c| users::available(c, &n)).await?;
+            let available = users::available(store, &nick).await?;
             Ok(
                 json!({"nick": raw, "normalized_nick": nick.normalized, "public_address": users::public_address(&nick.normalized), "available": available}),
             )
         }
         "axme.register_nick" => {
             let req = users::register_request(&body_of(args, &[]))?;
-            let user = store
-                .write(move |c| users::register(c, &access, req))
-                .await?;
+            let user = users::register(store, &access, req).await?;
             to_value(&wire::people::User::from_row(
                 &user,
                 wire::people::UserShape::Registered,
@@ -193,9 +190,7 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
         "axme.get_profile" => {
             let owner = owner(&access, args)?
                 .ok_or_else(|| Error::invalid("owner_agent", "is required with an admin key"))?;
-            let user = store
-                .read(move |c| users::profile_of(c, &access, &owner))
-                .await?;
+            let user = users::profile_of(store, &access, &owner).await?;
             to_value(&wire::people::User::from_row(
                 &user,
                 wire::people::UserShape::Profile,
@@ -204,7 +199,7 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
         "axme.intents_send" => intents::send(ctx, access, args).await,
         "axme.intents_get" => {
             let id = intent_id(args)?;
-            let row = store.read(move |c| access.read(c, &id)).await?;
+            let row = crate::service::intents::read(store, &access, &id).await?;
             Ok(json!({"intent": to_value(&wire::Intent::from_row(&row)?)?}))
         }
         "axme.intents_list" => intents::list(ctx, access, args).await,
@@ -221,9 +216,7 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
         }
         "axme.tasks_list" => {
             let owner = owner(&access, args)?;
-            let views = store
-                .read(move |c| inbox_view::tasks(c, owner.as_deref()))
-                .await?;
+            let views = inbox_view::tasks(store, owner.as_deref()).await?;
             let mut seen = std::collections::HashSet::new();
             let tasks = views
                 .iter()
@@ -250,12 +243,8 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
             };
             let id = intent_id(args)?;
             let owner = owner(&access, args)?;
-            let comment = str_arg(args, "comment").map(str::to_string);
-            let d = store
-                .write(move |c| {
-                    inbox::decide(c, owner.as_deref(), &id, decision, comment.as_deref())
-                })
-                .await?;
+            let comment = str_arg(args, "comment");
+            let d = inbox::decide_now(store, owner.as_deref(), &id, decision, comment).await?;
             Ok(json!({
                 "intent_id": d.view.intent.intent_id,
                 "decision": d.decision.as_str(),
@@ -271,20 +260,13 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
             body["owner_agent"] = json!(owner);
             let req = crate::service::invites::create_request(&body)?;
             let token = crate::service::invites::new_token()?;
-            let t = token.clone();
-            let row = store
-                .write(move |c| {
-                    crate::service::invites::create(c, &access, req, &t, crate::clock::now())
-                })
-                .await?;
+            let row = crate::service::invites::create(store, &access, req, &token).await?;
             let url = format!("{}/v1/invites/{token}", ctx.state.public_url());
             to_value(&wire::people::InviteCreated::new(&row, &token, url))
         }
         "axme.media_get_upload" => {
             let id = validate::uuid("upload_id", str_arg(args, "upload_id").unwrap_or(""))?;
-            let row = store
-                .read(move |c| crate::service::media::readable(c, &access, &id))
-                .await?;
+            let row = crate::service::media::readable(store, &access, &id).await?;
             let status = crate::service::media::status_at(&row, crate::clock::now());
             let url = (status == "ready").then(|| {
                 format!(
@@ -296,8 +278,7 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
             to_value(&wire::media::UploadEnvelope::new(&row, status, url))
         }
         "axme.agents_list" => {
-            let mut entries = store.read(agents::entries).await?;
-            entries.retain(|e| access.owns(&e.agent.address));
+            let entries = agents::entries(store, &access, None).await?;
             let list = entries
                 .iter()
                 .map(|e| to_value(&wire::Agent::from_entry(e, None)))
