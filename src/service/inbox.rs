@@ -21,10 +21,10 @@ use super::effects;
 use super::history::{Change, Changed};
 use super::inbox_view::{find, hidden_for, not_found, view, ThreadView};
 use super::intents as ops;
-use super::thread_hooks::{offer, open, TASK_ROLES};
+use super::thread_hooks::{offer, open};
 use crate::clock;
 pub use crate::model::Decision;
-use crate::model::{Status, WaitingReason};
+use crate::model::{Status, ThreadRole, WaitingReason};
 use crate::store::intents::IntentRow;
 use crate::store::threads::{self, MessageRow};
 use crate::Error;
@@ -134,16 +134,16 @@ pub fn delegate(
         &t.owner_agent,
         details,
     )?;
-    let role = if TASK_ROLES.contains(&t.role.as_str()) {
-        "delegate"
+    let role = if t.role.is_task() {
+        ThreadRole::Delegate
     } else {
-        "handler"
+        ThreadRole::Handler
     };
     open(conn, &intent, delegate_to, role)?;
-    if TASK_ROLES.contains(&t.role.as_str()) {
+    if t.role.is_task() {
         // The task is handed off: it leaves the delegator's tasks, and only the delegate (or
         // an admin) decides it now. The delegator keeps the thread and its history.
-        threads::set_role(conn, &t.owner_agent, thread_id, "delegated")?;
+        threads::set_role(conn, &t.owner_agent, thread_id, ThreadRole::Delegated)?;
     }
     let t = threads::get(conn, &t.owner_agent, thread_id)?.ok_or_else(|| not_found(thread_id))?;
     view(conn, t)
@@ -184,7 +184,7 @@ pub fn decide(
     comment: Option<&str>,
 ) -> Result<Decided, Error> {
     let t = find(conn, owner, thread_id, true)?;
-    if owner.is_some() && t.role == "delegated" {
+    if owner.is_some() && t.role == ThreadRole::Delegated {
         return Err(Error::Forbidden {
             reason: format!(
                 "{} delegated this task; only the delegate (or an admin) decides it now",
@@ -360,7 +360,7 @@ pub fn delete_messages(
                 threads::touch_intent(conn, thread_id, &now)?;
             }
             DeleteMode::OwnerOnly => {
-                threads::open(conn, &me, thread_id, &t.role, &now)?;
+                threads::open(conn, &me, thread_id, t.role, &now)?;
             }
         }
     }

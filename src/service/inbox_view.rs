@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use super::intents as ops;
-use super::thread_hooks::{thread_status, TASK_ROLES};
+use super::thread_hooks::thread_status;
 use crate::store::events::{self, EventRow};
 use crate::store::intents::IntentRow;
 use crate::store::threads::{self, MessageRow, ThreadRow};
@@ -84,7 +84,7 @@ pub fn find(
             let all = threads::for_intent(conn, thread_id)?;
             let pick = if task {
                 all.iter()
-                    .rposition(|t| TASK_ROLES.contains(&t.role.as_str()))
+                    .rposition(|t| t.role.is_task())
                     .map(|i| all[i].clone())
             } else {
                 None
@@ -230,7 +230,12 @@ mod tests {
     fn ids(views: &[ThreadView]) -> Vec<(String, String)> {
         views
             .iter()
-            .map(|v| (v.thread.owner_agent.clone(), v.thread.role.clone()))
+            .map(|v| {
+                (
+                    v.thread.owner_agent.clone(),
+                    v.thread.role.as_str().to_string(),
+                )
+            })
             .collect()
     }
 

@@ -237,7 +237,7 @@ fn accept_in(
         key_id: uuid::Uuid::new_v4().to_string(),
         key_hash: auth::hash_key(&api_key).to_vec(),
         name: format!("user.{}", user.normalized_nick),
-        role: super::keys::Role::Agent.as_str().to_string(),
+        role: crate::model::KeyRole::Agent,
         created_at: at,
         revoked_at: None,
     };

@@ -68,7 +68,7 @@ pub(crate) mod testing {
         super::access::Access::of(&super::auth::Principal {
             key_id: "k".into(),
             name: "admin".into(),
-            role: "admin".into(),
+            role: Some(crate::model::KeyRole::Admin),
             agents: Vec::new(),
         })
     }

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::access::Access;
 use super::auth::Keys;
-use super::keys::{self, CreateKey, KeyInfo, Role};
+use super::keys::{self, CreateKey, KeyInfo, KeyRole};
 use super::validate::{self, Fields};
 use crate::clock;
 use crate::store::service_accounts::{self, ServiceAccountRow};
@@ -199,7 +199,7 @@ pub async fn mint_key(
 fn new_key(account: &ServiceAccountRow) -> Result<(KeyInfo, String), Error> {
     keys::new_key(CreateKey {
         name: account.name.clone(),
-        role: Role::Agent,
+        role: KeyRole::Agent,
         agents: vec![account.address.clone()],
     })
 }

@@ -168,7 +168,7 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
         "axme.whoami" => {
             let p = &ctx.principal;
             Ok(
-                json!({"key_id": p.key_id, "name": p.name, "role": p.role, "agents": p.agents, "address": p.address()}),
+                json!({"key_id": p.key_id, "name": p.name, "role": p.role.map(|r| r.as_str()), "agents": p.agents, "address": p.address()}),
             )
         }
         "axme.check_nick" => {
