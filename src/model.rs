@@ -312,6 +312,40 @@ impl TimerKind {
     }
 }
 
+/// Where one run of a workflow step stands: running, or how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StepStatus {
+    Running,
+    Completed,
+    Failed,
+    TimedOut,
+    Canceled,
+}
+
+impl StepStatus {
+    pub const ALL: [StepStatus; 5] = [
+        StepStatus::Running,
+        StepStatus::Completed,
+        StepStatus::Failed,
+        StepStatus::TimedOut,
+        StepStatus::Canceled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Running => "running",
+            StepStatus::Completed => "completed",
+            StepStatus::Failed => "failed",
+            StepStatus::TimedOut => "timed_out",
+            StepStatus::Canceled => "canceled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StepStatus> {
+        StepStatus::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
 /// An approve or reject decision on a human task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {

@@ -137,7 +137,7 @@ pub async fn workflow(ctx: Ctx) -> Result {
         .map(|r| {
             json!({
                 "step_id": r.step_id,
-                "status": r.status,
+                "status": r.status.as_str(),
                 "step_intent_id": r.step_intent_id,
                 "result": doc(&r.result),
                 "started_at": r.started_at,
