@@ -30,6 +30,7 @@ pub mod resume;
 pub mod retention;
 pub(crate) mod retry;
 pub mod scenario_fields;
+pub(crate) mod scenario_report;
 pub(crate) mod scenarios;
 pub(crate) mod schedule;
 pub(crate) mod schemas;

@@ -82,7 +82,7 @@ const SERVICE_LAYERS: &[&[&str]] = &[
         "controls",
         "scenarios",
     ],
-    &["inbox", "subscriptions", "delivery_log"],
+    &["inbox", "subscriptions", "delivery_log", "scenario_report"],
 ];
 
 /// Files allowed past 500 lines, each a regular table or a list of shapes.
