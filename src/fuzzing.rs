@@ -52,7 +52,7 @@ pub fn idempotency_scope(key: Option<&[u8]>, body: &Value) -> Option<Result<Opti
     let principal = Principal {
         key_id: "fuzz-key".into(),
         name: "fuzz".into(),
-        role: "admin".into(),
+        role: Some(crate::model::KeyRole::Admin),
         agents: Vec::new(),
     };
     Some(request::idempotency_scope(

@@ -216,6 +216,160 @@ impl DeliveryStatus {
     }
 }
 
+/// What an API key may do: everything (key management included), or act for the agents it is
+/// bound to (`service::access`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyRole {
+    Admin,
+    Agent,
+}
+
+impl KeyRole {
+    pub const ALL: [KeyRole; 2] = [KeyRole::Admin, KeyRole::Agent];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyRole::Admin => "admin",
+            KeyRole::Agent => "agent",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<KeyRole> {
+        KeyRole::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// Why an owner sees an intent in its inbox (a thread's role): it handles it, it is a human
+/// task of the owner (`task`, an `approver`, a `delegate` it was handed to), the owner handed
+/// the task on (`delegated`), or the intent answers to the owner (`reply_to`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ThreadRole {
+    Handler,
+    Task,
+    Approver,
+    Delegate,
+    Delegated,
+    ReplyTo,
+}
+
+impl ThreadRole {
+    pub const ALL: [ThreadRole; 6] = [
+        ThreadRole::Handler,
+        ThreadRole::Task,
+        ThreadRole::Approver,
+        ThreadRole::Delegate,
+        ThreadRole::Delegated,
+        ThreadRole::ReplyTo,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThreadRole::Handler => "handler",
+            ThreadRole::Task => "task",
+            ThreadRole::Approver => "approver",
+            ThreadRole::Delegate => "delegate",
+            ThreadRole::Delegated => "delegated",
+            ThreadRole::ReplyTo => "reply_to",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ThreadRole> {
+        ThreadRole::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Whether the thread is a task of its owner (listed by `/v1/me/tasks`, decided by approve
+    /// or reject). `store::threads` spells the same set in SQL for the task listing.
+    pub fn is_task(self) -> bool {
+        matches!(
+            self,
+            ThreadRole::Task | ThreadRole::Approver | ThreadRole::Delegate
+        )
+    }
+}
+
+/// What a runtime timer does when it fires: remind the handler (and set the next reminder or
+/// the escalation), escalate to a new handler, or complete an intent waiting for time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimerKind {
+    Remind,
+    Escalate,
+    Complete,
+}
+
+impl TimerKind {
+    pub const ALL: [TimerKind; 3] = [TimerKind::Remind, TimerKind::Escalate, TimerKind::Complete];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimerKind::Remind => "remind",
+            TimerKind::Escalate => "escalate",
+            TimerKind::Complete => "complete",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TimerKind> {
+        TimerKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Where one run of a workflow step stands: running, or how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StepStatus {
+    Running,
+    Completed,
+    Failed,
+    TimedOut,
+    Canceled,
+}
+
+impl StepStatus {
+    pub const ALL: [StepStatus; 5] = [
+        StepStatus::Running,
+        StepStatus::Completed,
+        StepStatus::Failed,
+        StepStatus::TimedOut,
+        StepStatus::Canceled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Running => "running",
+            StepStatus::Completed => "completed",
+            StepStatus::Failed => "failed",
+            StepStatus::TimedOut => "timed_out",
+            StepStatus::Canceled => "canceled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StepStatus> {
+        StepStatus::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// An approve or reject decision on a human task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Approve => "approve",
+            Decision::Reject => "reject",
+        }
+    }
+
+    /// The spellings a task's `allowed_outcomes` may use for this decision.
+    pub fn outcomes(self) -> [&'static str; 2] {
+        match self {
+            Decision::Approve => ["approve", "approved"],
+            Decision::Reject => ["reject", "rejected"],
+        }
+    }
+}
+
 /// Event types that record something other than a status change.
 pub mod event_type {
     pub const TRANSFER: &str = "intent.transfer";

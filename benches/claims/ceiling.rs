@@ -25,7 +25,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use axme::model::Status;
+use axme::model::{Status, ThreadRole};
 use axme::service::agents::{self, DeliveryMode, RegisterAgent};
 use axme::service::claims::{self, AckRequest, ClaimRequest};
 use axme::service::intents as ops;
@@ -256,7 +256,7 @@ fn raw_create(conn: &Tx, correlation_id: String) -> Result<(), axme::Error> {
     events::append(conn, &created)?;
     i.last_seq = 2;
     events::append(conn, &event(&i, "agent://bench/client", &now, "{}".into()))?;
-    threads::open(conn, AGENT, &i.intent_id, "handler", &now)?;
+    threads::open(conn, AGENT, &i.intent_id, ThreadRole::Handler, &now)?;
     Ok(())
 }
 

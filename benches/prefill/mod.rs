@@ -181,7 +181,13 @@ pub fn completed_cycles(path: &Path, agent: &str, n: u64) -> Result<Filled, Stri
         let token = lease_token();
         let done = format!(r#"{{"lease_token":"{token}","result":{result}}}"#);
         let n = history(conn, &i, "inbox", (Status::Completed, None, done))?;
-        threads::open(conn, agent, &i.intent_id, "handler", &at)?;
+        threads::open(
+            conn,
+            agent,
+            &i.intent_id,
+            axme::model::ThreadRole::Handler,
+            &at,
+        )?;
         acked_lease(conn, &i, &token, &at)?;
         Ok(n)
     })
@@ -220,7 +226,13 @@ pub fn delay_timers(
     let filled = bulk(path, ids.len() as u64, |conn, k| {
         let due = due_ms(k);
         let data = format!(r#"{{"result":{{"waited_seconds":60,"bench_due_ms":{due}}}}}"#);
-        timers::insert(conn, &ids[k as usize], "complete", due, &data)?;
+        timers::insert(
+            conn,
+            &ids[k as usize],
+            axme::model::TimerKind::Complete,
+            due,
+            &data,
+        )?;
         Ok(0)
     })?;
     Ok(filled.elapsed)

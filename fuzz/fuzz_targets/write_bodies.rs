@@ -9,7 +9,7 @@
 
 use axme::fuzzing;
 use axme::model::Status;
-use axme::service::keys::Role;
+use axme::service::keys::KeyRole;
 use axme::service::subscriptions::{self, AXME_EVENT_TYPES, INTENT_EVENT_TYPES};
 use axme::service::validate::{ADDRESS_MAX, ADDRESS_MIN};
 use axme::service::{agents, claims, keys, requests, resume};
@@ -123,7 +123,7 @@ fn registry(v: &Value) {
             "sorted, no duplicates"
         );
         assert!(k.agents.iter().all(|a| is_address(a)));
-        assert_eq!(k.role == Role::Agent, !k.agents.is_empty());
+        assert_eq!(k.role == KeyRole::Agent, !k.agents.is_empty());
     }
 }
 

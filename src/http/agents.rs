@@ -48,11 +48,7 @@ pub async fn list(ctx: Ctx) -> Result {
     let access = Access::of(&ctx.principal);
     // AXME's `org_id` and `workspace_id` name the one organization there is; `limit` is kept.
     let limit = ctx.query.int("limit", 1, 1000)?;
-    let mut entries = ctx.state.store.read(agents::entries).await?;
-    entries.retain(|e| access.owns(&e.agent.address));
-    if let Some(n) = limit {
-        entries.truncate(n as usize);
-    }
+    let entries = agents::entries(&ctx.state.store, &access, limit.map(|n| n as usize)).await?;
     response::ok(&wire::AgentList {
         ok: true,
         agents: entries
@@ -64,18 +60,8 @@ pub async fn list(ctx: Ctx) -> Result {
 
 pub async fn get(ctx: Ctx) -> Result {
     let address = agents::path_address(ctx.param(0))?;
-    if !Access::of(&ctx.principal).owns(&address) {
-        // Another key's agent does not exist for this one.
-        return Err(Error::NotFound {
-            what: "agent",
-            id: address,
-        });
-    }
-    let entry = ctx
-        .state
-        .store
-        .read(move |c| agents::entry(c, &address))
-        .await?;
+    let access = Access::of(&ctx.principal);
+    let entry = agents::entry(&ctx.state.store, &access, &address).await?;
     response::ok(&wire::AgentEnvelope {
         ok: true,
         agent: wire::Agent::from_entry(&entry, None),
@@ -84,12 +70,7 @@ pub async fn get(ctx: Ctx) -> Result {
 
 pub async fn retire(ctx: Ctx) -> Result {
     let address = agents::path_address(ctx.param(0))?;
-    Access::of(&ctx.principal).require(&address, "retiring")?;
-    let a = address.clone();
-    ctx.state
-        .store
-        .write(move |c| agents::retire(c, &a))
-        .await?;
+    agents::retire(&ctx.state.store, &Access::of(&ctx.principal), &address).await?;
     response::ok(&wire::Retired {
         ok: true,
         address: &address,

@@ -52,9 +52,7 @@ pub async fn claim(ctx: Ctx, body: Incoming) -> Result {
     let attempt = || {
         let (store, address, actor) = (store.clone(), address.clone(), actor.clone());
         async move {
-            let got = store
-                .write(move |c| claims::claim(c, &address, req, &actor))
-                .await?;
+            let got = claims::take(&store, &address, req, &actor).await?;
             Ok((!got.is_empty()).then_some(got))
         }
     };
@@ -63,12 +61,7 @@ pub async fn claim(ctx: Ctx, body: Incoming) -> Result {
         Some(wait) => {
             // An intent held back by a nack delay becomes claimable by the clock, not by a
             // commit: wake for it too.
-            let agent = address.clone();
-            let next = ctx
-                .state
-                .store
-                .read(move |c| claims::next_available_ms(c, &agent))
-                .await?;
+            let next = claims::next_available(&ctx.state.store, &address).await?;
             let recheck = next.map(|at| {
                 let ms = (at - clock::now_ms()).max(0) as u64;
                 tokio::time::Instant::now() + Duration::from_millis(ms)
@@ -124,14 +117,7 @@ pub async fn ack(ctx: Ctx, body: Incoming) -> Result {
     let body = ctx.json(body).await?;
     let req = claims::ack_request(&body)?;
     let actor = ctx.principal.address();
-    let c = ctx
-        .state
-        .store
-        .write(move |conn| {
-            access.lease(conn, &token)?;
-            claims::ack(conn, &token, req, &actor)
-        })
-        .await?;
+    let c = claims::ack_now(&ctx.state.store, &access, &token, req, &actor).await?;
     changed(&c)
 }
 
@@ -142,14 +128,7 @@ pub async fn nack(ctx: Ctx, body: Incoming) -> Result {
     let body = ctx.json(body).await?;
     let req = claims::nack_request(&body)?;
     let actor = ctx.principal.address();
-    let c = ctx
-        .state
-        .store
-        .write(move |conn| {
-            access.lease(conn, &token)?;
-            claims::nack(conn, &token, req, &actor)
-        })
-        .await?;
+    let c = claims::nack_now(&ctx.state.store, &access, &token, req, &actor).await?;
     changed(&c)
 }
 
@@ -159,14 +138,7 @@ pub async fn extend(ctx: Ctx, body: Incoming) -> Result {
     let access = Access::of(&ctx.principal);
     let body = ctx.json(body).await?;
     let seconds = claims::extend_request(&body)?;
-    let (lease, intent) = ctx
-        .state
-        .store
-        .write(move |conn| {
-            access.lease(conn, &token)?;
-            claims::extend(conn, &token, seconds)
-        })
-        .await?;
+    let (lease, intent) = claims::extend_now(&ctx.state.store, &access, &token, seconds).await?;
     #[derive(Serialize)]
     struct Extended<'a> {
         ok: bool,

@@ -23,11 +23,7 @@ const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 's
 /// `GET /ui/decide/{token}`.
 pub async fn page(ctx: Ctx) -> Result {
     let token = ctx.param(0).to_string();
-    let view = ctx
-        .state
-        .store
-        .read(move |c| email_links::view(c, &token))
-        .await;
+    let view = email_links::view(&ctx.state.store, token).await;
     Ok(match view {
         Ok(v) => render(&v, None),
         Err(e) => failure(&e),
@@ -52,12 +48,8 @@ pub async fn decide(ctx: Ctx, body: Incoming) -> Result {
     if let Some(c) = fields.get("comment").filter(|c| !c.trim().is_empty()) {
         form.insert("comment".into(), Value::String(c.to_string()));
     }
-    let (t, chosen) = (token.clone(), outcome.clone());
-    let decided = ctx
-        .state
-        .store
-        .write(move |c| email_links::decide(c, &t, &outcome, form))
-        .await;
+    let chosen = outcome.clone();
+    let decided = email_links::decide(&ctx.state.store, token.clone(), outcome, form).await;
     match decided {
         Ok((true, v)) => {
             let main = format!(
@@ -70,13 +62,7 @@ pub async fn decide(ctx: Ctx, body: Incoming) -> Result {
         Ok((false, v)) => Ok(render(&v, None)),
         // A refused form: the page again, with the reason; the link stays good.
         Err(e @ Error::Invalid { .. }) => {
-            let t = token.clone();
-            match ctx
-                .state
-                .store
-                .read(move |c| email_links::view(c, &t))
-                .await
-            {
+            match email_links::view(&ctx.state.store, token).await {
                 Ok(v) => Ok(with_status(render(&v, Some(&e.to_string())), 422)),
                 Err(e) => Ok(failure(&e)),
             }

@@ -66,9 +66,7 @@ impl Source for Firehose {
 /// Every event after `cursor` that passes the filter, as frames.
 async fn read_firehose(store: Store, filter: FirehoseFilter, cursor: i64) -> Result<Fetched> {
     {
-        let rows = store
-            .read(move |c| feed::firehose(c, cursor, &filter, feed::PAGE))
-            .await?;
+        let rows = feed::firehose_page(&store, cursor, filter, feed::PAGE).await?;
         let frames = rows
             .iter()
             .map(|e| {
@@ -104,21 +102,13 @@ pub async fn firehose_stream(ctx: Ctx) -> Result {
     };
     // An agent key follows only its own agents' events, or one intent it may see.
     let access = Access::of(&ctx.principal);
-    if !access.is_admin() {
-        let (to_agent, intent_id) = (filter.to_agent.clone(), filter.intent_id.clone());
-        ctx.state
-            .store
-            .read(move |c| {
-                access.observe(
-                    c,
-                    to_agent.as_deref(),
-                    intent_id.as_deref(),
-                    "following the events of",
-                    "following the event stream",
-                )
-            })
-            .await?;
-    }
+    feed::may_follow(
+        &ctx.state.store,
+        &access,
+        filter.to_agent.as_deref(),
+        filter.intent_id.as_deref(),
+    )
+    .await?;
     let cursor = start_cursor(&ctx)?;
     let wait = wait_seconds(&ctx)?;
     sse::start(

@@ -117,7 +117,7 @@ pub async fn list(ctx: Ctx) -> Result {
     let owner = owner(&ctx)?;
     let status = match ctx.query.get("status") {
         None => None,
-        Some(s @ ("pending" | "active" | "done")) => Some(s.to_string()),
+        Some(s @ ("pending" | "active" | "done")) => Some(s),
         Some(_) => {
             return Err(Error::invalid(
                 "status",
@@ -129,11 +129,7 @@ pub async fn list(ctx: Ctx) -> Result {
         .query
         .int("limit", 1, inbox_view::LIST_MAX as i64)?
         .unwrap_or(50) as usize;
-    let views = ctx
-        .state
-        .store
-        .read(move |c| inbox_view::list(c, owner.as_deref(), status.as_deref(), limit))
-        .await?;
+    let views = inbox_view::list(&ctx.state.store, owner.as_deref(), status, limit).await?;
     response::ok(&ThreadList {
         ok: true,
         threads: views
@@ -151,11 +147,8 @@ pub async fn changes(ctx: Ctx) -> Result {
         .query
         .int("limit", 1, inbox_view::LIST_MAX as i64)?
         .unwrap_or(50) as usize;
-    let (rows, more) = ctx
-        .state
-        .store
-        .read(move |c| inbox_view::changes(c, owner.as_deref(), after, limit))
-        .await?;
+    let (rows, more) =
+        inbox_view::changes(&ctx.state.store, owner.as_deref(), after, limit).await?;
     let next_cursor = match rows.last() {
         Some((id, _)) => Some(format!("c_{id}")),
         None if after > 0 => Some(format!("c_{after}")),
@@ -181,14 +174,7 @@ pub async fn changes(ctx: Ctx) -> Result {
 pub async fn get(ctx: Ctx) -> Result {
     let owner = owner(&ctx)?;
     let id = thread_id(&ctx)?;
-    let v = ctx
-        .state
-        .store
-        .read(move |c| {
-            let t = inbox_view::find(c, owner.as_deref(), &id, false)?;
-            inbox_view::view(c, t)
-        })
-        .await?;
+    let v = inbox_view::thread(&ctx.state.store, owner.as_deref(), &id).await?;
     Ok(from_rendered(render_thread(&v)?))
 }
 
@@ -452,16 +438,7 @@ pub async fn decision(ctx: Ctx, body: Incoming) -> Result {
 /// for an admin without one).
 pub async fn tasks(ctx: Ctx) -> Result {
     let owner = owner(&ctx)?;
-    let all = owner.is_none();
-    let mut views = ctx
-        .state
-        .store
-        .read(move |c| inbox_view::tasks(c, owner.as_deref()))
-        .await?;
-    if all {
-        let mut seen = std::collections::HashSet::new();
-        views.retain(|v| seen.insert(v.intent.intent_id.clone()));
-    }
+    let views = inbox_view::tasks(&ctx.state.store, owner.as_deref()).await?;
     let tasks = views
         .iter()
         .map(|v| {

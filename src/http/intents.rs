@@ -67,7 +67,7 @@ pub(crate) fn live_quota(ctx: &Ctx) -> Option<intents::LiveQuota> {
 pub async fn get(ctx: Ctx) -> Result {
     let id = request::intent_id(ctx.param(0))?;
     let access = Access::of(&ctx.principal);
-    let row = ctx.state.store.read(move |c| access.read(c, &id)).await?;
+    let row = intents::read(&ctx.state.store, &access, &id).await?;
     let intent = wire::Intent::from_row(&row)?;
     response::ok(&wire::IntentEnvelope {
         ok: true,
@@ -107,15 +107,8 @@ pub async fn list(ctx: Ctx) -> Result {
         before_id: q.int("cursor", 1, i64::MAX)?,
         limit: q.int("limit", 1, LIST_LIMIT_MAX)?.unwrap_or(50) as usize,
     };
-    Access::of(&ctx.principal).require_filter(
-        &[filter.to_agent.as_deref(), filter.from_agent.as_deref()],
-        "listing intents",
-    )?;
-    let (rows, next) = ctx
-        .state
-        .store
-        .read(move |c| intents::list(c, filter))
-        .await?;
+    let access = Access::of(&ctx.principal);
+    let (rows, next) = intents::list(&ctx.state.store, &access, filter).await?;
     response::ok(&wire::IntentList {
         ok: true,
         intents: rows
@@ -143,11 +136,7 @@ pub async fn bulk_cancel(ctx: Ctx, body: Incoming) -> Result {
         })
     };
     if req.dry_run {
-        let outcome = ctx
-            .state
-            .store
-            .read(move |c| cleanup::run(c, &req, &access, &caller))
-            .await?;
+        let outcome = cleanup::dry_run(&ctx.state.store, &access, req, &caller).await?;
         return Ok(from_rendered(render(&outcome)?));
     }
     let scope = ctx.idempotency("POST /v1/intents/bulk-cancel".into(), &body)?;

@@ -37,7 +37,7 @@ pub async fn create(ctx: Ctx, body: Incoming) -> Result {
 
 pub async fn list(ctx: Ctx) -> Result {
     require_admin(&ctx.principal, ACTION)?;
-    let all = ctx.state.store.read(keys::list).await?;
+    let all = keys::list(&ctx.state.store).await?;
     response::ok(&wire::KeyList {
         ok: true,
         keys: all.iter().map(wire::Key::from_info).collect(),

@@ -56,12 +56,7 @@ pub async fn create(ctx: Ctx, body: Incoming) -> Result {
     let body = ctx.json(body).await?;
     let req = media::create_request(&body, settings(&ctx))?;
     let access = Access::of(&ctx.principal);
-    let s = settings(&ctx).clone();
-    let row = ctx
-        .state
-        .store
-        .write(move |c| media::create(c, &access, req, &s, clock::now()))
-        .await?;
+    let row = media::create(&ctx.state.store, &access, req, settings(&ctx)).await?;
     let url = content_url(&ctx, &row.upload_id);
     response::ok(&wire::Created::new(&row, url))
 }
@@ -95,12 +90,7 @@ pub async fn put(ctx: Ctx, mut body: Incoming) -> Result {
     };
     let i = id.clone();
     blocking(move || media::commit_file(&dir, &i, file)).await?;
-    let s = sha.clone();
-    let row = ctx
-        .state
-        .store
-        .write(move |c| media::received(c, &access, &id, total, &s, clock::now()))
-        .await?;
+    let row = media::received(&ctx.state.store, &access, &id, total, &sha).await?;
     response::ok(&wire::Received {
         ok: true,
         upload_id: &row.upload_id,
@@ -181,12 +171,7 @@ async fn writable_as_sent(
     access: &Access,
     id: &str,
 ) -> std::result::Result<crate::store::media::MediaRow, Error> {
-    let (a, i) = (access.clone(), id.to_string());
-    let row = ctx
-        .state
-        .store
-        .read(move |c| media::writable(c, &a, &i, clock::now()))
-        .await?;
+    let row = media::writable(&ctx.state.store, access, id).await?;
     let sent = ctx
         .headers
         .get(CONTENT_TYPE)
@@ -216,11 +201,7 @@ pub async fn finalize(ctx: Ctx, body: Incoming) -> Result {
     let body = ctx.json(body).await?;
     let req = media::finalize_request(&body)?;
     let access = Access::of(&ctx.principal);
-    let row = ctx
-        .state
-        .store
-        .write(move |c| media::finalize(c, &access, req, clock::now()))
-        .await?;
+    let row = media::finalize(&ctx.state.store, &access, req).await?;
     response::ok(&wire::Finalized::new(&row))
 }
 
@@ -228,11 +209,7 @@ pub async fn finalize(ctx: Ctx, body: Incoming) -> Result {
 pub async fn get(ctx: Ctx) -> Result {
     let id = upload_id(&ctx)?;
     let access = Access::of(&ctx.principal);
-    let row = ctx
-        .state
-        .store
-        .read(move |c| media::readable(c, &access, &id))
-        .await?;
+    let row = media::readable(&ctx.state.store, &access, &id).await?;
     let status = media::status_at(&row, clock::now());
     let download = (status == "ready").then(|| content_url(&ctx, &row.upload_id));
     response::ok(&wire::UploadEnvelope::new(&row, status, download))
@@ -242,11 +219,7 @@ pub async fn get(ctx: Ctx) -> Result {
 pub async fn download(ctx: Ctx) -> Result {
     let id = upload_id(&ctx)?;
     let access = Access::of(&ctx.principal);
-    let row = ctx
-        .state
-        .store
-        .read(move |c| media::readable(c, &access, &id))
-        .await?;
+    let row = media::readable(&ctx.state.store, &access, &id).await?;
     if row.status != "ready" {
         return Err(Error::conflict(
             "upload_not_ready",

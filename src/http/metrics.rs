@@ -45,7 +45,7 @@ pub async fn serve(state: &AppState) -> Result<Response<Body>, Error> {
     let mut out = Exposition::default();
     state.metrics.write(state.store.metrics(), &mut out);
     let now = crate::clock::now_ms();
-    let held = state.store.read(move |c| operator::gauges(c, now)).await?;
+    let held = operator::gauges(&state.store, now).await?;
 
     out.family(
         "axme_intents",

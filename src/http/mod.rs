@@ -329,7 +329,7 @@ async fn health(ctx: Ctx) -> Result<Response<Body>, Error> {
 
 /// The answer of `/health`, also given to connections past the cap (`connections`).
 pub(crate) async fn health_of(state: &AppState) -> Result<Response<Body>, Error> {
-    let schema_version = state.store.read(operator::schema_version).await?;
+    let schema_version = operator::schema_version(&state.store).await?;
     response::ok(&wire::Health {
         ok: true,
         status: "ok",

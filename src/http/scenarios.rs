@@ -12,7 +12,7 @@ use super::Ctx;
 use crate::model::builtin::WORKFLOW;
 use crate::service::access::Access;
 use crate::service::idempotency::{self, write_once, Rendered, Scope};
-use crate::service::{scenarios, workflow};
+use crate::service::{scenario_report, scenarios, workflow};
 use crate::Error;
 
 type Result = std::result::Result<Response<Body>, Error>;
@@ -38,11 +38,7 @@ pub async fn validate(ctx: Ctx, body: Incoming) -> Result {
 /// `axme.scenarios_validate` both answer.
 pub(crate) async fn validate_from(ctx: &Ctx, body: Value) -> std::result::Result<Value, Error> {
     let max = ctx.state.limits.max_payload_bytes;
-    let report = ctx
-        .state
-        .store
-        .read(move |c| scenarios::validate(c, &body, max))
-        .await?;
+    let report = scenario_report::validate(&ctx.state.store, body, max).await?;
     let (errors, error_details) = problems(&report.errors);
     let (warnings, warning_details) = problems(&report.warnings);
     Ok(json!({
@@ -148,14 +144,7 @@ pub(crate) async fn apply_from(
 pub async fn workflow(ctx: Ctx) -> Result {
     let id = request::intent_id(ctx.param(0))?;
     let access = Access::of(&ctx.principal);
-    let (row, runs) = ctx
-        .state
-        .store
-        .read(move |c| {
-            access.read(c, &id)?;
-            workflow::view(c, &id)
-        })
-        .await?;
+    let (row, runs) = workflow::view(&ctx.state.store, &access, &id).await?;
     let doc = |s: &Option<String>| {
         s.as_deref()
             .and_then(|s| serde_json::from_str::<Value>(s).ok())
@@ -167,7 +156,7 @@ pub async fn workflow(ctx: Ctx) -> Result {
         .map(|r| {
             json!({
                 "step_id": r.step_id,
-                "status": r.status,
+                "status": r.status.as_str(),
                 "step_intent_id": r.step_intent_id,
                 "result": doc(&r.result),
                 "started_at": r.started_at,

@@ -33,10 +33,6 @@ pub async fn upsert(ctx: Ctx, body: Incoming) -> Result {
 /// `GET /v1/schemas/{semantic_type}`.
 pub async fn get(ctx: Ctx) -> Result {
     let semantic_type = schemas::semantic_type("semantic_type", ctx.param(0))?;
-    let row = ctx
-        .state
-        .store
-        .read(move |c| schemas::get(c, &semantic_type))
-        .await?;
+    let row = schemas::get(&ctx.state.store, &semantic_type).await?;
     response::ok(&SchemaEnvelope::new(&row, true)?)
 }

@@ -59,11 +59,7 @@ pub async fn list(ctx: Ctx) -> Result {
         }
     }
     let access = Access::of(&ctx.principal);
-    let rows = ctx
-        .state
-        .store
-        .read(move |c| accounts::list(c, &access))
-        .await?;
+    let rows = accounts::list(&ctx.state.store, &access).await?;
     response::ok(&wire::List {
         ok: true,
         service_accounts: rows.iter().map(wire::ServiceAccount::from_row).collect(),
@@ -74,11 +70,7 @@ pub async fn list(ctx: Ctx) -> Result {
 pub async fn get(ctx: Ctx) -> Result {
     let id = account_id(ctx.param(0))?;
     let access = Access::of(&ctx.principal);
-    let row = ctx
-        .state
-        .store
-        .read(move |c| accounts::get(c, &access, &id))
-        .await?;
+    let row = accounts::get(&ctx.state.store, &access, &id).await?;
     response::ok(&wire::Envelope {
         ok: true,
         service_account: wire::ServiceAccount::from_row(&row),
@@ -90,14 +82,7 @@ pub async fn get(ctx: Ctx) -> Result {
 pub async fn delete(ctx: Ctx) -> Result {
     require_admin(&ctx.principal, ACTION)?;
     let id = account_id(ctx.param(0))?;
-    let deleted = ctx
-        .state
-        .store
-        .write(move |c| accounts::delete(c, &id))
-        .await?;
-    for key_id in &deleted.revoked_keys {
-        ctx.state.keys.remove(key_id);
-    }
+    let deleted = accounts::delete(&ctx.state.store, &ctx.state.keys, &id).await?;
     response::ok(&wire::Deleted {
         ok: true,
         service_account_id: &deleted.account.service_account_id,
@@ -124,19 +109,8 @@ pub async fn create_key(ctx: Ctx, body: Incoming) -> Result {
     }
     accounts::key_request(&body)?;
     let access = Access::of(&ctx.principal);
-    let read_id = id.clone();
-    let account = ctx
-        .state
-        .store
-        .read(move |c| accounts::get(c, &access, &read_id))
-        .await?;
-    let (key, token) = accounts::new_key(&account)?;
-    let stored = key.clone();
-    ctx.state
-        .store
-        .write(move |c| accounts::store_key(c, &id, &stored))
-        .await?;
-    ctx.state.keys.insert(&key.row, key.agents.clone());
+    let (account, key, token) =
+        accounts::mint_key(&ctx.state.store, &ctx.state.keys, &access, &id).await?;
     response::ok(&wire::KeyMinted::new(
         &account.service_account_id,
         &key,
@@ -149,13 +123,7 @@ pub async fn revoke_key(ctx: Ctx) -> Result {
     require_admin(&ctx.principal, ACTION)?;
     let id = account_id(ctx.param(0))?;
     let key_id = request::key_id(ctx.param(1))?;
-    let (account_id, revoke_id) = (id.clone(), key_id.clone());
-    let key = ctx
-        .state
-        .store
-        .write(move |c| accounts::revoke_key(c, &account_id, &revoke_id))
-        .await?;
-    ctx.state.keys.remove(&key_id);
+    let key = accounts::revoke_key(&ctx.state.store, &ctx.state.keys, &id, &key_id).await?;
     response::ok(&wire::KeyRevoked {
         ok: true,
         key: wire::RevokedKey {

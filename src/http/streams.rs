@@ -70,8 +70,7 @@ impl Source for IntentEvents {
         store: &Store,
         cursor: i64,
     ) -> Result<Option<(serde_json::Value, i64)>> {
-        let id = self.intent_id.clone();
-        let intent = store.read(move |c| intents::get(c, &id)).await?;
+        let intent = intents::current(store, &self.intent_id).await?;
         Ok((cursor > intent.last_seq).then(|| {
             (
                 json!({"reason": "cursor_ahead", "since": cursor, "latest": intent.last_seq}),
@@ -100,15 +99,7 @@ impl Source for IntentEvents {
 /// An intent's events after `cursor`, as frames.
 async fn read_intent_events(store: Store, id: String, cursor: i64) -> Result<Fetched> {
     {
-        let (terminal, rows) = store
-            .read(move |c| {
-                // Status first: once it reads terminal, every event is committed and the read
-                // below sees them all.
-                let terminal = intents::get(c, &id)?.status.is_terminal();
-                let rows = intents::events_since(c, &id, cursor)?;
-                Ok((terminal && rows.is_empty(), rows))
-            })
-            .await?;
+        let (terminal, rows) = intents::stream_page(&store, &id, cursor).await?;
         let frames = rows
             .iter()
             .map(|e| {
@@ -134,12 +125,8 @@ pub async fn intent_events_stream(ctx: Ctx) -> Result {
     let id = request::intent_id(ctx.param(0))?;
     let cursor = start_cursor(&ctx)?;
     let wait = wait_seconds(&ctx)?;
-    let check = id.clone();
     let access = Access::of(&ctx.principal);
-    ctx.state
-        .store
-        .read(move |c| access.read(c, &check))
-        .await?;
+    intents::read(&ctx.state.store, &access, &id).await?;
     sse::start(
         &ctx.state,
         IntentEvents {
@@ -164,11 +151,7 @@ pub async fn intent_events(ctx: Ctx) -> Result {
     let since = ctx.query.int("since", 0, i64::MAX)?.unwrap_or(0);
     let access = Access::of(&ctx.principal);
     if !access.is_admin() {
-        let check = id.clone();
-        ctx.state
-            .store
-            .read(move |c| access.read(c, &check))
-            .await?;
+        intents::read(&ctx.state.store, &access, &id).await?;
     }
     // Long polls woken by the same commit share one read (see `sse::SharedReads`).
     let shared = ctx.state.shared_events.clone();
@@ -177,11 +160,10 @@ pub async fn intent_events(ctx: Ctx) -> Result {
         async move {
             let key = format!("{id} {since} {}", store.commit_generation());
             let rows = shared
-                .fetch(key, || async move {
-                    store
-                        .read(move |c| intents::events_since(c, &id, since))
-                        .await
-                })
+                .fetch(
+                    key,
+                    || async move { intents::events(&store, &id, since).await },
+                )
                 .await?;
             Ok((!rows.is_empty()).then_some(rows))
         }
@@ -258,11 +240,14 @@ struct AgentFeed {
 
 impl AgentFeed {
     async fn page(&self, store: &Store, cursor: i64, limit: usize) -> Result<feed::FeedPage> {
-        let address = self.address.clone();
-        let statuses = self.statuses.clone();
-        store
-            .read(move |c| feed::agent_feed(c, &address, cursor, limit, statuses.as_deref()))
-            .await
+        feed::page(
+            store,
+            &self.address,
+            cursor,
+            limit,
+            self.statuses.as_deref(),
+        )
+        .await
     }
 
     /// The first hand-over of a submission marks its intent DELIVERED, and the items show it as
@@ -273,11 +258,7 @@ impl AgentFeed {
         if submitted.is_empty() {
             return;
         }
-        let (actor, via) = (self.actor.clone(), self.via);
-        match store
-            .write(move |c| feed::mark_delivered(c, &submitted, &actor, via))
-            .await
-        {
+        match feed::hand_over(store, submitted, &self.actor, self.via).await {
             Ok(after) => feed::show_handed_over(page, after),
             Err(e) => tracing::warn!(error = %e, "marking handed-over intents DELIVERED failed"),
         }
@@ -289,7 +270,7 @@ pub(super) async fn log_cursor_check(
     store: &Store,
     cursor: i64,
 ) -> Result<Option<(serde_json::Value, i64)>> {
-    let end = store.read(feed::log_end).await?;
+    let end = feed::end(store).await?;
     Ok((cursor > end).then(|| {
         (
             json!({"reason": "cursor_ahead", "since": cursor, "latest": end}),

@@ -13,7 +13,7 @@ use super::Ctx;
 use crate::clock;
 use crate::service::access::Access;
 use crate::service::idempotency::write_once;
-use crate::service::{auth, invites, users};
+use crate::service::{invites, users};
 use crate::Error;
 
 type Result = std::result::Result<Response<Body>, Error>;
@@ -26,12 +26,7 @@ pub async fn check_nick(ctx: Ctx) -> Result {
     })?;
     let raw = raw.to_string();
     let nick = users::nick("nick", &raw)?;
-    let n = nick.clone();
-    let available = ctx
-        .state
-        .store
-        .read(move |c| users::available(c, &n))
-        .await?;
+    let available = users::available(&ctx.state.store, &nick).await?;
     response::ok(&wire::NickCheck {
         ok: true,
         nick: &nick.display,
@@ -50,7 +45,7 @@ pub async fn register_nick(ctx: Ctx, body: Incoming) -> Result {
     let rendered = write_once(
         &ctx.state.store,
         scope,
-        move |c| users::register(c, &access, req),
+        move |c| users::register_in(c, &access, req),
         |u| response::render(&wire::User::from_row(u, UserShape::Registered)),
     )
     .await?;
@@ -98,11 +93,7 @@ pub async fn profile(ctx: Ctx) -> Result {
         })?;
     let owner = crate::service::validate::owner_address("owner_agent", raw)?;
     let access = Access::of(&ctx.principal);
-    let user = ctx
-        .state
-        .store
-        .read(move |c| users::profile_of(c, &access, &owner))
-        .await?;
+    let user = users::profile_of(&ctx.state.store, &access, &owner).await?;
     response::ok(&wire::User::from_row(&user, UserShape::Profile))
 }
 
@@ -127,12 +118,7 @@ pub async fn create_invite(ctx: Ctx, body: Incoming) -> Result {
     let req = invites::create_request(&body)?;
     let token = invites::new_token()?;
     let access = Access::of(&ctx.principal);
-    let t = token.clone();
-    let row = ctx
-        .state
-        .store
-        .write(move |c| invites::create(c, &access, req, &t, clock::now()))
-        .await?;
+    let row = invites::create(&ctx.state.store, &access, req, &token).await?;
     let url = format!("{}/v1/invites/{token}", ctx.state.public_url());
     response::ok(&wire::InviteCreated::new(&row, &token, url))
 }
@@ -156,8 +142,7 @@ pub async fn get_invite(ctx: Ctx) -> Result {
         }
         return Ok(resp);
     }
-    let t = token.clone();
-    let view = ctx.state.store.read(move |c| invites::get(c, &t)).await?;
+    let view = invites::get(&ctx.state.store, &token).await?;
     let status = invites::status(&view.invite, clock::now());
     response::ok(&wire::Invite::new(&view, &token, status))
 }
@@ -169,15 +154,6 @@ pub async fn accept_invite(ctx: Ctx, body: Incoming) -> Result {
     let body = ctx.json(body).await?;
     not_replayable(&ctx.headers, "POST /v1/invites/{token}/accept")?;
     let req = invites::accept_request(&body)?;
-    let api_key = auth::generate_key()?;
-    let t = token.clone();
-    let state = &ctx.state;
-    let accepted = state
-        .store
-        .write(move |c| invites::accept(c, &t, req, api_key, clock::now()))
-        .await?;
-    state
-        .keys
-        .insert(&accepted.key, vec![accepted.user.owner_agent.clone()]);
+    let accepted = invites::accept(&ctx.state.store, &ctx.state.keys, &token, req).await?;
     response::ok(&wire::InviteAccepted::new(&accepted, &token))
 }

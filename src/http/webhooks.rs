@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::response::{self, from_rendered, Body};
 use super::wire;
 use super::{request, Ctx};
-use crate::service::deliveries as domain;
+use crate::service::delivery_log;
 use crate::service::idempotency::{write_once, write_once_disclosing};
 use crate::service::subscriptions::{self, Counters};
 use crate::store::deliveries::ListFilter;
@@ -122,11 +122,7 @@ pub async fn upsert_subscription(ctx: Ctx, body: Incoming) -> Result {
 
 pub async fn list_subscriptions(ctx: Ctx) -> Result {
     let owner = scope(&ctx)?;
-    let rows = ctx
-        .state
-        .store
-        .read(move |c| subscriptions::list(c, owner.as_deref()))
-        .await?;
+    let rows = subscriptions::list(&ctx.state.store, owner.as_deref()).await?;
     #[derive(Serialize)]
     struct List<'a> {
         ok: bool,
@@ -148,11 +144,7 @@ pub async fn list_subscriptions(ctx: Ctx) -> Result {
 pub async fn delete_subscription(ctx: Ctx) -> Result {
     let id = crate::service::validate::uuid("subscription_id", ctx.param(0))?;
     let owner = scope(&ctx)?.filter(|_| !Access::of(&ctx.principal).is_admin());
-    let row = ctx
-        .state
-        .store
-        .write(move |c| subscriptions::delete(c, owner.as_deref(), &id))
-        .await?;
+    let row = subscriptions::delete(&ctx.state.store, owner.as_deref(), &id).await?;
     #[derive(Serialize)]
     struct Deleted<'a> {
         ok: bool,
@@ -215,12 +207,13 @@ pub async fn publish_event(ctx: Ctx, body: Incoming) -> Result {
 pub async fn replay_event(ctx: Ctx) -> Result {
     let id = crate::service::validate::uuid("event_id", ctx.param(0))?;
     let owner = scope(&ctx)?;
-    let policy = ctx.state.push_policy.clone();
-    let (event, counters) = ctx
-        .state
-        .store
-        .write(move |c| subscriptions::replay_event(c, owner.as_deref(), &id, &policy))
-        .await?;
+    let (event, counters) = subscriptions::replay_event(
+        &ctx.state.store,
+        owner.as_deref(),
+        &id,
+        &ctx.state.push_policy,
+    )
+    .await?;
     let now = clock::now_rfc3339();
     #[derive(Serialize)]
     struct Replayed<'a> {
@@ -279,30 +272,7 @@ pub async fn list_deliveries(ctx: Ctx) -> Result {
         limit: q.int("limit", 1, 200)?.unwrap_or(50) as usize,
     };
     let access = Access::of(&ctx.principal);
-    let (rows, next) = ctx
-        .state
-        .store
-        .read(move |c| {
-            // An agent key lists the deliveries of one intent it may see.
-            if !access.is_admin() {
-                match &filter.intent_id {
-                    Some(id) => {
-                        access.read(c, id)?;
-                    }
-                    None => access.require_filter(&[None], "listing deliveries")?,
-                }
-            }
-            let (mut rows, next) = domain::list(c, filter)?;
-            // Only pushes to the key's own agents and subscriptions (see `Access::delivery`).
-            let mut kept = Vec::with_capacity(rows.len());
-            for row in rows.drain(..) {
-                if access.delivery(c, &row.0).is_ok() {
-                    kept.push(row);
-                }
-            }
-            Ok((kept, next))
-        })
-        .await?;
+    let (rows, next) = delivery_log::list(&ctx.state.store, &access, filter).await?;
     #[derive(Serialize)]
     struct List<'a> {
         ok: bool,
@@ -322,15 +292,7 @@ pub async fn list_deliveries(ctx: Ctx) -> Result {
 pub async fn get_delivery(ctx: Ctx) -> Result {
     let id = ctx.param(0).to_string();
     let access = Access::of(&ctx.principal);
-    let (d, a) = ctx
-        .state
-        .store
-        .read(move |c| {
-            let (d, a) = domain::get_with_attempts(c, &id)?;
-            access.delivery(c, &d)?;
-            Ok((d, a))
-        })
-        .await?;
+    let (d, a) = delivery_log::get(&ctx.state.store, &access, &id).await?;
     response::ok(&wire::DeliveryEnvelope {
         ok: true,
         delivery: shown(&ctx, wire::Delivery::from_rows(&d, &a)),
@@ -340,16 +302,8 @@ pub async fn get_delivery(ctx: Ctx) -> Result {
 pub async fn replay_delivery(ctx: Ctx) -> Result {
     let id = ctx.param(0).to_string();
     let access = Access::of(&ctx.principal);
-    let policy = ctx.state.push_policy.clone();
-    let (d, a) = ctx
-        .state
-        .store
-        .write(move |c| {
-            access.delivery(c, &domain::get(c, &id)?)?;
-            domain::replay(c, &id, &policy)?;
-            domain::get_with_attempts(c, &id)
-        })
-        .await?;
+    let (d, a) =
+        delivery_log::replay(&ctx.state.store, &access, &id, &ctx.state.push_policy).await?;
     response::ok(&wire::DeliveryEnvelope {
         ok: true,
         delivery: shown(&ctx, wire::Delivery::from_rows(&d, &a)),

@@ -551,7 +551,7 @@ impl<'a> Thread<'a> {
             created_at: &t.created_at,
             updated_at: &t.updated_at,
             timeline,
-            role: &t.role,
+            role: t.role.as_str(),
             unread: v.unread(),
             read_at: t.read_at.as_deref(),
             intent_type: &i.intent_type,
@@ -594,7 +594,7 @@ impl<'a> Key<'a> {
         Key {
             key_id: &k.row.key_id,
             name: &k.row.name,
-            role: &k.row.role,
+            role: k.row.role.as_str(),
             agents: &k.agents,
             created_at: &k.row.created_at,
             revoked_at: k.row.revoked_at.as_deref(),

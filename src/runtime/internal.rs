@@ -467,7 +467,12 @@ fn settle(c: &crate::store::Tx, f: &Finished) -> Result<(), Error> {
                 let task: Value = serde_json::from_str(&task)?;
                 crate::store::intents::set_human_task_if_absent(c, &f.intent_id, &task)?;
             }
-            thread_hooks::open(c, &changed.intent, &owner, "approver")?;
+            thread_hooks::open(
+                c,
+                &changed.intent,
+                &owner,
+                crate::model::ThreadRole::Approver,
+            )?;
         }
     }
     Ok(())

@@ -3,10 +3,11 @@
 //! registry shows service accounts (`service_accounts`) as agents too: registered or not, each
 //! is the agent of its address.
 
-use crate::store::Tx;
+use crate::store::{Store, Tx};
 use base64::Engine;
 use serde_json::Value;
 
+use super::access::Access;
 use super::auth;
 use super::validate::{self, Fields};
 use crate::clock;
@@ -251,8 +252,22 @@ fn unregistered(account: &ServiceAccountRow) -> AgentRow {
     }
 }
 
-/// Every registered agent and every service account, by address.
-pub fn entries(conn: &Tx) -> Result<Vec<Entry>, Error> {
+/// The registry as `access` sees it: every registered agent and every service account of its
+/// addresses (all of them for an admin key), by address, at most `limit`.
+pub async fn entries(
+    store: &Store,
+    access: &Access,
+    limit: Option<usize>,
+) -> Result<Vec<Entry>, Error> {
+    let mut all = store.read(entries_in).await?;
+    all.retain(|e| access.owns(&e.agent.address));
+    if let Some(n) = limit {
+        all.truncate(n);
+    }
+    Ok(all)
+}
+
+fn entries_in(conn: &Tx) -> Result<Vec<Entry>, Error> {
     let mut accounts: std::collections::BTreeMap<String, ServiceAccountRow> =
         service_accounts::list(conn)?
             .into_iter()
@@ -273,8 +288,21 @@ pub fn entries(conn: &Tx) -> Result<Vec<Entry>, Error> {
     Ok(out)
 }
 
-/// The registry entry of one address: registered, or a service account; 404 otherwise.
-pub fn entry(conn: &Tx, address: &str) -> Result<Entry, Error> {
+/// The registry entry of one address: registered, or a service account; 404 otherwise, and for
+/// an agent key also when the address is not one of its own.
+pub async fn entry(store: &Store, access: &Access, address: &str) -> Result<Entry, Error> {
+    if !access.owns(address) {
+        // Another key's agent does not exist for this one.
+        return Err(Error::NotFound {
+            what: "agent",
+            id: address.to_string(),
+        });
+    }
+    let address = address.to_string();
+    store.read(move |c| entry_in(c, &address)).await
+}
+
+fn entry_in(conn: &Tx, address: &str) -> Result<Entry, Error> {
     let account = service_accounts::get_by_address(conn, address)?;
     let agent = match (agents::get(conn, address)?, &account) {
         (Some(agent), _) => agent,
@@ -291,7 +319,13 @@ pub fn entry(conn: &Tx, address: &str) -> Result<Entry, Error> {
 
 /// Retires an agent; intents already addressed to it stay, and the address becomes a pull
 /// agent again.
-pub fn retire(conn: &Tx, address: &str) -> Result<(), Error> {
+pub async fn retire(store: &Store, access: &Access, address: &str) -> Result<(), Error> {
+    access.require(address, "retiring")?;
+    let address = address.to_string();
+    store.write(move |c| retire_in(c, &address)).await
+}
+
+fn retire_in(conn: &Tx, address: &str) -> Result<(), Error> {
     if agents::delete(conn, address)? {
         Ok(())
     } else {

@@ -11,6 +11,7 @@ use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::clock;
+use crate::model::KeyRole;
 use crate::store::{keys, Store};
 use crate::Error;
 
@@ -20,8 +21,8 @@ pub struct Principal {
     pub key_id: String,
     /// The key's name; also the caller's default agent name (`agent://<name>`).
     pub name: String,
-    /// `admin` or `agent` (see `service::keys::Role`).
-    pub role: String,
+    /// What the key may do; `None` for the anonymous caller of a public route.
+    pub role: Option<KeyRole>,
     /// The agents an `agent` key acts for (empty for admin keys).
     pub agents: Vec<String>,
 }
@@ -33,7 +34,7 @@ impl Principal {
         Principal {
             key_id: String::new(),
             name: String::new(),
-            role: String::new(),
+            role: None,
             agents: Vec::new(),
         }
     }
@@ -48,7 +49,7 @@ impl Principal {
     }
 
     pub fn is_admin(&self) -> bool {
-        self.role == "admin"
+        self.role == Some(KeyRole::Admin)
     }
 }
 
@@ -90,7 +91,7 @@ impl Keys {
                 Arc::new(Principal {
                     key_id: r.key_id.clone(),
                     name: r.name.clone(),
-                    role: r.role.clone(),
+                    role: Some(r.role),
                     agents,
                 }),
             );
@@ -239,7 +240,7 @@ pub async fn bootstrap(store: &Store, given: Option<&str>) -> Result<Bootstrap, 
                     key_id: uuid::Uuid::new_v4().to_string(),
                     key_hash: hash_key(&key).to_vec(),
                     name: "admin".into(),
-                    role: "admin".into(),
+                    role: KeyRole::Admin,
                     created_at: clock::now_rfc3339(),
                     revoked_at: None,
                 },

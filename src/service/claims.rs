@@ -6,9 +6,10 @@
 
 use std::time::Duration;
 
-use crate::store::Tx;
+use crate::store::{Store, Tx};
 use serde_json::{json, Value};
 
+use super::access::Access;
 use super::effects::{self, transition};
 use super::history::{Change, Changed};
 use super::intents;
@@ -372,6 +373,75 @@ fn backoff(attempt: i64) -> Duration {
         Duration::from_secs(1u64 << attempt.clamp(0, 20).saturating_sub(1)).min(MAX_NACK_DELAY);
     let jitter = 0.8 + 0.4 * (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
     base.mul_f64(jitter)
+}
+
+// --- The operations of the HTTP API, each in its own read or transaction ------------------
+
+/// One claim attempt for `agent` (whose work the caller was allowed to claim): what it took.
+pub async fn take(
+    store: &Store,
+    agent: &str,
+    req: ClaimRequest,
+    actor: &str,
+) -> Result<Vec<Claim>, Error> {
+    let (agent, actor) = (agent.to_string(), actor.to_string());
+    store.write(move |c| claim(c, &agent, req, &actor)).await
+}
+
+/// When the next intent of `agent` held back by a nack delay becomes claimable (ms).
+pub async fn next_available(store: &Store, agent: &str) -> Result<Option<i64>, Error> {
+    let agent = agent.to_string();
+    store.read(move |c| next_available_ms(c, &agent)).await
+}
+
+/// [`ack`] by a caller that may handle the lease's intent (404 otherwise).
+pub async fn ack_now(
+    store: &Store,
+    access: &Access,
+    token: &str,
+    req: AckRequest,
+    actor: &str,
+) -> Result<Changed, Error> {
+    let (access, token, actor) = (access.clone(), token.to_string(), actor.to_string());
+    store
+        .write(move |c| {
+            access.lease(c, &token)?;
+            ack(c, &token, req, &actor)
+        })
+        .await
+}
+
+/// [`nack`] by a caller that may handle the lease's intent (404 otherwise).
+pub async fn nack_now(
+    store: &Store,
+    access: &Access,
+    token: &str,
+    req: NackRequest,
+    actor: &str,
+) -> Result<Changed, Error> {
+    let (access, token, actor) = (access.clone(), token.to_string(), actor.to_string());
+    store
+        .write(move |c| {
+            access.lease(c, &token)?;
+            nack(c, &token, req, &actor)
+        })
+        .await
+}
+
+/// [`extend`] by a caller that may handle the lease's intent (404 otherwise).
+pub async fn extend_now(
+    store: &Store,
+    access: &Access,
+    token: &str,
+    lease_seconds: i64,
+) -> Result<(LeaseRow, IntentRow), Error> {
+    let (access, token) = (access.clone(), token.to_string());
+    store
+        .write(move |c| {
+            access.lease(c, &token)?;
+            extend(c, &token, lease_seconds)
+        })
+        .await
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use super::validate::Fields;
 use crate::clock;
 use crate::model::Status;
 use crate::store::intents as stored;
-use crate::store::Tx;
+use crate::store::{Store, Tx};
 use crate::Error;
 
 /// The most intents one bulk cancel reaches (the CLI asks for 500 by default).
@@ -99,6 +99,17 @@ fn live_statuses() -> Vec<Status> {
 pub struct Outcome {
     pub dry_run: bool,
     pub intent_ids: Vec<String>,
+}
+
+/// A dry run: the stale intents the caller may cancel, read at once (nothing changes).
+pub async fn dry_run(
+    store: &Store,
+    access: &Access,
+    req: BulkCancel,
+    caller: &str,
+) -> Result<Outcome, Error> {
+    let (access, caller) = (access.clone(), caller.to_string());
+    store.read(move |c| run(c, &req, &access, &caller)).await
 }
 
 /// Finds the stale intents the caller may cancel and, unless `dry_run`, cancels them.

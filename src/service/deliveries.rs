@@ -232,17 +232,17 @@ fn handler_delivered(
         return Ok(None);
     };
     let reply = reply.cloned().unwrap_or_default();
-    let applied = match status {
-        "COMPLETED" | "FAILED" | "CANCELED" => {
+    let applied = match Status::parse(status) {
+        Some(s @ (Status::Completed | Status::Failed | Status::Canceled)) => {
             let req = super::requests::resolve(&json!({
                 "status": status,
-                "result": reply.get("result").cloned().or_else(|| (status == "COMPLETED").then(|| json!({}))),
-                "error": reply.get("error").cloned().or_else(|| (status == "FAILED").then(|| json!({"code": "handler_failed"}))),
-                "reason": reply.get("reason").cloned().or_else(|| (status == "CANCELED").then(|| json!("canceled by the handler"))),
+                "result": reply.get("result").cloned().or_else(|| (s == Status::Completed).then(|| json!({}))),
+                "error": reply.get("error").cloned().or_else(|| (s == Status::Failed).then(|| json!({"code": "handler_failed"}))),
+                "reason": reply.get("reason").cloned().or_else(|| (s == Status::Canceled).then(|| json!("canceled by the handler"))),
             }));
             req.and_then(|r| intents::resolve(conn, &intent.intent_id, r, &actor, None))
         }
-        "IN_PROGRESS" | "WAITING" => {
+        Some(Status::InProgress | Status::Waiting) => {
             let mut body = json!({"status": status});
             if let Some(w) = reply.get("waiting_reason") {
                 body["waiting_reason"] = w.clone();
@@ -250,10 +250,10 @@ fn handler_delivered(
             super::requests::progress(&body)
                 .and_then(|p| intents::progress(conn, &intent.intent_id, p, &actor, None))
         }
-        "ACKNOWLEDGED" => intents::ack(conn, &intent.intent_id, None, &actor, None),
-        other => {
+        Some(Status::Acknowledged) => intents::ack(conn, &intent.intent_id, None, &actor, None),
+        _ => {
             return Ok(Some(format!(
-                "the reply's status {other:?} was not applied: use COMPLETED, FAILED, CANCELED, \
+                "the reply's status {status:?} was not applied: use COMPLETED, FAILED, CANCELED, \
                  IN_PROGRESS, WAITING or ACKNOWLEDGED"
             )))
         }

@@ -175,7 +175,7 @@ fn complete(
         created_at: event.at.clone(),
     };
     completions::insert(tx, &row)?;
-    thread_hooks::open(tx, intent, reply_to, "reply_to")?;
+    thread_hooks::open(tx, intent, reply_to, crate::model::ThreadRole::ReplyTo)?;
     Ok(Some(row))
 }
 
@@ -288,16 +288,16 @@ mod tests {
         );
         let thread = |owner: &str, id: &str| threads::get(&tx, owner, id).expect("read");
         assert_eq!(
-            thread(HANDLER, &to_inbox.intent_id).map(|t| t.role),
-            Some("handler".into())
+            thread(HANDLER, &to_inbox.intent_id).map(|t| t.role.as_str()),
+            Some("handler")
         );
         assert_eq!(
-            thread("agent://test/person", &task.intent_id).map(|t| t.role),
-            Some("task".into())
+            thread("agent://test/person", &task.intent_id).map(|t| t.role.as_str()),
+            Some("task")
         );
         assert_eq!(
-            thread("agent://test/peer", &task.intent_id).map(|t| t.role),
-            Some("task".into())
+            thread("agent://test/peer", &task.intent_id).map(|t| t.role.as_str()),
+            Some("task")
         );
         assert!(
             thread("agent://test/back", &task.intent_id).is_none(),
@@ -315,8 +315,8 @@ mod tests {
             ("agent://test/back", "CANCELED")
         );
         assert_eq!(
-            thread("agent://test/back", &task.intent_id).map(|t| t.role),
-            Some("reply_to".into())
+            thread("agent://test/back", &task.intent_id).map(|t| t.role.as_str()),
+            Some("reply_to")
         );
     }
 

@@ -10,7 +10,7 @@ use crate::clock;
 use crate::model::{Status, WaitingReason};
 use crate::store::intents;
 use crate::store::mail::{self, LinkRow};
-use crate::store::Tx;
+use crate::store::{Store, Tx};
 use crate::Error;
 
 /// Where a link stands.
@@ -50,8 +50,13 @@ fn find(conn: &Tx, token: &str) -> Result<LinkRow, Error> {
     mail::link(conn, &auth::hash_key(token))?.ok_or_else(not_found)
 }
 
+/// The page of a link, in a read of its own.
+pub async fn view(store: &Store, token: String) -> Result<LinkView, Error> {
+    store.read(move |c| view_in(c, &token)).await
+}
+
 /// The page of a link.
-pub fn view(conn: &Tx, token: &str) -> Result<LinkView, Error> {
+fn view_in(conn: &Tx, token: &str) -> Result<LinkView, Error> {
     let link = find(conn, token)?;
     let intent = intents::get(conn, &link.intent_id)?.ok_or_else(|| Error::NotFound {
         what: "intent",
@@ -86,13 +91,24 @@ pub fn view(conn: &Tx, token: &str) -> Result<LinkView, Error> {
 /// `form_schema` and `allowed_outcomes` as any `task_result` is), as `mailto:<address>`, and
 /// answers whether it did with the page after. A link that may not decide answers its page
 /// unchanged; a refused form is the resume's 422, and the link stays unused.
-pub fn decide(
+pub async fn decide(
+    store: &Store,
+    token: String,
+    outcome: String,
+    form: Map<String, Value>,
+) -> Result<(bool, LinkView), Error> {
+    store
+        .write(move |c| decide_in(c, &token, &outcome, form))
+        .await
+}
+
+fn decide_in(
     conn: &Tx,
     token: &str,
     outcome: &str,
     form: Map<String, Value>,
 ) -> Result<(bool, LinkView), Error> {
-    let page = view(conn, token)?;
+    let page = view_in(conn, token)?;
     if page.state != LinkState::Open {
         return Ok((false, page));
     }
@@ -104,5 +120,5 @@ pub fn decide(
     if !mail::use_link(conn, &auth::hash_key(token), &clock::now_rfc3339())? {
         return Err(Error::conflict("link_used", "the link was used meanwhile"));
     }
-    Ok((true, view(conn, token)?))
+    Ok((true, view_in(conn, token)?))
 }

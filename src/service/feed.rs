@@ -8,9 +8,10 @@
 //! DELIVERED, CREATED and IN_PROGRESS). Items whose intent is terminal are left out unless a
 //! `status` filter names their status, as the AXME SDK documents for `listen()`.
 
-use crate::store::Tx;
+use crate::store::{Store, Tx};
 use serde_json::json;
 
+use super::access::Access;
 use super::effects::transition;
 use super::history::Change;
 use crate::model::Status;
@@ -141,6 +142,80 @@ pub fn firehose(
 /// The newest event id (the end of the log), to tell a cursor from the future.
 pub fn log_end(conn: &Tx) -> Result<i64, Error> {
     events::max_event_id(conn)
+}
+
+// --- The reads and the hand-over of the pull bindings, each in its own read or transaction --
+
+/// One page of the agent feed of `address` (see [`agent_feed`]), read at once.
+pub async fn page(
+    store: &Store,
+    address: &str,
+    after: i64,
+    limit: usize,
+    statuses: Option<&[Status]>,
+) -> Result<FeedPage, Error> {
+    let (address, statuses) = (address.to_string(), statuses.map(<[Status]>::to_vec));
+    store
+        .read(move |c| agent_feed(c, &address, after, limit, statuses.as_deref()))
+        .await
+}
+
+/// Marks the submissions a page handed over DELIVERED (see [`mark_delivered`]), in one write.
+pub async fn hand_over(
+    store: &Store,
+    intent_ids: Vec<String>,
+    actor: &str,
+    via: &'static str,
+) -> Result<Vec<IntentRow>, Error> {
+    let actor = actor.to_string();
+    store
+        .write(move |c| mark_delivered(c, &intent_ids, &actor, via))
+        .await
+}
+
+/// One page of the firehose after `after` (see [`firehose`]), read at once.
+pub async fn firehose_page(
+    store: &Store,
+    after: i64,
+    filter: FirehoseFilter,
+    limit: usize,
+) -> Result<Vec<EventRow>, Error> {
+    store
+        .read(move |c| firehose(c, after, &filter, limit))
+        .await
+}
+
+/// The end of the log (see [`log_end`]).
+pub async fn end(store: &Store) -> Result<i64, Error> {
+    store.read(log_end).await
+}
+
+/// Whether the caller may follow events with this filter (see `Access::observe`).
+pub async fn may_follow(
+    store: &Store,
+    access: &Access,
+    to_agent: Option<&str>,
+    intent_id: Option<&str>,
+) -> Result<(), Error> {
+    if access.is_admin() {
+        return Ok(());
+    }
+    let (access, to_agent, intent_id) = (
+        access.clone(),
+        to_agent.map(str::to_string),
+        intent_id.map(str::to_string),
+    );
+    store
+        .read(move |c| {
+            access.observe(
+                c,
+                to_agent.as_deref(),
+                intent_id.as_deref(),
+                "following the events of",
+                "following the event stream",
+            )
+        })
+        .await
 }
 
 #[cfg(test)]

@@ -14,16 +14,17 @@
 //! `resume` (AXME) lets the handler continue it. The task's `allowed_outcomes` and
 //! `required_comment` hold for the decisions as for `resume`.
 
-use crate::store::Tx;
+use crate::store::{Store, Tx};
 use serde_json::{json, Value};
 
 use super::effects;
 use super::history::{Change, Changed};
 use super::inbox_view::{find, hidden_for, not_found, view, ThreadView};
 use super::intents as ops;
-use super::thread_hooks::{offer, open, TASK_ROLES};
+use super::thread_hooks::{offer, open};
 use crate::clock;
-use crate::model::{Status, WaitingReason};
+pub use crate::model::Decision;
+use crate::model::{Status, ThreadRole, WaitingReason};
 use crate::store::intents::IntentRow;
 use crate::store::threads::{self, MessageRow};
 use crate::Error;
@@ -133,43 +134,19 @@ pub fn delegate(
         &t.owner_agent,
         details,
     )?;
-    let role = if TASK_ROLES.contains(&t.role.as_str()) {
-        "delegate"
+    let role = if t.role.is_task() {
+        ThreadRole::Delegate
     } else {
-        "handler"
+        ThreadRole::Handler
     };
     open(conn, &intent, delegate_to, role)?;
-    if TASK_ROLES.contains(&t.role.as_str()) {
+    if t.role.is_task() {
         // The task is handed off: it leaves the delegator's tasks, and only the delegate (or
         // an admin) decides it now. The delegator keeps the thread and its history.
-        threads::set_role(conn, &t.owner_agent, thread_id, "delegated")?;
+        threads::set_role(conn, &t.owner_agent, thread_id, ThreadRole::Delegated)?;
     }
     let t = threads::get(conn, &t.owner_agent, thread_id)?.ok_or_else(|| not_found(thread_id))?;
     view(conn, t)
-}
-
-/// An approve or reject decision on a human task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Approve,
-    Reject,
-}
-
-impl Decision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::Approve => "approve",
-            Decision::Reject => "reject",
-        }
-    }
-
-    /// The spellings a task's `allowed_outcomes` may use for this decision.
-    fn outcomes(self) -> [&'static str; 2] {
-        match self {
-            Decision::Approve => ["approve", "approved"],
-            Decision::Reject => ["reject", "rejected"],
-        }
-    }
 }
 
 /// What a decision wrote.
@@ -179,6 +156,31 @@ pub struct Decided {
     pub decision: Decision,
     pub comment: Option<String>,
     pub decided_at: String,
+}
+
+/// [`decide`] in a write of its own.
+pub async fn decide_now(
+    store: &Store,
+    owner: Option<&str>,
+    operator: bool,
+    thread_id: &str,
+    decision: Decision,
+    comment: Option<&str>,
+) -> Result<Decided, Error> {
+    let (owner, id) = (owner.map(str::to_string), thread_id.to_string());
+    let comment = comment.map(str::to_string);
+    store
+        .write(move |c| {
+            decide(
+                c,
+                owner.as_deref(),
+                operator,
+                &id,
+                decision,
+                comment.as_deref(),
+            )
+        })
+        .await
 }
 
 /// Approves or rejects a waiting human task: approve completes the intent with the decision as
@@ -195,7 +197,7 @@ pub fn decide(
     comment: Option<&str>,
 ) -> Result<Decided, Error> {
     let t = find(conn, owner, thread_id, true)?;
-    if owner.is_some() && !operator && t.role == "delegated" {
+    if owner.is_some() && !operator && t.role == ThreadRole::Delegated {
         return Err(Error::Forbidden {
             reason: format!(
                 "{} delegated this task; only the delegate (or an admin) decides it now",
@@ -371,7 +373,7 @@ pub fn delete_messages(
                 threads::touch_intent(conn, thread_id, &now)?;
             }
             DeleteMode::OwnerOnly => {
-                threads::open(conn, &me, thread_id, &t.role, &now)?;
+                threads::open(conn, &me, thread_id, t.role, &now)?;
             }
         }
     }

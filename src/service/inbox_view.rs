@@ -5,11 +5,11 @@
 use serde_json::{json, Value};
 
 use super::intents as ops;
-use super::thread_hooks::{thread_status, TASK_ROLES};
+use super::thread_hooks::thread_status;
 use crate::store::events::{self, EventRow};
 use crate::store::intents::IntentRow;
 use crate::store::threads::{self, MessageRow, ThreadRow};
-use crate::store::Tx;
+use crate::store::{Store, Tx};
 use crate::Error;
 
 /// The most threads one listing returns.
@@ -84,7 +84,7 @@ pub fn find(
             let all = threads::for_intent(conn, thread_id)?;
             let pick = if task {
                 all.iter()
-                    .rposition(|t| TASK_ROLES.contains(&t.role.as_str()))
+                    .rposition(|t| t.role.is_task())
                     .map(|i| all[i].clone())
             } else {
                 None
@@ -97,7 +97,19 @@ pub fn find(
 
 /// `GET /v1/inbox`: the owner's threads (or everyone's, for an admin without a scope), most
 /// recently changed first, optionally only those with a thread status.
-pub fn list(
+pub async fn list(
+    store: &Store,
+    owner: Option<&str>,
+    status: Option<&str>,
+    limit: usize,
+) -> Result<Vec<ThreadView>, Error> {
+    let (owner, status) = (owner.map(str::to_string), status.map(str::to_string));
+    store
+        .read(move |c| list_in(c, owner.as_deref(), status.as_deref(), limit))
+        .await
+}
+
+fn list_in(
     conn: &Tx,
     owner: Option<&str>,
     status: Option<&str>,
@@ -128,7 +140,19 @@ pub fn list(
 
 /// `GET /v1/inbox/changes`: threads changed after `cursor`, oldest change first, each at its
 /// latest state, with the cursor of each and whether more follow.
-pub fn changes(
+pub async fn changes(
+    store: &Store,
+    owner: Option<&str>,
+    cursor: i64,
+    limit: usize,
+) -> Result<(Vec<(i64, ThreadView)>, bool), Error> {
+    let owner = owner.map(str::to_string);
+    store
+        .read(move |c| changes_in(c, owner.as_deref(), cursor, limit))
+        .await
+}
+
+fn changes_in(
     conn: &Tx,
     owner: Option<&str>,
     cursor: i64,
@@ -144,8 +168,32 @@ pub fn changes(
     Ok((out, more))
 }
 
-/// `GET /v1/me/tasks`: threads of the owner whose intent waits for a person.
-pub fn tasks(conn: &Tx, owner: Option<&str>) -> Result<Vec<ThreadView>, Error> {
+/// `GET /v1/inbox/{thread_id}`: one thread of the owner scope (see [`find`]), with its timeline.
+pub async fn thread(
+    store: &Store,
+    owner: Option<&str>,
+    thread_id: &str,
+) -> Result<ThreadView, Error> {
+    let (owner, id) = (owner.map(str::to_string), thread_id.to_string());
+    store
+        .read(move |c| view(c, find(c, owner.as_deref(), &id, false)?))
+        .await
+}
+
+/// `GET /v1/me/tasks`: threads of the owner whose intent waits for a person; without an owner
+/// scope (an admin key), every owner's, one per intent.
+pub async fn tasks(store: &Store, owner: Option<&str>) -> Result<Vec<ThreadView>, Error> {
+    let all = owner.is_none();
+    let owner = owner.map(str::to_string);
+    let mut views = store.read(move |c| tasks_in(c, owner.as_deref())).await?;
+    if all {
+        let mut seen = std::collections::HashSet::new();
+        views.retain(|v| seen.insert(v.intent.intent_id.clone()));
+    }
+    Ok(views)
+}
+
+fn tasks_in(conn: &Tx, owner: Option<&str>) -> Result<Vec<ThreadView>, Error> {
     threads::pending_tasks(conn, owner, LIST_MAX)?
         .into_iter()
         .map(|t| view(conn, t))
@@ -182,7 +230,12 @@ mod tests {
     fn ids(views: &[ThreadView]) -> Vec<(String, String)> {
         views
             .iter()
-            .map(|v| (v.thread.owner_agent.clone(), v.thread.role.clone()))
+            .map(|v| {
+                (
+                    v.thread.owner_agent.clone(),
+                    v.thread.role.as_str().to_string(),
+                )
+            })
             .collect()
     }
 
@@ -192,7 +245,7 @@ mod tests {
         let tx = Tx::sqlite(&conn);
         let id = task(&tx, json!({}));
         assert_eq!(
-            ids(&tasks(&tx, Some(HANDLER)).expect("tasks")),
+            ids(&tasks_in(&tx, Some(HANDLER)).expect("tasks")),
             [(HANDLER.into(), "task".into())]
         );
         let v = inbox::delegate(&tx, Some(HANDLER), &id, BOB, Some("yours")).expect("delegated");
@@ -200,9 +253,9 @@ mod tests {
             (v.thread.role.as_str(), v.intent.to_agent.as_str()),
             ("delegated", BOB)
         );
-        assert!(tasks(&tx, Some(HANDLER)).expect("tasks").is_empty());
+        assert!(tasks_in(&tx, Some(HANDLER)).expect("tasks").is_empty());
         assert_eq!(
-            ids(&tasks(&tx, None).expect("all tasks")),
+            ids(&tasks_in(&tx, None).expect("all tasks")),
             [(BOB.into(), "delegate".into())]
         );
         let e = inbox::decide(&tx, Some(HANDLER), false, &id, Decision::Approve, None)
@@ -244,25 +297,25 @@ mod tests {
         testing::agent(&tx, HANDLER, "inbox");
         let first = testing::intent(&tx, json!({})).intent_id;
         let second = task(&tx, json!({}));
-        let (all, more) = changes(&tx, Some(HANDLER), 0, 10).expect("changes");
+        let (all, more) = changes_in(&tx, Some(HANDLER), 0, 10).expect("changes");
         assert_eq!((all.len(), more), (2, false));
-        let (page, more) = changes(&tx, Some(HANDLER), 0, 1).expect("page");
+        let (page, more) = changes_in(&tx, Some(HANDLER), 0, 1).expect("page");
         assert_eq!(
             (page[0].1.thread.intent_id.as_str(), more),
             (first.as_str(), true)
         );
         inbox::read(&tx, Some(HANDLER), &first).expect("read");
-        let (after, _) = changes(&tx, Some(HANDLER), all[1].0, 10).expect("after");
+        let (after, _) = changes_in(&tx, Some(HANDLER), all[1].0, 10).expect("after");
         assert_eq!((after.len(), after[0].1.unread()), (1, false));
         crate::service::intents::ack(&tx, &first, None, HANDLER, None).expect("ack");
-        let (after, _) = changes(&tx, Some(HANDLER), all[1].0, 10).expect("after");
+        let (after, _) = changes_in(&tx, Some(HANDLER), all[1].0, 10).expect("after");
         assert_eq!(
             (after.len(), after[0].1.unread()),
             (1, true),
             "once, at its latest change"
         );
         assert_eq!(after[0].1.status(), "active");
-        let pending = list(&tx, Some(HANDLER), Some("pending"), 10).expect("pending");
+        let pending = list_in(&tx, Some(HANDLER), Some("pending"), 10).expect("pending");
         assert_eq!(
             pending
                 .iter()
@@ -270,7 +323,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             [&second]
         );
-        assert_eq!(list(&tx, Some(BOB), None, 10).expect("bob's").len(), 0);
+        assert_eq!(list_in(&tx, Some(BOB), None, 10).expect("bob's").len(), 0);
         let e = find(&tx, Some(BOB), &first, false).expect_err("not bob's");
         assert_eq!(e.code(), "thread_not_found");
     }

@@ -5,6 +5,7 @@
 
 use serde_json::{json, Value};
 
+use super::access::Access;
 use super::effects::{self, transition};
 use super::history::{self, Change, Changed, Created};
 use super::requests::{CreateIntent, Progress, Resolve};
@@ -12,7 +13,7 @@ use crate::clock;
 use crate::model::{Status, WaitingReason};
 use crate::store::events::{self, EventRow};
 use crate::store::intents::{self, IntentRow, ListFilter};
-use crate::store::Tx;
+use crate::store::{Store, Tx};
 use crate::Error;
 
 /// The most events one page of `GET /v1/intents/{id}/events` returns.
@@ -128,8 +129,27 @@ pub fn get(conn: &Tx, intent_id: &str) -> Result<IntentRow, Error> {
     })
 }
 
-/// One page of the intent listing, newest first, and the cursor of the next page.
-pub fn list(conn: &Tx, mut filter: ListFilter) -> Result<(Vec<IntentRow>, Option<i64>), Error> {
+/// The intent with this id as `access` sees it: 404 when there is none or the key may not see it.
+pub async fn read(store: &Store, access: &Access, intent_id: &str) -> Result<IntentRow, Error> {
+    let (access, id) = (access.clone(), intent_id.to_string());
+    store.read(move |c| access.read(c, &id)).await
+}
+
+/// One page of the intent listing, newest first, and the cursor of the next page; an agent key
+/// lists only by one of its own addresses (`to_agent` or `from_agent`).
+pub async fn list(
+    store: &Store,
+    access: &Access,
+    filter: ListFilter,
+) -> Result<(Vec<IntentRow>, Option<i64>), Error> {
+    access.require_filter(
+        &[filter.to_agent.as_deref(), filter.from_agent.as_deref()],
+        "listing intents",
+    )?;
+    store.read(move |c| list_in(c, filter)).await
+}
+
+fn list_in(conn: &Tx, mut filter: ListFilter) -> Result<(Vec<IntentRow>, Option<i64>), Error> {
     let limit = filter.limit;
     filter.limit = limit + 1;
     let mut rows = intents::list(conn, &filter)?;
@@ -142,6 +162,36 @@ pub fn list(conn: &Tx, mut filter: ListFilter) -> Result<(Vec<IntentRow>, Option
     Ok((rows, next))
 }
 
+/// The intent with this id as it is now, or 404 (a stream already allowed to read it).
+pub async fn current(store: &Store, intent_id: &str) -> Result<IntentRow, Error> {
+    let id = intent_id.to_string();
+    store.read(move |c| get(c, &id)).await
+}
+
+/// An intent's stream page: its events after `cursor`, and whether the stream has ended (the
+/// intent is terminal and nothing is left to send). The status is read first: once it reads
+/// terminal, every event is committed and the read of the events sees them all.
+pub async fn stream_page(
+    store: &Store,
+    intent_id: &str,
+    cursor: i64,
+) -> Result<(bool, Vec<EventRow>), Error> {
+    let id = intent_id.to_string();
+    store
+        .read(move |c| {
+            let terminal = get(c, &id)?.status.is_terminal();
+            let rows = events_since(c, &id, cursor)?;
+            Ok((terminal && rows.is_empty(), rows))
+        })
+        .await
+}
+
+/// The events of an intent after `since` (404 if the intent does not exist), read at once.
+pub async fn events(store: &Store, intent_id: &str, since: i64) -> Result<Vec<EventRow>, Error> {
+    let id = intent_id.to_string();
+    store.read(move |c| events_since(c, &id, since)).await
+}
+
 /// The events of an intent after `since` (404 if the intent does not exist).
 pub fn events_since(conn: &Tx, intent_id: &str, since: i64) -> Result<Vec<EventRow>, Error> {
     let rows = events::list_for_intent(conn, intent_id, since, EVENTS_PAGE_MAX)?;
@@ -150,6 +200,26 @@ pub fn events_since(conn: &Tx, intent_id: &str, since: i64) -> Result<Vec<EventR
         get(conn, intent_id)?;
     }
     Ok(rows)
+}
+
+/// [`resolve`] in a write of its own, by a caller that may handle the intent (the sender may
+/// cancel its own).
+pub async fn resolve_now(
+    store: &Store,
+    access: &Access,
+    intent_id: &str,
+    req: Resolve,
+    caller: &str,
+    by: Option<&str>,
+) -> Result<Changed, Error> {
+    let (access, id, caller) = (access.clone(), intent_id.to_string(), caller.to_string());
+    let by = by.map(str::to_string);
+    store
+        .write(move |c| {
+            access.handle(c, &id, req.status == Status::Canceled)?;
+            resolve(c, &id, req, &caller, by.as_deref())
+        })
+        .await
 }
 
 /// Records who really made a change requested with an agent key (`by`, its address): an

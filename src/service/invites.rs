@@ -18,7 +18,7 @@ use super::validate::{self, Fields};
 use crate::clock;
 use crate::store::keys::{self, KeyRow};
 use crate::store::users::{self as store, InviteRow, UserRow};
-use crate::store::Tx;
+use crate::store::{Store, Tx};
 use crate::Error;
 
 /// Default and bounds of `ttl_seconds` (the AXP schema's: one minute to 14 days).
@@ -113,8 +113,21 @@ fn not_found(token: &str) -> Error {
     }
 }
 
-/// Creates an invite from `owner_agent` (which an agent key must act for).
-pub fn create(
+/// Creates an invite of `token` (made by [`new_token`]) from `owner_agent`, which an agent key
+/// must act for.
+pub async fn create(
+    store: &Store,
+    access: &Access,
+    req: Create,
+    token: &str,
+) -> Result<InviteRow, Error> {
+    let (access, token) = (access.clone(), token.to_string());
+    store
+        .write(move |c| create_in(c, &access, req, &token, clock::now()))
+        .await
+}
+
+fn create_in(
     conn: &Tx,
     access: &Access,
     req: Create,
@@ -144,7 +157,12 @@ pub struct InviteView {
 }
 
 /// The invite of a token, or 404.
-pub fn get(conn: &Tx, token: &str) -> Result<InviteView, Error> {
+pub async fn get(store: &Store, token: &str) -> Result<InviteView, Error> {
+    let token = token.to_string();
+    store.read(move |c| get_in(c, &token)).await
+}
+
+fn get_in(conn: &Tx, token: &str) -> Result<InviteView, Error> {
     let invite = store::invite(conn, &auth::hash_key(token))?.ok_or_else(|| not_found(token))?;
     let user = match &invite.user_id {
         Some(id) => store::by_id(conn, id)?,
@@ -164,8 +182,23 @@ pub struct Accepted {
 
 /// Accepts a pending invite: creates the user (their owner address is new) and an agent key
 /// bound to it. 409 `invite_expired` / `invite_already_accepted` / `nick_taken` otherwise.
-/// The caller applies the key to the live key table after the commit.
-pub fn accept(
+/// The key is applied to the live key table after the commit, before this returns.
+pub async fn accept(
+    store: &Store,
+    live: &auth::Keys,
+    token: &str,
+    req: Accept,
+) -> Result<Accepted, Error> {
+    let api_key = auth::generate_key()?;
+    let token = token.to_string();
+    let accepted = store
+        .write(move |c| accept_in(c, &token, req, api_key, clock::now()))
+        .await?;
+    live.insert(&accepted.key, vec![accepted.user.owner_agent.clone()]);
+    Ok(accepted)
+}
+
+fn accept_in(
     conn: &Tx,
     token: &str,
     req: Accept,
@@ -204,7 +237,7 @@ pub fn accept(
         key_id: uuid::Uuid::new_v4().to_string(),
         key_hash: auth::hash_key(&api_key).to_vec(),
         name: format!("user.{}", user.normalized_nick),
-        role: super::keys::Role::Agent.as_str().to_string(),
+        role: crate::model::KeyRole::Agent,
         created_at: at,
         revoked_at: None,
     };
@@ -236,29 +269,29 @@ mod tests {
         let t0 = clock::now();
         let req = create_request(&json!({"owner_agent": "team/lead", "ttl_seconds": 60})).unwrap();
         let used = new_token().unwrap();
-        let row = create(&c, &admin(), req.clone(), &used, t0).unwrap();
+        let row = create_in(&c, &admin(), req.clone(), &used, t0).unwrap();
         assert_eq!(status(&row, t0), Status::Pending);
         assert_eq!(
             status(&row, t0 + time::Duration::seconds(60)),
             Status::Expired
         );
 
-        let a = accept(&c, &used, accept_body("@Newcomer"), "k1".into(), t0).unwrap();
+        let a = accept_in(&c, &used, accept_body("@Newcomer"), "k1".into(), t0).unwrap();
         assert_eq!(a.user.owner_agent, "agent://user/newcomer");
         assert_eq!(
             keys::agents_of(&c, &a.key.key_id).unwrap(),
             vec![a.user.owner_agent.clone()]
         );
-        let again = accept(&c, &used, accept_body("@other"), "k2".into(), t0).unwrap_err();
+        let again = accept_in(&c, &used, accept_body("@other"), "k2".into(), t0).unwrap_err();
         assert_eq!(again.code(), "invite_already_accepted");
         assert_eq!(
-            get(&c, &used).unwrap().user.unwrap().user_id,
+            get_in(&c, &used).unwrap().user.unwrap().user_id,
             a.user.user_id
         );
 
         let late = new_token().unwrap();
-        create(&c, &admin(), req, &late, t0).unwrap();
-        let e = accept(
+        create_in(&c, &admin(), req, &late, t0).unwrap();
+        let e = accept_in(
             &c,
             &late,
             accept_body("@late"),

@@ -18,37 +18,13 @@ use crate::Error;
 /// Most agents one key may be bound to.
 pub const MAX_AGENTS: usize = 100;
 
-/// What a key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Everything, key management included.
-    Admin,
-    /// Acts for the agents it is bound to.
-    Agent,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Agent => "agent",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Role> {
-        match s {
-            "admin" => Some(Role::Admin),
-            "agent" => Some(Role::Agent),
-            _ => None,
-        }
-    }
-}
+pub use crate::model::KeyRole;
 
 /// A checked `POST /v1/keys` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateKey {
     pub name: String,
-    pub role: Role,
+    pub role: KeyRole,
     /// Normalized addresses, sorted, without duplicates; empty for admin keys.
     pub agents: Vec<String>,
 }
@@ -68,9 +44,9 @@ pub fn create_request(body: &Value) -> Result<CreateKey, Error> {
     let name = f.str_req("name", 1, 64)?;
     check_name(name)?;
     let role = match f.str_opt("role", 1, 16)? {
-        None => Role::Admin,
+        None => KeyRole::Admin,
         Some(r) => {
-            Role::parse(r).ok_or_else(|| Error::invalid("role", "must be admin or agent"))?
+            KeyRole::parse(r).ok_or_else(|| Error::invalid("role", "must be admin or agent"))?
         }
     };
     let raw = f
@@ -84,13 +60,13 @@ pub fn create_request(body: &Value) -> Result<CreateKey, Error> {
     agents.sort();
     agents.dedup();
     match role {
-        Role::Agent if agents.is_empty() => {
+        KeyRole::Agent if agents.is_empty() => {
             return Err(Error::invalid(
                 "agents",
                 "is required for role agent: name at least one agent address",
             ))
         }
-        Role::Admin if !agents.is_empty() => {
+        KeyRole::Admin if !agents.is_empty() => {
             return Err(Error::invalid(
                 "agents",
                 "is only for role agent (an admin key acts for every agent)",
@@ -139,7 +115,7 @@ pub fn new_key(req: CreateKey) -> Result<(KeyInfo, String), Error> {
         key_id: uuid::Uuid::new_v4().to_string(),
         key_hash: auth::hash_key(&secret).to_vec(),
         name: req.name,
-        role: req.role.as_str().to_string(),
+        role: req.role,
         created_at: clock::now_rfc3339(),
         revoked_at: None,
     };
@@ -159,7 +135,11 @@ pub fn insert(conn: &Tx, info: &KeyInfo) -> Result<(), Error> {
 }
 
 /// Every key, revoked ones included, oldest first.
-pub fn list(conn: &Tx) -> Result<Vec<KeyInfo>, Error> {
+pub async fn list(store: &Store) -> Result<Vec<KeyInfo>, Error> {
+    store.read(list_in).await
+}
+
+fn list_in(conn: &Tx) -> Result<Vec<KeyInfo>, Error> {
     let rows = keys::list_all(conn)?;
     let mut by_key = std::collections::HashMap::<String, Vec<String>>::new();
     for (key_id, address) in keys::all_agents(conn)? {
@@ -185,7 +165,7 @@ pub async fn revoke(store: &Store, live: &Keys, key_id: String) -> Result<KeyInf
                 id: id.clone(),
             })?;
             if row.revoked_at.is_none() {
-                if row.role == Role::Admin.as_str() && keys::count_live_admins(c)? <= 1 {
+                if row.role == KeyRole::Admin && keys::count_live_admins(c)? <= 1 {
                     return Err(Error::conflict(
                         "last_admin_key",
                         "this is the last live admin key; create another admin key before revoking it",
@@ -214,7 +194,7 @@ mod tests {
     #[test]
     fn create_requests_default_to_admin_and_normalize_agents() {
         let r = create_request(&json!({"name": "ci"})).unwrap();
-        assert_eq!((r.role, r.agents.len()), (Role::Admin, 0));
+        assert_eq!((r.role, r.agents.len()), (KeyRole::Admin, 0));
         let r = create_request(
             &json!({"name": "w", "role": "agent", "agents": ["b/w", "agent://a/w", "agent://b/w"]}),
         )

@@ -23,7 +23,7 @@ use super::validate::{self, Fields};
 use crate::clock;
 use crate::store::intents::IntentRow;
 use crate::store::media::{self, MediaRow};
-use crate::store::Tx;
+use crate::store::{Store, Tx};
 use crate::Error;
 
 pub mod files;
@@ -190,7 +190,55 @@ fn not_found(id: &str) -> Error {
 }
 
 /// Declares an upload for `owner_agent` (which an agent key must act for), within the quota.
-pub fn create(
+pub async fn create(
+    store: &Store,
+    access: &Access,
+    req: CreateUpload,
+    settings: &MediaSettings,
+) -> Result<MediaRow, Error> {
+    let (access, settings) = (access.clone(), settings.clone());
+    store
+        .write(move |c| create_in(c, &access, req, &settings, clock::now()))
+        .await
+}
+
+/// The upload, if the caller may see it (see [`readable_in`]); 404 otherwise.
+pub async fn readable(store: &Store, access: &Access, upload_id: &str) -> Result<MediaRow, Error> {
+    let (access, id) = (access.clone(), upload_id.to_string());
+    store.read(move |c| readable_in(c, &access, &id)).await
+}
+
+/// The upload, if the caller may write its bytes now (see [`writable_in`]).
+pub async fn writable(store: &Store, access: &Access, upload_id: &str) -> Result<MediaRow, Error> {
+    let (access, id) = (access.clone(), upload_id.to_string());
+    store
+        .read(move |c| writable_in(c, &access, &id, clock::now()))
+        .await
+}
+
+/// Records the bytes of a PUT (after they are on disk): `bytes` of them, with their sha256.
+pub async fn received(
+    store: &Store,
+    access: &Access,
+    upload_id: &str,
+    bytes: i64,
+    sha256: &str,
+) -> Result<MediaRow, Error> {
+    let (access, id, sha) = (access.clone(), upload_id.to_string(), sha256.to_string());
+    store
+        .write(move |c| received_in(c, &access, &id, bytes, &sha, clock::now()))
+        .await
+}
+
+/// Marks an upload ready once its bytes arrived whole (see [`finalize_in`]).
+pub async fn finalize(store: &Store, access: &Access, req: Finalize) -> Result<MediaRow, Error> {
+    let access = access.clone();
+    store
+        .write(move |c| finalize_in(c, &access, req, clock::now()))
+        .await
+}
+
+fn create_in(
     conn: &Tx,
     access: &Access,
     req: CreateUpload,
@@ -231,7 +279,7 @@ pub fn create(
 
 /// The upload, if the caller may see it: its owner, an admin, or a reader of an intent that
 /// attaches it. 404 otherwise, as if it did not exist.
-pub fn readable(conn: &Tx, access: &Access, upload_id: &str) -> Result<MediaRow, Error> {
+fn readable_in(conn: &Tx, access: &Access, upload_id: &str) -> Result<MediaRow, Error> {
     let m = media::get(conn, upload_id)?.ok_or_else(|| not_found(upload_id))?;
     if access.owns(&m.owner_agent) {
         return Ok(m);
@@ -245,13 +293,13 @@ pub fn readable(conn: &Tx, access: &Access, upload_id: &str) -> Result<MediaRow,
 }
 
 /// The upload, if the caller may write its bytes now: readable, owned, pending, not expired.
-pub fn writable(
+fn writable_in(
     conn: &Tx,
     access: &Access,
     upload_id: &str,
     now: OffsetDateTime,
 ) -> Result<MediaRow, Error> {
-    let m = readable(conn, access, upload_id)?;
+    let m = readable_in(conn, access, upload_id)?;
     access.require(&m.owner_agent, "uploading media for")?;
     match status_at(&m, now) {
         "ready" => Err(Error::conflict(
@@ -267,7 +315,7 @@ pub fn writable(
 }
 
 /// Records the bytes of a PUT (after they are on disk).
-pub fn received(
+fn received_in(
     conn: &Tx,
     access: &Access,
     upload_id: &str,
@@ -275,20 +323,20 @@ pub fn received(
     sha256: &str,
     now: OffsetDateTime,
 ) -> Result<MediaRow, Error> {
-    writable(conn, access, upload_id, now)?;
+    writable_in(conn, access, upload_id, now)?;
     media::set_received(conn, upload_id, bytes, sha256)?;
     media::get(conn, upload_id)?.ok_or_else(|| not_found(upload_id))
 }
 
 /// Marks an upload ready once its bytes arrived whole. Finalizing a ready upload again with the
 /// same size answers it as it is.
-pub fn finalize(
+fn finalize_in(
     conn: &Tx,
     access: &Access,
     req: Finalize,
     now: OffsetDateTime,
 ) -> Result<MediaRow, Error> {
-    let m = readable(conn, access, &req.upload_id)?;
+    let m = readable_in(conn, access, &req.upload_id)?;
     access.require(&m.owner_agent, "finalizing media of")?;
     if req.size_bytes != m.size_bytes {
         return Err(Error::invalid(
@@ -391,13 +439,13 @@ mod tests {
         let t0 = clock::now();
         let body = json!({"owner_agent": "a/b", "filename": "f", "mime_type": "text/plain", "size_bytes": 80, "ttl_seconds": 60});
         let req = create_request(&body, &settings()).unwrap();
-        let m = create(&c, &admin(), req.clone(), &settings(), t0).unwrap();
+        let m = create_in(&c, &admin(), req.clone(), &settings(), t0).unwrap();
         let later = t0 + time::Duration::seconds(61);
         assert_eq!(
             (status_at(&m, t0), status_at(&m, later)),
             ("pending", "expired")
         );
-        let e = writable(&c, &admin(), &m.upload_id, later).unwrap_err();
+        let e = writable_in(&c, &admin(), &m.upload_id, later).unwrap_err();
         assert_eq!(e.code(), "upload_expired");
         let fin = Finalize {
             upload_id: m.upload_id.clone(),
@@ -405,12 +453,12 @@ mod tests {
             sha256: None,
         };
         assert_eq!(
-            finalize(&c, &admin(), fin, later).unwrap_err().code(),
+            finalize_in(&c, &admin(), fin, later).unwrap_err().code(),
             "upload_expired"
         );
         // While it is live it holds its bytes of the quota; once expired, not.
-        let e = create(&c, &admin(), req.clone(), &settings(), t0).unwrap_err();
+        let e = create_in(&c, &admin(), req.clone(), &settings(), t0).unwrap_err();
         assert_eq!(e.code(), "media_quota_exceeded");
-        assert!(create(&c, &admin(), req, &settings(), later).is_ok());
+        assert!(create_in(&c, &admin(), req, &settings(), later).is_ok());
     }
 }

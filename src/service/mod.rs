@@ -9,6 +9,7 @@ pub mod claims;
 pub(crate) mod cleanup;
 pub(crate) mod controls;
 pub(crate) mod deliveries;
+pub(crate) mod delivery_log;
 pub mod effects;
 pub(crate) mod email;
 pub(crate) mod email_links;
@@ -31,6 +32,7 @@ pub mod resume;
 pub mod retention;
 pub(crate) mod retry;
 pub mod scenario_fields;
+pub(crate) mod scenario_report;
 pub(crate) mod scenarios;
 pub(crate) mod schedule;
 pub(crate) mod schemas;
@@ -69,7 +71,7 @@ pub(crate) mod testing {
         super::access::Access::of(&super::auth::Principal {
             key_id: "k".into(),
             name: "admin".into(),
-            role: "admin".into(),
+            role: Some(crate::model::KeyRole::Admin),
             agents: Vec::new(),
         })
     }

@@ -2,15 +2,15 @@
 //! gauges `/metrics` samples on each scrape. Reads only; no rules.
 
 use crate::store::stats::{self, Snapshot};
-use crate::store::{migrations, Tx};
+use crate::store::{migrations, Store};
 use crate::Error;
 
 /// The schema version of the open database (`/health`); fails when the database cannot be read.
-pub fn schema_version(tx: &Tx) -> Result<i64, Error> {
-    migrations::current_version(tx)
+pub async fn schema_version(store: &Store) -> Result<i64, Error> {
+    store.read(|tx| migrations::current_version(tx)).await
 }
 
 /// The store's gauges at `now_ms` (intents by status, queue depths, held leases).
-pub fn gauges(tx: &Tx, now_ms: i64) -> Result<Snapshot, Error> {
-    stats::snapshot(tx, now_ms)
+pub async fn gauges(store: &Store, now_ms: i64) -> Result<Snapshot, Error> {
+    store.read(move |tx| stats::snapshot(tx, now_ms)).await
 }

@@ -17,6 +17,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::access::Access;
 use super::effects;
 use super::history::{Change, Changed};
 use super::intents;
@@ -26,7 +27,7 @@ use crate::model::builtin::WORKFLOW;
 use crate::model::{Status, WaitingReason};
 use crate::store::events;
 use crate::store::workflows;
-use crate::store::Tx;
+use crate::store::{Store, Tx};
 use crate::Error;
 
 /// The fields a resume reads itself; any other is part of a handler's result.
@@ -136,6 +137,25 @@ pub struct Resumed {
 /// The policy generation of an intent: 1 until its controls or policy are first patched.
 pub fn generation(conn: &Tx, intent_id: &str) -> Result<i64, Error> {
     Ok(workflows::controls(conn, intent_id)?.map_or(1, |c| c.policy_generation))
+}
+
+/// [`resume`] in a write of its own, by a caller that may handle the intent.
+pub async fn resume_now(
+    store: &Store,
+    access: &Access,
+    intent_id: &str,
+    req: Resume,
+    caller: &str,
+    by: Option<&str>,
+) -> Result<Resumed, Error> {
+    let (access, id, caller) = (access.clone(), intent_id.to_string(), caller.to_string());
+    let by = by.map(str::to_string);
+    store
+        .write(move |c| {
+            access.handle(c, &id, false)?;
+            resume(c, &id, req, &caller, by.as_deref())
+        })
+        .await
 }
 
 pub fn resume(

@@ -326,32 +326,11 @@ fn intent_spec(
     })
 }
 
-/// `POST /v1/scenarios/validate`: the check, plus warnings that need the registry (agents that
-/// are neither registered nor created, who will have to pull their steps).
-pub fn validate(conn: &Tx, body: &Value, max_payload_bytes: usize) -> Result<Report, Error> {
-    let (mut report, mut bundle) = check(body, max_payload_bytes);
-    if let Some(b) = bundle.as_mut() {
-        bind_humans(conn, b, &mut report)?;
-    }
-    for (i, a) in bundle.iter().flat_map(|b| b.agents.iter().enumerate()) {
-        if !a.create_if_missing && agent_rows::get(conn, &a.address)?.is_none() {
-            report.warn(
-                format!("agents[{i}].address"),
-                format!(
-                    "{} is not registered and create_if_missing is false: it will have to pull its steps (stream or poll)",
-                    a.address
-                ),
-            );
-        }
-    }
-    Ok(report)
-}
-
 /// Binds each human whose `contact` names a user (`@nick` or `user_id`) to that user's inbox
 /// address: the steps assigned to the role (and escalations to it) go there, so the user's key
 /// sees and decides them. A contact naming no user of this server is an error at its path; any
 /// other contact (an e-mail address) keeps the role's own address.
-fn bind_humans(conn: &Tx, bundle: &mut Bundle, r: &mut Report) -> Result<(), Error> {
+pub(super) fn bind_humans(conn: &Tx, bundle: &mut Bundle, r: &mut Report) -> Result<(), Error> {
     for h in &mut bundle.humans {
         let Some(contact) = h.user.as_deref() else {
             continue;

@@ -5,14 +5,11 @@
 use serde_json::{json, Value};
 
 use crate::clock;
+use crate::model::TimerKind;
 use crate::store::intents::IntentRow;
 use crate::store::timers;
 use crate::store::Tx;
 use crate::Error;
-
-pub const REMIND: &str = "remind";
-pub const ESCALATE: &str = "escalate";
-pub const COMPLETE: &str = "complete";
 
 fn created_ms(intent: &IntentRow) -> i64 {
     clock::parse(&intent.created_at)
@@ -24,7 +21,7 @@ fn created_ms(intent: &IntentRow) -> i64 {
 pub fn on_create(conn: &Tx, intent: &IntentRow) -> Result<(), Error> {
     if let Some(after) = intent.remind_after_seconds {
         let due = created_ms(intent) + after * 1000;
-        timers::insert(conn, &intent.intent_id, REMIND, due, "{}")?;
+        timers::insert(conn, &intent.intent_id, TimerKind::Remind, due, "{}")?;
     }
     Ok(())
 }
@@ -32,14 +29,14 @@ pub fn on_create(conn: &Tx, intent: &IntentRow) -> Result<(), Error> {
 /// Completes a WAITING intent with `result` at `due_ms` (a durable delay).
 pub fn complete_at(conn: &Tx, intent_id: &str, due_ms: i64, result: &Value) -> Result<(), Error> {
     let data = json!({"result": result}).to_string();
-    timers::insert(conn, intent_id, COMPLETE, due_ms, &data)?;
+    timers::insert(conn, intent_id, TimerKind::Complete, due_ms, &data)?;
     Ok(())
 }
 
 /// An intent leaves WAITING_FOR_TIME: its delayed completion no longer applies (a later wait
 /// for time sets a new one).
 pub fn cancel_completion(conn: &Tx, intent_id: &str) -> Result<(), Error> {
-    timers::delete_kind(conn, intent_id, COMPLETE)
+    timers::delete_kind(conn, intent_id, TimerKind::Complete)
 }
 
 #[cfg(test)]
@@ -60,7 +57,7 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert_eq!(
             (t[0].kind.as_str(), t[0].due_ms - created_ms(&i)),
-            (REMIND, 90_000)
+            (TimerKind::Remind.as_str(), 90_000)
         );
     }
 
@@ -74,8 +71,11 @@ mod tests {
             let t = timers::for_intent(tx, &i.intent_id).expect("timers");
             t.into_iter().map(|t| t.kind).collect()
         };
-        assert_eq!(kinds(&tx), [COMPLETE, REMIND]);
+        assert_eq!(
+            kinds(&tx),
+            [TimerKind::Complete.as_str(), TimerKind::Remind.as_str()]
+        );
         cancel_completion(&tx, &i.intent_id).expect("cancelled");
-        assert_eq!(kinds(&tx), [REMIND]);
+        assert_eq!(kinds(&tx), [TimerKind::Remind.as_str()]);
     }
 }

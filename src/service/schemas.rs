@@ -23,7 +23,7 @@ use super::validate::Fields;
 use crate::clock;
 use crate::store::intents::IntentRow;
 use crate::store::schemas::{self, SchemaRow};
-use crate::store::Tx;
+use crate::store::{Store, Tx};
 use crate::Error;
 
 /// How many stored payloads a `backward` upsert checks (the newest ones).
@@ -245,7 +245,12 @@ pub fn upsert(conn: &Tx, access: &Access, req: Upsert) -> Result<SchemaRow, Erro
 }
 
 /// The schema of a semantic type, or 404.
-pub fn get(conn: &Tx, semantic_type: &str) -> Result<SchemaRow, Error> {
+pub async fn get(store: &Store, semantic_type: &str) -> Result<SchemaRow, Error> {
+    let semantic_type = semantic_type.to_string();
+    store.read(move |c| get_in(c, &semantic_type)).await
+}
+
+fn get_in(conn: &Tx, semantic_type: &str) -> Result<SchemaRow, Error> {
     schemas::get(conn, semantic_type)?.ok_or_else(|| Error::NotFound {
         what: "schema",
         id: semantic_type.to_string(),

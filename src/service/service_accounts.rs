@@ -10,11 +10,12 @@
 use serde_json::Value;
 
 use super::access::Access;
-use super::keys::{self, CreateKey, KeyInfo, Role};
+use super::auth::Keys;
+use super::keys::{self, CreateKey, KeyInfo, KeyRole};
 use super::validate::{self, Fields};
 use crate::clock;
 use crate::store::service_accounts::{self, ServiceAccountRow};
-use crate::store::{agents, keys as stored_keys, Tx};
+use crate::store::{agents, keys as stored_keys, Store, Tx};
 use crate::Error;
 
 /// The `org_id` and `workspace_id` of an account created without them.
@@ -114,7 +115,12 @@ fn not_found(id: &str) -> Error {
 }
 
 /// One account, if the caller may see it (404 otherwise, as if it did not exist).
-pub fn get(conn: &Tx, access: &Access, id: &str) -> Result<ServiceAccountRow, Error> {
+pub async fn get(store: &Store, access: &Access, id: &str) -> Result<ServiceAccountRow, Error> {
+    let (access, id) = (access.clone(), id.to_string());
+    store.read(move |c| get_in(c, &access, &id)).await
+}
+
+fn get_in(conn: &Tx, access: &Access, id: &str) -> Result<ServiceAccountRow, Error> {
     match service_accounts::get(conn, id)? {
         Some(a) if access.owns(&a.address) => Ok(a),
         _ => Err(not_found(id)),
@@ -122,7 +128,12 @@ pub fn get(conn: &Tx, access: &Access, id: &str) -> Result<ServiceAccountRow, Er
 }
 
 /// The accounts the caller may see, by name.
-pub fn list(conn: &Tx, access: &Access) -> Result<Vec<ServiceAccountRow>, Error> {
+pub async fn list(store: &Store, access: &Access) -> Result<Vec<ServiceAccountRow>, Error> {
+    let access = access.clone();
+    store.read(move |c| list_in(c, &access)).await
+}
+
+fn list_in(conn: &Tx, access: &Access) -> Result<Vec<ServiceAccountRow>, Error> {
     let mut rows = service_accounts::list(conn)?;
     rows.retain(|a| access.owns(&a.address));
     Ok(rows)
@@ -141,9 +152,18 @@ pub struct Deleted {
 }
 
 /// Deletes an account: its own keys (bound to its address alone) are revoked, its registry
-/// entry retired; intents already addressed to it stay. The caller removes the revoked keys
-/// from the live table after the commit.
-pub fn delete(conn: &Tx, id: &str) -> Result<Deleted, Error> {
+/// entry retired; intents already addressed to it stay. The revoked keys leave the live table
+/// after the commit, before this returns.
+pub async fn delete(store: &Store, live: &Keys, id: &str) -> Result<Deleted, Error> {
+    let id = id.to_string();
+    let deleted = store.write(move |c| delete_in(c, &id)).await?;
+    for key_id in &deleted.revoked_keys {
+        live.remove(key_id);
+    }
+    Ok(deleted)
+}
+
+fn delete_in(conn: &Tx, id: &str) -> Result<Deleted, Error> {
     let account = service_accounts::get(conn, id)?.ok_or_else(|| not_found(id))?;
     let revoked_keys = service_accounts::live_keys_of(conn, &account.address)?;
     let now = clock::now_rfc3339();
@@ -158,18 +178,34 @@ pub fn delete(conn: &Tx, id: &str) -> Result<Deleted, Error> {
     })
 }
 
+/// Mints a key of an account the caller may see: an agent-role key bound to the account's
+/// address alone, stored, then live; returned with the account and the key itself (shown once).
+pub async fn mint_key(
+    store: &Store,
+    live: &Keys,
+    access: &Access,
+    id: &str,
+) -> Result<(ServiceAccountRow, KeyInfo, String), Error> {
+    let account = get(store, access, id).await?;
+    let (key, token) = new_key(&account)?;
+    let (stored, id) = (key.clone(), id.to_string());
+    store.write(move |c| store_key(c, &id, &stored)).await?;
+    live.insert(&key.row, key.agents.clone());
+    Ok((account, key, token))
+}
+
 /// A new key of an account, not yet stored (see [`store_key`]): an agent-role key bound to
 /// the account's address, named after the account.
-pub fn new_key(account: &ServiceAccountRow) -> Result<(KeyInfo, String), Error> {
+fn new_key(account: &ServiceAccountRow) -> Result<(KeyInfo, String), Error> {
     keys::new_key(CreateKey {
         name: account.name.clone(),
-        role: Role::Agent,
+        role: KeyRole::Agent,
         agents: vec![account.address.clone()],
     })
 }
 
 /// Stores a key made by [`new_key`], if its account still exists.
-pub fn store_key(conn: &Tx, id: &str, key: &KeyInfo) -> Result<(), Error> {
+fn store_key(conn: &Tx, id: &str, key: &KeyInfo) -> Result<(), Error> {
     let account = service_accounts::get(conn, id)?.ok_or_else(|| not_found(id))?;
     if key.agents != [account.address] {
         return Err(Error::internal(
@@ -180,8 +216,20 @@ pub fn store_key(conn: &Tx, id: &str, key: &KeyInfo) -> Result<(), Error> {
 }
 
 /// Revokes one key of an account; a key that is not the account's is 404. Revoking a revoked
-/// key changes nothing. Returns the key as it is after.
-pub fn revoke_key(conn: &Tx, id: &str, key_id: &str) -> Result<KeyInfo, Error> {
+/// key changes nothing. Returns the key as it is after, once it left the live table.
+pub async fn revoke_key(
+    store: &Store,
+    live: &Keys,
+    id: &str,
+    key_id: &str,
+) -> Result<KeyInfo, Error> {
+    let (id, revoke) = (id.to_string(), key_id.to_string());
+    let key = store.write(move |c| revoke_key_in(c, &id, &revoke)).await?;
+    live.remove(key_id);
+    Ok(key)
+}
+
+fn revoke_key_in(conn: &Tx, id: &str, key_id: &str) -> Result<KeyInfo, Error> {
     let account = service_accounts::get(conn, id)?.ok_or_else(|| not_found(id))?;
     let missing = || Error::NotFound {
         what: "key",

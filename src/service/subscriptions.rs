@@ -3,7 +3,7 @@
 //! AXME's published events (`/v1/webhooks/events`). Deliveries themselves follow the rules of
 //! `deliveries`.
 
-use crate::store::Tx;
+use crate::store::{Store, Tx};
 use base64::Engine;
 use serde_json::Value;
 
@@ -195,12 +195,25 @@ pub fn upsert(
     Ok((row, generated))
 }
 
-pub fn list(conn: &Tx, owner: Option<&str>) -> Result<Vec<SubscriptionRow>, Error> {
-    store::list(conn, owner)
+/// The subscriptions of `owner` (every owner's without one).
+pub async fn list(store: &Store, owner: Option<&str>) -> Result<Vec<SubscriptionRow>, Error> {
+    let owner = owner.map(str::to_string);
+    store.read(move |c| store::list(c, owner.as_deref())).await
 }
 
 /// Revokes a subscription of `owner` (404 for another owner's).
-pub fn delete(conn: &Tx, owner: Option<&str>, id: &str) -> Result<SubscriptionRow, Error> {
+pub async fn delete(
+    store: &Store,
+    owner: Option<&str>,
+    id: &str,
+) -> Result<SubscriptionRow, Error> {
+    let (owner, id) = (owner.map(str::to_string), id.to_string());
+    store
+        .write(move |c| delete_in(c, owner.as_deref(), &id))
+        .await
+}
+
+fn delete_in(conn: &Tx, owner: Option<&str>, id: &str) -> Result<SubscriptionRow, Error> {
     let mut row = store::get(conn, id)?
         .filter(|s| s.revoked_at.is_none() && owner.is_none_or(|o| o == s.owner_agent))
         .ok_or_else(|| Error::NotFound {
@@ -280,7 +293,23 @@ pub fn publish(conn: &Tx, owner: &str, req: Publish) -> Result<(WebhookEventRow,
 }
 
 /// Sends a published event again to the subscriptions it went to.
-pub fn replay_event(
+pub async fn replay_event(
+    store: &Store,
+    owner: Option<&str>,
+    event_id: &str,
+    policy: &RetryPolicy,
+) -> Result<(WebhookEventRow, Counters), Error> {
+    let (owner, id, policy) = (
+        owner.map(str::to_string),
+        event_id.to_string(),
+        policy.clone(),
+    );
+    store
+        .write(move |c| replay_event_in(c, owner.as_deref(), &id, &policy))
+        .await
+}
+
+fn replay_event_in(
     conn: &Tx,
     owner: Option<&str>,
     event_id: &str,
@@ -335,14 +364,14 @@ mod tests {
         let tx = Tx::sqlite(&conn);
         let sub = testing::subscribe(&tx, HANDLER, "http://obs.test/a", json!({}));
         let before = conn.total_changes();
-        let e = delete(&tx, Some(BOB), &sub.subscription_id).expect_err("not bob's");
+        let e = delete_in(&tx, Some(BOB), &sub.subscription_id).expect_err("not bob's");
         assert_eq!((e.code(), conn.total_changes()), ("not_found", before));
-        assert!(delete(&tx, Some(HANDLER), &sub.subscription_id)
+        assert!(delete_in(&tx, Some(HANDLER), &sub.subscription_id)
             .expect("revoked")
             .revoked_at
             .is_some());
         assert!(
-            delete(&tx, None, &sub.subscription_id).is_err(),
+            delete_in(&tx, None, &sub.subscription_id).is_err(),
             "revoked once"
         );
     }
@@ -361,15 +390,15 @@ mod tests {
         let first = testing::deliveries(&tx, None).remove(0).delivery_id;
         let outcome = testing::outcome(1, Verdict::Delivered, None);
         deliveries::record(&tx, &first, outcome, &testing::policy()).expect("delivered");
-        let (_, c) =
-            replay_event(&tx, Some(HANDLER), &event.event_id, &testing::policy()).expect("again");
+        let (_, c) = replay_event_in(&tx, Some(HANDLER), &event.event_id, &testing::policy())
+            .expect("again");
         assert_eq!(
             (c.queued, c.pending, c.delivered),
             (2, 2, 0),
             "the delivered one is pending again"
         );
-        let e =
-            replay_event(&tx, Some(BOB), &event.event_id, &testing::policy()).expect_err("bob's?");
+        let e = replay_event_in(&tx, Some(BOB), &event.event_id, &testing::policy())
+            .expect_err("bob's?");
         assert_eq!(e.code(), "not_found");
     }
 }

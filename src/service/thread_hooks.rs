@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::outbox;
 use crate::clock;
-use crate::model::{Status, WaitingReason};
+use crate::model::{Status, ThreadRole, WaitingReason};
 use crate::store::agents;
 use crate::store::events::EventRow;
 use crate::store::intents::IntentRow;
@@ -16,16 +16,12 @@ use crate::store::threads::{self, ThreadRow};
 use crate::store::Tx;
 use crate::Error;
 
-/// The roles under which a thread is a task of its owner (listed by `/v1/me/tasks`,
-/// decided by approve / reject).
-pub const TASK_ROLES: &[&str] = &["task", "approver", "delegate"];
-
 /// A thread's status: `pending` (waiting for its owner), `active` or `done`.
 pub fn thread_status(t: &ThreadRow, i: &IntentRow) -> &'static str {
-    let waits_for_owner = if TASK_ROLES.contains(&t.role.as_str()) {
+    let waits_for_owner = if t.role.is_task() {
         i.waiting_reason == Some(WaitingReason::Human)
     } else {
-        t.role == "handler" && i.status == Status::Submitted
+        t.role == ThreadRole::Handler && i.status == Status::Submitted
     };
     if i.status.is_terminal() {
         "done"
@@ -38,7 +34,7 @@ pub fn thread_status(t: &ThreadRow, i: &IntentRow) -> &'static str {
 
 /// Opens `owner`'s thread on `intent` and offers `inbox.thread_created` to the owner's
 /// subscriptions. An existing thread is only touched.
-pub fn open(conn: &Tx, intent: &IntentRow, owner: &str, role: &str) -> Result<(), Error> {
+pub fn open(conn: &Tx, intent: &IntentRow, owner: &str, role: ThreadRole) -> Result<(), Error> {
     let created = threads::open(conn, owner, &intent.intent_id, role, &clock::now_rfc3339())?;
     let kind = if created {
         "inbox.thread_created"
@@ -77,19 +73,19 @@ pub fn on_create(conn: &Tx, intent: &IntentRow) -> Result<(), Error> {
         return Ok(());
     }
     if let Some(task) = &intent.human_task {
-        open(conn, intent, &intent.to_agent, "task")?;
+        open(conn, intent, &intent.to_agent, ThreadRole::Task)?;
         let task: Value = serde_json::from_str(task)?;
         for a in task["assignees"].as_array().into_iter().flatten() {
             if let Some(addr) = a.as_str().filter(|s| s.starts_with("agent://")) {
                 if addr != intent.to_agent {
-                    open(conn, intent, addr, "task")?;
+                    open(conn, intent, addr, ThreadRole::Task)?;
                 }
             }
         }
     } else if agents::get(conn, &intent.to_agent)?
         .is_some_and(|a| a.delivery_mode == crate::model::DeliveryMode::Inbox)
     {
-        open(conn, intent, &intent.to_agent, "handler")?;
+        open(conn, intent, &intent.to_agent, ThreadRole::Handler)?;
     }
     Ok(())
 }
@@ -106,7 +102,7 @@ pub fn offer(
         "thread_id": t.intent_id,
         "intent_id": t.intent_id,
         "owner_agent": t.owner_agent,
-        "role": t.role,
+        "role": t.role.as_str(),
         "status": thread_status(t, intent),
         "intent_status": intent.status.as_str(),
         "from_agent": intent.from_agent,

@@ -15,10 +15,9 @@ use serde_json::{json, Value};
 
 use super::effects;
 use super::history::Change;
-use super::schedule::{COMPLETE, ESCALATE, REMIND};
 use super::thread_hooks;
 use crate::clock;
-use crate::model::{event_type, Status, WaitingReason};
+use crate::model::{event_type, Status, TimerKind, WaitingReason};
 use crate::store::intents::IntentRow;
 use crate::store::timers;
 use crate::Error;
@@ -51,10 +50,10 @@ pub fn fire_due(conn: &Tx, limit: usize) -> Result<usize, Error> {
         if intent.status.is_terminal() {
             continue;
         }
-        match t.kind.as_str() {
-            REMIND => remind(conn, &mut intent, t.due_ms)?,
-            ESCALATE => escalate(conn, &mut intent)?,
-            COMPLETE => {
+        match TimerKind::parse(&t.kind) {
+            Some(TimerKind::Remind) => remind(conn, &mut intent, t.due_ms)?,
+            Some(TimerKind::Escalate) => escalate(conn, &mut intent)?,
+            Some(TimerKind::Complete) => {
                 // Only an intent still waiting for this time: one that moved on (to wait for a
                 // person, say) is not completed behind its back.
                 if intent.status != Status::Waiting
@@ -72,8 +71,8 @@ pub fn fire_due(conn: &Tx, limit: usize) -> Result<usize, Error> {
                 change.result = Some(result);
                 effects::transition(conn, &mut intent, change)?;
             }
-            other => tracing::warn!(
-                kind = other,
+            None => tracing::warn!(
+                kind = t.kind,
                 timer = t.timer_id,
                 "unknown timer kind dropped"
             ),
@@ -94,9 +93,9 @@ fn remind(conn: &Tx, intent: &mut IntentRow, due_ms: i64) -> Result<(), Error> {
     }
     effects::note(conn, intent, event_type::REMINDER, "axme/runtime", details)?;
     if more {
-        timers::insert(conn, &intent.intent_id, REMIND, next_ms, "{}")?;
+        timers::insert(conn, &intent.intent_id, TimerKind::Remind, next_ms, "{}")?;
     } else if intent.escalate_to.is_some() {
-        timers::insert(conn, &intent.intent_id, ESCALATE, next_ms, "{}")?;
+        timers::insert(conn, &intent.intent_id, TimerKind::Escalate, next_ms, "{}")?;
     }
     Ok(())
 }
@@ -125,9 +124,9 @@ fn escalate(conn: &Tx, intent: &mut IntentRow) -> Result<(), Error> {
         json!({"from": from, "to": to, "reason": "escalated"}),
     )?;
     let role = if intent.human_task.is_some() {
-        "delegate"
+        crate::model::ThreadRole::Delegate
     } else {
-        "handler"
+        crate::model::ThreadRole::Handler
     };
     if intent.human_task.is_some()
         || crate::store::agents::get(conn, &to)?

@@ -14,7 +14,7 @@ use super::access::Access;
 use super::validate::{self, Fields};
 use crate::clock;
 use crate::store::users::{self, UserRow};
-use crate::store::Tx;
+use crate::store::{Store, Tx};
 use crate::Error;
 
 /// The domain of public addresses (`alice@ax`), as AXME spells them.
@@ -136,7 +136,12 @@ fn nick_taken(n: &Nick) -> Error {
 }
 
 /// Whether a nick is free.
-pub fn available(conn: &Tx, n: &Nick) -> Result<bool, Error> {
+pub async fn available(store: &Store, n: &Nick) -> Result<bool, Error> {
+    let n = n.clone();
+    store.read(move |c| available_in(c, &n)).await
+}
+
+fn available_in(conn: &Tx, n: &Nick) -> Result<bool, Error> {
     Ok(users::by_nick(conn, &n.normalized)?.is_none())
 }
 
@@ -148,7 +153,7 @@ pub fn new_user(
     owner_agent: Option<String>,
     profile: Profile,
 ) -> Result<UserRow, Error> {
-    if !available(conn, &nick)? {
+    if !available_in(conn, &nick)? {
         return Err(nick_taken(&nick));
     }
     let user_id = uuid::Uuid::new_v4().to_string();
@@ -189,13 +194,28 @@ pub fn new_user(
 
 /// Registers a nick: for an agent key, as the user of its own address; for an admin key, a new
 /// user with a new owner address.
-pub fn register(conn: &Tx, access: &Access, req: Register) -> Result<UserRow, Error> {
+pub async fn register(store: &Store, access: &Access, req: Register) -> Result<UserRow, Error> {
+    let access = access.clone();
+    store.write(move |c| register_in(c, &access, req)).await
+}
+
+/// [`register`] inside the caller's transaction (an idempotent write).
+pub fn register_in(conn: &Tx, access: &Access, req: Register) -> Result<UserRow, Error> {
     let own = access.owner_scope(None)?;
     new_user(conn, req.nick, own, req.profile)
 }
 
 /// The user of `owner_agent`, if the caller may act for it (403) and it exists (404).
-pub fn profile_of(conn: &Tx, access: &Access, owner_agent: &str) -> Result<UserRow, Error> {
+pub async fn profile_of(
+    store: &Store,
+    access: &Access,
+    owner_agent: &str,
+) -> Result<UserRow, Error> {
+    let (access, owner) = (access.clone(), owner_agent.to_string());
+    store.read(move |c| profile_of_in(c, &access, &owner)).await
+}
+
+fn profile_of_in(conn: &Tx, access: &Access, owner_agent: &str) -> Result<UserRow, Error> {
     access.require(owner_agent, "reading the profile of")?;
     users::by_owner(conn, owner_agent)?.ok_or_else(|| Error::NotFound {
         what: "user",
@@ -211,7 +231,7 @@ pub fn update(conn: &Tx, access: &Access, req: Update) -> Result<UserRow, Error>
         id: req.owner_agent.clone(),
     })?;
     if let Some(n) = req.nick {
-        if n.normalized != user.normalized_nick && !available(conn, &n)? {
+        if n.normalized != user.normalized_nick && !available_in(conn, &n)? {
             return Err(nick_taken(&n));
         }
         user.nick = n.display;

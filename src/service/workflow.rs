@@ -20,17 +20,18 @@
 
 use serde_json::{json, Value};
 
+use super::access::Access;
 use super::email;
 use super::history::{self, Change, Created};
 use super::workflow_steps::{steps_of, Kind, StepSpec};
 use crate::clock;
 use crate::model::builtin::WORKFLOW;
-use crate::model::{event_type, Status, WaitingReason};
+use crate::model::{event_type, Status, StepStatus, WaitingReason};
 use crate::store::agents as agent_rows;
 use crate::store::events::EventRow;
 use crate::store::intents::IntentRow;
 use crate::store::workflows::{self, StepRow, WorkflowRow};
-use crate::store::Tx;
+use crate::store::{Store, Tx};
 use crate::Error;
 
 /// How many steps may start and end without waiting for anyone before the engine calls it a
@@ -83,8 +84,8 @@ fn note(
 /// How a step ended.
 enum Outcome {
     Completed(Value),
-    /// `(step status, error)`: `failed`, `timed_out` or `canceled`.
-    Failed(&'static str, Value),
+    /// `(step status, error)`: failed, timed out or canceled.
+    Failed(StepStatus, Value),
 }
 
 /// Starts a new workflow at its entry step (`scenarios::apply`, same transaction).
@@ -130,7 +131,7 @@ fn start(
         intent_id: wf.intent_id.clone(),
         step_id: step.step_id.clone(),
         step_intent_id: carrier.as_ref().map(|c| c.intent_id.clone()),
-        status: "running".into(),
+        status: StepStatus::Running,
         result: None,
         started_at: now,
         ended_at: None,
@@ -163,7 +164,7 @@ fn start(
             wf,
             steps,
             &row,
-            Outcome::Failed("failed", error),
+            Outcome::Failed(StepStatus::Failed, error),
             hops + 1,
         );
     }
@@ -198,7 +199,7 @@ fn carry(conn: &Tx, out: &mut Out, wf: &IntentRow, step: &StepSpec) -> Result<In
     let parent: Value = serde_json::from_str(&wf.payload)?;
     let mut previous = serde_json::Map::new();
     for run in workflows::steps(conn, &wf.intent_id)? {
-        if let (Some(r), "completed") = (&run.result, run.status.as_str()) {
+        if let (Some(r), StepStatus::Completed) = (&run.result, run.status) {
             previous.insert(run.step_id, serde_json::from_str(r)?);
         }
     }
@@ -305,15 +306,15 @@ fn step_ended(conn: &Tx, out: &mut Out, carrier: &IntentRow) -> Result<(), Error
     let Some(run) = workflows::step_by_intent(conn, &carrier.intent_id)? else {
         return Ok(());
     };
-    if run.status != "running" {
+    if run.status != StepStatus::Running {
         return Ok(());
     }
     let error = json_or_null(carrier.error.as_ref())?;
     let outcome = match carrier.status {
         Status::Completed => Outcome::Completed(json_or_null(carrier.result.as_ref())?),
-        Status::TimedOut => Outcome::Failed("timed_out", error),
-        Status::Canceled => Outcome::Failed("canceled", error),
-        _ => Outcome::Failed("failed", error),
+        Status::TimedOut => Outcome::Failed(StepStatus::TimedOut, error),
+        Status::Canceled => Outcome::Failed(StepStatus::Canceled, error),
+        _ => Outcome::Failed(StepStatus::Failed, error),
     };
     let Some(mut wf) = crate::store::intents::get(conn, &run.intent_id)? else {
         return Ok(());
@@ -340,12 +341,12 @@ fn settle(
 ) -> Result<(), Error> {
     let now = clock::now_rfc3339();
     let (status, value) = match &outcome {
-        Outcome::Completed(v) => ("completed", v),
+        Outcome::Completed(v) => (StepStatus::Completed, v),
         Outcome::Failed(s, e) => (*s, e),
     };
     workflows::finish_step(conn, run.id, status, Some(&value.to_string()), &now)?;
-    let mut details = json!({"step_id": run.step_id, "step_status": status});
-    details[if status == "completed" {
+    let mut details = json!({"step_id": run.step_id, "step_status": status.as_str()});
+    details[if status == StepStatus::Completed {
         "result"
     } else {
         "error"
@@ -369,7 +370,13 @@ fn settle(
         Some(n) if hops < MAX_HOPS => start(conn, out, wf, steps, &n, hops),
         Some(_) => {
             let e = json!({"code": "workflow_loop", "message": "too many steps ended without waiting for anyone; the workflow loops"});
-            finish(conn, out, wf, &run.step_id, Outcome::Failed("failed", e))
+            finish(
+                conn,
+                out,
+                wf,
+                &run.step_id,
+                Outcome::Failed(StepStatus::Failed, e),
+            )
         }
         None => finish(conn, out, wf, &run.step_id, outcome),
     }
@@ -386,7 +393,7 @@ fn finish(
     workflows::set_current(conn, &wf.intent_id, None, &clock::now_rfc3339())?;
     let mut results = serde_json::Map::new();
     for run in workflows::steps(conn, &wf.intent_id)? {
-        if run.status == "completed" {
+        if run.status == StepStatus::Completed {
             results.insert(run.step_id, json_or_null(run.result.as_ref())?);
         }
     }
@@ -399,10 +406,10 @@ fn finish(
             c
         }
         Outcome::Failed(status, cause) => {
-            let timed_out = status == "timed_out";
+            let timed_out = status == StepStatus::TimedOut;
             let error = json!({
                 "code": if timed_out { "step_timeout" } else { "step_failed" },
-                "message": format!("step {last} {}", if timed_out { "timed out" } else { status }),
+                "message": format!("step {last} {}", if timed_out { "timed out" } else { status.as_str() }),
                 "step_id": last,
                 "details": cause,
             });
@@ -432,11 +439,17 @@ fn workflow_ended(conn: &Tx, out: &mut Out, wf: &IntentRow) -> Result<(), Error>
     let now = clock::now_rfc3339();
     workflows::set_current(conn, &wf.intent_id, None, &now)?;
     for run in workflows::steps(conn, &wf.intent_id)? {
-        if run.status != "running" {
+        if run.status != StepStatus::Running {
             continue;
         }
         let why = json!({"code": "workflow_ended", "message": format!("the workflow's intent is {}", wf.status)});
-        workflows::finish_step(conn, run.id, "canceled", Some(&why.to_string()), &now)?;
+        workflows::finish_step(
+            conn,
+            run.id,
+            StepStatus::Canceled,
+            Some(&why.to_string()),
+            &now,
+        )?;
         let Some(id) = &run.step_intent_id else {
             continue;
         };
@@ -459,7 +472,7 @@ fn mirror(conn: &Tx, out: &mut Out, carrier: &IntentRow, event: &EventRow) -> Re
     let Some(mut wf) = crate::store::intents::get(conn, &run.intent_id)? else {
         return Ok(());
     };
-    if run.status != "running" || wf.status.is_terminal() {
+    if run.status != StepStatus::Running || wf.status.is_terminal() {
         return Ok(());
     }
     let mut details: Value = serde_json::from_str(&event.details)?;
@@ -477,12 +490,27 @@ pub fn running_step_intent(conn: &Tx, intent_id: &str) -> Result<Option<String>,
     Ok(workflows::steps(conn, intent_id)?
         .into_iter()
         .rev()
-        .find(|r| r.status == "running")
+        .find(|r| r.status == StepStatus::Running)
         .and_then(|r| r.step_intent_id))
 }
 
-/// A workflow and every run of its steps (`GET /v1/intents/{id}/workflow`).
-pub fn view(conn: &Tx, intent_id: &str) -> Result<(WorkflowRow, Vec<StepRow>), Error> {
+/// A workflow and every run of its steps (`GET /v1/intents/{id}/workflow`), if the caller may
+/// see its intent (404 otherwise).
+pub async fn view(
+    store: &Store,
+    access: &Access,
+    intent_id: &str,
+) -> Result<(WorkflowRow, Vec<StepRow>), Error> {
+    let (access, id) = (access.clone(), intent_id.to_string());
+    store
+        .read(move |c| {
+            access.read(c, &id)?;
+            view_in(c, &id)
+        })
+        .await
+}
+
+fn view_in(conn: &Tx, intent_id: &str) -> Result<(WorkflowRow, Vec<StepRow>), Error> {
     let row = workflows::get(conn, intent_id)?.ok_or_else(|| Error::NotFound {
         what: "workflow",
         id: intent_id.to_string(),

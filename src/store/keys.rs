@@ -3,9 +3,24 @@
 //! written anywhere.
 
 use super::Tx;
-use rusqlite::{params, Row};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{params, Row, ToSql};
 
+use crate::model::KeyRole;
 use crate::Error;
+
+impl FromSql for KeyRole {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let s = value.as_str()?;
+        KeyRole::parse(s).ok_or_else(|| FromSqlError::Other(format!("unknown key role {s}").into()))
+    }
+}
+
+impl ToSql for KeyRole {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
 
 /// A key as stored (its hash, never the key).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,8 +28,7 @@ pub struct KeyRow {
     pub key_id: String,
     pub key_hash: Vec<u8>,
     pub name: String,
-    /// `admin` or `agent`.
-    pub role: String,
+    pub role: KeyRole,
     pub created_at: String,
     pub revoked_at: Option<String>,
 }

@@ -5,16 +5,32 @@
 //! appears in the feed once, at its latest change.
 
 use super::Tx;
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{params, OptionalExtension, Row, ToSql};
 
+use crate::model::ThreadRole;
 use crate::Error;
+
+impl FromSql for ThreadRole {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let s = value.as_str()?;
+        ThreadRole::parse(s)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown thread role {s}").into()))
+    }
+}
+
+impl ToSql for ThreadRole {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThreadRow {
     pub owner_agent: String,
     pub intent_id: String,
-    /// Why the owner sees the intent: `handler`, `task`, `reply_to`, `approver` or `delegate`.
-    pub role: String,
+    /// Why the owner sees the intent.
+    pub role: ThreadRole,
     pub change_id: i64,
     pub read_at: Option<String>,
     pub created_at: String,
@@ -44,7 +60,13 @@ fn next_change_id(conn: &Tx) -> Result<i64, Error> {
 
 /// Opens the owner's thread on an intent; `false` when it already existed (then only its role
 /// is kept and it is touched as changed).
-pub fn open(conn: &Tx, owner: &str, intent_id: &str, role: &str, at: &str) -> Result<bool, Error> {
+pub fn open(
+    conn: &Tx,
+    owner: &str,
+    intent_id: &str,
+    role: ThreadRole,
+    at: &str,
+) -> Result<bool, Error> {
     let change = next_change_id(conn)?;
     let inserted = conn
         .prepare_cached(&format!(
@@ -92,7 +114,7 @@ pub fn set_read(conn: &Tx, owner: &str, intent_id: &str, at: &str) -> Result<(),
 }
 
 /// Changes why the owner sees the intent (a delegated task becomes `delegated`).
-pub fn set_role(conn: &Tx, owner: &str, intent_id: &str, role: &str) -> Result<(), Error> {
+pub fn set_role(conn: &Tx, owner: &str, intent_id: &str, role: ThreadRole) -> Result<(), Error> {
     let change = next_change_id(conn)?;
     conn.prepare_cached(
         "UPDATE threads SET role = ?3, change_id = ?4 WHERE owner_agent = ?1 AND intent_id = ?2",

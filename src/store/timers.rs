@@ -3,15 +3,24 @@
 //! the commit, not repeated after it.
 
 use super::Tx;
-use rusqlite::{params, Row};
+use rusqlite::types::ToSqlOutput;
+use rusqlite::{params, Row, ToSql};
 
+use crate::model::TimerKind;
 use crate::Error;
+
+impl ToSql for TimerKind {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimerRow {
     pub timer_id: i64,
     pub intent_id: String,
-    /// `remind`, `escalate` or `complete`.
+    /// A [`TimerKind`] as stored. Read as text: a kind this build does not know is dropped by
+    /// the scheduler with a warning, instead of failing the read of every due timer.
     pub kind: String,
     /// When it is due, Unix milliseconds.
     pub due_ms: i64,
@@ -32,7 +41,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<TimerRow> {
 pub fn insert(
     conn: &Tx,
     intent_id: &str,
-    kind: &str,
+    kind: TimerKind,
     due_ms: i64,
     data: &str,
 ) -> Result<i64, Error> {
@@ -62,9 +71,9 @@ pub fn delete(conn: &Tx, timer_id: i64) -> Result<(), Error> {
 }
 
 /// Drops an intent's pending timers of one kind.
-pub fn delete_kind(conn: &Tx, intent_id: &str, kind: &str) -> Result<(), Error> {
+pub fn delete_kind(conn: &Tx, intent_id: &str, kind: TimerKind) -> Result<(), Error> {
     conn.prepare_cached("DELETE FROM timers WHERE intent_id = ?1 AND kind = ?2")?
-        .execute([intent_id, kind])?;
+        .execute(params![intent_id, kind])?;
     Ok(())
 }
 

@@ -3,11 +3,27 @@
 //! the controls and policy patched onto an intent with their generation. Rows only; what a step
 //! does and when the workflow moves on is decided in `service::workflow`.
 
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{params, OptionalExtension, Row, ToSql};
 
 use super::Tx;
 
+use crate::model::StepStatus;
 use crate::Error;
+
+impl FromSql for StepStatus {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let s = value.as_str()?;
+        StepStatus::parse(s)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown step status {s}").into()))
+    }
+}
+
+impl ToSql for StepStatus {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
 
 /// A workflow as stored: `spec` is the compiled workflow (JSON text, see
 /// `service::scenarios`), `current_step` the step that runs (none once it ended).
@@ -23,15 +39,15 @@ pub struct WorkflowRow {
 }
 
 /// One run of a step. `step_intent_id` is the intent that carries the step to its agent or
-/// human (none for a step that ended as it started); `status` is `running`, `completed`,
-/// `failed`, `timed_out` or `canceled`; `result` JSON text of the result or error.
+/// human (none for a step that ended as it started); `result` JSON text of the result or
+/// error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepRow {
     pub id: i64,
     pub intent_id: String,
     pub step_id: String,
     pub step_intent_id: Option<String>,
-    pub status: String,
+    pub status: StepStatus,
     pub result: Option<String>,
     pub started_at: String,
     pub ended_at: Option<String>,
@@ -139,7 +155,7 @@ pub fn steps(conn: &Tx, intent_id: &str) -> Result<Vec<StepRow>, Error> {
 pub fn finish_step(
     conn: &Tx,
     id: i64,
-    status: &str,
+    status: StepStatus,
     result: Option<&str>,
     at: &str,
 ) -> Result<(), Error> {

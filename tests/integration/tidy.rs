@@ -2,7 +2,8 @@
 //! the direction of imports between modules (and no cycle among the domain's modules), SQL and
 //! `rusqlite` only under `src/store/`, `Serialize` derived only by the HTTP and webhook layers, no
 //! `unwrap`/`expect` in server code, no file past 500 lines but the tables, a `//!` paragraph at
-//! the top of every file, and no `#[ignore]` or `#[should_panic]` in tests. A failure names the
+//! the top of every file, no transaction assembled by the HTTP layer (`Store::read`/`write`), and
+//! no `#[ignore]` or `#[should_panic]` in tests. A failure names the
 //! file and line and the rule it breaks.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,8 +57,9 @@ const SERVICE_LAYERS: &[&[&str]] = &[
         "operator",
         "retry",
     ],
-    &["requests", "access", "agents", "keys", "history"],
+    &["requests", "access", "keys", "history"],
     &[
+        "agents",
         "outbox",
         "email",
         "schedule",
@@ -81,7 +83,7 @@ const SERVICE_LAYERS: &[&[&str]] = &[
         "controls",
         "scenarios",
     ],
-    &["inbox", "subscriptions", "email_links"],
+    &["inbox", "subscriptions", "email_links", "delivery_log", "scenario_report"],
 ];
 
 /// Files allowed past 500 lines, each a regular table or a list of shapes.
@@ -400,6 +402,70 @@ fn only_the_http_and_webhook_layers_derive_serialize() {
         }
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// Where a file of `src/http/` runs a closure on the store itself (`store.read(…)`,
+/// `store.write(…)`, or a `.read(move |c| …)`-style closure on any receiver), one line each:
+/// the unit of work belongs to a service operation, which owns its transaction.
+fn transactions_in(text: &str) -> Vec<usize> {
+    const CALLS: &[&str] = &[
+        "store.read(",
+        "store.write(",
+        "store.write_settled(",
+        "store.read_blocking(",
+        ".read(move|",
+        ".read(|",
+        ".write(move|",
+        ".write(|",
+    ];
+    // Whitespace taken out, so a call split over lines (`ctx.state\n.store\n.read(`) still
+    // reads as one; each position remembers its line.
+    let mut squeezed = String::new();
+    let mut line_of = Vec::new();
+    for (n, l) in code_lines(text) {
+        for ch in l.chars().filter(|c| !c.is_whitespace()) {
+            squeezed.push(ch);
+            line_of.push(n);
+        }
+    }
+    let mut at: BTreeSet<usize> = BTreeSet::new();
+    for call in CALLS {
+        for (i, _) in squeezed.match_indices(call) {
+            // The line of its `(`: where the call itself is, however it was split.
+            at.insert(line_of[i + call.len() - 1]);
+        }
+    }
+    at.into_iter().collect()
+}
+
+/// Services own their transactions: `http` parses, calls one service operation (which takes
+/// the store, the caller's access and the checked request) and renders; it never opens a read
+/// or a write on the store itself.
+#[test]
+fn the_http_layer_never_opens_a_transaction() {
+    let mut bad = Vec::new();
+    for s in sources("src/http") {
+        for n in transactions_in(&s.shipped) {
+            bad.push(format!(
+                "{}:{n}: a read or write on the store in the HTTP layer (make it a service operation)",
+                s.path
+            ));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// The checker itself: a store call split over lines is caught, a file read is not.
+#[test]
+fn the_transaction_check_catches_a_split_call() {
+    let found = transactions_in(
+        "let a = 1;\nlet v = ctx\n    .state\n    .store\n    .read(move |c| get(c))\n    .await?;\n",
+    );
+    assert_eq!(found, vec![5]);
+    assert!(
+        transactions_in("file.read(&mut buf)?;\nstate.metrics.write(m, &mut out);\n").is_empty()
+    );
+    assert_eq!(transactions_in("x.write(|tx| f(tx))"), vec![1]);
 }
 
 #[test]

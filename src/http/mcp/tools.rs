@@ -171,29 +171,26 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
     let store = &ctx.state.store;
     match t.name {
         "axme.status" => {
-            let schema_version = store.read(operator::schema_version).await?;
+            let schema_version = operator::schema_version(store).await?;
             Ok(json!({"version": env!("CARGO_PKG_VERSION"), "schema_version": schema_version}))
         }
         "axme.whoami" => {
             let p = &ctx.principal;
             Ok(
-                json!({"key_id": p.key_id, "name": p.name, "role": p.role, "agents": p.agents, "address": p.address()}),
+                json!({"key_id": p.key_id, "name": p.name, "role": p.role.map(|r| r.as_str()), "agents": p.agents, "address": p.address()}),
             )
         }
         "axme.check_nick" => {
             let raw = str_arg(args, "nick").unwrap_or("").to_string();
             let nick = users::nick("nick", &raw)?;
-            let n = nick.clone();
-            let available = store.read(move |c| users::available(c, &n)).await?;
+            let available = users::available(store, &nick).await?;
             Ok(
                 json!({"nick": raw, "normalized_nick": nick.normalized, "public_address": users::public_address(&nick.normalized), "available": available}),
             )
         }
         "axme.register_nick" => {
             let req = users::register_request(&body_of(args, &[]))?;
-            let user = store
-                .write(move |c| users::register(c, &access, req))
-                .await?;
+            let user = users::register(store, &access, req).await?;
             to_value(&wire::people::User::from_row(
                 &user,
                 wire::people::UserShape::Registered,
@@ -202,9 +199,7 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
         "axme.get_profile" => {
             let owner = owner(&access, args)?
                 .ok_or_else(|| Error::invalid("owner_agent", "is required with an admin key"))?;
-            let user = store
-                .read(move |c| users::profile_of(c, &access, &owner))
-                .await?;
+            let user = users::profile_of(store, &access, &owner).await?;
             to_value(&wire::people::User::from_row(
                 &user,
                 wire::people::UserShape::Profile,
@@ -213,7 +208,7 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
         "axme.intents_send" => intents::send(ctx, access, args).await,
         "axme.intents_get" => {
             let id = intent_id(args)?;
-            let row = store.read(move |c| access.read(c, &id)).await?;
+            let row = crate::service::intents::read(store, &access, &id).await?;
             Ok(json!({"intent": to_value(&wire::Intent::from_row(&row)?)?}))
         }
         "axme.intents_list" => intents::list(ctx, access, args).await,
@@ -230,9 +225,7 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
         }
         "axme.tasks_list" => {
             let owner = owner(&access, args)?;
-            let views = store
-                .read(move |c| inbox_view::tasks(c, owner.as_deref()))
-                .await?;
+            let views = inbox_view::tasks(store, owner.as_deref()).await?;
             let mut seen = std::collections::HashSet::new();
             let tasks = views
                 .iter()
@@ -259,19 +252,9 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
             };
             let id = intent_id(args)?;
             let owner = owner(&access, args)?;
-            let comment = str_arg(args, "comment").map(str::to_string);
+            let comment = str_arg(args, "comment");
             let operator = access.is_admin();
-            let d = store
-                .write(move |c| {
-                    inbox::decide(
-                        c,
-                        owner.as_deref(),
-                        operator,
-                        &id,
-                        decision,
-                        comment.as_deref(),
-                    )
-                })
+            let d = inbox::decide_now(store, owner.as_deref(), operator, &id, decision, comment)
                 .await?;
             Ok(json!({
                 "intent_id": d.view.intent.intent_id,
@@ -288,20 +271,13 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
             body["owner_agent"] = json!(owner);
             let req = crate::service::invites::create_request(&body)?;
             let token = crate::service::invites::new_token()?;
-            let t = token.clone();
-            let row = store
-                .write(move |c| {
-                    crate::service::invites::create(c, &access, req, &t, crate::clock::now())
-                })
-                .await?;
+            let row = crate::service::invites::create(store, &access, req, &token).await?;
             let url = format!("{}/v1/invites/{token}", ctx.state.public_url());
             to_value(&wire::people::InviteCreated::new(&row, &token, url))
         }
         "axme.media_get_upload" => {
             let id = validate::uuid("upload_id", str_arg(args, "upload_id").unwrap_or(""))?;
-            let row = store
-                .read(move |c| crate::service::media::readable(c, &access, &id))
-                .await?;
+            let row = crate::service::media::readable(store, &access, &id).await?;
             let status = crate::service::media::status_at(&row, crate::clock::now());
             let url = (status == "ready").then(|| {
                 format!(
@@ -336,8 +312,7 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
             Ok(v)
         }
         "axme.agents_list" => {
-            let mut entries = store.read(agents::entries).await?;
-            entries.retain(|e| access.owns(&e.agent.address));
+            let entries = agents::entries(store, &access, None).await?;
             let list = entries
                 .iter()
                 .map(|e| to_value(&wire::Agent::from_entry(e, None)))

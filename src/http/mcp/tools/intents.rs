@@ -64,15 +64,7 @@ pub async fn list(ctx: &Ctx, access: Access, args: &Value) -> Outcome {
         before_id: None,
         limit: args.get("limit").and_then(Value::as_u64).unwrap_or(50) as usize,
     };
-    access.require_filter(
-        &[filter.to_agent.as_deref(), filter.from_agent.as_deref()],
-        "listing intents",
-    )?;
-    let (rows, _) = ctx
-        .state
-        .store
-        .read(move |c| intents::list(c, filter))
-        .await?;
+    let (rows, _) = intents::list(&ctx.state.store, &access, filter).await?;
     let list = rows
         .iter()
         .map(|r| to_value(&wire::Intent::from_row(r)?))
@@ -85,19 +77,12 @@ pub async fn list(ctx: &Ctx, access: Access, args: &Value) -> Outcome {
 pub async fn events(ctx: &Ctx, access: Access, args: &Value, wait: Duration) -> Outcome {
     let id = intent_id(args)?;
     let since = args.get("since").and_then(Value::as_i64).unwrap_or(0);
-    let check = id.clone();
-    let row = ctx
-        .state
-        .store
-        .read(move |c| access.read(c, &check))
-        .await?;
+    let row = intents::read(&ctx.state.store, &access, &id).await?;
     let store = ctx.state.store.clone();
     let read = || {
         let (store, id) = (store.clone(), id.clone());
         async move {
-            let rows = store
-                .read(move |c| intents::events_since(c, &id, since))
-                .await?;
+            let rows = intents::events(&store, &id, since).await?;
             Ok((!rows.is_empty()).then_some(rows))
         }
     };
@@ -134,22 +119,19 @@ pub async fn change(ctx: &Ctx, access: Access, tool: &str, args: &Value) -> Outc
         let reason = str_arg(args, "reason").unwrap_or("canceled by request");
         let body = json!({"status": "CANCELED", "reason": reason});
         let r = requests::resolve(&body)?;
-        ctx.state
-            .store
-            .write(move |c| {
-                access.handle(c, &id, true)?;
-                intents::resolve(c, &id, r, &caller, by.as_deref())
-            })
-            .await?
+        intents::resolve_now(&ctx.state.store, &access, &id, r, &caller, by.as_deref()).await?
     } else {
         let r = crate::service::resume::request(&body_of(args, &["intent_id"]))?;
-        ctx.state
-            .store
-            .write(move |c| {
-                access.handle(c, &id, false)?;
-                crate::service::resume::resume(c, &id, r, &caller, by.as_deref()).map(|r| r.changed)
-            })
-            .await?
+        crate::service::resume::resume_now(
+            &ctx.state.store,
+            &access,
+            &id,
+            r,
+            &caller,
+            by.as_deref(),
+        )
+        .await?
+        .changed
     };
     let event = match changed.last_event() {
         Some(e) => to_value(&wire::Event::from_row(e)?)?,
