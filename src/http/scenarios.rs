@@ -12,7 +12,7 @@ use super::Ctx;
 use crate::model::builtin::WORKFLOW;
 use crate::service::access::Access;
 use crate::service::idempotency::{self, write_once, Rendered, Scope};
-use crate::service::{scenario_report, scenarios, workflow};
+use crate::service::{scenario_report, scenarios, workflow_view};
 use crate::Error;
 
 type Result = std::result::Result<Response<Body>, Error>;
@@ -144,7 +144,7 @@ pub(crate) async fn apply_from(
 pub async fn workflow(ctx: Ctx) -> Result {
     let id = request::intent_id(ctx.param(0))?;
     let access = Access::of(&ctx.principal);
-    let (row, runs) = workflow::view(&ctx.state.store, &access, &id).await?;
+    let (row, runs) = workflow_view::view(&ctx.state.store, &access, &id).await?;
     let doc = |s: &Option<String>| {
         s.as_deref()
             .and_then(|s| serde_json::from_str::<Value>(s).ok())

@@ -44,6 +44,7 @@ pub(crate) mod users;
 pub mod validate;
 pub mod workflow;
 pub mod workflow_steps;
+pub mod workflow_view;
 
 /// What the service tests share: a migrated in-memory database, and the few steps most tests
 /// begin with (an intent created, an agent registered, a subscription made), each through the

@@ -22,7 +22,7 @@ use super::effects;
 use super::history::{Change, Changed};
 use super::intents;
 use super::validate::Fields;
-use super::workflow;
+use super::workflow_view;
 use crate::model::builtin::WORKFLOW;
 use crate::model::{Status, WaitingReason};
 use crate::store::events;
@@ -178,7 +178,7 @@ pub fn resume(
         }
     }
     if intent.to_agent == WORKFLOW && !intent.status.is_terminal() {
-        if let Some(step_intent) = workflow::running_step_intent(conn, intent_id)? {
+        if let Some(step_intent) = workflow_view::running_step_intent(conn, intent_id)? {
             let since = intent.last_seq;
             let mut inner = req;
             inner.expected_policy_generation = None;

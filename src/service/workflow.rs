@@ -20,7 +20,6 @@
 
 use serde_json::{json, Value};
 
-use super::access::Access;
 use super::email;
 use super::history::{self, Change, Created};
 use super::workflow_steps::{steps_of, Kind, StepSpec};
@@ -30,8 +29,8 @@ use crate::model::{event_type, Status, StepStatus, WaitingReason};
 use crate::store::agents as agent_rows;
 use crate::store::events::EventRow;
 use crate::store::intents::IntentRow;
-use crate::store::workflows::{self, StepRow, WorkflowRow};
-use crate::store::{Store, Tx};
+use crate::store::workflows::{self, StepRow};
+use crate::store::Tx;
 use crate::Error;
 
 /// How many steps may start and end without waiting for anyone before the engine calls it a
@@ -483,37 +482,4 @@ fn mirror(conn: &Tx, out: &mut Out, carrier: &IntentRow, event: &EventRow) -> Re
     details["step_intent_id"] = json!(carrier.intent_id);
     details["pending_with"] = json!({"ref": carrier.to_agent, "name": carrier.to_agent});
     note(conn, out, &mut wf, &event.event_type, details)
-}
-
-/// The intent that carries the running step of the workflow `intent_id`, if one runs.
-pub fn running_step_intent(conn: &Tx, intent_id: &str) -> Result<Option<String>, Error> {
-    Ok(workflows::steps(conn, intent_id)?
-        .into_iter()
-        .rev()
-        .find(|r| r.status == StepStatus::Running)
-        .and_then(|r| r.step_intent_id))
-}
-
-/// A workflow and every run of its steps (`GET /v1/intents/{id}/workflow`), if the caller may
-/// see its intent (404 otherwise).
-pub async fn view(
-    store: &Store,
-    access: &Access,
-    intent_id: &str,
-) -> Result<(WorkflowRow, Vec<StepRow>), Error> {
-    let (access, id) = (access.clone(), intent_id.to_string());
-    store
-        .read(move |c| {
-            access.read(c, &id)?;
-            view_in(c, &id)
-        })
-        .await
-}
-
-fn view_in(conn: &Tx, intent_id: &str) -> Result<(WorkflowRow, Vec<StepRow>), Error> {
-    let row = workflows::get(conn, intent_id)?.ok_or_else(|| Error::NotFound {
-        what: "workflow",
-        id: intent_id.to_string(),
-    })?;
-    Ok((row.clone(), workflows::steps(conn, intent_id)?))
 }

@@ -70,7 +70,7 @@ const SERVICE_LAYERS: &[&[&str]] = &[
         "scenario_fields",
     ],
     &["thread_hooks", "push_targets", "invites", "workflow_steps"],
-    &["workflow"],
+    &["workflow", "workflow_view"],
     &["effects"],
     &["payloads"],
     &["intents", "feed", "timers", "retention"],
