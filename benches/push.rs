@@ -21,6 +21,11 @@
 //! 6. **axme + dead endpoint**: 2 again while a second `http` agent's endpoint (the black hole)
 //!    accepts connections and never answers, each attempt timing out after `--push-timeout 2`,
 //!    with intents created for it at a steady rate: isolation.
+//! 7. **axme + slow owner**: 6 again after the dead agent (the owner of the black hole) also
+//!    subscribed to its own intents' events at `SLOW_ENDPOINTS` (5) more black holes: one owner
+//!    with six endpoints that never answer, more than all the workers' worth of attempts
+//!    (6 x `per_endpoint` > `--push-workers`). The healthy owner's deliveries/s and latency are
+//!    set against 2's (no slow owner): what fair shares of the workers among owners cost it.
 //!
 //! Latency is from the moment the bench read the create's `200` to the moment the receiver got
 //! the webhook, both on the wall clock of the same machine. Every delivery is a real one: signed
@@ -32,7 +37,7 @@
 //! the load generator is one current-thread tokio runtime with a task per connection on raw
 //! sockets, as in `benches/create.rs`.
 //!
-//! `cargo bench --bench push` runs it (about 75 s). Run without `--bench` (as
+//! `cargo bench --bench push` runs it (about 90 s). Run without `--bench` (as
 //! `cargo test --all-targets` does) it makes a short smoke run, so the harness cannot rot
 //! unnoticed. It never edits anything outside its temporary directory and stops every child
 //! process it started, also on panic.
@@ -64,6 +69,8 @@ const HEALTHY_AGENT: &str = "agent://bench/push/healthy";
 const DEAD_AGENT: &str = "agent://bench/push/dead";
 /// Seconds one push attempt may take (`--push-timeout`): how long the black hole holds each.
 const PUSH_TIMEOUT_SECS: u64 = 2;
+/// The slow owner's endpoints besides its handler's (phase 7), each a black hole.
+const SLOW_ENDPOINTS: usize = 5;
 /// Cores of CPU used by none of the server, the receiver and the bench above which a phase is
 /// flagged. Quiet runs show under 0.05 (kernel threads, timers).
 const OTHER_WORK_LIMIT: f64 = 0.15;
@@ -145,6 +152,8 @@ pub struct Servers {
     pub axme: ChildServer,
     pub receiver: ChildServer,
     pub black_hole: BlackHole,
+    /// The slow owner's subscription endpoints (phase 7).
+    pub slow: Vec<BlackHole>,
 }
 
 impl Servers {
@@ -217,10 +226,11 @@ pub struct Results {
     pub below: Phase,
     pub below_deep: Phase,
     pub isolated: Phase,
+    pub slow_owner: Phase,
 }
 
 impl Results {
-    pub fn all(&self) -> [&Phase; 6] {
+    pub fn all(&self) -> [&Phase; 7] {
         [
             &self.bare,
             &self.saturated,
@@ -228,6 +238,7 @@ impl Results {
             &self.below,
             &self.below_deep,
             &self.isolated,
+            &self.slow_owner,
         ]
     }
 }
@@ -346,6 +357,9 @@ fn run(params: &Params) -> Result<(), String> {
     eprintln!("[bench] starting the receiver, the black hole and axme ...");
     let receiver = ChildServer::spawn(Command::new(exe).arg(receiver::ARG), "receiver")?;
     let black_hole = BlackHole::start()?;
+    let slow = (0..SLOW_ENDPOINTS)
+        .map(|_| BlackHole::start())
+        .collect::<Result<Vec<_>, _>>()?;
     // Another build of axme may be measured with this harness (an A/B comparison on a noisy
     // machine: both in turn, each next to its own ceiling).
     let server =
@@ -357,6 +371,7 @@ fn run(params: &Params) -> Result<(), String> {
         axme,
         receiver,
         black_hole,
+        slow,
     };
 
     let first = load::preflight(&servers)?;
@@ -403,6 +418,12 @@ fn run(params: &Params) -> Result<(), String> {
     let isolated = load::run(&servers, "axme + dead endpoint", window, dead, params)?;
     isolated.progress();
 
+    eprintln!("[bench] axme at saturation beside an owner with slow endpoints ...");
+    api::subscribe_slow_owner(&servers)?;
+    let name = format!("axme + slow owner ({})", SLOW_ENDPOINTS + 1);
+    let slow_owner = load::run(&servers, &name, window, dead, params)?;
+    slow_owner.progress();
+
     servers.axme.stop();
     servers.receiver.stop();
     let results = Results {
@@ -412,6 +433,7 @@ fn run(params: &Params) -> Result<(), String> {
         below,
         below_deep,
         isolated,
+        slow_owner,
     };
     println!("{}", report::render(params, &first, &results));
     Ok(())

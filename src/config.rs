@@ -14,6 +14,9 @@ use crate::service::deliveries::RetryPolicy;
 
 use crate::store::Durability;
 
+mod parse;
+use parse::{parse_durability, parse_public_url, parse_retention, parse_schedule};
+
 /// The command line of the `axme` binary.
 #[derive(Debug, Parser)]
 #[command(
@@ -26,6 +29,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start and matched at once: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
@@ -146,6 +151,18 @@ pub struct ServeConfig {
     #[arg(long, env = "AXME_MAX_SUBSCRIPTIONS_PER_OWNER", default_value_t = 100)]
     pub max_subscriptions_per_owner: usize,
 
+    /// Payload bytes the live (not yet terminal) intents sent by one agent key's addresses may
+    /// hold together; a create past it gets 429 until some of them end. 0 turns the quota off.
+    /// Admin keys have none.
+    #[arg(long, env = "AXME_MAX_LIVE_BYTES_PER_KEY", default_value_t = crate::http::DEFAULT_LIVE_BYTES_PER_KEY)]
+    pub max_live_bytes_per_key: u64,
+
+    /// Push deliveries one event may produce (its handler and every subscription it matches),
+    /// all written in the event's transaction; a create or publish past it gets 429, a later
+    /// event is cut at it. 0 turns the cap off.
+    #[arg(long, env = "AXME_MAX_FANOUT_PER_EVENT", default_value_t = crate::service::outbox::DEFAULT_MAX_FANOUT)]
+    pub max_fanout_per_event: usize,
+
     /// Requests per second one agent key may make on average (bursts of twice that); more get
     /// 429 with Retry-After. 0 turns the limit off. Admin keys are not limited.
     #[arg(long, env = "AXME_RATE_LIMIT", default_value_t = 1000)]
@@ -174,6 +191,12 @@ pub struct ServeConfig {
     #[arg(long, env = "AXME_PUSH_ENDPOINT_CONCURRENCY", default_value_t = 4)]
     pub push_endpoint_concurrency: usize,
 
+    /// Pushes one owner (a subscription's owner, or the agent a push goes to) may have on workers
+    /// at once, so one owner's slow endpoints leave workers to the others; 0 means half of
+    /// --push-workers.
+    #[arg(long, env = "AXME_PUSH_WORKERS_PER_OWNER", default_value_t = 0)]
+    pub push_workers_per_owner: usize,
+
     /// Also refuse pushes to loopback and private addresses (link-local and cloud metadata
     /// addresses are always refused).
     #[arg(long, env = "AXME_PUSH_DENY_PRIVATE")]
@@ -201,22 +224,6 @@ pub struct ServeConfig {
     pub media_quota_bytes: i64,
 }
 
-/// Reads `--public-url`: an `http://` or `https://` URL, kept without a trailing `/`.
-fn parse_public_url(s: &str) -> Result<String, String> {
-    let t = s.trim().trim_end_matches('/');
-    let rest = t
-        .strip_prefix("https://")
-        .or_else(|| t.strip_prefix("http://"))
-        .ok_or_else(|| format!("{s:?}: must start with http:// or https://"))?;
-    let bad = |c: char| c.is_whitespace() || c == '?' || c == '#';
-    if rest.is_empty() || rest.chars().any(bad) {
-        return Err(format!(
-            "{s:?}: must name a host, without a query or fragment"
-        ));
-    }
-    Ok(t.to_string())
-}
-
 /// The format of log lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -224,74 +231,13 @@ pub enum LogFormat {
     Json,
 }
 
-/// Reads `--durability`: `full` or `normal`.
-fn parse_durability(s: &str) -> Result<Durability, String> {
-    match s {
-        "full" => Ok(Durability::Full),
-        "normal" => Ok(Durability::Normal),
-        other => Err(format!("{other:?}: expected full or normal")),
-    }
-}
-
 /// `--retention`: how long terminal intents are kept; `None` keeps them forever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention(pub Option<Duration>);
 
-/// Reads `--retention`: one duration (`30d`, `12h`), or `0` / `off`.
-fn parse_retention(s: &str) -> Result<Retention, String> {
-    if s.trim().eq_ignore_ascii_case("off") {
-        return Ok(Retention(None));
-    }
-    match parse_durations(s)?[..] {
-        [d] => Ok(Retention(Some(d).filter(|d| !d.is_zero()))),
-        _ => Err(format!("{s:?}: expected one duration such as 30d, or off")),
-    }
-}
-
-/// Parses `5s,5m,30m,2h` into durations.
-fn parse_durations(s: &str) -> Result<Vec<Duration>, String> {
-    s.split(',')
-        .map(|part| {
-            let part = part.trim();
-            let (num, unit) = part.split_at(
-                part.find(|c: char| !c.is_ascii_digit())
-                    .unwrap_or(part.len()),
-            );
-            let n: u64 = num
-                .parse()
-                .map_err(|_| format!("{part:?}: expected a number followed by ms, s, m, h or d"))?;
-            let secs = match unit {
-                "ms" => return Ok(Duration::from_millis(n)),
-                "s" | "" => n,
-                "m" => n * 60,
-                "h" => n * 3600,
-                "d" => n * 86_400,
-                _ => {
-                    return Err(format!(
-                        "{part:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
-                    ))
-                }
-            };
-            Ok(Duration::from_secs(secs))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .and_then(|v| {
-            if v.is_empty() {
-                Err("the retry schedule is empty".into())
-            } else {
-                Ok(v)
-            }
-        })
-}
-
 /// The delays of `--push-retry-schedule`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Schedule(pub Vec<Duration>);
-
-/// Reads `--push-retry-schedule`.
-fn parse_schedule(s: &str) -> Result<Schedule, String> {
-    parse_durations(s).map(Schedule)
-}
 
 impl fmt::Debug for ServeConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -342,6 +288,8 @@ impl ServeConfig {
             request_timeout_seconds: 30,
             max_in_flight_per_key: 256,
             max_subscriptions_per_owner: 100,
+            max_live_bytes_per_key: crate::http::DEFAULT_LIVE_BYTES_PER_KEY,
+            max_fanout_per_event: crate::service::outbox::DEFAULT_MAX_FANOUT,
             rate_limit: 1000,
             push_retry_schedule: parse_schedule("5s,5m,30m,2h,5h,10h,14h,20h,24h")
                 .unwrap_or_default(),
@@ -349,6 +297,7 @@ impl ServeConfig {
             push_connect_timeout: 5,
             push_workers: 16,
             push_endpoint_concurrency: 4,
+            push_workers_per_owner: 0,
             push_deny_private: false,
             push_throttle_floor_seconds: 60,
             public_url: None,
@@ -370,6 +319,10 @@ impl ServeConfig {
             connect_timeout: Duration::from_secs(self.push_connect_timeout.max(1)),
             workers: self.push_workers.max(1),
             per_endpoint: self.push_endpoint_concurrency.max(1),
+            per_owner: match self.push_workers_per_owner {
+                0 => self.push_workers.max(1).div_ceil(2),
+                n => n,
+            },
             deny_private: self.push_deny_private,
         }
     }

@@ -35,6 +35,14 @@ pub enum Error {
     RateLimited { limit: u64, retry_after: u64 },
     /// The key holds as many of something (open streams) as it may (429).
     TooMany { reason: String },
+    /// The key (or the event) is at a quota of the server: `limit` names it, `value` is its
+    /// setting and `flag` the flag that sets it (429 with `Retry-After`).
+    QuotaExceeded {
+        limit: &'static str,
+        value: u64,
+        flag: &'static str,
+        reason: String,
+    },
     /// The request target (path and query) is longer than the server reads (414).
     UriTooLong { limit: usize },
     /// The request head (request line and headers) is larger than the server reads (431).
@@ -96,6 +104,7 @@ impl Error {
             Error::Conflict { code, .. } => code,
             Error::TooLarge { .. } => "payload_too_large",
             Error::RateLimited { .. } | Error::TooMany { .. } => "rate_limited",
+            Error::QuotaExceeded { .. } => "quota_exceeded",
             Error::UriTooLong { .. } => "uri_too_long",
             Error::RequestTimeout { .. } => "request_timeout",
             Error::HeadTooLarge { .. } => "request_head_too_large",
@@ -130,6 +139,7 @@ impl fmt::Display for Error {
                 "rate limit of {limit} requests per second exceeded; retry in {retry_after} s"
             ),
             Error::TooMany { reason } => write!(f, "{reason}"),
+            Error::QuotaExceeded { reason, .. } => write!(f, "{reason}"),
             Error::UriTooLong { limit } => {
                 write!(
                     f,

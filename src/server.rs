@@ -74,6 +74,7 @@ impl Server {
         );
         let (shutdown_tx, shutdown) = watch::channel(false);
         let push = config.push_settings();
+        crate::service::outbox::set_max_fanout(config.max_fanout_per_event);
         let mut registry = Registry::default();
         let builtin = HandlerOptions::default();
         registry.insert(
@@ -100,6 +101,8 @@ impl Server {
             Arc::new(runtime::builtin::notifier(notify_agent)),
             builtin,
         )?;
+        // One sender's notifications to slow URLs hold at most a quarter of the calls.
+        registry.share_per_sender(runtime::builtin::NOTIFY, builtin.concurrency.div_ceil(4));
         Ok(Server {
             state: Arc::new(AppState {
                 store,
@@ -108,6 +111,7 @@ impl Server {
                     request_timeout: Duration::from_secs(config.request_timeout_seconds.max(1)),
                     max_in_flight_per_key: config.max_in_flight_per_key.max(1),
                     max_subscriptions_per_owner: config.max_subscriptions_per_owner,
+                    max_live_bytes_per_key: config.max_live_bytes_per_key,
                     ..Limits::for_payload(config.max_payload_bytes)
                 },
                 streams: config.stream_settings(),

@@ -75,6 +75,23 @@ pub fn preflight(s: &Servers) -> Result<Preflight, String> {
     })
 }
 
+/// Makes the dead agent an owner with slow endpoints: it subscribes to its own intents' events
+/// at each of the slow black holes (phase 7).
+pub fn subscribe_slow_owner(s: &Servers) -> Result<(), String> {
+    let axme = format!("http://{}", s.axme.addr);
+    let owner = DEAD_AGENT.replace(':', "%3A").replace('/', "%2F");
+    for hole in &s.slow {
+        let sub = json!({
+            "callback_url": format!("http://{}/hook", hole.addr),
+            "event_types": ["intent.*"],
+            "to_agent": DEAD_AGENT,
+        });
+        let url = format!("{axme}/v1/webhooks/subscriptions?owner_agent={owner}");
+        call("POST", &url, Some(&sub))?;
+    }
+    Ok(())
+}
+
 /// Whether the `webhook-signature` holds the Standard Webhooks signature of the sample made
 /// with the agent's secret.
 fn verify(sample: &Sample) -> bool {

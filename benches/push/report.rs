@@ -19,6 +19,7 @@ const KEPT_UP: f64 = 0.98;
 
 pub fn render(p: &Params, first: &Preflight, r: &Results) -> String {
     let (bare, saturated, deep, isolated) = (&r.bare, &r.saturated, &r.deep, &r.isolated);
+    let slow_owner = &r.slow_owner;
     let (below, below_deep) = (&r.below, &r.below_deep);
     let phases = r.all();
     let mut w = String::new();
@@ -54,6 +55,7 @@ pub fn render(p: &Params, first: &Preflight, r: &Results) -> String {
         ("deep", format!("the same with at most {} (AXME_BENCH_DEEP_WINDOW): more due deliveries wait in the outbox than the endpoint has room for ({})", thousands(p.deep_window as f64), p.per_endpoint)),
         ("below", format!("open loop at {:.0}% of the saturation figure ({}/s), then of the deep-backlog figure ({}/s)", p.below * 100.0, thousands(below.offered.unwrap_or(0.0)), thousands(below_deep.offered.unwrap_or(0.0)))),
         ("dead", format!("a second http agent whose endpoint accepts and never answers; {} creates/s for it on 4 more connections; attempts time out after {PUSH_TIMEOUT_SECS} s", p.dead_rate)),
+        ("slow owner", format!("the dead agent also subscribed to its intents' events at {} more black holes: one owner with {} endpoints that never answer, more attempts than --push-workers; it may hold at most half of the workers (--push-workers-per-owner)", super::SLOW_ENDPOINTS, super::SLOW_ENDPOINTS + 1)),
         ("ceiling", format!("{} threads of bare ureq 2 POSTs (one agent set up like axme's) of the webhook axme sent, to the same receiver", p.per_endpoint)),
         ("period", format!("warm-up {warmup:.1} s ({dead_warmup:.1} s with the dead endpoint), measured {measure:.1} s; then the last deliveries are awaited")),
         ("latency", "create's 200 read by the bench -> webhook at the receiver (wall clock, same machine)".into()),
@@ -171,6 +173,9 @@ pub fn render(p: &Params, first: &Preflight, r: &Results) -> String {
     let p99 = |r: &Phase| r.latency_ms(0.99).unwrap_or(f64::INFINITY);
     let kept_up = |r: &Phase| r.per_sec() / r.offered.unwrap_or(f64::INFINITY);
     let isolation = isolated.per_sec() / saturated.per_sec();
+    let fair_share = slow_owner.per_sec() / saturated.per_sec();
+    let p50 = |r: &Phase| r.latency_ms(0.5).unwrap_or(f64::INFINITY);
+    let fair_latency = p50(slow_owner) / p50(saturated);
     let lost: u64 = phases.iter().map(|r| r.lost).sum();
     let errors: u64 = phases.iter().map(|r| r.errors.count()).sum();
     let first_ok = first.signature_ok
@@ -202,6 +207,18 @@ pub fn render(p: &Params, first: &Preflight, r: &Results) -> String {
             format!("{isolation:.3}"),
             ">= 0.90",
             verdict(isolation >= TARGET_ISOLATION),
+        ),
+        (
+            "beside a slow owner / healthy only",
+            format!("{fair_share:.3}"),
+            ">= 0.90",
+            verdict(fair_share >= TARGET_ISOLATION),
+        ),
+        (
+            "p50 beside a slow owner / healthy only",
+            format!("{fair_latency:.3}"),
+            "(none)",
+            "",
         ),
         (
             "70% of saturation: received/offered",

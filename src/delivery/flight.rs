@@ -1,6 +1,6 @@
 //! What the scheduler has taken from the outbox and not yet recorded: the attempts on workers,
-//! per endpoint, and the outcomes being written. Only the scheduler loop holds these; they are
-//! never shared with the workers or the writer.
+//! per endpoint and per owner, and the outcomes being written. Only the scheduler loop holds
+//! these; they are never shared with the workers or the writer.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -16,6 +16,8 @@ pub struct Finished {
     pub rowid: i64,
     pub delivery_id: String,
     pub endpoint: String,
+    /// Who owns the target (see `fair`): whose share of the workers the attempt took.
+    pub owner: String,
     pub outcome: Outcome,
     pub place: Place,
 }
@@ -27,6 +29,8 @@ pub struct Flight {
     per_endpoint: HashMap<String, Load>,
     /// Attempts on a worker now, all endpoints together.
     sending: usize,
+    /// Attempts on a worker now, by owner; an owner with none is not in the map.
+    per_owner: HashMap<String, usize>,
 }
 
 #[derive(Default)]
@@ -58,6 +62,16 @@ impl Flight {
         self.sending
     }
 
+    /// Attempts of `owner` on workers now.
+    pub fn owner_sending(&self, owner: &str) -> usize {
+        self.per_owner.get(owner).copied().unwrap_or(0)
+    }
+
+    /// Every owner with attempts on workers, and how many.
+    pub fn owners(&self) -> HashMap<String, usize> {
+        self.per_owner.clone()
+    }
+
     /// How many more deliveries to `endpoint` may be taken now: within its places, and with no
     /// more than `per_endpoint` outcomes waiting to be recorded on top of them, so that a
     /// stalled writer holds dispatch back instead of piling up unrecorded attempts.
@@ -78,8 +92,9 @@ impl Flight {
     }
 
     /// A delivery handed to a worker.
-    pub fn sent(&mut self, rowid: i64, endpoint: &str) {
+    pub fn sent(&mut self, rowid: i64, endpoint: &str, owner: &str) {
         self.sending += 1;
+        *self.per_owner.entry(owner.to_string()).or_default() += 1;
         let l = self.per_endpoint.entry(endpoint.to_string()).or_default();
         l.places += 1;
         l.unsettled.insert(rowid);
@@ -92,8 +107,14 @@ impl Flight {
     }
 
     /// An attempt came back from its worker; its outcome is not recorded yet.
-    pub fn attempt_ended(&mut self, endpoint: &str, place: Place) {
+    pub fn attempt_ended(&mut self, endpoint: &str, owner: &str, place: Place) {
         self.sending = self.sending.saturating_sub(1);
+        if let Some(n) = self.per_owner.get_mut(owner) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_owner.remove(owner);
+            }
+        }
         if place == Place::Freed {
             if let Some(l) = self.per_endpoint.get_mut(endpoint) {
                 l.places = l.places.saturating_sub(1);
@@ -208,13 +229,20 @@ mod tests {
     fn a_delivered_attempt_frees_its_place_a_failed_one_when_recorded() {
         let mut f = Flight::default();
         let ep = "http://a";
-        f.sent(1, ep);
-        f.sent(2, ep);
+        f.sent(1, ep, "o");
+        f.sent(2, ep, "o");
         f.taken(3, ep);
-        assert_eq!((f.room(ep, 3), f.sending()), (1, 2));
-        f.attempt_ended(ep, Place::Freed);
-        f.attempt_ended(ep, Place::Held);
-        assert_eq!((f.room(ep, 3), f.sending()), (2, 0));
+        assert_eq!(
+            (f.room(ep, 3), f.sending(), f.owner_sending("o")),
+            (1, 2, 2)
+        );
+        f.attempt_ended(ep, "o", Place::Freed);
+        f.attempt_ended(ep, "o", Place::Held);
+        assert_eq!(
+            (f.room(ep, 3), f.sending(), f.owner_sending("o")),
+            (2, 0, 0)
+        );
+        assert!(f.owners().is_empty());
         // All three are skipped by reads until their outcomes are committed.
         let (room, skip) = &f.busy(3)[ep];
         assert_eq!((*room, skip.len()), (2, 3));
@@ -232,8 +260,8 @@ mod tests {
         let mut f = Flight::default();
         let ep = "http://a";
         for rowid in 0..4 {
-            f.sent(rowid, ep);
-            f.attempt_ended(ep, Place::Freed);
+            f.sent(rowid, ep, "o");
+            f.attempt_ended(ep, "o", Place::Freed);
         }
         // No attempt in flight, but four outcomes wait to be recorded: twice the limit.
         assert_eq!(f.room(ep, 2), 0);

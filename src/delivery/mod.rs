@@ -10,6 +10,9 @@
 //!   endpoint holds at most `per_endpoint` places (attempts on workers, and failed attempts
 //!   until their outcome is committed), and its backlog waits in the outbox without being read
 //!   while the other workers serve healthy endpoints.
+//! - The free workers are shared among owners (`fair`): round-robin, one due delivery per
+//!   owner per round, and no owner holds more than `per_owner` workers, so one owner's slow
+//!   endpoints cannot take the workers every other owner's pushes need.
 //! - Outcomes are recorded beside dispatch, never in its way: the attempts that ended by the
 //!   time the loop looks are recorded by one write job (one transaction). No delivery is read
 //!   as due again until its outcome is committed. A delivered attempt frees its place at its
@@ -20,6 +23,7 @@
 //!   (at-least-once).
 
 pub mod attempt;
+mod fair;
 mod flight;
 pub mod pool;
 
@@ -48,6 +52,9 @@ pub struct PushSettings {
     pub connect_timeout: Duration,
     pub workers: usize,
     pub per_endpoint: usize,
+    /// Attempts of one owner on workers at most (`--push-workers-per-owner`), so one owner's
+    /// slow endpoints leave workers to the others.
+    pub per_owner: usize,
     pub deny_private: bool,
 }
 
@@ -118,7 +125,8 @@ pub async fn run(
                 for f in &finished {
                     dirty |= f.place == Place::Freed
                         && flight.room(&f.endpoint, settings.per_endpoint) == 0;
-                    flight.attempt_ended(&f.endpoint, f.place);
+                    dirty |= flight.owner_sending(&f.owner) >= settings.per_owner;
+                    flight.attempt_ended(&f.endpoint, &f.owner, f.place);
                 }
                 dirty |= workers_were_busy;
                 recorder.start(finished);
@@ -168,6 +176,8 @@ async fn dispatch(
     }
     let per_endpoint = settings.per_endpoint;
     let busy = flight.busy(per_endpoint);
+    let owners = flight.owners();
+    let per_owner = settings.per_owner;
     // A step of the system clock re-anchors the server's clock in the write that shifts the
     // pending deliveries; a read overlapping that (the clock's generation odd or moved) could
     // pair the new time with rows not yet shifted, so it is thrown away and made again.
@@ -175,12 +185,15 @@ async fn dispatch(
     let (prepared, next_due_ms, now_ms) = store
         .read(move |c| {
             let now = crate::clock::now_ms();
-            let due = due_with_room(c, now, &busy, per_endpoint, free_workers)?;
+            let candidates = due_with_room(c, now, &busy, per_endpoint)?;
+            let room = |o: &str| per_owner.saturating_sub(owners.get(o).copied().unwrap_or(0));
+            let due = fair::pick(candidates, room, free_workers);
             let mut prepared = Vec::with_capacity(due.len());
             let mut targets = push_targets::Targets::default();
-            for rowid in due {
+            for (rowid, owner) in due {
                 if let Some(d) = outbox::get_by_rowid(c, rowid)? {
-                    prepared.push((rowid, push_targets::prepare_with(c, d, &mut targets)?));
+                    let p = push_targets::prepare_with(c, d, &mut targets)?;
+                    prepared.push((rowid, owner, p));
                 }
             }
             Ok((prepared, outbox::next_due_after(c, now)?, now))
@@ -190,7 +203,7 @@ async fn dispatch(
         return Ok((Some(Instant::now() + Duration::from_millis(20)), Vec::new()));
     }
     let mut unsendable = Vec::new();
-    for (rowid, p) in prepared {
+    for (rowid, owner, p) in prepared {
         let endpoint = p.delivery.endpoint.clone();
         let refusal = match (&p.skipped, &p.blocked) {
             (Some(reason), _) => Some((reason.clone(), Verdict::Skipped)),
@@ -203,12 +216,13 @@ async fn dispatch(
                 rowid,
                 delivery_id: p.delivery.delivery_id.clone(),
                 endpoint,
+                owner,
                 outcome: not_attempted(&p, &reason, verdict),
                 place: Place::Freed,
             });
             continue;
         }
-        let (agent, done, ep) = (agent.clone(), done.clone(), endpoint.clone());
+        let (agent, done, ep, by) = (agent.clone(), done.clone(), endpoint.clone(), owner.clone());
         let queued = pool.push(move || {
             // The body is rendered here, on the worker, to keep the scheduler loop short.
             let outcome = match attempt::render(&p) {
@@ -228,12 +242,13 @@ async fn dispatch(
                 rowid,
                 delivery_id: p.delivery.delivery_id,
                 endpoint: ep,
+                owner: by,
                 outcome,
                 place,
             });
         });
         if queued {
-            flight.sent(rowid, &endpoint);
+            flight.sent(rowid, &endpoint, &owner);
         }
     }
     // Wake when the next delivery falls due; due ones held back by a per-endpoint limit are
@@ -243,17 +258,16 @@ async fn dispatch(
     Ok((next, unsendable))
 }
 
-/// The rowids of the deliveries to take now, soonest due first: from each endpoint with room,
-/// as many due deliveries as it has room for (skipping those already taken), then the soonest
-/// `free_workers` of them all. A saturated endpoint costs one index seek however long its
-/// backlog, and its deliveries never crowd out the others'.
+/// The deliveries that may be taken now, with their owners: from each endpoint with room, as
+/// many due deliveries as it has room for (skipping those already taken); `fair::pick` then
+/// shares the free workers among their owners. A saturated endpoint costs one index seek however
+/// long its backlog, and its deliveries never crowd out the others'.
 fn due_with_room(
     conn: &crate::store::Tx,
     now: i64,
     busy: &HashMap<String, (usize, HashSet<i64>)>,
     per_endpoint: usize,
-    free_workers: usize,
-) -> Result<Vec<i64>, Error> {
+) -> Result<Vec<fair::Candidate>, Error> {
     let no_skip = HashSet::new();
     let mut due: Vec<(i64, i64)> = Vec::new();
     let mut after = String::new();
@@ -272,12 +286,9 @@ fn due_with_room(
         }
         after = endpoint;
     }
-    due.sort_unstable();
-    Ok(due
-        .into_iter()
-        .take(free_workers)
-        .map(|(_, rowid)| rowid)
-        .collect())
+    due.into_iter()
+        .map(|(at, rowid)| Ok((at, rowid, outbox::owner_of(conn, rowid)?)))
+        .collect()
 }
 
 /// The outcome of a delivery that was not attempted, and why.

@@ -38,10 +38,11 @@ pub(crate) async fn create_from(
     let mut req = requests::create_intent(body, ctx.state.limits.max_payload_bytes)?;
     req.from_agent = Access::of(&ctx.principal).sender(req.from_agent);
     let caller = ctx.principal.address();
+    let quota = live_quota(ctx);
     write_once(
         &ctx.state.store,
         scope,
-        move |c| intents::create(c, req, &caller),
+        move |c| intents::create_within(c, req, &caller, quota.as_ref()),
         |created| {
             response::render(&wire::Created {
                 ok: true,
@@ -52,6 +53,15 @@ pub(crate) async fn create_from(
         },
     )
     .await
+}
+
+/// The caller's quota on live payload bytes: an agent key's addresses and
+/// `--max-live-bytes-per-key`; admin keys have none.
+pub(crate) fn live_quota(ctx: &Ctx) -> Option<intents::LiveQuota> {
+    (!ctx.principal.is_admin()).then(|| intents::LiveQuota {
+        agents: ctx.principal.agents.clone(),
+        max_bytes: ctx.state.limits.max_live_bytes_per_key,
+    })
 }
 
 pub async fn get(ctx: Ctx) -> Result {

@@ -61,7 +61,12 @@ pub struct Limits {
     pub max_in_flight_per_key: usize,
     /// Active webhook subscriptions one owner may hold (429 past it; 0: no cap).
     pub max_subscriptions_per_owner: usize,
+    /// Payload bytes the live intents of one agent key may hold (429 past it; 0: no quota).
+    pub max_live_bytes_per_key: u64,
 }
+
+/// The default of `--max-live-bytes-per-key`: 1 GiB of live payloads per agent key.
+pub const DEFAULT_LIVE_BYTES_PER_KEY: u64 = 1024 * 1024 * 1024;
 
 impl Limits {
     pub fn for_payload(max_payload_bytes: usize) -> Limits {
@@ -71,6 +76,7 @@ impl Limits {
             request_timeout: std::time::Duration::from_secs(30),
             max_in_flight_per_key: 256,
             max_subscriptions_per_owner: 100,
+            max_live_bytes_per_key: DEFAULT_LIVE_BYTES_PER_KEY,
         }
     }
 }

@@ -124,7 +124,9 @@ impl Error {
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::RateLimited { .. } | Error::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::RateLimited { .. } | Error::TooMany { .. } | Error::QuotaExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Error::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Error::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Error::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -158,7 +160,7 @@ impl Error {
                 h.insert("x-ratelimit-remaining", HeaderValue::from(0u64));
                 h.insert("x-ratelimit-reset", HeaderValue::from(*retry_after));
             }
-            Error::TooMany { .. } => {
+            Error::TooMany { .. } | Error::QuotaExceeded { .. } => {
                 resp.headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from_static("5"));
             }
@@ -186,6 +188,9 @@ pub fn error_body(e: &Error) -> serde_json::Value {
         }
         Error::NotFound { what, id } => json!({"resource": what, "id": id}),
         Error::RequestTimeout { seconds } => json!({"limit_seconds": seconds}),
+        Error::QuotaExceeded {
+            limit, value, flag, ..
+        } => json!({"limit": limit, "value": value, "flag": flag}),
         _ => json!({}),
     };
     let message = e.to_string();

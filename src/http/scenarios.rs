@@ -78,10 +78,11 @@ pub async fn apply(ctx: Ctx, body: Incoming) -> Result {
         }),
     };
     let caller = ctx.principal.address();
+    let quota = super::intents::live_quota(&ctx);
     let mut rendered = write_once(
         &ctx.state.store,
         scope,
-        move |c| scenarios::apply(c, bundle, &caller),
+        move |c| scenarios::apply(c, bundle, &caller, quota.as_ref()),
         |a| {
             let agents: Vec<Value> = a
                 .agents

@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -140,6 +140,10 @@ impl Default for HandlerOptions {
 #[derive(Clone, Default)]
 pub struct Registry {
     handlers: HashMap<String, (Arc<dyn Handler>, HandlerOptions)>,
+    /// Calls in flight for one sender (`from_agent`) at most, by address, so one sender's slow
+    /// work leaves calls to the others (the built-in notify's); the rest take their queue
+    /// oldest first.
+    per_sender: HashMap<String, usize>,
 }
 
 impl Registry {
@@ -167,6 +171,11 @@ impl Registry {
         Ok(address)
     }
 
+    /// Shares a registered handler's calls among senders: at most `n` in flight for one.
+    pub(crate) fn share_per_sender(&mut self, address: &str, n: usize) {
+        self.per_sender.insert(address.to_string(), n.max(1));
+    }
+
     /// The registered addresses, sorted.
     pub fn addresses(&self) -> Vec<String> {
         let mut a: Vec<String> = self.handlers.keys().cloned().collect();
@@ -188,11 +197,12 @@ struct Finished {
 pub async fn run(store: Store, registry: Registry, shutdown: watch::Receiver<bool>) {
     let mut tasks = Vec::new();
     for (address, (handler, opts)) in registry.handlers {
+        let per_sender = registry.per_sender.get(&address).copied().unwrap_or(0);
         tasks.push(tokio::spawn(work_queue(
             store.clone(),
             address,
             handler,
-            opts,
+            (opts, per_sender),
             shutdown.clone(),
         )));
     }
@@ -205,10 +215,13 @@ async fn work_queue(
     store: Store,
     address: String,
     handler: Arc<dyn Handler>,
-    opts: HandlerOptions,
+    (opts, per_sender): (HandlerOptions, usize),
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(opts.concurrency));
+    // Calls in flight by sender (with `per_sender`), and a wake-up when one ends.
+    let senders: Arc<Mutex<HashMap<String, usize>>> = Default::default();
+    let freed = Arc::new(tokio::sync::Notify::new());
     let (done_tx, done_rx) = mpsc::unbounded_channel::<Finished>();
     let settler = tokio::spawn(settle_loop(store.clone(), done_rx));
     loop {
@@ -231,8 +244,12 @@ async fn work_queue(
             wait_seconds: None,
         };
         let claimer = address.clone();
+        let in_flight = lock(&senders).clone();
         let claimed = store
-            .write(move |c| claims::claim(c, &claimer, req, &claimer))
+            .write(move |c| match per_sender {
+                0 => claims::claim(c, &claimer, req, &claimer),
+                n => claims::claim_shared(c, &claimer, req, &in_flight, n),
+            })
             .await;
         let claimed = match claimed {
             Ok(c) => c,
@@ -255,6 +272,7 @@ async fn work_queue(
             tokio::select! {
                 _ = wake.changed() => {}
                 _ = tokio::time::sleep(sleep) => {}
+                _ = freed.notified() => {}
                 _ = shutdown.changed() => {}
             }
             continue;
@@ -264,6 +282,9 @@ async fn work_queue(
                 break;
             };
             let work = Work::from_row(&claim.intent);
+            let sender = work.from_agent.clone();
+            *lock(&senders).entry(sender.clone()).or_default() += 1;
+            let (senders, freed) = (senders.clone(), freed.clone());
             let call = handler.call(work);
             let done = done_tx.clone();
             let (token, intent_id, actor) = (
@@ -281,6 +302,15 @@ async fn work_queue(
                     step,
                 });
                 drop(permit);
+                let mut by_sender = lock(&senders);
+                if let Some(n) = by_sender.get_mut(&sender) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        by_sender.remove(&sender);
+                    }
+                }
+                drop(by_sender);
+                freed.notify_one();
             });
         }
     }
@@ -288,6 +318,11 @@ async fn work_queue(
     // Calls in flight finish and are recorded; a call that never ends keeps its lease until it
     // expires and the intent is handed over again after the restart.
     let _ = tokio::time::timeout(Duration::from_secs(10), settler).await;
+}
+
+/// The calls-in-flight map, also after a panic while it was held (it holds only counts).
+fn lock(m: &Mutex<HashMap<String, usize>>) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn panic_message(e: tokio::task::JoinError) -> String {

@@ -73,8 +73,51 @@ pub fn claim(conn: &Tx, agent: &str, req: ClaimRequest, actor: &str) -> Result<V
         _ => "inbox",
     };
     let now = clock::now_ms();
+    let ids = leases::claimable(conn, agent, now, req.max)?;
+    hand_over(conn, agent, ids, lease_seconds, via, actor)
+}
+
+/// Claims up to `req.max` intents of an internal handler's `agent`, oldest first, with no sender
+/// past `per_sender` calls in flight (`in_flight` counts them, by `from_agent`): one sender's
+/// backlog of slow work never takes every call of the handler.
+pub fn claim_shared(
+    conn: &Tx,
+    agent: &str,
+    req: ClaimRequest,
+    in_flight: &std::collections::HashMap<String, usize>,
+    per_sender: usize,
+) -> Result<Vec<Claim>, Error> {
+    let lease_seconds = req.lease_seconds.unwrap_or(DEFAULT_LEASE_SECONDS);
+    let full: Vec<&String> = in_flight
+        .iter()
+        .filter(|(_, n)| **n >= per_sender)
+        .map(|(s, _)| s)
+        .collect();
+    let except = serde_json::to_string(&full)?;
+    let mut taken: std::collections::HashMap<String, usize> = Default::default();
+    let mut ids = Vec::new();
+    for (id, sender) in leases::claimable_except(conn, agent, clock::now_ms(), req.max, &except)? {
+        let n = taken.entry(sender.clone()).or_default();
+        if *n + in_flight.get(&sender).copied().unwrap_or(0) < per_sender {
+            *n += 1;
+            ids.push(id);
+        }
+    }
+    hand_over(conn, agent, ids, lease_seconds, "internal", agent)
+}
+
+/// Puts each of `ids` under a new lease of `agent` (DELIVERED, one more attempt).
+fn hand_over(
+    conn: &Tx,
+    agent: &str,
+    ids: Vec<String>,
+    lease_seconds: i64,
+    via: &str,
+    actor: &str,
+) -> Result<Vec<Claim>, Error> {
+    let now = clock::now_ms();
     let mut out = Vec::new();
-    for id in leases::claimable(conn, agent, now, req.max)? {
+    for id in ids {
         let Some(mut intent) = intent_rows::get(conn, &id)? else {
             continue;
         };

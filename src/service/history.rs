@@ -3,7 +3,9 @@
 //! the next `seq` and writes the new state, in the caller's transaction. [`note`] appends an
 //! event that changes no status. Both return what they appended and know none of its
 //! consequences: `effects` turns appended events into pushes, threads and timers. This module
-//! never calls up into the modules that react to events.
+//! never calls up into the modules that react to events. The same three moves keep the
+//! sender's live bytes (`store::live_bytes`): a create adds the payload, the move into a terminal
+//! status takes it away, a redrive adds it back.
 
 use serde_json::{json, Value};
 
@@ -13,6 +15,7 @@ use crate::model::{Status, WaitingReason};
 use crate::store::completions::CompletionRow;
 use crate::store::events::{self, EventRow};
 use crate::store::intents::{self, IntentRow};
+use crate::store::live_bytes;
 use crate::store::Tx;
 use crate::Error;
 
@@ -71,6 +74,9 @@ pub fn transition(tx: &Tx, intent: &mut IntentRow, change: &Change<'_>) -> Resul
             "a WAITING intent needs a waiting reason, and only a WAITING one",
         ));
     }
+    if change.to.is_terminal() && !intent.status.is_terminal() {
+        live_bytes::add(tx, &intent.from_agent, -payload_bytes(intent))?;
+    }
     intent.status = change.to;
     intent.waiting_reason = change.waiting_reason;
     if let Some(r) = &change.result {
@@ -98,6 +104,7 @@ pub fn redrive(
     details: &Value,
 ) -> Result<EventRow, Error> {
     lifecycle::check_redrive(intent.status)?;
+    live_bytes::add(tx, &intent.from_agent, payload_bytes(intent))?;
     intent.status = Status::Submitted;
     intent.waiting_reason = None;
     append(tx, intent, Status::Submitted.event_type(), actor, details)
@@ -113,6 +120,12 @@ pub fn note(
     details: &Value,
 ) -> Result<EventRow, Error> {
     append(tx, intent, event_type, actor, details)
+}
+
+/// What an intent counts against its sender's live bytes (`--max-live-bytes-per-key`): its
+/// payload's JSON, in bytes, while it is not terminal.
+pub fn payload_bytes(intent: &IntentRow) -> i64 {
+    intent.payload.len() as i64
 }
 
 /// Appends one event with the intent's current state (the next `seq`) and writes the state.
@@ -154,6 +167,7 @@ pub fn create(tx: &Tx, mut intent: IntentRow) -> Result<Created, Error> {
     intent.waiting_reason = None;
     intent.last_seq = 2;
     intent.id = intents::insert(tx, &intent)?;
+    live_bytes::add(tx, &intent.from_agent, payload_bytes(&intent))?;
     let event = |seq: i64, status: Status, details: String| EventRow {
         event_id: 0,
         intent_id: intent.intent_id.clone(),
@@ -207,6 +221,25 @@ mod tests {
         assert_eq!((n.seq, n.status), (4, Status::Delivered));
         let stored = testing::reload(&tx, &intent.intent_id);
         assert_eq!((stored.status, stored.last_seq), (Status::Delivered, 4));
+    }
+
+    #[test]
+    fn a_senders_live_bytes_follow_create_terminal_move_and_redrive() {
+        use crate::service::testing::SENDER;
+        use crate::store::live_bytes;
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let mut a = testing::intent(&tx, json!({"payload": {"blob": "x".repeat(100)}}));
+        let b = testing::intent(&tx, json!({}));
+        let (pa, pb) = (payload_bytes(&a), payload_bytes(&b));
+        assert!(pa > 100);
+        assert_eq!(live_bytes::of(&tx, SENDER).expect("read"), pa + pb);
+        transition(&tx, &mut a, &Change::to(Status::Failed, HANDLER)).expect("failed");
+        assert_eq!(live_bytes::of(&tx, SENDER).expect("read"), pb);
+        redrive(&tx, &mut a, HANDLER, &json!({})).expect("redriven");
+        assert_eq!(live_bytes::of(&tx, SENDER).expect("read"), pa + pb);
+        transition(&tx, &mut a, &Change::to(Status::Canceled, HANDLER)).expect("canceled");
+        assert_eq!(live_bytes::of(&tx, SENDER).expect("read"), pb);
     }
 
     #[test]

@@ -18,6 +18,57 @@ use crate::Error;
 /// The most events one page of `GET /v1/intents/{id}/events` returns.
 pub const EVENTS_PAGE_MAX: usize = 1000;
 
+/// An agent key's quota on stored work: the sender addresses it is bound to, and the payload
+/// bytes their live (non-terminal) intents may hold together (`--max-live-bytes-per-key`; 0
+/// means no quota). Admin keys have none.
+#[derive(Debug, Clone)]
+pub struct LiveQuota {
+    pub agents: Vec<String>,
+    pub max_bytes: u64,
+}
+
+impl LiveQuota {
+    /// Refuses a new payload of `adding` bytes that would take the key past its quota (429
+    /// naming the flag); the key is accepted again once its intents end.
+    pub fn check(&self, conn: &Tx, adding: usize) -> Result<(), Error> {
+        if self.max_bytes == 0 {
+            return Ok(());
+        }
+        let mut held: i64 = 0;
+        for agent in &self.agents {
+            held += crate::store::live_bytes::of(conn, agent)?;
+        }
+        if held.max(0) as u64 + adding as u64 <= self.max_bytes {
+            return Ok(());
+        }
+        Err(Error::QuotaExceeded {
+            limit: "live_bytes_per_key",
+            value: self.max_bytes,
+            flag: "--max-live-bytes-per-key",
+            reason: format!(
+                "the key's live intents hold {held} payload bytes; {adding} more would pass its \
+                 quota of {} (--max-live-bytes-per-key); it may send again once some of them \
+                 end",
+                self.max_bytes
+            ),
+        })
+    }
+}
+
+/// Creates an intent for a key with a quota on live bytes: the quota is checked in the same
+/// transaction as the create (see [`create`]).
+pub fn create_within(
+    conn: &Tx,
+    req: CreateIntent,
+    caller: &str,
+    quota: Option<&LiveQuota>,
+) -> Result<Created, Error> {
+    if let Some(q) = quota {
+        q.check(conn, req.payload.len())?;
+    }
+    create(conn, req, caller)
+}
+
 /// Creates an intent: the row, `intent.created` (seq 1) and `intent.submitted` (seq 2), born
 /// SUBMITTED (see `history::create`). `from_agent` defaults to the caller's own address.
 pub fn create(conn: &Tx, req: CreateIntent, caller: &str) -> Result<Created, Error> {

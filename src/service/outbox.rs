@@ -2,10 +2,12 @@
 //! transaction — the intent itself to its `http` agent (on `intent.submitted`), and the event to
 //! every active subscription that wants it — and the fan-out of webhook events (published, or
 //! raised by the inbox) to their owner's subscriptions. A reaction of `effects`; it changes no
-//! intent.
+//! intent. One event produces at most `--max-fanout-per-event` deliveries: an intent's create
+//! and a published event past it are refused (429), a later event is cut at it.
 
 use crate::model::{DeliveryKind, DeliveryStatus};
 use serde_json::Value;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::clock;
 use crate::model::Status;
@@ -48,6 +50,7 @@ pub fn enqueue(conn: &Tx, intent: &IntentRow, event: &EventRow) -> Result<(), Er
         webhook_event_id: None,
         endpoint: endpoint(url),
     };
+    let mut rows = Vec::new();
     if event.status == Status::Submitted && event.event_type == Status::Submitted.event_type() {
         if let Some(agent) = agents::get(conn, &intent.to_agent)? {
             if let (true, None, Some(url)) = (
@@ -61,7 +64,7 @@ pub fn enqueue(conn: &Tx, intent: &IntentRow, event: &EventRow) -> Result<(), Er
                     .unwrap_or(0);
                 let mut d = new(DeliveryKind::Handler, url, max);
                 d.agent_address = Some(agent.address.clone());
-                deliveries::insert(conn, &d)?;
+                rows.push(d);
             }
         }
     }
@@ -69,10 +72,60 @@ pub fn enqueue(conn: &Tx, intent: &IntentRow, event: &EventRow) -> Result<(), Er
         if subscription_wants(&sub, intent, event) {
             let mut d = new(DeliveryKind::Subscription, &sub.callback_url, 0);
             d.subscription_id = Some(sub.subscription_id.clone());
-            deliveries::insert(conn, &d)?;
+            rows.push(d);
         }
     }
+    let cap = max_fanout();
+    if rows.len() > cap {
+        // The intent's first events are its create: that request is refused, precisely. A later
+        // event (subscriptions added since) must not fail the operation that caused it, so it
+        // goes to the handler and the oldest subscriptions only.
+        if event.seq <= 2 {
+            return Err(fanout_refused(rows.len(), cap));
+        }
+        tracing::warn!(
+            intent_id = %intent.intent_id,
+            event_type = %event.event_type,
+            wanted = rows.len(),
+            cap,
+            "an event's pushes were cut at --max-fanout-per-event"
+        );
+        rows.truncate(cap);
+    }
+    for d in &rows {
+        deliveries::insert(conn, d)?;
+    }
     Ok(())
+}
+
+/// The default of `--max-fanout-per-event`.
+pub const DEFAULT_MAX_FANOUT: usize = 1000;
+
+/// `--max-fanout-per-event`, set once at start (`set_max_fanout`) and read by every enqueue:
+/// the most push deliveries one event may produce, all written in the event's transaction.
+static MAX_FANOUT: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_FANOUT);
+
+/// Sets `--max-fanout-per-event` for the process (0 is taken as no cap).
+pub fn set_max_fanout(cap: usize) {
+    let cap = if cap == 0 { usize::MAX } else { cap };
+    MAX_FANOUT.store(cap, Ordering::Relaxed);
+}
+
+fn max_fanout() -> usize {
+    MAX_FANOUT.load(Ordering::Relaxed)
+}
+
+/// The answer to a write whose event would produce more pushes than the cap.
+fn fanout_refused(wanted: usize, cap: usize) -> Error {
+    Error::QuotaExceeded {
+        limit: "fanout_per_event",
+        value: cap as u64,
+        flag: "--max-fanout-per-event",
+        reason: format!(
+            "this event would produce {wanted} push deliveries; one event may produce at most \
+             {cap} (--max-fanout-per-event); delete subscriptions that match it"
+        ),
+    }
 }
 
 fn subscription_wants(
@@ -106,10 +159,13 @@ pub fn emit(
     source: &str,
     payload: &Value,
 ) -> Result<(), Error> {
-    let subs = wanting(conn, owner, event_type)?;
+    let mut subs = wanting(conn, owner, event_type)?;
     if subs.is_empty() {
         return Ok(());
     }
+    // Raised by the server as a reaction: cut at the cap (oldest subscriptions first) rather
+    // than failing the operation that raised it.
+    subs.truncate(max_fanout());
     let event = WebhookEventRow {
         event_id: uuid::Uuid::now_v7().to_string(),
         owner_agent: owner.to_string(),
@@ -143,6 +199,9 @@ pub fn fan_out(
     event: &WebhookEventRow,
     subs: &[SubscriptionRow],
 ) -> Result<Vec<DeliveryRow>, Error> {
+    if subs.len() > max_fanout() {
+        return Err(fanout_refused(subs.len(), max_fanout()));
+    }
     let mut rows = Vec::with_capacity(subs.len());
     for sub in subs {
         let d = DeliveryRow {

@@ -329,7 +329,12 @@ pub struct Applied {
 
 /// Applies a checked bundle in the caller's transaction: registers the agents it creates or
 /// whose binding it sets, creates the intent with its workflow, and starts the entry step.
-pub fn apply(conn: &Tx, bundle: Bundle, caller: &str) -> Result<Applied, Error> {
+pub fn apply(
+    conn: &Tx,
+    bundle: Bundle,
+    caller: &str,
+    quota: Option<&intents::LiveQuota>,
+) -> Result<Applied, Error> {
     let mut provisioned = Vec::new();
     let mut steps = bundle.steps;
     for a in &bundle.agents {
@@ -371,7 +376,7 @@ pub fn apply(conn: &Tx, bundle: Bundle, caller: &str) -> Result<Applied, Error> 
     }
     let mut req = bundle.intent;
     req.from_agent = None;
-    let created = intents::create(conn, req, caller)?;
+    let created = intents::create_within(conn, req, caller, quota)?;
     let mut intent = created.intent;
     let now = clock::now_rfc3339();
     let compile_id = uuid::Uuid::now_v7().to_string();

@@ -192,6 +192,20 @@ pub fn due_at_endpoint(
     Ok(rows)
 }
 
+/// Who owns a delivery's target: the owner of its subscription, or the handler agent it pushes
+/// an intent to ("" for neither). What fair push scheduling shares the workers by.
+pub fn owner_of(conn: &Tx, rowid: i64) -> Result<String, Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COALESCE(s.owner_agent, d.agent_address, '') FROM deliveries d \
+             LEFT JOIN webhook_subscriptions s ON s.subscription_id = d.subscription_id \
+             WHERE d.rowid = ?1",
+        )?
+        .query_row([rowid], |r| r.get(0))
+        .optional()?
+        .unwrap_or_default())
+}
+
 /// When the next pending delivery falls due after `now_ms` (Unix ms), if any.
 pub fn next_due_after(conn: &Tx, now_ms: i64) -> Result<Option<i64>, Error> {
     Ok(conn

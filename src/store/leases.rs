@@ -116,6 +116,29 @@ pub fn claimable(conn: &Tx, agent: &str, now_ms: i64, limit: usize) -> Result<Ve
     Ok(rows)
 }
 
+/// The same as [`claimable`], leaving out the intents sent by the addresses in `except` (a JSON
+/// array of strings), each with its sender: what a handler that shares its calls among senders
+/// claims.
+pub fn claimable_except(
+    conn: &Tx,
+    agent: &str,
+    now_ms: i64,
+    limit: usize,
+    except: &str,
+) -> Result<Vec<(String, String)>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT intent_id, from_agent FROM intents WHERE to_agent = ?1 AND status = 'SUBMITTED' \
+         AND (available_at_ms IS NULL OR available_at_ms <= ?2) \
+         AND from_agent NOT IN (SELECT value FROM json_each(?4)) ORDER BY id LIMIT ?3",
+    )?;
+    let rows = stmt
+        .query_map(params![agent, now_ms, limit as i64, except], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
 /// Holds a nacked intent back from claims until `at_ms`.
 pub fn set_available_at(conn: &Tx, intent_id: &str, at_ms: Option<i64>) -> Result<(), Error> {
     conn.prepare_cached("UPDATE intents SET available_at_ms = ?2 WHERE intent_id = ?1")?

@@ -372,6 +372,19 @@ pub const MIGRATIONS: &[&str] = &[
         updated_at        TEXT NOT NULL
     );
     "#,
+    // live_bytes: the payload bytes of the live (non-terminal) intents each sender address has
+    // sent, kept in the transaction of every create, terminal move and redrive; what an agent
+    // key's --max-live-bytes-per-key quota reads. Backfilled from the intents already stored.
+    r#"
+    CREATE TABLE live_bytes (
+        agent TEXT PRIMARY KEY,
+        bytes INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO live_bytes (agent, bytes)
+        SELECT from_agent, SUM(length(CAST(payload AS BLOB))) FROM intents
+        WHERE status NOT IN ('COMPLETED', 'FAILED', 'CANCELED', 'TIMED_OUT')
+        GROUP BY from_agent;
+    "#,
 ];
 
 /// The schema version this build writes.

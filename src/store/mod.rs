@@ -26,6 +26,7 @@ pub mod idempotency;
 pub mod intents;
 pub mod keys;
 pub mod leases;
+pub mod live_bytes;
 pub mod media;
 pub mod migrations;
 pub mod notify;

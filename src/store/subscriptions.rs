@@ -112,7 +112,8 @@ pub fn list(conn: &Tx, owner: Option<&str>) -> Result<Vec<SubscriptionRow>, Erro
 /// Active subscriptions (the ones events are pushed to).
 pub fn active(conn: &Tx) -> Result<Vec<SubscriptionRow>, Error> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM webhook_subscriptions WHERE active = 1 AND revoked_at IS NULL"
+        "SELECT {COLUMNS} FROM webhook_subscriptions WHERE active = 1 AND revoked_at IS NULL \
+         ORDER BY rowid"
     ))?;
     let rows = stmt
         .query_map([], from_row)?

@@ -779,3 +779,212 @@ fn f5_subscriptions_per_owner_are_capped() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(subscribe(3).status, 200, "room again after a delete");
 }
+
+/// F5: one agent key stored 1.28 GB of live intents in 8 s, which retention never prunes. Now
+/// the payload bytes of a key's live intents are bounded by `--max-live-bytes-per-key`: past
+/// it a create is 429 naming the limit, its value and the flag; once the key's intents end it
+/// may send again, and another key is never affected.
+#[test]
+fn f5_a_key_at_its_live_bytes_quota_is_refused_until_its_intents_end() {
+    let s = Server::start_args(&["--max-live-bytes-per-key", "3000"]);
+    let alice = agent_key(&s, "agent://team/alice");
+    let bob = agent_key(&s, "agent://team/bob");
+    let blob = "x".repeat(1000);
+    let create = |key: &str, to: &str| {
+        send(
+            s.req_anon("POST", "/v1/intents").set("x-api-key", key),
+            Some(
+                json!({"intent_type": "demo.fill.v1", "correlation_id": uuid(),
+                       "to_agent": to, "payload": {"blob": blob}})
+                .to_string(),
+            ),
+        )
+    };
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = create(&alice, "agent://team/alice");
+        assert_eq!(r.status, 200, "{}", r.text);
+        ids.push(r.json["intent_id"].as_str().expect("id").to_string());
+    }
+    let refused = create(&alice, "agent://team/alice");
+    assert_error(&refused, 429, "quota_exceeded");
+    let details = &refused.json["error"]["details"];
+    assert_eq!(details["limit"], "live_bytes_per_key", "{}", refused.text);
+    assert_eq!(details["value"], 3000, "{}", refused.text);
+    assert_eq!(
+        details["flag"], "--max-live-bytes-per-key",
+        "{}",
+        refused.text
+    );
+    // Admin keys have no quota.
+    let r = s.post(
+        "/v1/intents",
+        &json!({"intent_type": "demo.fill.v1", "correlation_id": uuid(),
+                "to_agent": "agent://team/alice", "payload": {"blob": blob}}),
+    );
+    assert_eq!(r.status, 200, "the admin is not held: {}", r.text);
+    // Another key has a quota of its own.
+    for _ in 0..2 {
+        let r = create(&bob, "agent://team/bob");
+        assert_eq!(r.status, 200, "bob is unaffected: {}", r.text);
+    }
+    // An intent that ends gives its bytes back.
+    let r = send(
+        s.req_anon("POST", &format!("/v1/intents/{}/resolve", ids[0]))
+            .set("x-api-key", &alice),
+        Some(json!({"status": "COMPLETED", "result": {"ok": true}}).to_string()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = create(&alice, "agent://team/alice");
+    assert_eq!(r.status, 200, "room again once an intent ended: {}", r.text);
+    assert_error(&create(&alice, "agent://team/alice"), 429, "quota_exceeded");
+}
+
+/// F5: 300 subscriptions made one intent write 600 delivery rows in its transaction. Now one
+/// event produces at most `--max-fanout-per-event` deliveries: a create past it is 429 naming
+/// the flag, and a later event of an intent created before more subscriptions matched it is
+/// cut at the cap.
+#[test]
+fn f5_one_event_produces_at_most_max_fanout_per_event_pushes() {
+    let s = Server::start_args(&["--max-fanout-per-event", "2"]);
+    let alice = agent_key(&s, "agent://team/alice");
+    let subscribe = |n: usize| {
+        let r = send(
+            s.req_anon("POST", "/v1/webhooks/subscriptions")
+                .set("x-api-key", &alice),
+            Some(
+                json!({"callback_url": format!("http://127.0.0.1:9/x{n}"),
+                       "event_types": ["intent.*"], "to_agent": "agent://team/alice"})
+                .to_string(),
+            ),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    };
+    let create = || {
+        send(
+            s.req_anon("POST", "/v1/intents").set("x-api-key", &alice),
+            Some(intent_body("agent://team/alice").to_string()),
+        )
+    };
+    let deliveries = |id: &str| {
+        let r = s.get(&format!("/v1/deliveries?intent_id={id}&limit=100"));
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json["deliveries"].as_array().map_or(0, Vec::len)
+    };
+    subscribe(0);
+    subscribe(1);
+    let r = create();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.json["intent_id"].as_str().expect("id").to_string();
+    assert_eq!(
+        deliveries(&id),
+        4,
+        "intent.created and intent.submitted, twice"
+    );
+    subscribe(2);
+    let refused = create();
+    assert_error(&refused, 429, "quota_exceeded");
+    assert_eq!(
+        refused.json["error"]["details"]["flag"], "--max-fanout-per-event",
+        "{}",
+        refused.text
+    );
+    assert_eq!(refused.json["error"]["details"]["value"], 2);
+    // The older intent's next event matches three subscriptions and goes to two.
+    let r = s.post(
+        &format!("/v1/intents/{id}/resolve"),
+        &json!({"status": "COMPLETED", "result": {"ok": true}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(deliveries(&id), 6, "intent.completed cut at the cap");
+}
+
+/// F6: five slow subscriptions of one key held all 16 push workers, and another owner's push
+/// waited 14 s. Now one owner holds at most `--push-workers-per-owner` (half the workers)
+/// and the free workers are shared round-robin among owners: with one owner's five endpoints
+/// hanging and 30 of its pushes due, exactly its share is held, and another owner's push is
+/// delivered while every one of those is still held.
+#[test]
+fn f6_an_owners_slow_endpoints_leave_workers_to_other_owners() {
+    let s = Server::start_args(&["--push-timeout", "300", "--push-workers", "16"]);
+    let slow: Vec<receiver::Receiver> = (0..5)
+        .map(|_| receiver::Receiver::start(receiver::Reply::hang(Duration::from_secs(300))))
+        .collect();
+    let healthy = receiver::Receiver::start(receiver::Reply::ok());
+    let alice = agent_key(&s, "agent://team/alice");
+    let bob = agent_key(&s, "agent://team/bob");
+    let with = |key: &str, path: &str, body: serde_json::Value| {
+        let r = send(
+            s.req_anon("POST", path).set("x-api-key", key),
+            Some(body.to_string()),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        r
+    };
+    for rx in &slow {
+        with(
+            &alice,
+            "/v1/webhooks/subscriptions",
+            json!({"callback_url": rx.url(), "event_types": ["intent.*"],
+                   "to_agent": "agent://team/alice"}),
+        );
+    }
+    // 3 intents x 2 events x 5 endpoints: 30 pushes due, 20 within the endpoints' limits.
+    for _ in 0..3 {
+        with(&alice, "/v1/intents", intent_body("agent://team/alice"));
+    }
+    let held = || slow.iter().map(|rx| rx.hits().len()).sum::<usize>();
+    poll_until(
+        receiver::WAIT,
+        "the slow owner's share of the workers",
+        || (held() >= 8).then_some(()),
+    );
+    with(
+        &bob,
+        "/v1/agents",
+        json!({"address": "agent://team/bob", "delivery_mode": "http",
+               "webhook_url": healthy.url()}),
+    );
+    with(&bob, "/v1/intents", intent_body("agent://team/bob"));
+    healthy.wait_hits(1);
+    assert_eq!(
+        held(),
+        8,
+        "the slow owner holds exactly half of the 16 workers, all still hanging"
+    );
+}
+
+/// F6: 80 notify intents to a hanging URL held all 64 calls of `agent://internal/notify`, and
+/// another key's notification waited 14 s. Now one sender holds at most a quarter of them: with
+/// 80 of one sender's notifications hanging, exactly 16 are in flight and another sender's
+/// notification is sent while all 16 still hang.
+#[test]
+fn f6_one_senders_slow_notifications_leave_notify_to_other_senders() {
+    let s = Server::start_args(&["--push-timeout", "300"]);
+    let slow = receiver::Receiver::start(receiver::Reply::hang(Duration::from_secs(300)));
+    let healthy = receiver::Receiver::start(receiver::Reply::ok());
+    let alice = agent_key(&s, "agent://team/alice");
+    let bob = agent_key(&s, "agent://team/bob");
+    let notify = |key: &str, url: String| {
+        let mut body = intent_body("agent://internal/notify");
+        body["payload"] = json!({"url": url, "body": {"n": 1}});
+        let r = send(
+            s.req_anon("POST", "/v1/intents").set("x-api-key", key),
+            Some(body.to_string()),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+    };
+    for _ in 0..80 {
+        notify(&alice, slow.url());
+    }
+    poll_until(receiver::WAIT, "the slow sender's share of notify", || {
+        (slow.hits().len() >= 16).then_some(())
+    });
+    notify(&bob, healthy.url());
+    healthy.wait_hits(1);
+    assert_eq!(
+        slow.hits().len(),
+        16,
+        "one sender holds a quarter of the 64 notify calls, all still hanging"
+    );
+}
