@@ -437,6 +437,7 @@ function timelineView(id) {
       payload: json(it.payload), human_task: json(it.human_task), result: json(it.result),
       error: json(it.error),
     });
+    showAttachments(rows(root, 'attachments'), it);
     rows(root, 'human').hidden = !it.human_task;
     rows(root, 'result').hidden = it.result === undefined;
     rows(root, 'error').hidden = it.error === undefined;
@@ -577,6 +578,8 @@ function tasksView() {
       e.preventDefault();
       if (e.submitter && e.submitter.name === 'decision') decide(t, f, e.submitter.value);
     });
+    api(`/v1/intents/${encodeURIComponent(t.intent_id)}`)
+      .then((r) => showAttachments(rows(li, 'attachments'), r.intent), () => {});
     return li;
   }
 
@@ -837,9 +840,158 @@ function deliveriesView(deadOnly) {
   return self;
 }
 
+// --- Attachments ---------------------------------------------------------------------------------
+
+/** Lists in `host` the uploads an intent attaches (`payload.attachments[].upload_id`): name,
+ * type, size, status. A download goes through fetch() with the key (a plain link could not send
+ * it), so the server's access rules decide what this key gets; the bytes are saved as a file. */
+function showAttachments(host, intent) {
+  const given = intent.payload && Array.isArray(intent.payload.attachments) ? intent.payload.attachments : [];
+  const ids = given.map((a) => a && a.upload_id).filter((id) => typeof id === 'string');
+  const key = ids.join(' ');
+  if (host.dataset.shown === key) return;
+  host.dataset.shown = key;
+  if (!ids.length) { host.replaceChildren(); return; }
+  const frag = fromTemplate('t-attachments');
+  const list = rows(frag, 'files');
+  for (const id of ids) {
+    const li = el('li', {'data-upload-id': id}, el('span', {class: 'mono', text: id}));
+    list.append(li);
+    api(`/v1/media/${encodeURIComponent(id)}`).then(({upload: u}) => {
+      const name = u.status === 'ready'
+        ? el('button', {type: 'button', class: 'link', text: u.filename,
+          'aria-label': `Download ${u.filename}`, onclick: () => download(u, li)})
+        : el('span', {text: u.filename});
+      li.replaceChildren(name, ' ', el('span', {class: 'hint', text: `${u.mime_type}, ${u.size_bytes} bytes`}),
+        ' ', statusBadge(u.status));
+    }, (e) => {
+      if (e.status === 401) return;
+      const why = e.status === 404 ? 'not visible to this key' : e.message;
+      li.append(' ', el('span', {class: 'msg', 'data-kind': 'error', text: why}));
+    });
+  }
+  host.replaceChildren(frag);
+}
+
+async function download(u, li) {
+  const out = $('.msg', li) || li.appendChild(el('span', {class: 'msg', role: 'status'}));
+  say(out, '');
+  try {
+    const r = await fetch(`/v1/media/${encodeURIComponent(u.upload_id)}/content`,
+      {headers: {'x-api-key': apiKey || ''}, cache: 'no-store'});
+    if (r.status === 401) { signOut('The server refused the API key (401).'); return; }
+    if (!r.ok) throw new Error(`${r.status} ${r.statusText}`);
+    const url = URL.createObjectURL(await r.blob());
+    const a = el('a', {href: url, download: u.filename, hidden: true});
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } catch (e) { say(out, ` Downloading failed: ${e.message}`); }
+}
+
+// --- Invites --------------------------------------------------------------------------------------
+
+/** The token of an invite page (`#/invite/<token>`, where the server sends a browser that opens
+ * an `invite_url`), or null. */
+function inviteToken() {
+  const m = location.hash.match(/^#\/invite\/([A-Za-z0-9_-]{12,64})$/);
+  return m ? m[1] : null;
+}
+
+/** An invite: who sent it, a nick, one accept, then the new key shown once. It needs no key:
+ * the token is the credential, so these calls go without `x-api-key`. */
+function inviteView(token) {
+  const root = mount('t-invite');
+  $('#login').hidden = true;
+  root.hidden = false;
+  document.title = 'Invite · axme';
+  const msg = rows(root, 'msg');
+  const form = rows(root, 'accept');
+  const path = `/v1/invites/${encodeURIComponent(token)}`;
+  const call = async (method, url, body) => {
+    const r = await fetch(url, {method, cache: 'no-store',
+      headers: body ? {accept: 'application/json', 'content-type': 'application/json'} : {accept: 'application/json'},
+      body: body ? JSON.stringify(body) : undefined});
+    let j = null;
+    try { j = await r.json(); } catch { /* the status says enough */ }
+    return {status: r.status, body: j};
+  };
+
+  function show(inv) {
+    fill(root, {owner_agent: inv.owner_agent, recipient_hint: inv.recipient_hint,
+      status: statusBadge(inv.status), expires_at: time(inv.expires_at)});
+    rows(root, 'facts').hidden = false;
+    form.hidden = inv.status !== 'pending';
+    if (inv.status === 'accepted') {
+      say(msg, `This invite was already accepted${inv.nick ? ` by ${inv.nick}` : ''} at `
+        + `${new Date(inv.accepted_at).toLocaleString()}. An invite works once: ask ${inv.owner_agent} for a new one.`);
+    } else if (inv.status === 'expired') {
+      say(msg, `This invite expired at ${new Date(inv.expires_at).toLocaleString()}. `
+        + `Ask ${inv.owner_agent} for a new one.`);
+    } else {
+      say(msg, '');
+    }
+  }
+
+  async function load() {
+    try {
+      const r = await call('GET', path);
+      if (view !== self) return;
+      if (r.status === 404) { say(msg, 'This invite link is not valid: no invite on this server has this token.'); return; }
+      if (r.status !== 200) { say(msg, `Loading the invite failed: ${(r.body && r.body.error && r.body.error.message) || r.status}`); return; }
+      show(r.body);
+      if (!form.hidden) form.elements.nick.focus();
+    } catch (e) { say(msg, `Loading the invite failed: ${e.message}`); }
+  }
+
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const out = rows(root, 'accept-msg');
+    const nick = form.elements.nick.value.trim();
+    const name = form.elements.display_name.value.trim();
+    const button = $('button', form);
+    button.disabled = true;
+    say(out, '');
+    try {
+      const r = await call('POST', `${path}/accept`, name ? {nick, display_name: name} : {nick});
+      if (r.status !== 200) {
+        const err = (r.body && r.body.error) || {};
+        say(out, `Accepting failed: ${err.message || r.status}`);
+        button.disabled = false;
+        if (err.code === 'invite_already_accepted' || err.code === 'invite_expired') load();
+        return;
+      }
+      form.hidden = true;
+      fill(root, {status: statusBadge('accepted'), nick: r.body.nick, user_owner_agent: r.body.owner_agent});
+      const done = rows(root, 'done');
+      done.hidden = false;
+      rows(done, 'key').value = r.body.api_key;
+      rows(done, 'use').addEventListener('click', () => {
+        apiKey = r.body.api_key;
+        sessionStorage.setItem(KEY_ITEM, apiKey);
+        history.replaceState(null, '', '#/tasks');
+        showApp();
+      });
+      rows(done, 'key').focus();
+      rows(done, 'key').select();
+    } catch (err) {
+      say(out, `Accepting failed: ${err.message}`);
+      button.disabled = false;
+    }
+  });
+
+  const self = {reload: load, onEvent() {}};
+  load();
+  return self;
+}
+
 // --- Navigation, sign-in, sign-out --------------------------------------------------------------
 
 function route() {
+  // An invite page needs no key.
+  const invite = inviteToken();
+  if (invite) { view = inviteView(invite); return; }
   // Only `#/…` names a view; any other fragment (the skip link's #main) leaves the view be.
   if (!apiKey || (location.hash && !location.hash.startsWith('#/') && view)) return;
   const hash = location.hash.replace(/^#\/?/, '');
@@ -919,5 +1071,8 @@ document.addEventListener('DOMContentLoaded', () => {
   });
   window.addEventListener('hashchange', route);
   if (apiKey) showApp();
-  else signOut('');
+  else {
+    signOut('');
+    if (inviteToken()) route();
+  }
 });

@@ -337,7 +337,7 @@ fn run(conn: &Tx, data: &[u8]) {
                 let comment = (arg & 2 != 0).then_some("because");
                 (
                     Expect::Free,
-                    inbox::decide(conn, None, &id, decision, comment).map(drop),
+                    inbox::decide(conn, None, true, &id, decision, comment).map(drop),
                 )
             }
             _ => {

@@ -322,15 +322,30 @@ pub fn decision_body(b: &Value) -> std::result::Result<(Decision, Option<String>
     Ok((decision, comment))
 }
 
+/// Whether the caller is the operator (an admin key), who decides a task its scope's owner
+/// delegated (`inbox::decide`).
+fn operator(ctx: &Ctx) -> bool {
+    crate::service::access::Access::of(&ctx.principal).is_admin()
+}
+
 /// `POST /v1/inbox/{id}/approve {comment?}`.
 pub async fn approve(ctx: Ctx, body: Incoming) -> Result {
+    let operator = operator(&ctx);
     act(
         ctx,
         body,
         "approve",
         |b| comment_body(b, 2000),
-        |c, owner, id, comment| {
-            inbox::decide(c, owner, id, Decision::Approve, comment.as_deref()).map(|d| d.view)
+        move |c, owner, id, comment| {
+            inbox::decide(
+                c,
+                owner,
+                operator,
+                id,
+                Decision::Approve,
+                comment.as_deref(),
+            )
+            .map(|d| d.view)
         },
     )
     .await
@@ -338,13 +353,15 @@ pub async fn approve(ctx: Ctx, body: Incoming) -> Result {
 
 /// `POST /v1/inbox/{id}/reject {comment?}`.
 pub async fn reject(ctx: Ctx, body: Incoming) -> Result {
+    let operator = operator(&ctx);
     act(
         ctx,
         body,
         "reject",
         |b| comment_body(b, 2000),
-        |c, owner, id, comment| {
-            inbox::decide(c, owner, id, Decision::Reject, comment.as_deref()).map(|d| d.view)
+        move |c, owner, id, comment| {
+            inbox::decide(c, owner, operator, id, Decision::Reject, comment.as_deref())
+                .map(|d| d.view)
         },
     )
     .await
@@ -392,6 +409,7 @@ pub async fn decision(ctx: Ctx, body: Incoming) -> Result {
         id: ctx.param(0).to_string(),
     })?;
     let owner = owner(&ctx)?;
+    let operator = operator(&ctx);
     let body = ctx.json(body).await?;
     let (decision, comment) = decision_body(&body)?;
     let scope = ctx.idempotency(
@@ -404,7 +422,16 @@ pub async fn decision(ctx: Ctx, body: Incoming) -> Result {
     let rendered = write_once(
         &ctx.state.store,
         scope,
-        move |c| inbox::decide(c, owner.as_deref(), &id, decision, comment.as_deref()),
+        move |c| {
+            inbox::decide(
+                c,
+                owner.as_deref(),
+                operator,
+                &id,
+                decision,
+                comment.as_deref(),
+            )
+        },
         |d: &Decided| {
             response::render(&ApprovalEnvelope {
                 ok: true,

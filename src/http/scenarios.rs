@@ -11,7 +11,7 @@ use super::response::{self, from_rendered, Body};
 use super::Ctx;
 use crate::model::builtin::WORKFLOW;
 use crate::service::access::Access;
-use crate::service::idempotency::{self, write_once, Scope};
+use crate::service::idempotency::{self, write_once, Rendered, Scope};
 use crate::service::{scenarios, workflow};
 use crate::Error;
 
@@ -31,6 +31,12 @@ fn problems(list: &[(String, String)]) -> (Vec<String>, Vec<Value>) {
 /// and `warning_details` hold the same as `{path, message}`.
 pub async fn validate(ctx: Ctx, body: Incoming) -> Result {
     let body = ctx.json(body).await?;
+    response::ok(&validate_from(&ctx, body).await?)
+}
+
+/// The report of `POST /v1/scenarios/validate` on a read body: what it and the MCP tool
+/// `axme.scenarios_validate` both answer.
+pub(crate) async fn validate_from(ctx: &Ctx, body: Value) -> std::result::Result<Value, Error> {
     let max = ctx.state.limits.max_payload_bytes;
     let report = ctx
         .state
@@ -39,7 +45,7 @@ pub async fn validate(ctx: Ctx, body: Incoming) -> Result {
         .await?;
     let (errors, error_details) = problems(&report.errors);
     let (warnings, warning_details) = problems(&report.warnings);
-    response::ok(&json!({
+    Ok(json!({
         "ok": true,
         "valid": errors.is_empty(),
         "errors": errors,
@@ -53,8 +59,20 @@ pub async fn validate(ctx: Ctx, body: Incoming) -> Result {
 /// Idempotent under `Idempotency-Key` or the bundle's own `idempotency_key`.
 pub async fn apply(ctx: Ctx, body: Incoming) -> Result {
     let body = ctx.json(body).await?;
+    let scope = ctx.idempotency("POST /v1/scenarios/apply".into(), &body)?;
+    Ok(from_rendered(apply_from(&ctx, &body, scope).await?))
+}
+
+/// Applies a read bundle under an idempotency scope (else the bundle's own `idempotency_key`)
+/// and renders the answer: what `POST /v1/scenarios/apply` and the MCP tool
+/// `axme.scenarios_apply` both do.
+pub(crate) async fn apply_from(
+    ctx: &Ctx,
+    body: &Value,
+    scope: Option<Scope>,
+) -> std::result::Result<Rendered, Error> {
     Access::of(&ctx.principal).require(WORKFLOW, "applying a scenario for")?;
-    let (report, bundle) = scenarios::check(&body, ctx.state.limits.max_payload_bytes);
+    let (report, bundle) = scenarios::check(body, ctx.state.limits.max_payload_bytes);
     if let Some((path, message)) = report.errors.first() {
         let more = match report.errors.len() {
             1 => String::new(),
@@ -67,18 +85,17 @@ pub async fn apply(ctx: Ctx, body: Incoming) -> Result {
     }
     let bundle =
         bundle.ok_or_else(|| Error::internal("a bundle without errors did not compile"))?;
-    let endpoint = "POST /v1/scenarios/apply".to_string();
-    let scope = match ctx.idempotency(endpoint.clone(), &body)? {
+    let scope = match scope {
         Some(s) => Some(s),
         None => bundle.idempotency_key.clone().map(|key| Scope {
             key_id: ctx.principal.key_id.clone(),
-            endpoint,
+            endpoint: "POST /v1/scenarios/apply".into(),
             key,
-            request_hash: idempotency::request_hash(&body),
+            request_hash: idempotency::request_hash(body),
         }),
     };
     let caller = ctx.principal.address();
-    let quota = super::intents::live_quota(&ctx);
+    let quota = super::intents::live_quota(ctx);
     let mut rendered = write_once(
         &ctx.state.store,
         scope,
@@ -109,6 +126,7 @@ pub async fn apply(ctx: Ctx, body: Incoming) -> Result {
                 "idempotent": false,
                 "agents": agents,
                 "agents_provisioned": provisioned,
+                "humans": a.humans.iter().map(|(role, address)| json!({"role": role, "address": address})).collect::<Vec<_>>(),
                 "deadline_at": a.intent.deadline_at,
                 "created_at": a.intent.created_at,
             }))
@@ -122,7 +140,7 @@ pub async fn apply(ctx: Ctx, body: Incoming) -> Result {
             rendered.body = serde_json::to_vec(&v)?;
         }
     }
-    Ok(from_rendered(rendered))
+    Ok(rendered)
 }
 
 /// `GET /v1/intents/{id}/workflow`: the compiled steps, which one runs, and every run of a

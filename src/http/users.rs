@@ -137,9 +137,25 @@ pub async fn create_invite(ctx: Ctx, body: Incoming) -> Result {
     response::ok(&wire::InviteCreated::new(&row, &token, url))
 }
 
-/// `GET /v1/invites/{token}`, without an API key.
+/// `GET /v1/invites/{token}`, without an API key. A browser (its `Accept` names `text/html`)
+/// opening the `invite_url` is sent on to the dashboard's accept page with `303`; a client
+/// gets the invite as JSON.
 pub async fn get_invite(ctx: Ctx) -> Result {
     let token = invites::token(ctx.param(0))?;
+    let browser = ctx
+        .headers
+        .get(hyper::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if browser {
+        let mut resp = Response::new(Body::full(Vec::new()));
+        *resp.status_mut() = hyper::StatusCode::SEE_OTHER;
+        let to = format!("/ui/#/invite/{token}");
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&to) {
+            resp.headers_mut().insert(hyper::header::LOCATION, v);
+        }
+        return Ok(resp);
+    }
     let t = token.clone();
     let view = ctx.state.store.read(move |c| invites::get(c, &t)).await?;
     let status = invites::status(&view.invite, clock::now());

@@ -141,9 +141,13 @@ pub async fn list_subscriptions(ctx: Ctx) -> Result {
     })
 }
 
+/// `DELETE /v1/webhooks/subscriptions/{id}`: an agent key revokes only its owners'
+/// subscriptions (another's is 404); an admin key revokes any by its id, whatever owner scope it
+/// names (AXME's clients send their `owner_agent` on every call, also for a subscription an
+/// upsert without one created for the caller).
 pub async fn delete_subscription(ctx: Ctx) -> Result {
     let id = crate::service::validate::uuid("subscription_id", ctx.param(0))?;
-    let owner = scope(&ctx)?;
+    let owner = scope(&ctx)?.filter(|_| !Access::of(&ctx.principal).is_admin());
     let row = ctx
         .state
         .store

@@ -183,16 +183,19 @@ pub struct Decided {
 
 /// Approves or rejects a waiting human task: approve completes the intent with the decision as
 /// its result; reject fails it with code `rejected`. The task's rules hold (422), and only a
-/// WAITING intent can be decided (409).
+/// WAITING intent can be decided (409). A delegated task is decided by its delegate: the
+/// delegator's own key is refused (403); the `operator` (an admin key, which may act for every
+/// owner) decides it under any owner scope, and the decision is recorded as that owner's.
 pub fn decide(
     conn: &Tx,
     owner: Option<&str>,
+    operator: bool,
     thread_id: &str,
     decision: Decision,
     comment: Option<&str>,
 ) -> Result<Decided, Error> {
     let t = find(conn, owner, thread_id, true)?;
-    if owner.is_some() && t.role == "delegated" {
+    if owner.is_some() && !operator && t.role == "delegated" {
         return Err(Error::Forbidden {
             reason: format!(
                 "{} delegated this task; only the delegate (or an admin) decides it now",
@@ -430,12 +433,13 @@ mod tests {
             json!({"allowed_outcomes": ["approved"], "required_comment": true}),
         );
         let before = conn.total_changes();
-        let e = decide(&tx, Some(HANDLER), &id, Decision::Reject, Some("no")).expect_err("outcome");
+        let as_handler = |d, c| decide(&tx, Some(HANDLER), false, &id, d, c);
+        let e = as_handler(Decision::Reject, Some("no")).expect_err("outcome");
         assert!(e.to_string().starts_with("decision:"), "{e}");
-        let e = decide(&tx, Some(HANDLER), &id, Decision::Approve, Some(" ")).expect_err("comment");
+        let e = as_handler(Decision::Approve, Some(" ")).expect_err("comment");
         assert!(e.to_string().starts_with("comment:"), "{e}");
         assert_eq!(conn.total_changes(), before);
-        let d = decide(&tx, Some(HANDLER), &id, Decision::Approve, Some("ok")).expect("approved");
+        let d = as_handler(Decision::Approve, Some("ok")).expect("approved");
         assert_eq!(
             (d.view.intent.status, d.view.messages.len()),
             (Status::Completed, 1)

@@ -205,18 +205,35 @@ mod tests {
             ids(&tasks(&tx, None).expect("all tasks")),
             [(BOB.into(), "delegate".into())]
         );
-        let e =
-            inbox::decide(&tx, Some(HANDLER), &id, Decision::Approve, None).expect_err("delegator");
+        let e = inbox::decide(&tx, Some(HANDLER), false, &id, Decision::Approve, None)
+            .expect_err("delegator");
         assert_eq!(e.code(), "forbidden");
         let v = inbox::reply(&tx, Some(BOB), &id, "on it").expect("reply");
         assert_eq!(
             (v.status(), v.messages.len(), v.unread()),
             ("pending", 2, false)
         );
-        let d = inbox::decide(&tx, Some(BOB), &id, Decision::Reject, None).expect("rejected");
+        let d =
+            inbox::decide(&tx, Some(BOB), false, &id, Decision::Reject, None).expect("rejected");
         assert_eq!(
             (d.view.status(), d.view.intent.status),
             ("done", Status::Failed)
+        );
+    }
+
+    /// An operator (admin key) under the delegator's scope was refused like the delegator's own
+    /// key, though the refusal itself says an admin decides a delegated task.
+    #[test]
+    fn r_an_operator_under_the_delegators_scope_decides_a_delegated_task() {
+        let conn = testing::db();
+        let tx = Tx::sqlite(&conn);
+        let id = task(&tx, json!({}));
+        inbox::delegate(&tx, Some(HANDLER), &id, BOB, None).expect("delegated");
+        let d = inbox::decide(&tx, Some(HANDLER), true, &id, Decision::Approve, None)
+            .expect("the operator decides");
+        assert_eq!(
+            (d.view.thread.owner_agent.as_str(), d.view.intent.status),
+            (HANDLER, Status::Completed)
         );
     }
 

@@ -7,6 +7,7 @@
 //! The bundle follows AXME's reference document and CLI where the published schema lags them:
 //! `title`, `agents[].delivery_mode` and `humans[]` without `contact` are accepted. A field this
 //! server does not know is a warning, not an error, so AXME's own bundles apply unchanged.
+//! A human whose `contact` names a user (`@nick`, `user_id`) is bound to that user's inbox.
 
 use serde_json::{json, Map, Value};
 
@@ -18,11 +19,12 @@ use super::scenario_fields::{
 };
 use super::workflow;
 use super::workflow_steps::{self, Kind, StepSpec};
-use super::{effects, intents, validate};
+use super::{effects, intents, users, validate};
 use crate::clock;
 use crate::model::builtin::WORKFLOW;
 use crate::store::agents as agent_rows;
 use crate::store::intents::IntentRow;
+use crate::store::users as user_rows;
 use crate::store::workflows::{self, WorkflowRow};
 use crate::store::Tx;
 use crate::Error;
@@ -38,12 +40,24 @@ pub struct AgentSpec {
     pub webhook_url: Option<String>,
 }
 
+/// A human of a bundle: its role's address, and the user its `contact` names, if any.
+#[derive(Debug, Clone)]
+pub struct HumanSpec {
+    pub role: String,
+    pub address: String,
+    /// `contact` when it names a user (`@nick` or a `user_id`) and no `address` was given.
+    pub user: Option<String>,
+    /// The JSON path of `contact`.
+    path: String,
+}
+
 /// A checked bundle, ready to apply.
 #[derive(Debug, Clone)]
 pub struct Bundle {
     pub scenario_id: String,
     pub idempotency_key: Option<String>,
     pub agents: Vec<AgentSpec>,
+    pub humans: Vec<HumanSpec>,
     pub steps: Vec<StepSpec>,
     pub entry_step: Option<String>,
     pub intent: CreateIntent,
@@ -106,6 +120,7 @@ pub fn check(body: &Value, max_payload_bytes: usize) -> (Report, Option<Bundle>)
 
     let mut roles: Roles = Vec::new();
     let mut agent_specs = Vec::new();
+    let mut humans = Vec::new();
     for (i, a) in array(&mut r, top, "agents", 50).iter().enumerate() {
         let at = format!("agents[{i}]");
         let Some(a) = a.as_object() else {
@@ -126,9 +141,10 @@ pub fn check(body: &Value, max_payload_bytes: usize) -> (Report, Option<Bundle>)
         };
         unknown(&mut r, h, HUMAN, &at);
         let role = text(&mut r, h, "role", &at, (1, 100), true);
-        text(&mut r, h, "contact", &at, (1, 255), false);
+        let contact = text(&mut r, h, "contact", &at, (1, 255), false);
         text(&mut r, h, "display_name", &at, (0, 255), false);
-        let addr = match text(&mut r, h, "address", &at, (1, 383), false) {
+        let given = text(&mut r, h, "address", &at, (1, 383), false);
+        let addr = match given {
             Some(raw) => address(&mut r, raw, &format!("{at}.address")),
             None => role.map(|role| format!("agent://human/{role}")),
         };
@@ -136,7 +152,17 @@ pub fn check(body: &Value, max_payload_bytes: usize) -> (Report, Option<Bundle>)
             if roles.iter().any(|(r, _, _)| r == role) {
                 r.error(format!("{at}.role"), format!("{role} is already a role"));
             }
-            roles.push((role.to_string(), addr, true));
+            roles.push((role.to_string(), addr.clone(), true));
+            let names_user = |c: &&str| c.starts_with('@') || uuid::Uuid::parse_str(c).is_ok();
+            humans.push(HumanSpec {
+                role: role.to_string(),
+                address: addr,
+                user: contact
+                    .filter(|_| given.is_none())
+                    .filter(names_user)
+                    .map(str::to_string),
+                path: format!("{at}.contact"),
+            });
         }
     }
 
@@ -167,6 +193,7 @@ pub fn check(body: &Value, max_payload_bytes: usize) -> (Report, Option<Bundle>)
             scenario_id,
             idempotency_key: idempotency_key.map(str::to_string),
             agents: agent_specs,
+            humans,
             steps,
             entry_step,
             intent,
@@ -301,7 +328,10 @@ fn intent_spec(
 /// `POST /v1/scenarios/validate`: the check, plus warnings that need the registry (agents that
 /// are neither registered nor created, who will have to pull their steps).
 pub fn validate(conn: &Tx, body: &Value, max_payload_bytes: usize) -> Result<Report, Error> {
-    let (mut report, bundle) = check(body, max_payload_bytes);
+    let (mut report, mut bundle) = check(body, max_payload_bytes);
+    if let Some(b) = bundle.as_mut() {
+        bind_humans(conn, b, &mut report)?;
+    }
     for (i, a) in bundle.iter().flat_map(|b| b.agents.iter().enumerate()) {
         if !a.create_if_missing && agent_rows::get(conn, &a.address)?.is_none() {
             report.warn(
@@ -316,6 +346,44 @@ pub fn validate(conn: &Tx, body: &Value, max_payload_bytes: usize) -> Result<Rep
     Ok(report)
 }
 
+/// Binds each human whose `contact` names a user (`@nick` or `user_id`) to that user's inbox
+/// address: the steps assigned to the role (and escalations to it) go there, so the user's key
+/// sees and decides them. A contact naming no user of this server is an error at its path; any
+/// other contact (an e-mail address) keeps the role's own address.
+fn bind_humans(conn: &Tx, bundle: &mut Bundle, r: &mut Report) -> Result<(), Error> {
+    for h in &mut bundle.humans {
+        let Some(contact) = h.user.as_deref() else {
+            continue;
+        };
+        let user = match users::nick(&h.path, contact) {
+            Ok(n) if contact.starts_with('@') => user_rows::by_nick(conn, &n.normalized)?,
+            Err(_) if contact.starts_with('@') => None,
+            _ => user_rows::by_id(conn, contact)?,
+        };
+        let Some(user) = user else {
+            r.error(
+                h.path.clone(),
+                format!("{contact} is no user of this server (register the nick or accept an invite first)"),
+            );
+            continue;
+        };
+        let to = user.owner_agent;
+        for s in &mut bundle.steps {
+            if s.address == h.address {
+                s.address = to.clone();
+            }
+            if s.escalate_to.as_deref() == Some(h.address.as_str()) {
+                s.escalate_to = Some(to.clone());
+            }
+        }
+        if bundle.intent.escalate_to.as_deref() == Some(h.address.as_str()) {
+            bundle.intent.escalate_to = Some(to.clone());
+        }
+        h.address = to;
+    }
+    Ok(())
+}
+
 /// What `apply` did.
 #[derive(Debug, Clone)]
 pub struct Applied {
@@ -324,6 +392,8 @@ pub struct Applied {
     pub scenario_id: String,
     /// `(role, address, created)` for every agent of the bundle.
     pub agents: Vec<(String, String, bool)>,
+    /// `(role, address)` for every human: a user's inbox when its contact names one.
+    pub humans: Vec<(String, String)>,
     pub pending_with: Option<String>,
 }
 
@@ -331,10 +401,15 @@ pub struct Applied {
 /// whose binding it sets, creates the intent with its workflow, and starts the entry step.
 pub fn apply(
     conn: &Tx,
-    bundle: Bundle,
+    mut bundle: Bundle,
     caller: &str,
     quota: Option<&intents::LiveQuota>,
 ) -> Result<Applied, Error> {
+    let mut bound = Report::default();
+    bind_humans(conn, &mut bundle, &mut bound)?;
+    if let Some((path, message)) = bound.errors.into_iter().next() {
+        return Err(Error::invalid(path, message));
+    }
     let mut provisioned = Vec::new();
     let mut steps = bundle.steps;
     for a in &bundle.agents {
@@ -413,6 +488,11 @@ pub fn apply(
         compile_id,
         scenario_id: bundle.scenario_id,
         agents: provisioned,
+        humans: bundle
+            .humans
+            .into_iter()
+            .map(|h| (h.role, h.address))
+            .collect(),
         pending_with,
     })
 }

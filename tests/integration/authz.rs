@@ -380,3 +380,39 @@ fn a_revoked_key_is_refused_at_once_and_its_streams_end_within_seconds() {
     }
     assert!(saw_error, "the stream ended without saying why");
 }
+
+/// An admin key naming another owner scope got 404 deleting the subscription it had just
+/// created without one (AXME's conformance `webhooks_subscriptions` sends its `owner_agent` on
+/// the delete only); an agent key still reaches only its own owners' subscriptions.
+#[test]
+fn r_an_admin_deletes_a_subscription_by_id_under_any_owner_scope() {
+    let s = Server::start();
+    let k = setup(&s);
+    let r = s.post(
+        "/v1/webhooks/subscriptions",
+        &json!({"callback_url": "https://hooks.example/axme", "event_types": ["inbox.thread_created"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["subscription"]["owner_agent"], "agent://admin");
+    let id = r.json["subscription"]["subscription_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/v1/webhooks/subscriptions/{id}");
+    let r = call(&s, &k.b, "DELETE", &path, None);
+    assert_error(&r, 404, "not_found");
+    let r = call_as(&s, &k.b, B, "DELETE", &path, None);
+    assert_error(&r, 404, "not_found");
+    let r = send(
+        s.req(
+            "DELETE",
+            &format!("{path}?owner_agent=agent://someone/else"),
+        ),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["subscription_id"], id.as_str());
+    assert!(r.json["revoked_at"].is_string(), "{}", r.text);
+    let r = send(s.req("DELETE", &path), None);
+    assert_error(&r, 404, "not_found");
+}

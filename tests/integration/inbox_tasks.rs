@@ -483,18 +483,27 @@ fn delegate_readdresses_the_intent_and_gives_the_delegate_the_task() {
     assert_eq!(dt["status"], "pending");
     assert_eq!(message_ids(&dt), message_ids(&t));
     assert_eq!(task_ids(&tasks(&s, Some(&d))), [id.as_str()]);
-    // The task is handed off: gone from the delegator's tasks, and the delegator may no longer
-    // decide it.
+    // The task is handed off: gone from the delegator's tasks, and the delegator's key may no
+    // longer decide it.
     assert!(tasks(&s, Some(&x)).is_empty());
     let xt = thread(&s, Some(&x), &id);
     assert_eq!(xt["role"], "delegated");
     assert_eq!(xt["status"], "active");
-    let r = send(
-        s.req("POST", &format!("/v1/inbox/{id}/approve"))
-            .set("x-owner-agent", &x),
-        Some("{}".into()),
-    );
-    assert_error(&r, 403, "forbidden");
+    let delegator = agent_key(&s, &x);
+    for (path, body) in [
+        (format!("/v1/inbox/{id}/approve"), "{}"),
+        (
+            format!("/v1/approvals/{id}/decision"),
+            r#"{"decision": "approve"}"#,
+        ),
+    ] {
+        let r = send(
+            s.req_anon("POST", &path)
+                .set("authorization", &format!("Bearer {delegator}")),
+            Some(body.into()),
+        );
+        assert_error(&r, 403, "forbidden");
+    }
     assert_eq!(intent(&s, &id)["status"], "WAITING");
     let t = act(&s, Some(&d), &id, "approve", json!({}));
     assert_eq!(t["result"]["decided_by"], d.as_str());
@@ -526,6 +535,31 @@ fn delegate_readdresses_the_intent_and_gives_the_delegate_the_task() {
         &json!({"delegate_to": addr("late")}),
     );
     assert_error(&r, 409, "intent_terminal");
+}
+
+/// An admin key under the delegator's scope got 403 like the delegator's own key (AXME's
+/// conformance `inbox_decision` approves the thread its `inbox_delegate` just handed off).
+#[test]
+fn r_an_admin_under_the_delegators_scope_decides_a_delegated_task() {
+    let s = Server::start();
+    let (x, d) = (addr("delegator"), addr("delegate"));
+    let id = create_task(&s, &x, json!({"title": "Review"}));
+    act(&s, Some(&x), &id, "delegate", json!({"delegate_to": d}));
+    let t = act(&s, Some(&x), &id, "approve", json!({"comment": "done"}));
+    assert_eq!(t["owner_agent"], x.as_str());
+    assert_eq!(t["intent_status"], "COMPLETED");
+    assert_eq!(t["result"]["decided_by"], x.as_str());
+    assert_eq!(intent(&s, &id)["status"], "COMPLETED");
+}
+
+/// An agent key bound to `agent`.
+fn agent_key(s: &Server, agent: &str) -> String {
+    let r = s.post(
+        "/v1/keys",
+        &json!({"name": "delegator", "role": "agent", "agents": [agent]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json["api_key"].as_str().expect("api_key").to_string()
 }
 
 #[test]

@@ -65,6 +65,7 @@ mod redrive;
 mod request_logs;
 mod retention;
 mod runtime_timers;
+mod scenario_humans;
 mod scenarios;
 mod security;
 mod service_accounts;

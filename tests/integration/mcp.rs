@@ -4,6 +4,7 @@
 //! failed calls as `isError` results, idempotent sends.
 
 use crate::common;
+use crate::workflow_support::{agent_then_human, name};
 
 use common::*;
 use serde_json::{json, Value};
@@ -170,6 +171,8 @@ fn every_tool_is_listed_with_an_input_schema() {
         "axme.tasks_reject",
         "axme.agents_list",
         "axme.check_nick",
+        "axme.scenarios_validate",
+        "axme.scenarios_apply",
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
@@ -483,4 +486,50 @@ fn the_per_request_protocol_is_discovered_and_marked_on_every_result() {
         5,
         "{r}"
     );
+}
+
+#[test]
+fn a_scenario_bundle_is_validated_and_applied_through_tools_as_over_rest() {
+    let s = Server::start();
+    let bundle = agent_then_human(&name("mcp-checker"));
+    let mut broken = bundle.clone();
+    broken["workflow"]["steps"][0]["assigned_to"] = json!("ghost");
+    let report = call(&s, "axme.scenarios_validate", json!({"bundle": broken}));
+    assert_eq!(report["valid"], false, "{report}");
+    assert_eq!(
+        report["error_details"][0]["path"],
+        "workflow.steps[0].assigned_to"
+    );
+    let bad = call_as(
+        &s,
+        ADMIN_KEY,
+        "axme.scenarios_apply",
+        json!({"bundle": broken}),
+    );
+    assert_eq!(bad["isError"], true, "{bad}");
+    assert_eq!(bad["structuredContent"]["error"]["code"], "schema_invalid");
+
+    let args = json!({"bundle": bundle, "idempotency_key": "apply-once"});
+    let first = call(&s, "axme.scenarios_apply", args.clone());
+    let checker = bundle["agents"][0]["address"].as_str().unwrap();
+    let pending_with = format!("agent://{checker}");
+    assert_eq!(first["status"], "WAITING", "{first}");
+    assert_eq!(first["pending_with"], pending_with.as_str());
+    assert_eq!(first["idempotent"], false);
+    let again = call(&s, "axme.scenarios_apply", args);
+    assert_eq!(again["intent_id"], first["intent_id"]);
+    assert_eq!(again["idempotent"], true);
+    let id = first["intent_id"].as_str().unwrap();
+    let r = s.get(&format!("/v1/intents/{id}/workflow"));
+    assert_eq!(
+        r.json["workflow"]["current_step"], "readiness_check",
+        "{}",
+        r.text
+    );
+
+    // An agent key may not apply a scenario over REST, nor through the tool.
+    let key = agent_key(&s, "mcp-scenarios", &["agent://mcp/someone"]);
+    let refused = call_as(&s, &key, "axme.scenarios_apply", json!({"bundle": bundle}));
+    assert_eq!(refused["isError"], true, "{refused}");
+    assert_eq!(refused["structuredContent"]["error"]["code"], "forbidden");
 }

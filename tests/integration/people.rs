@@ -436,3 +436,34 @@ fn capabilities_name_the_new_families() {
         );
     }
 }
+
+#[test]
+fn a_browser_opening_an_invite_url_is_sent_to_the_dashboards_accept_page() {
+    let s = Server::start();
+    let r = invite(&s, None, "agent://team/lead");
+    let token = r.json["token"].as_str().unwrap().to_string();
+    let url = format!("/v1/invites/{token}");
+    let browser = ureq::AgentBuilder::new().redirects(0).build();
+    let open = |path: &str| {
+        send(
+            browser
+                .get(&s.url(path))
+                .set("accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
+            None,
+        )
+    };
+    let r = open(&url);
+    assert_eq!(r.status, 303, "{}", r.text);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/ui/#/invite/{token}").as_str())
+    );
+    // The page tells a used or unknown token apart; a malformed one is 404 at once.
+    assert_eq!(open("/v1/invites/short").status, 404);
+    // A client still gets the invite itself.
+    let r = send(
+        s.req_anon("GET", &url).set("accept", "application/json"),
+        None,
+    );
+    assert_eq!((r.status, &r.json["status"]), (200, &json!("pending")));
+}

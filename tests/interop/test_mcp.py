@@ -125,3 +125,36 @@ def test_a_current_mcp_client_negotiates_the_per_request_protocol(server: AxmeSe
     assert "axme.intents_send" in {t.name for t in tools.tools}
     assert not sent.is_error and sent.structured_content["status"] == "SUBMITTED"
     assert bad.is_error
+
+
+def test_an_mcp_host_validates_and_applies_a_scenario_bundle(server: AxmeServer) -> None:
+    """``axme.scenarios_apply`` is ``POST /v1/scenarios/apply``: the same bundle under the same
+    idempotency key answers the first intent, and a broken bundle is a tool error naming its path."""
+    agent = f"agent://interop/mcp-checker-{uuid.uuid4().hex[:6]}"
+    bundle = {
+        "scenario_id": "interop.mcp.scenario.v1",
+        "agents": [{"role": "checker", "address": agent, "delivery_mode": "stream", "create_if_missing": True}],
+        "workflow": {"steps": [{"step_id": "check", "tool_id": "tool.agent.task.v1", "assigned_to": "checker"}]},
+        "intent": {"type": "intent.mcp.check.v1", "payload": {"service": "api"}},
+    }
+    broken = {**bundle, "intent": {"type": "nope", "payload": {}}}
+    key = str(uuid.uuid4())
+
+    async def body(session: ClientSession, _init) -> Any:
+        report = await session.call_tool("axme.scenarios_validate", {"bundle": broken})
+        first = await session.call_tool("axme.scenarios_apply", {"bundle": bundle, "idempotency_key": key})
+        again = await session.call_tool("axme.scenarios_apply", {"bundle": bundle, "idempotency_key": key})
+        refused = await session.call_tool("axme.scenarios_apply", {"bundle": broken})
+        return report, first, again, refused
+
+    report, first, again, refused = run(server, body)
+    assert report.structured_content["valid"] is False
+    assert "intent.type" in {e["path"] for e in report.structured_content["error_details"]}
+    assert not first.is_error, first
+    intent_id = first.structured_content["intent_id"]
+    assert first.structured_content["idempotent"] is False
+    assert again.structured_content["intent_id"] == intent_id and again.structured_content["idempotent"] is True
+    assert refused.is_error and "intent.type" in refused.content[0].text
+    # The REST API sees the applied workflow.
+    r = httpx.get(server.url(f"/v1/intents/{intent_id}/workflow"), headers={"x-api-key": server.api_key})
+    assert r.status_code == 200 and r.json()["workflow"]["current_step"] == "check", r.text

@@ -175,3 +175,29 @@ def test_validate_scenario_names_every_problem_and_apply_is_idempotent(client: A
     first = client.apply_scenario(good, idempotency_key=key)
     again = client.apply_scenario(good, idempotency_key=key)
     assert again["intent_id"] == first["intent_id"] and again["idempotent"] is True
+
+
+def test_a_human_bound_to_a_user_signs_off_with_the_users_own_key(client: AxmeClient, server: AxmeServer) -> None:
+    """``humans[].contact`` naming a user's ``@nick`` sends the sign-off to that user's inbox: the
+    key the user got from ``accept_invite`` lists the task and approves it."""
+    invite = client.create_invite({"owner_agent": "agent://interop/lead"})
+    nick = f"@rev{uuid.uuid4().hex[:8]}"
+    user = client.accept_invite(invite["token"], {"nick": nick})
+    agent = name("checker")
+    b = bundle(agent)
+    b["humans"] = [{"role": "operator", "contact": nick}]
+    applied = client.apply_scenario(b)
+    assert applied["humans"] == [{"role": "operator", "address": user["owner_agent"]}], applied
+    worker = Agent(client, agent, {"action": "complete"})
+    worker.start()
+    intent_id = applied["intent_id"]
+    wait_status(client, intent_id, "WAITING", "WAITING_FOR_HUMAN")
+    person = make_client(server, api_key=user["api_key"])
+    try:
+        threads = person.list_inbox()["threads"]
+        pending = [t for t in threads if t["status"] == "pending"]
+        assert len(pending) == 1, threads
+        person.approve_inbox_thread(pending[0]["thread_id"], {"comment": "ship it"})
+    finally:
+        person.close()
+    assert client.wait_for(intent_id, wait_seconds=2, timeout_seconds=30)["status"] == "COMPLETED"

@@ -1,7 +1,8 @@
 // The /ui dashboard in a real browser: Debian's Chromium (headless, fresh profile) driven by
 // playwright-core, against the real axme binary. Each step builds on the one before, as a person
 // would use the page: sign in, watch an intent appear and change without reloading, read its
-// timeline, decide a human task, replay a dead-lettered delivery, sign out; screenshots go to
+// timeline, decide a human task, replay a dead-lettered delivery, accept an invite and sign in
+// with its key, download a task's attachment, sign out; screenshots go to
 // $UI_ARTIFACTS (target/ui-artifacts).
 
 import {after, before, test} from 'node:test';
@@ -301,6 +302,113 @@ test('a refused key returns to the sign-in form; signing out forgets the key', a
   await page.getByRole('button', {name: 'Log out'}).click();
   await heading('Sign in to axme').waitFor();
   assert.equal(await page.evaluate(() => sessionStorage.getItem('axme.apiKey')), null);
+});
+
+/** An upload of `text` owned by the admin (`agent://admin`, the sender of its intents), ready. */
+async function readyUpload(filename, text) {
+  const bytes = new TextEncoder().encode(text);
+  const up = await server.ok('POST', '/v1/media/create-upload', {
+    owner_agent: 'agent://admin', filename, mime_type: 'text/plain', size_bytes: bytes.length,
+  });
+  const put = await fetch(up.upload_url, {method: 'PUT', body: bytes,
+    headers: {'x-api-key': KEY, 'content-type': 'text/plain'}});
+  assert.equal(put.status, 200, await put.text());
+  await server.ok('POST', '/v1/media/finalize-upload', {upload_id: up.upload_id, size_bytes: bytes.length});
+  return up.upload_id;
+}
+
+/** Clicks `button` and returns the text of the file the page saves. */
+async function downloaded(button) {
+  const [file] = await Promise.all([page.waitForEvent('download'), button.click()]);
+  const chunks = [];
+  for await (const c of await file.createReadStream()) chunks.push(c);
+  return {name: file.suggestedFilename(), text: Buffer.concat(chunks).toString('utf8')};
+}
+
+let invitee;
+
+test('an invite link opens the accept page: the invite, a nick, one accept, the key shown once', async () => {
+  const inv = await server.ok('POST', '/v1/invites/create',
+    {owner_agent: 'agent://team/lead', recipient_hint: 'the new reviewer'});
+  await page.goto(inv.invite_url);
+  assert.equal(new URL(page.url()).hash, `#/invite/${inv.token}`, 'the invite_url opens the accept page');
+  await heading('You are invited to axme').waitFor();
+  await expectText(page.locator('dl.facts'), 'agent://team/lead');
+  await expectText(page.locator('dl.facts'), 'the new reviewer');
+  await page.getByLabel('Your nick').fill('@uireviewer');
+  await page.getByRole('button', {name: 'Accept the invite'}).click();
+  await page.getByRole('heading', {name: 'Welcome, @uireviewer'}).waitFor();
+  const key = await page.getByLabel('Your API key').inputValue();
+  const accepted = await server.ok('GET', `/v1/invites/${inv.token}`);
+  assert.equal(accepted.status, 'accepted');
+  assert.equal(accepted.nick, '@uireviewer');
+  invitee = {key, owner: accepted.accepted_owner_agent};
+  await page.screenshot({path: join(ARTIFACTS, 'invite-accepted.png'), fullPage: true});
+
+  // The key is shown once: the same link now says precisely that it was used.
+  await page.reload();
+  await page.locator('[data-r="msg"]', {hasText: 'already accepted by @uireviewer'}).waitFor();
+  assert.equal(await page.locator('form.invite').isHidden(), true);
+  assert.equal(await page.getByLabel('Your API key').isVisible(), false, 'the key is not shown again');
+  // An accept sent anyway is refused, and nothing changes.
+  const again = await fetch(`${server.base}/v1/invites/${inv.token}/accept`, {method: 'POST',
+    headers: {'content-type': 'application/json'}, body: JSON.stringify({nick: '@another'})});
+  assert.equal(again.status, 409);
+  await page.evaluate(() => { location.hash = '#/invite/not-a-real-invite-token'; });
+  await page.locator('[data-r="msg"]', {hasText: 'This invite link is not valid'}).waitFor();
+
+  // An expired invite (the server's own expiry is tested with its clock; here its answer is
+  // stood in for, as the shortest TTL is a minute) says when it expired and offers no form.
+  const late = await server.ok('POST', '/v1/invites/create', {owner_agent: 'agent://team/lead'});
+  const expired = {...(await server.ok('GET', `/v1/invites/${late.token}`)), status: 'expired',
+    expires_at: '2026-01-02T03:04:05Z'};
+  await page.route(`**/v1/invites/${late.token}`, (r) => r.fulfill({status: 200,
+    contentType: 'application/json', body: JSON.stringify(expired)}));
+  await page.evaluate((t) => { location.hash = `#/invite/${t}`; }, late.token);
+  const when = await page.evaluate(() => new Date('2026-01-02T03:04:05Z').toLocaleString());
+  await page.locator('[data-r="msg"]', {hasText: `This invite expired at ${when}`}).waitFor();
+  assert.equal(await page.locator('form.invite').isHidden(), true);
+  await page.unroute(`**/v1/invites/${late.token}`);
+});
+
+test('a task with an attachment: the new user signs in with their key, sees it and downloads it', async () => {
+  const uploadId = await readyUpload('report.txt', 'quarterly numbers\n');
+  const task = (await server.ok('POST', '/v1/intents', intent(invitee.owner, {
+    payload: {title: 'Check the report', attachments: [{upload_id: uploadId}]},
+    human_task: {title: 'Check the report'},
+  }))).intent_id;
+
+  const inv = await server.ok('POST', '/v1/invites/create', {owner_agent: 'agent://team/lead'});
+  await page.goto(inv.invite_url);
+  await page.getByLabel('Your nick').fill('@uisecond');
+  await page.getByRole('button', {name: 'Accept the invite'}).click();
+  await page.getByRole('heading', {name: 'Welcome, @uisecond'}).waitFor();
+  // This second user's key sees nothing of the first user's task, nor its attachment.
+  const second = await page.getByLabel('Your API key').inputValue();
+  const hidden = await fetch(`${server.base}/v1/media/${uploadId}/content`, {headers: {'x-api-key': second}});
+  assert.equal(hidden.status, 404);
+
+  // The first user: the key they were shown signs them in; their task lists its attachment.
+  await page.evaluate(() => sessionStorage.clear());
+  await page.goto(`${server.base}/ui`);
+  await signIn(invitee.key);
+  await page.getByRole('link', {name: 'Tasks'}).click();
+  const card = page.locator(`li[data-intent-id="${task}"]`);
+  await card.waitFor();
+  const button = card.getByRole('button', {name: 'Download report.txt'});
+  assert.deepEqual(await downloaded(button), {name: 'report.txt', text: 'quarterly numbers\n'});
+
+  // And the intent's own view shows it too.
+  await card.getByRole('link', {name: `Intent ${task}`}).click();
+  await heading(new RegExp(`Intent ${task}`)).waitFor();
+  const files = page.locator('section.attachments');
+  await expectText(files, 'text/plain, 18 bytes');
+  await files.locator('.st-ready').waitFor();
+  assert.deepEqual(await downloaded(files.getByRole('button', {name: 'Download report.txt'})),
+    {name: 'report.txt', text: 'quarterly numbers\n'});
+  await page.screenshot({path: join(ARTIFACTS, 'attachments.png'), fullPage: true});
+  await page.getByRole('button', {name: 'Log out'}).click();
+  await heading('Sign in to axme').waitFor();
 });
 
 test('the page caused no script error and no content-security-policy refusal', () => {

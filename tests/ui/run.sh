@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the dashboard in a real browser: Debian's Chromium, driven by playwright-core (pinned in
 # package-lock.json), against the real axme binary. Logs in, watches an intent appear live, opens
-# its timeline, approves a human task, replays a dead-lettered delivery, and saves screenshots in
-# target/ui-artifacts/.
+# its timeline, approves a human task, replays a dead-lettered delivery, accepts an invite on its
+# page, downloads an attachment, and saves screenshots in target/ui-artifacts/.
 #
 #   bash tests/ui/run.sh [node --test args...]
 #

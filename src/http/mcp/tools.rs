@@ -17,6 +17,7 @@ use serde_json::{json, Map, Value};
 
 use crate::http::{request, wire, Ctx};
 use crate::service::access::Access;
+use crate::service::idempotency::{self, Scope};
 use crate::service::inbox::{self, Decision};
 use crate::service::{agents, inbox_view, operator, users, validate};
 use crate::Error;
@@ -36,6 +37,12 @@ pub struct Tool {
 }
 
 const INTENT_ID: &str = "The intent's id (a UUID).";
+
+/// The `bundle` argument of the scenario tools (the server checks it as `POST
+/// /v1/scenarios/validate` does, every problem by its JSON path).
+fn bundle_schema() -> Value {
+    json!({"type": "object", "description": "A ScenarioBundle: {scenario_id, agents: [{role, address, delivery_mode?}], humans?, workflow: {steps}, intent: {type, payload}, ...} as POST /v1/scenarios/apply takes it."})
+}
 
 const TOOLS: &[Tool] = &[
     Tool { name: "axme.status", title: "Server status", description: "The server's version and schema version.", properties: || json!({}), required: &[] },
@@ -63,6 +70,8 @@ const TOOLS: &[Tool] = &[
     Tool { name: "axme.tasks_reject", title: "Reject a task", description: "Rejects a waiting human task: the intent fails with code rejected.", properties: || json!({"intent_id": {"type": "string", "description": INTENT_ID}, "comment": {"type": "string", "maxLength": 1000}}), required: &["intent_id"] },
     Tool { name: "axme.generate_invite_link", title: "Invite someone", description: "A one-time invite link from owner_agent (by default, this key's own address); whoever accepts it with a nick becomes a user with a key.", properties: || json!({"recipient_hint": {"type": "string", "minLength": 1, "maxLength": 255}, "ttl_seconds": {"type": "integer", "minimum": 60, "maximum": 1209600}}), required: &[] },
     Tool { name: "axme.media_get_upload", title: "An upload's status", description: "A media upload's status and, once ready, its download_url.", properties: || json!({"upload_id": {"type": "string"}}), required: &["upload_id"] },
+    Tool { name: "axme.scenarios_validate", title: "Check a scenario bundle", description: "Checks a ScenarioBundle (agents, humans, workflow, intent) without writing anything: every error and warning with its JSON path.", properties: || json!({"bundle": bundle_schema()}), required: &["bundle"] },
+    Tool { name: "axme.scenarios_apply", title: "Apply a scenario bundle", description: "Applies a ScenarioBundle in one transaction: its agents provisioned, its workflow compiled, its intent created and its first step started. Returns the intent_id; the same bundle again (or the same idempotency_key) answers the first intent with idempotent true.", properties: || json!({"bundle": bundle_schema()}), required: &["bundle"] },
     Tool { name: "axme.agents_list", title: "List agents", description: "The registered agents this key may see, with their delivery modes.", properties: || json!({}), required: &[] },
 ];
 
@@ -251,9 +260,17 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
             let id = intent_id(args)?;
             let owner = owner(&access, args)?;
             let comment = str_arg(args, "comment").map(str::to_string);
+            let operator = access.is_admin();
             let d = store
                 .write(move |c| {
-                    inbox::decide(c, owner.as_deref(), &id, decision, comment.as_deref())
+                    inbox::decide(
+                        c,
+                        owner.as_deref(),
+                        operator,
+                        &id,
+                        decision,
+                        comment.as_deref(),
+                    )
                 })
                 .await?;
             Ok(json!({
@@ -294,6 +311,29 @@ pub async fn run(ctx: &Ctx, t: &Tool, args: &Value) -> Outcome {
                 )
             });
             to_value(&wire::media::UploadEnvelope::new(&row, status, url))
+        }
+        "axme.scenarios_validate" => {
+            let bundle = args.get("bundle").cloned().unwrap_or_default();
+            let mut v = crate::http::scenarios::validate_from(ctx, bundle).await?;
+            if let Some(m) = v.as_object_mut() {
+                m.remove("ok");
+            }
+            Ok(v)
+        }
+        "axme.scenarios_apply" => {
+            let bundle = args.get("bundle").cloned().unwrap_or_default();
+            let scope = str_arg(args, "idempotency_key").map(|k| Scope {
+                key_id: ctx.principal.key_id.clone(),
+                endpoint: "POST /v1/scenarios/apply".into(),
+                key: k.to_string(),
+                request_hash: idempotency::request_hash(&bundle),
+            });
+            let rendered = crate::http::scenarios::apply_from(ctx, &bundle, scope).await?;
+            let mut v: Value = serde_json::from_slice(&rendered.body)?;
+            if let Some(m) = v.as_object_mut() {
+                m.remove("ok");
+            }
+            Ok(v)
         }
         "axme.agents_list" => {
             let mut entries = store.read(agents::entries).await?;
