@@ -15,7 +15,8 @@
 //!    HTTP, JSON or queueing: through the domain functions, and as bare store statements (see
 //!    `claims/ceiling.rs`), committed in batches as the server's group commit does; then the
 //!    bare statements once more, on the filled database: what a million completed intents cost
-//!    SQLite itself.
+//!    SQLite itself. Last **minimal schema (ceiling)**: the same logical writes into tables with
+//!    only a primary key each (`common/minimal.rs`), the most this disk gives any design.
 //!
 //! `cargo bench --bench claims` runs it (about two minutes, a third of it the fill).
 //! Run without `--bench` (as `cargo test --all-targets` does) it makes a short smoke run, so
@@ -29,6 +30,8 @@ mod ceiling;
 mod common;
 #[path = "claims/load.rs"]
 mod load;
+#[path = "common/minimal.rs"]
+mod minimal;
 mod prefill;
 #[path = "claims/report.rs"]
 mod report;
@@ -158,6 +161,16 @@ fn run(p: &Params) -> Result<(), String> {
         raw_filled.per_sec()
     );
 
+    eprintln!("[bench] minimal schema (ceiling) ...");
+    let minimal = minimal::cycles(
+        &dir.path().join("minimal.db"),
+        p.sqlite_batch,
+        p.warmup,
+        p.measure,
+        AGENT,
+    )?;
+    eprintln!("[bench] minimal schema: {:.0} cycles/s", minimal.per_sec());
+
     let table = report::render(&report::Run {
         params: p,
         first: &first,
@@ -168,6 +181,7 @@ fn run(p: &Params) -> Result<(), String> {
         domain: &domain,
         raw: &raw,
         raw_filled: &raw_filled,
+        minimal: &minimal,
     });
     println!("{table}");
     Ok(())

@@ -25,6 +25,8 @@
 #![forbid(unsafe_code)]
 
 mod common;
+#[path = "common/minimal.rs"]
+mod minimal;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -127,7 +129,24 @@ fn run(params: &Params) -> Result<(), String> {
         sqlite_result.per_sec()
     );
 
-    let table = report::render(params, &first, &bare_result, &axme_result, &sqlite_result);
+    eprintln!("[bench] minimal schema ceiling ...");
+    let minimal = minimal::creates(
+        &dir.path().join("minimal.db"),
+        SQLITE_BATCH,
+        params.warmup,
+        params.measure,
+        TO_AGENT,
+    )?;
+    eprintln!("[bench] minimal schema: {:.0} creates/s", minimal.per_sec());
+
+    let table = report::render(
+        params,
+        &first,
+        &bare_result,
+        &axme_result,
+        &sqlite_result,
+        &minimal,
+    );
     println!("{table}");
     Ok(())
 }
@@ -530,6 +549,7 @@ mod report {
         bare: &LoadResult,
         axme: &LoadResult,
         sqlite: &SqliteResult,
+        minimal: &minimal::Measured,
     ) -> String {
         let mut w = String::new();
         let _ = writeln!(w, "\naxme create benchmark: POST /v1/intents");
@@ -549,6 +569,7 @@ mod report {
             ("request", format!("{} bytes, {} of them JSON body; a fresh correlation_id each", axme.request_len, axme.body_len)),
             ("bare hyper", "hyper 1.x http1 set up like axme, 2-worker tokio runtime, reads the body, constant 200".into()),
             ("raw SQLite", format!("1 intent + 2 event rows per create, {SQLITE_BATCH} creates per transaction, WAL, synchronous=FULL")),
+            ("minimal", format!("the same rows into tables with only a primary key each (WITHOUT ROWID, no other index), {SQLITE_BATCH} creates per transaction, same PRAGMAs")),
             ("axme said", first.to_string()),
         ];
         for (k, v) in about {
@@ -581,6 +602,19 @@ mod report {
             "{:<22}(one transaction of {SQLITE_BATCH} creates: p50 {} ms, p99 {} ms, max {} ms; {} transactions)",
             "", txn(0.5), txn(0.99), txn(1.0), sqlite.txn_us.len()
         );
+        let rate = thousands(minimal.per_sec());
+        let _ = writeln!(
+            w,
+            "{:<22}{rate:>11}{:>9}{:>9}{:>9}{:>9}{:>9}{:>8}",
+            "minimal schema (ceil.)", "-", "-", "-", "-", "-", "-"
+        );
+        let txn =
+            |q: f64| quantile_ms(&minimal.txn_us, q).map_or("-".into(), |v| format!("{v:.2}"));
+        let _ = writeln!(
+            w,
+            "{:<22}(one transaction of {SQLITE_BATCH} creates: p50 {} ms, p99 {} ms, max {} ms; {} transactions)",
+            "", txn(0.5), txn(0.99), txn(1.0), minimal.txn_us.len()
+        );
 
         let _ = writeln!(
             w,
@@ -602,6 +636,11 @@ mod report {
                 "raw SQLite (ceiling)",
                 [sqlite.cpu, None, sqlite.machine_cpu],
                 sqlite.elapsed,
+            ),
+            (
+                "minimal schema (ceil.)",
+                [minimal.cpu, None, minimal.machine_cpu],
+                minimal.elapsed,
             ),
         ];
         let mut disturbed = Vec::new();
@@ -625,6 +664,8 @@ mod report {
         let p99 = axme.quantile_ms(0.99).unwrap_or(f64::INFINITY);
         let bare_ratio = axme.per_sec() / bare.per_sec();
         let sqlite_ratio = axme.per_sec() / sqlite.per_sec();
+        let minimal_ratio = axme.per_sec() / minimal.per_sec();
+        let schema_ratio = sqlite.per_sec() / minimal.per_sec();
         let errors = bare.error_count() + axme.error_count();
         let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
         let checks = [
@@ -650,6 +691,18 @@ mod report {
             (
                 "axme / raw SQLite",
                 format!("{sqlite_ratio:.3}"),
+                "(none)",
+                "",
+            ),
+            (
+                "axme / minimal schema",
+                format!("{minimal_ratio:.3}"),
+                "(none)",
+                "",
+            ),
+            (
+                "raw SQLite / minimal",
+                format!("{schema_ratio:.3}"),
                 "(none)",
                 "",
             ),

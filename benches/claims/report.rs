@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::ceiling::Ceiling;
 use super::common::{machine, now, quantile_ms, thousands};
 use super::load::Load;
+use super::minimal::Measured;
 use super::prefill::Filled;
 use super::{Params, AGENT};
 
@@ -26,6 +27,7 @@ pub struct Run<'a> {
     pub domain: &'a Ceiling,
     pub raw: &'a Ceiling,
     pub raw_filled: &'a Ceiling,
+    pub minimal: &'a Measured,
 }
 
 fn ms(sorted_us: &[u32], q: f64) -> String {
@@ -128,6 +130,22 @@ pub fn render(r: &Run<'_>) -> String {
             c.txn_us.len()
         );
     }
+    let m = r.minimal;
+    let _ = writeln!(
+        w,
+        "{:<30}{:>9}  (one transaction of {} cycles: p50 {} ms, p99 {} ms, max {} ms; {} transactions)",
+        "minimal schema (ceiling)",
+        thousands(m.per_sec()),
+        p.sqlite_batch,
+        ms(&m.txn_us, 0.5),
+        ms(&m.txn_us, 0.99),
+        ms(&m.txn_us, 1.0),
+        m.txn_us.len()
+    );
+    let _ = writeln!(
+        w,
+        "  minimal schema = the same intent, event and lease writes into tables with only a primary key each (WITHOUT ROWID), same PRAGMAs and batching"
+    );
     let _ = writeln!(
         w,
         "  fill = intents per claim (at most {}); waits = claims that found nothing and waited in their long poll",
@@ -180,6 +198,11 @@ pub fn render(r: &Run<'_>) -> String {
             [r.raw_filled.cpu, None, r.raw_filled.machine_cpu],
             r.raw_filled.elapsed.as_secs_f64(),
         ),
+        (
+            "minimal schema (ceiling)",
+            [r.minimal.cpu, None, r.minimal.machine_cpu],
+            r.minimal.elapsed.as_secs_f64(),
+        ),
     ];
     let mut disturbed = Vec::new();
     for (name, cpu, secs) in rows {
@@ -227,6 +250,18 @@ pub fn render(r: &Run<'_>) -> String {
         (
             "axme / raw SQLite",
             format!("{:.3}", r.empty.per_sec() / r.raw.per_sec()),
+            "(none)",
+            "",
+        ),
+        (
+            "axme / minimal schema",
+            format!("{:.3}", r.empty.per_sec() / r.minimal.per_sec()),
+            "(none)",
+            "",
+        ),
+        (
+            "raw SQLite / minimal schema",
+            format!("{:.3}", r.raw.per_sec() / r.minimal.per_sec()),
             "(none)",
             "",
         ),
