@@ -61,12 +61,10 @@ pub async fn decide(ctx: Ctx, body: Incoming) -> Result {
         }
         Ok((false, v)) => Ok(render(&v, None)),
         // A refused form: the page again, with the reason; the link stays good.
-        Err(e @ Error::Invalid { .. }) => {
-            match email_links::view(&ctx.state.store, token).await {
-                Ok(v) => Ok(with_status(render(&v, Some(&e.to_string())), 422)),
-                Err(e) => Ok(failure(&e)),
-            }
-        }
+        Err(e @ Error::Invalid { .. }) => match email_links::view(&ctx.state.store, token).await {
+            Ok(v) => Ok(with_status(render(&v, Some(&e.to_string())), 422)),
+            Err(e) => Ok(failure(&e)),
+        },
         Err(e) => Ok(failure(&e)),
     }
 }

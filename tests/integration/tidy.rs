@@ -83,7 +83,13 @@ const SERVICE_LAYERS: &[&[&str]] = &[
         "controls",
         "scenarios",
     ],
-    &["inbox", "subscriptions", "email_links", "delivery_log", "scenario_report"],
+    &[
+        "inbox",
+        "subscriptions",
+        "email_links",
+        "delivery_log",
+        "scenario_report",
+    ],
 ];
 
 /// Files allowed past 500 lines, each a regular table or a list of shapes.
