@@ -104,6 +104,22 @@ pub fn bin() -> &'static str {
 }
 
 impl Server {
+    /// Runs the `axme` client against this server with `key`: its exit code, stdout, stderr.
+    pub fn cli(&self, key: &str, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(bin())
+            .args(args)
+            .env("AXME_SERVER", &self.base)
+            .env("AXME_API_KEY", key)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run axme");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// A server on a fresh database in a new temporary directory.
     pub fn start() -> Server {
         Self::start_args(&[])

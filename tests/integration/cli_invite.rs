@@ -3,31 +3,13 @@
 
 use crate::common;
 
-use std::process::{Command, Stdio};
-
 use common::*;
 use serde_json::{json, Value};
-
-fn axme(s: &Server, key: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin())
-        .args(args)
-        .env("AXME_SERVER", &s.base)
-        .env("AXME_API_KEY", key)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run axme");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn axme_invite_prints_a_link_a_newcomer_accepts() {
     let s = Server::start();
-    let (code, out, err) = axme(
-        &s,
+    let (code, out, err) = s.cli(
         ADMIN_KEY,
         &[
             "invite",
@@ -56,7 +38,7 @@ fn axme_invite_prints_a_link_a_newcomer_accepts() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
 
-    let (code, out, _) = axme(&s, ADMIN_KEY, &["invite", "--owner", "team/lead", "--json"]);
+    let (code, out, _) = s.cli(ADMIN_KEY, &["invite", "--owner", "team/lead", "--json"]);
     let v: Value = serde_json::from_str(&out).expect("json");
     assert_eq!((code, &v["status"]), (0, &json!("pending")));
 
@@ -65,6 +47,6 @@ fn axme_invite_prints_a_link_a_newcomer_accepts() {
         &json!({"name": "w", "role": "agent", "agents": ["team/w"]}),
     );
     let key = r.json["api_key"].as_str().unwrap().to_string();
-    let (code, _, err) = axme(&s, &key, &["invite", "--owner", "team/lead"]);
+    let (code, _, err) = s.cli(&key, &["invite", "--owner", "team/lead"]);
     assert!(code == 1 && err.contains("403"), "{code} {err}");
 }

@@ -4,25 +4,8 @@
 
 use crate::common;
 
-use std::process::{Command, Stdio};
-
 use common::*;
 use serde_json::json;
-
-fn axme(s: &Server, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin())
-        .args(args)
-        .env("AXME_SERVER", &s.base)
-        .env("AXME_API_KEY", &s.api_key)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run axme");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn scenarios_validate_and_apply_watch_a_bundle_to_its_end() {
@@ -43,20 +26,26 @@ fn scenarios_validate_and_apply_watch_a_bundle_to_its_end() {
     broken["workflow"]["steps"][0]["tool_id"] = json!("tool.nope");
     std::fs::write(&bad, broken.to_string()).expect("write");
 
-    let (code, out, _) = axme(&s, &["scenarios", "validate", good.to_str().unwrap()]);
+    let (code, out, _) = s.cli(
+        &s.api_key,
+        &["scenarios", "validate", good.to_str().unwrap()],
+    );
     assert_eq!((code, out.trim()), (0, "the bundle is valid"));
-    let (code, out, err) = axme(&s, &["scenarios", "validate", bad.to_str().unwrap()]);
+    let (code, out, err) = s.cli(
+        &s.api_key,
+        &["scenarios", "validate", bad.to_str().unwrap()],
+    );
     assert_eq!(code, 1, "{out} {err}");
     assert!(
         out.contains("error: workflow.steps[0].tool_id: must be one of"),
         "{out}"
     );
-    let (code, _, err) = axme(&s, &["scenarios", "apply", bad.to_str().unwrap()]);
+    let (code, _, err) = s.cli(&s.api_key, &["scenarios", "apply", bad.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(err.contains("workflow.steps[0].tool_id"), "{err}");
 
-    let (code, out, err) = axme(
-        &s,
+    let (code, out, err) = s.cli(
+        &s.api_key,
         &["scenarios", "apply", good.to_str().unwrap(), "--watch"],
     );
     assert_eq!(code, 0, "{out} {err}");
@@ -65,8 +54,8 @@ fn scenarios_validate_and_apply_watch_a_bundle_to_its_end() {
         out.contains("intent.completed") || out.contains("COMPLETED"),
         "{out}"
     );
-    let (code, out, _) = axme(
-        &s,
+    let (code, out, _) = s.cli(
+        &s.api_key,
         &["scenarios", "apply", good.to_str().unwrap(), "--json"],
     );
     assert_eq!(code, 0);

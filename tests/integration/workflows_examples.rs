@@ -7,8 +7,6 @@
 use crate::common;
 use crate::workflow_support;
 
-use std::process::{Command, Stdio};
-
 use common::*;
 use serde_json::{json, Value};
 use workflow_support::*;
@@ -115,21 +113,6 @@ fn a_bundles_reply_to_names_the_inbox_and_a_bad_one_is_a_422_at_its_path() {
     assert!(!r.text.contains("reply_to: intent.reply_to"), "{}", r.text);
 }
 
-fn axme(s: &Server, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin())
-        .args(args)
-        .env("AXME_SERVER", &s.base)
-        .env("AXME_API_KEY", &s.api_key)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run axme");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// internal/notification tells its owner to `axme tasks approve ID --result '{...}'`; the
 /// flag did not exist.
 #[test]
@@ -151,16 +134,16 @@ fn tasks_approve_result_sends_the_form_checked_against_its_schema() {
     let task = step_intent(&s, &id, "ack");
     wait_status(&s, &task, "WAITING", Some("WAITING_FOR_HUMAN"));
 
-    let (code, out, err) = axme(&s, &["tasks", "approve", &task, "--result", "[1]"]);
+    let (code, out, err) = s.cli(&s.api_key, &["tasks", "approve", &task, "--result", "[1]"]);
     assert_eq!(code, 1, "{out} {err}");
     assert!(err.contains("--result must be a JSON object"), "{err}");
     let bad = r#"{"acknowledged":"yes"}"#;
-    let (code, out, err) = axme(&s, &["tasks", "approve", &task, "--result", bad]);
+    let (code, out, err) = s.cli(&s.api_key, &["tasks", "approve", &task, "--result", bad]);
     assert_eq!(code, 1, "{out} {err}");
     assert!(err.contains("task_result.acknowledged"), "{err}");
 
     let good = r#"{"acknowledged":true,"decision":"proceed"}"#;
-    let (code, out, err) = axme(&s, &["tasks", "approve", &task, "--result", good]);
+    let (code, out, err) = s.cli(&s.api_key, &["tasks", "approve", &task, "--result", good]);
     assert_eq!(code, 0, "{out} {err}");
     assert!(out.contains(&format!("approved {task}")), "{out}");
     let done = wait_status(&s, &id, "COMPLETED", None);
