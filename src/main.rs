@@ -10,11 +10,6 @@ use axme::config::{Cli, Command, LogFormat, ServeConfig};
 use axme::server::Server;
 use clap::Parser;
 
-/// mimalloc instead of glibc's malloc: the writer thread and the HTTP workers allocate and free
-/// many small buffers per request, and glibc spent a seventh of the server's samples on it.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
