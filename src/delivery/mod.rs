@@ -185,8 +185,8 @@ async fn dispatch(
     let (prepared, next_due_ms, now_ms) = store
         .read(move |c| {
             let now = crate::clock::now_ms();
-            let candidates = due_with_room(c, now, &busy, per_endpoint)?;
             let room = |o: &str| per_owner.saturating_sub(owners.get(o).copied().unwrap_or(0));
+            let candidates = due_with_room(c, now, &busy, per_endpoint, room)?;
             let due = fair::pick(candidates, room, free_workers);
             let mut prepared = Vec::with_capacity(due.len());
             let mut targets = push_targets::Targets::default();
@@ -259,17 +259,21 @@ async fn dispatch(
 }
 
 /// The deliveries that may be taken now, with their owners: from each endpoint with room, as
-/// many due deliveries as it has room for (skipping those already taken); `fair::pick` then
-/// shares the free workers among their owners. A saturated endpoint costs one index seek however
-/// long its backlog, and its deliveries never crowd out the others'.
+/// many due deliveries as it has room for (skipping those already taken) and as their owners
+/// have room for; `fair::pick` then shares the free workers among the owners. A saturated
+/// endpoint costs one index seek however long its backlog, and an endpoint whose owner has no
+/// room left one owner lookup: an owner holding its whole share on hanging endpoints does not
+/// make every pass read its backlog.
 fn due_with_room(
     conn: &crate::store::Tx,
     now: i64,
     busy: &HashMap<String, (usize, HashSet<i64>)>,
     per_endpoint: usize,
+    owner_room: impl Fn(&str) -> usize,
 ) -> Result<Vec<fair::Candidate>, Error> {
     let no_skip = HashSet::new();
-    let mut due: Vec<(i64, i64)> = Vec::new();
+    let mut left: HashMap<String, usize> = HashMap::new();
+    let mut due: Vec<fair::Candidate> = Vec::new();
     let mut after = String::new();
     while let Some((endpoint, soonest)) = outbox::next_pending_endpoint(conn, &after)? {
         let (room, skip) = busy
@@ -277,18 +281,24 @@ fn due_with_room(
             .map_or((per_endpoint, &no_skip), |(room, skip)| (*room, skip));
         if soonest <= now && room > 0 {
             let rows = outbox::due_at_endpoint(conn, &endpoint, now, room + skip.len())?;
-            due.extend(
-                rows.into_iter()
-                    .filter(|(rowid, _)| !skip.contains(rowid))
-                    .take(room)
-                    .map(|(rowid, at)| (at, rowid)),
-            );
+            let fresh = rows.into_iter().filter(|(rowid, _)| !skip.contains(rowid));
+            for (rowid, at) in fresh.take(room) {
+                let owner = outbox::owner_of(conn, rowid)?;
+                let budget = left
+                    .entry(owner.clone())
+                    .or_insert_with(|| owner_room(&owner));
+                // An endpoint's deliveries are nearly always one owner's: once that owner has
+                // no room, the rest of this endpoint waits for the next pass.
+                if *budget == 0 {
+                    break;
+                }
+                *budget -= 1;
+                due.push((at, rowid, owner));
+            }
         }
         after = endpoint;
     }
-    due.into_iter()
-        .map(|(at, rowid)| Ok((at, rowid, outbox::owner_of(conn, rowid)?)))
-        .collect()
+    Ok(due)
 }
 
 /// The outcome of a delivery that was not attempted, and why.
