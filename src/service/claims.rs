@@ -394,6 +394,23 @@ pub async fn next_available(store: &Store, agent: &str) -> Result<Option<i64>, E
     store.read(move |c| next_available_ms(c, &agent)).await
 }
 
+/// Runs `op` on the lease `token` in a write of its own, once the caller is known to be one
+/// that may handle the lease's intent (404 otherwise).
+async fn leased<T: Send + 'static>(
+    store: &Store,
+    access: &Access,
+    token: &str,
+    op: impl FnOnce(&Tx, &str) -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let (access, token) = (access.clone(), token.to_string());
+    store
+        .write(move |c| {
+            access.lease(c, &token)?;
+            op(c, &token)
+        })
+        .await
+}
+
 /// [`ack`] by a caller that may handle the lease's intent (404 otherwise).
 pub async fn ack_now(
     store: &Store,
@@ -402,13 +419,8 @@ pub async fn ack_now(
     req: AckRequest,
     actor: &str,
 ) -> Result<Changed, Error> {
-    let (access, token, actor) = (access.clone(), token.to_string(), actor.to_string());
-    store
-        .write(move |c| {
-            access.lease(c, &token)?;
-            ack(c, &token, req, &actor)
-        })
-        .await
+    let actor = actor.to_string();
+    leased(store, access, token, move |c, t| ack(c, t, req, &actor)).await
 }
 
 /// [`nack`] by a caller that may handle the lease's intent (404 otherwise).
@@ -419,13 +431,8 @@ pub async fn nack_now(
     req: NackRequest,
     actor: &str,
 ) -> Result<Changed, Error> {
-    let (access, token, actor) = (access.clone(), token.to_string(), actor.to_string());
-    store
-        .write(move |c| {
-            access.lease(c, &token)?;
-            nack(c, &token, req, &actor)
-        })
-        .await
+    let actor = actor.to_string();
+    leased(store, access, token, move |c, t| nack(c, t, req, &actor)).await
 }
 
 /// [`extend`] by a caller that may handle the lease's intent (404 otherwise).
@@ -435,13 +442,10 @@ pub async fn extend_now(
     token: &str,
     lease_seconds: i64,
 ) -> Result<(LeaseRow, IntentRow), Error> {
-    let (access, token) = (access.clone(), token.to_string());
-    store
-        .write(move |c| {
-            access.lease(c, &token)?;
-            extend(c, &token, lease_seconds)
-        })
-        .await
+    leased(store, access, token, move |c, t| {
+        extend(c, t, lease_seconds)
+    })
+    .await
 }
 
 #[cfg(test)]
